@@ -1,0 +1,42 @@
+# The two commands of the README: `make serve` and `make test`. Both set up everything they need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint typecheck pytest install db-url db-stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the embedded PostgreSQL (or use MEMORA_DATABASE_URL), migrate, serve the API on 127.0.0.1:8000.
+serve: $(STAMP)
+	$(BIN)/memora serve
+
+## Install, lint, type-check and run the whole test suite.
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy app
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+db-url: $(STAMP)
+	@$(BIN)/memora db url
+
+db-stop: $(STAMP)
+	$(BIN)/memora db stop
+
+clean:
+	-$(BIN)/memora db stop
+	rm -rf $(VENV) .memora .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""The FastAPI application: create_app() wires settings, the database and the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+
+from app import __version__
+from app.api.routes import health
+from app.api.schemas import ErrorResponse
+from app.config import Settings, get_settings
+from app.db.engine import make_engine, make_session_factory
+from app.errors import AppError, InvalidInputError
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """The API; pass an engine to share one (tests), or let the app make its own at start-up."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        app.state.engine = engine or make_engine(settings, "api")
+        app.state.sessions = make_session_factory(app.state.engine)
+        try:
+            yield
+        finally:
+            if own_engine:
+                app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Memora",
+        version=__version__,
+        description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorResponse, "description": "Invalid input"}},
+    )
+    app.state.settings = settings
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(health.router)
+    return app
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's validation errors in Memora's error body, each naming its field and reason."""
+    assert isinstance(exc, RequestValidationError)
+    problems: list[dict[str, Any]] = [
+        {"field": ".".join(str(part) for part in error["loc"]), "reason": error["msg"]} for error in exc.errors()
+    ]
+    summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
+    error = InvalidInputError(f"invalid request: {summary}", details=problems)
+    return JSONResponse(error.to_dict(), status_code=error.status)

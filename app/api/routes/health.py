@@ -1,0 +1,39 @@
+"""GET /healthz: is the database reachable, what runs it, and is it migrated."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import __version__
+from app.api.deps import EngineDep, SettingsDep
+from app.api.schemas import DatabaseHealth, Health
+from app.db.migrate import current_revision_of, head_revision
+from app.db.server import server_info
+
+router = APIRouter(tags=["health"])
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Database unreachable or migrations pending."}},
+)
+def healthz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+    """Database reachability, PostgreSQL and pgvector versions, and the migration revision."""
+    database = DatabaseHealth(reachable=False, embedded=settings.embedded, head=head_revision())
+    try:
+        with engine.connect() as conn:
+            info = server_info(conn)
+            database.revision = current_revision_of(conn, settings.db_schema)
+    except SQLAlchemyError as exc:
+        database.error = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).strip()
+        status = "unavailable"
+    else:
+        database.reachable = True
+        database.server_version = info.server_version
+        database.pgvector_version = info.pgvector_version
+        status = "ok" if database.revision == database.head else "migrations_pending"
+    health = Health(status=status, version=__version__, database=database)
+    return JSONResponse(health.model_dump(), status_code=200 if status == "ok" else 503)

@@ -1,0 +1,33 @@
+"""Request and response bodies of the REST API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_input"])
+    message: str
+    details: object | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class DatabaseHealth(BaseModel):
+    reachable: bool
+    embedded: bool = Field(description="True when Memora runs its own PostgreSQL server.")
+    server_version: str | None = Field(default=None, examples=["18.6"])
+    pgvector_version: str | None = Field(default=None, examples=["0.8.6"])
+    revision: str | None = Field(default=None, description="Migration revision the database is at.")
+    head: str | None = Field(default=None, description="Newest migration revision this Memora knows.")
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable", "migrations_pending"]
+    version: str
+    database: DatabaseHealth

@@ -1,0 +1,193 @@
+"""The `memora` command. Every option reads a MEMORA_* environment variable and shows its default."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.exc import OperationalError
+
+from app import __version__
+from app.config import Settings
+from app.db import migrate
+from app.db.embedded import EmbeddedPostgres, bin_dir
+from app.db.engine import database_url, libpq_url
+from app.errors import AppError
+
+cli = typer.Typer(
+    help="Memora: documents, embeddings and training data in PostgreSQL + pgvector.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+
+log = logging.getLogger("memora")
+
+
+def _option(field: str, *flags: str) -> Any:
+    """A typer.Option for Settings.FIELD: same default, same MEMORA_* variable, same description."""
+    info = Settings.model_fields[field]
+    return typer.Option(
+        *flags,
+        envvar=f"MEMORA_{field.upper()}",
+        help=info.description,
+        show_default=True,
+        show_envvar=True,
+    )
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@cli.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[str | None, _option("database_url", "--database-url")] = None,
+    data_dir: Annotated[Path, _option("data_dir", "--data-dir")] = Settings.model_fields["data_dir"].default,
+    pg_port: Annotated[int, _option("pg_port", "--pg-port")] = Settings.model_fields["pg_port"].default,
+    db_schema: Annotated[str, _option("db_schema", "--db-schema")] = Settings.model_fields["db_schema"].default,
+    log_level: Annotated[str, _option("log_level", "--log-level")] = Settings.model_fields["log_level"].default,
+) -> None:
+    """Memora's command line."""
+    ctx.obj = Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        pg_port=pg_port,
+        db_schema=db_schema,
+        log_level=log_level,
+    )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, _option("host", "--host")] = Settings.model_fields["host"].default,
+    port: Annotated[int, _option("port", "--port")] = Settings.model_fields["port"].default,
+    migrate_on_start: Annotated[bool, _option("migrate_on_start", "--migrate/--no-migrate")] = Settings.model_fields[
+        "migrate_on_start"
+    ].default,
+) -> None:
+    """Serve the REST API (OpenAPI docs at /docs), migrating the database first."""
+    import uvicorn
+
+    from app.api.main import create_app
+
+    settings = _settings(ctx).model_copy(update={"host": host, "port": port, "migrate_on_start": migrate_on_start})
+    if settings.migrate_on_start:
+        migrate.upgrade(settings)
+    typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+
+
+@cli.command()
+def version() -> None:
+    """Print Memora's version."""
+    typer.echo(__version__)
+
+
+@db_cli.command()
+def upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION."""
+    settings = _settings(ctx)
+    migrate.upgrade(settings, revision)
+    typer.echo(f"database at {_current(settings) or 'base'}")
+
+
+@db_cli.command()
+def downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision; `base` removes every Memora object.")],
+) -> None:
+    """Revert migrations down to REVISION."""
+    settings = _settings(ctx)
+    migrate.downgrade(settings, revision)
+    typer.echo(f"database at {_current(settings) or 'base'}")
+
+
+@db_cli.command()
+def current(ctx: typer.Context) -> None:
+    """Print the revision the database is at, and the newest one this Memora has."""
+    settings = _settings(ctx)
+    typer.echo(f"current: {_current(settings) or 'base'}")
+    typer.echo(f"head: {migrate.head_revision()}")
+
+
+@db_cli.command()
+def url(ctx: typer.Context) -> None:
+    """Print the database URL (starting the embedded server if needed), e.g. for psql "$(memora db url)"."""
+    typer.echo(libpq_url(database_url(_settings(ctx))))
+
+
+@db_cli.command()
+def psql(
+    ctx: typer.Context,
+    args: Annotated[list[str] | None, typer.Argument(help="Arguments passed on to psql.")] = None,
+) -> None:
+    """Open psql (bundled with the embedded server) on Memora's database."""
+    target = libpq_url(database_url(_settings(ctx)))
+    program = str(bin_dir() / "psql")
+    os.execv(program, [program, target, *(args or [])])
+
+
+@db_cli.command()
+def status(ctx: typer.Context) -> None:
+    """Say whether the embedded server runs, and where."""
+    settings = _settings(ctx)
+    if not settings.embedded:
+        typer.echo("MEMORA_DATABASE_URL is set: Memora uses that server, not an embedded one.")
+        return
+    server = EmbeddedPostgres(settings.data_dir, settings.pg_port).status()
+    if server is None:
+        typer.echo(f"embedded PostgreSQL in {settings.data_dir.absolute()}: stopped")
+        raise typer.Exit(3)
+    typer.echo(f"embedded PostgreSQL in {settings.data_dir.absolute()}: running (pid {server.pid}, port {server.port})")
+
+
+@db_cli.command()
+def stop(ctx: typer.Context) -> None:
+    """Stop the embedded server; the next memora command starts it again."""
+    settings = _settings(ctx)
+    if not settings.embedded:
+        typer.echo("MEMORA_DATABASE_URL is set: there is no embedded server to stop.")
+        return
+    stopped = EmbeddedPostgres(settings.data_dir, settings.pg_port).stop()
+    typer.echo("stopped" if stopped else "not running")
+
+
+@db_cli.command("sql")
+def sql_script(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--from", help="Revision the database is at.")] = "base",
+    end: Annotated[str, typer.Option("--to", help="Revision to migrate to.")] = "head",
+    down: Annotated[bool, typer.Option("--downgrade", help="Print the downgrade from --from to --to.")] = False,
+) -> None:
+    """Print the migration as SQL, for databases migrated with psql rather than by Memora."""
+    typer.echo(migrate.sql_script(_settings(ctx), start, end, downgrade=down), nl=False)
+
+
+def _current(settings: Settings) -> str | None:
+    return migrate.current_revision(database_url(settings), settings.db_schema)
+
+
+def main() -> None:
+    """Entry point of the `memora` console script: errors become one line on stderr, not a traceback."""
+    try:
+        cli()
+    except AppError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except OperationalError as exc:
+        typer.echo(f"error: cannot use the database: {str(exc.orig).strip()}", err=True)
+        sys.exit(1)

@@ -1,0 +1,74 @@
+"""Every knob Memora has: one Settings object, each field read from a MEMORA_* environment variable."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class Settings(BaseSettings):
+    """Memora's configuration; see docs/configuration.md for the whole table."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMORA_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host/db). Unset: Memora runs its own embedded server.",
+    )
+    data_dir: Path = Field(
+        default=Path(".memora"),
+        description="Where the embedded PostgreSQL keeps its data (in DATA_DIR/pg), log and credentials.",
+    )
+    pg_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="TCP port of the embedded PostgreSQL on 127.0.0.1; 0 picks a free one at start.",
+    )
+    db_schema: str = Field(default="memora", description="Schema that holds every Memora object.")
+    host: str = Field(default="127.0.0.1", description="Address the REST API listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the REST API listens on.")
+    migrate_on_start: bool = Field(default=True, description="Apply pending migrations when `memora serve` starts.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept open per process.")
+    statement_timeout_ms: int = Field(
+        default=0, ge=0, description="statement_timeout for API connections in ms; 0 means none."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        """Accept the URL people copy from psql and point SQLAlchemy at psycopg 3."""
+        if not value:
+            return None
+        for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if value.startswith("postgresql+psycopg://"):
+            return value
+        raise ValueError("must be a postgresql:// URL")
+
+    @field_validator("db_schema")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, underscore)")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when Memora runs its own PostgreSQL rather than one named by database_url."""
+        return self.database_url is None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,61 @@
+"""Engines and sessions: sync SQLAlchemy 2.0 on psycopg 3, shared by the API, the worker and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgvector.psycopg import register_vector
+from psycopg.types import TypeInfo
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings
+from app.db.embedded import EmbeddedPostgres
+from app.db.models import SCHEMA
+
+
+def database_url(settings: Settings) -> str:
+    """The SQLAlchemy URL to use: MEMORA_DATABASE_URL, else the embedded server (started if needed)."""
+    if settings.database_url is not None:
+        return settings.database_url
+    server = EmbeddedPostgres(settings.data_dir, settings.pg_port).ensure_running()
+    return sqlalchemy_url(server.url())
+
+
+def sqlalchemy_url(libpq_url: str) -> str:
+    """postgresql://... as psql takes it -> postgresql+psycopg://... for SQLAlchemy."""
+    return make_url(libpq_url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """postgresql+psycopg://... -> postgresql://... as psql and psycopg.connect take it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(settings: Settings, application_name: str, url: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for one kind of process (api, worker, cli), named in pg_stat_activity as memora-<kind>."""
+    options = f"-c statement_timeout={settings.statement_timeout_ms}" if settings.statement_timeout_ms else ""
+    if "poolclass" not in kwargs:
+        kwargs.setdefault("pool_size", settings.pool_size)
+    engine = create_engine(
+        url or database_url(settings),
+        pool_pre_ping=True,
+        connect_args={"application_name": f"memora-{application_name}", "options": options},
+        **kwargs,
+    )
+    if settings.db_schema != SCHEMA:
+        engine = engine.execution_options(schema_translate_map={SCHEMA: settings.db_schema})
+    event.listen(engine, "connect", _register_vector)
+    return engine
+
+
+def _register_vector(dbapi_connection: Any, _record: Any) -> None:
+    """Teach psycopg the vector types, once the extension exists (it does not before the first migration)."""
+    if TypeInfo.fetch(dbapi_connection, "vector") is not None:
+        register_vector(dbapi_connection)
+    dbapi_connection.commit()
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,70 @@
+"""Running Memora's migrations from Python: the CLI, `memora serve` and the tests call these."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Column, Connection, MetaData, String, Table, create_engine, func, select
+from sqlalchemy.pool import NullPool
+
+from app.config import Settings
+from app.resources import ALEMBIC_INI, MIGRATIONS_DIR
+
+VERSION_TABLE = "alembic_version"
+
+
+def alembic_config(settings: Settings, url: str | None = None, connection: Connection | None = None) -> Config:
+    """Alembic's Config for Memora's migrations, targeting settings.db_schema."""
+    config = Config(str(ALEMBIC_INI))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["settings"] = settings
+    if url is not None:
+        config.attributes["url"] = url
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head", url: str | None = None) -> None:
+    command.upgrade(alembic_config(settings, url), revision)
+
+
+def downgrade(settings: Settings, revision: str, url: str | None = None) -> None:
+    command.downgrade(alembic_config(settings, url), revision)
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current_revision(url: str, schema: str) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return current_revision_of(conn, schema)
+    finally:
+        engine.dispose()
+
+
+def current_revision_of(conn: Connection, schema: str) -> str | None:
+    """Read SCHEMA.alembic_version directly (cheap enough for every health check)."""
+    if conn.execute(select(func.to_regclass(f"{schema}.{VERSION_TABLE}"))).scalar() is None:
+        return None
+    table = Table(VERSION_TABLE, MetaData(), Column("version_num", String), schema=schema)
+    return conn.execute(select(table.c.version_num)).scalar()
+
+
+def sql_script(settings: Settings, start: str, end: str, *, downgrade: bool = False) -> str:
+    """The SQL that migrating from START to END would run (Alembic's offline mode), for psql users."""
+    config = alembic_config(settings)
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    run = command.downgrade if downgrade else command.upgrade
+    with redirect_stdout(buffer):
+        run(config, f"{start}:{end}", sql=True)
+    return buffer.getvalue()

@@ -1,0 +1,282 @@
+"""The data model: collections of documents, their chunks and embeddings; datasets of labeled examples.
+
+Every table lives in one schema (SCHEMA here; another name at run time through the engine's
+schema_translate_map). Child tables carry collection_id or dataset_id and lead their primary keys with it, so
+the schema can be distributed by that column (Citus) without rewriting keys. docs/schema.md explains the choices.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REGCONFIG, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime
+
+SCHEMA = "memora"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+METRICS = ("cosine", "l2", "inner_product")
+STORAGE_TYPES = ("vector", "halfvec")
+DOCUMENT_STATUSES = ("pending", "processing", "ready", "failed")
+TASKS = ("chat", "completion", "classification", "pairs", "triplets", "qa", "custom")
+# HNSW indexes at most 2,000 dimensions of vector and 4,000 of halfvec (pgvector).
+MAX_INDEXED_DIMENSIONS = {"vector": 2000, "halfvec": 4000}
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+def _metadata() -> Mapped[dict[str, Any]]:
+    # `metadata` is taken on declarative classes, so the attribute is metadata_ and the column metadata.
+    return mapped_column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb"))
+
+
+class Meta(Base):
+    """Facts about this installation that migrations need later (e.g. whether they created `vector`)."""
+
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class Collection(Base):
+    """A set of documents searched together, embedded by one model into one vector space."""
+
+    __tablename__ = "collection"
+    __table_args__ = (
+        CheckConstraint(r"name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$'", name="name_format"),
+        CheckConstraint(_in("metric", METRICS), name="metric"),
+        CheckConstraint(_in("storage", STORAGE_TYPES), name="storage"),
+        CheckConstraint(
+            "dimensions >= 1 AND dimensions <= CASE storage WHEN 'halfvec' THEN 4000 ELSE 2000 END",
+            name="dimensions",
+        ),
+        CheckConstraint("hnsw_m BETWEEN 2 AND 100", name="hnsw_m"),
+        CheckConstraint("hnsw_ef_construction BETWEEN 2 * hnsw_m AND 1000", name="hnsw_ef_construction"),
+        CheckConstraint("jsonb_typeof(chunking) = 'object'", name="chunking_object"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    embedding_model: Mapped[str] = mapped_column(Text, nullable=False)
+    dimensions: Mapped[int] = mapped_column(Integer, nullable=False)
+    metric: Mapped[str] = mapped_column(Text, nullable=False, server_default="cosine")
+    storage: Mapped[str] = mapped_column(Text, nullable=False, server_default="vector")
+    chunking: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        nullable=False,
+        server_default=text("""'{"strategy": "recursive", "size": 256, "overlap": 32}'::jsonb"""),
+    )
+    language: Mapped[str] = mapped_column(REGCONFIG, nullable=False, server_default="english")
+    hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False, server_default="16")
+    hnsw_ef_construction: Mapped[int] = mapped_column(Integer, nullable=False, server_default="64")
+    metadata_: Mapped[dict[str, Any]] = _metadata()
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class Document(Base):
+    """One source document; the worker turns it into chunks and embeddings."""
+
+    __tablename__ = "document"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "external_id"),
+        CheckConstraint(_in("status", DOCUMENT_STATUSES), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
+        Index(
+            "ix_document_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        Index("ix_document_queue", "updated_at", postgresql_where=text("status IN ('pending', 'processing')")),
+    )
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    # Filled by a trigger (sql/functions), so rows inserted from psql get it too.
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    metadata_: Mapped[dict[str, Any]] = _metadata()
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class Chunk(Base):
+    """A span of a document: document.content[char_start:char_end] == text."""
+
+    __tablename__ = "chunk"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "document_id"], [Document.collection_id, Document.id], ondelete="CASCADE"
+        ),
+        UniqueConstraint("collection_id", "document_id", "ordinal"),
+        CheckConstraint("char_start >= 0 AND char_end >= char_start", name="char_span"),
+        CheckConstraint("ordinal >= 0", name="ordinal"),
+        Index("ix_chunk_tsv", "tsv", postgresql_using="gin"),
+    )
+
+    collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    document_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    char_start: Mapped[int] = mapped_column(Integer, nullable=False)
+    char_end: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # What the chunk is indexed under at weight A: the document title, plus the heading path for Markdown.
+    title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # The collection's text search configuration, copied so the tsvector can be a generated column.
+    language: Mapped[str] = mapped_column(REGCONFIG, nullable=False)
+    metadata_: Mapped[dict[str, Any]] = _metadata()
+    tsv: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed(
+            "setweight(to_tsvector(language, title), 'A') || setweight(to_tsvector(language, text), 'B')",
+            persisted=True,
+        ),
+    )
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Embedding(Base):
+    """The vector of one chunk under one embedding model.
+
+    Partitioned by collection: each collection gets its own partition with an HNSW index whose opclass matches
+    the collection's metric and storage type (created by a trigger on collection, sql/functions/).
+    """
+
+    __tablename__ = "embedding"
+    __table_args__ = (
+        ForeignKeyConstraint(["collection_id", "chunk_id"], [Chunk.collection_id, Chunk.id], ondelete="CASCADE"),
+        {"postgresql_partition_by": "LIST (collection_id)"},
+    )
+
+    collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    embedding: Mapped[Any] = mapped_column(VECTOR(), nullable=False)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Dataset(Base):
+    """A named set of labeled training examples for one task."""
+
+    __tablename__ = "dataset"
+    __table_args__ = (
+        CheckConstraint(r"name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$'", name="name_format"),
+        CheckConstraint(_in("task", TASKS), name="task"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    task: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    metadata_: Mapped[dict[str, Any]] = _metadata()
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _created_at()
+
+
+class Example(Base):
+    """One labeled training example; tokenized fields are integer arrays."""
+
+    __tablename__ = "example"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "content_hash"),
+        ForeignKeyConstraint(
+            ["source_collection_id", "source_document_id"],
+            [Document.collection_id, Document.id],
+            ondelete="SET NULL (source_document_id)",
+        ),
+        ForeignKeyConstraint(
+            ["source_collection_id", "source_chunk_id"],
+            [Chunk.collection_id, Chunk.id],
+            ondelete="SET NULL (source_chunk_id)",
+        ),
+        CheckConstraint("split IN ('train', 'validation', 'test')", name="split"),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
+        Index("ix_example_dataset_id_split_id", "dataset_id", "split", "id"),
+        Index("ix_example_dataset_id_label", "dataset_id", "label"),
+        Index("ix_example_labels", "labels", postgresql_using="gin"),
+        # Deleting a document or chunk looks up the examples that cite it.
+        Index(
+            "ix_example_source_document",
+            "source_collection_id",
+            "source_document_id",
+            postgresql_where=text("source_document_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_example_source_chunk",
+            "source_collection_id",
+            "source_chunk_id",
+            postgresql_where=text("source_chunk_id IS NOT NULL"),
+        ),
+    )
+
+    dataset_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(Dataset.id, ondelete="CASCADE"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    split: Mapped[str | None] = mapped_column(Text)
+    input: Mapped[Any] = mapped_column(JSONB, nullable=False)
+    output: Mapped[Any | None] = mapped_column(JSONB)
+    label: Mapped[str | None] = mapped_column(Text)
+    labels: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    metadata_: Mapped[dict[str, Any]] = _metadata()
+    source_collection_id: Mapped[int | None] = mapped_column(BigInteger)
+    source_document_id: Mapped[int | None] = mapped_column(BigInteger)
+    source_chunk_id: Mapped[int | None] = mapped_column(BigInteger)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    embedding: Mapped[Any | None] = mapped_column(VECTOR())
+    input_ids: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    attention_mask: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    token_type_ids: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    start_positions: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    end_positions: Mapped[list[int] | None] = mapped_column(ARRAY(Integer))
+    created_at: Mapped[datetime] = _created_at()

@@ -1,0 +1,51 @@
+"""One error hierarchy: every error a user can cause or meet carries its message and HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """An error with a message meant for the user and the HTTP status that fits it."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class NotFoundError(AppError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(AppError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidInputError(AppError):
+    status = 422
+    code = "invalid_input"
+
+
+class DatabaseUnavailableError(AppError):
+    """The database cannot be reached or is not in a state Memora can use."""
+
+    status = 503
+    code = "database_unavailable"
+
+
+class EmbeddedPostgresError(DatabaseUnavailableError):
+    """The embedded PostgreSQL could not be set up or started; the message says why and how to fix it."""
+
+    code = "embedded_postgres"

@@ -1,0 +1,143 @@
+-- Per-collection vector storage.
+--
+-- memora.embedding is partitioned by collection_id. Each collection gets its own partition, a CHECK that only
+-- vectors of the collection's model and dimensions enter it, and an HNSW index whose operator class matches the
+-- collection's metric and storage type. The triggers below keep them in step with memora.collection, so a
+-- collection inserted from psql gets exactly what one created through the REST API gets.
+--
+-- An empty partition and its index are created in milliseconds, and dropping a collection drops its partition
+-- instead of deleting its vectors row by row.
+
+CREATE OR REPLACE FUNCTION memora.embedding_partition(collection_id bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT 'embedding_c' || collection_id $$;
+
+COMMENT ON FUNCTION memora.embedding_partition(bigint) IS
+    'Name of the memora.embedding partition that holds one collection''s vectors.';
+
+
+CREATE OR REPLACE FUNCTION memora.hnsw_opclass(metric text, storage text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT storage || CASE metric
+        WHEN 'cosine' THEN '_cosine_ops'
+        WHEN 'l2' THEN '_l2_ops'
+        WHEN 'inner_product' THEN '_ip_ops'
+    END
+$$;
+
+COMMENT ON FUNCTION memora.hnsw_opclass(text, text) IS
+    'pgvector operator class for a metric (cosine | l2 | inner_product) and storage type (vector | halfvec).';
+
+
+CREATE OR REPLACE FUNCTION memora.vector_schema()
+RETURNS name
+LANGUAGE sql STABLE
+AS $$
+    SELECT n.nspname FROM pg_catalog.pg_extension e
+    JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+    WHERE e.extname = 'vector'
+$$;
+
+COMMENT ON FUNCTION memora.vector_schema() IS 'Schema the vector extension is installed in.';
+
+
+CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection;
+    ext name := memora.vector_schema();
+    part text := memora.embedding_partition(p_collection_id);
+BEGIN
+    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
+    EXECUTE format('DROP INDEX IF EXISTS memora.%I', part || '_hnsw');
+    -- The column is an untyped vector shared by all partitions; the index casts it to the collection's type.
+    EXECUTE format(
+        'CREATE INDEX %I ON memora.%I USING hnsw ((embedding::%I.%s(%s)) %I.%I) '
+        'WITH (m = %s, ef_construction = %s)',
+        part || '_hnsw', part, ext, c.storage, c.dimensions,
+        ext, memora.hnsw_opclass(c.metric, c.storage), c.hnsw_m, c.hnsw_ef_construction
+    );
+END
+$$;
+
+COMMENT ON FUNCTION memora.create_collection_index(bigint) IS
+    '(Re)build the HNSW index of a collection from its metric, storage type, dimensions, m and ef_construction.';
+
+
+CREATE OR REPLACE FUNCTION memora.set_collection_vector_check(p_collection_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection;
+    ext name := memora.vector_schema();
+    part text := memora.embedding_partition(p_collection_id);
+BEGIN
+    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
+    EXECUTE format('ALTER TABLE memora.%I DROP CONSTRAINT IF EXISTS %I', part, part || '_model');
+    EXECUTE format(
+        'ALTER TABLE memora.%I ADD CONSTRAINT %I CHECK (model = %L AND %I.vector_dims(embedding) = %s)',
+        part, part || '_model', c.embedding_model, ext, c.dimensions
+    );
+END
+$$;
+
+COMMENT ON FUNCTION memora.set_collection_vector_check(bigint) IS
+    'Allow only vectors of the collection''s embedding model and dimensions into its partition.';
+
+
+CREATE OR REPLACE FUNCTION memora.collection_storage_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
+        RETURN OLD;
+    END IF;
+
+    part := memora.embedding_partition(NEW.id);
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format(
+            'CREATE TABLE memora.%I PARTITION OF memora.embedding FOR VALUES IN (%s)', part, NEW.id
+        );
+        PERFORM memora.set_collection_vector_check(NEW.id);
+        PERFORM memora.create_collection_index(NEW.id);
+        RETURN NEW;
+    END IF;
+
+    IF (NEW.embedding_model, NEW.dimensions) IS DISTINCT FROM (OLD.embedding_model, OLD.dimensions) THEN
+        -- Re-validates stored vectors: fails, and so rolls the update back, if any no longer fit.
+        PERFORM memora.set_collection_vector_check(NEW.id);
+    END IF;
+    IF (NEW.metric, NEW.storage, NEW.dimensions, NEW.hnsw_m, NEW.hnsw_ef_construction)
+       IS DISTINCT FROM (OLD.metric, OLD.storage, OLD.dimensions, OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
+        PERFORM memora.create_collection_index(NEW.id);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER collection_storage_insert
+    AFTER INSERT ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+CREATE OR REPLACE TRIGGER collection_storage_update
+    AFTER UPDATE OF embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction
+    ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+-- BEFORE, so the partition goes at once and the cascade that follows finds no vectors to delete.
+CREATE OR REPLACE TRIGGER collection_storage_delete
+    BEFORE DELETE ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();

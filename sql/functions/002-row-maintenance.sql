@@ -1,0 +1,55 @@
+-- Columns the database keeps right by itself, whoever writes the row: the REST API, the worker or psql.
+
+CREATE OR REPLACE FUNCTION memora.touch_updated_at()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION memora.touch_updated_at() IS 'BEFORE UPDATE trigger: set updated_at to now().';
+
+CREATE OR REPLACE TRIGGER collection_touch_updated_at
+    BEFORE UPDATE ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.touch_updated_at();
+
+CREATE OR REPLACE TRIGGER dataset_touch_updated_at
+    BEFORE UPDATE ON memora.dataset
+    FOR EACH ROW EXECUTE FUNCTION memora.touch_updated_at();
+
+
+CREATE OR REPLACE FUNCTION memora.content_hash(content text)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT sha256(convert_to(content, 'UTF8')) $$;
+
+COMMENT ON FUNCTION memora.content_hash(text) IS 'SHA-256 of the UTF-8 bytes of a text; Python computes the same.';
+
+
+CREATE OR REPLACE FUNCTION memora.document_before_write()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.content_hash := memora.content_hash(NEW.content);
+    IF TG_OP = 'UPDATE' THEN
+        NEW.updated_at := now();
+        IF (NEW.content_hash, NEW.title) IS DISTINCT FROM (OLD.content_hash, OLD.title) THEN
+            NEW.version := OLD.version + 1;
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION memora.document_before_write() IS
+    'Keep content_hash, updated_at and version right on every insert and update of a document.';
+
+CREATE OR REPLACE TRIGGER document_before_write
+    BEFORE INSERT OR UPDATE ON memora.document
+    FOR EACH ROW EXECUTE FUNCTION memora.document_before_write();
