@@ -11,27 +11,20 @@ from alembic import context
 from sqlalchemy import Connection, MetaData, Table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
-from sqlalchemy.schema import CreateSchema, DropSchema
+from sqlalchemy.schema import CreateSchema, DropSchema, DropTable
 
 from app.config import Settings, get_settings
 from app.db.engine import database_url, make_engine
-from app.db.models import SCHEMA, Base
+from app.db.migrate import VERSION_TABLE, include_name
+from app.db.models import Base
 from app.db.server import check_requirements, server_info
 
 config = context.config
 # `memora db ...` hands its settings over; plain `alembic` reads them from MEMORA_* variables.
 settings: Settings = config.attributes.get("settings") or get_settings()
 target_schema = settings.db_schema
-VERSION_TABLE = "alembic_version"
 # One migration at a time per database, whichever process starts it (key: "memora" in ASCII).
 ADVISORY_LOCK_KEY = 0x6D656D6F7261
-
-
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Autogenerate compares only Memora's schema."""
-    if type_ == "schema":
-        return name == SCHEMA
-    return True
 
 
 def _configure(**kwargs: object) -> None:
@@ -56,6 +49,9 @@ def run_migrations_offline() -> None:
     with context.begin_transaction():
         context.execute(CreateSchema(target_schema, if_not_exists=True))
         context.run_migrations()
+        if context.get_revision_argument() in (None, "base"):  # a downgrade to base; Alembic spells it None
+            context.execute(DropTable(Table(VERSION_TABLE, MetaData(), schema=target_schema), if_exists=True))
+            context.execute(DropSchema(target_schema, if_exists=True))
 
 
 def run_migrations_online() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Mapping
 from contextlib import redirect_stdout
 
 from alembic import command
@@ -12,9 +14,20 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, create_engin
 from sqlalchemy.pool import NullPool
 
 from app.config import Settings
+from app.db.models import SCHEMA
 from app.resources import ALEMBIC_INI, MIGRATIONS_DIR
 
 VERSION_TABLE = "alembic_version"
+_PARTITION = re.compile(r"^embedding_c\d+$")
+
+
+def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
+    """What autogenerate compares: Memora's schema, less the version table and per-collection partitions."""
+    if type_ == "schema":
+        return name == SCHEMA
+    if type_ == "table":
+        return name != VERSION_TABLE and not _PARTITION.match(name or "")
+    return True
 
 
 def alembic_config(settings: Settings, url: str | None = None, connection: Connection | None = None) -> Config:

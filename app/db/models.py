@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Computed,
+    FetchedValue,
     ForeignKey,
     ForeignKeyConstraint,
     Identity,
@@ -139,7 +140,7 @@ class Document(Base):
     title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     content: Mapped[str] = mapped_column(Text, nullable=False)
     # Filled by a trigger (sql/functions), so rows inserted from psql get it too.
-    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, server_default=FetchedValue())
     metadata_: Mapped[dict[str, Any]] = _metadata()
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
     error: Mapped[str | None] = mapped_column(Text)

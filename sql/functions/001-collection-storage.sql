@@ -81,10 +81,15 @@ DECLARE
     part text := memora.embedding_partition(p_collection_id);
 BEGIN
     SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
-    EXECUTE format('ALTER TABLE memora.%I DROP CONSTRAINT IF EXISTS %I', part, part || '_model');
     EXECUTE format(
-        'ALTER TABLE memora.%I ADD CONSTRAINT %I CHECK (model = %L AND %I.vector_dims(embedding) = %s)',
-        part, part || '_model', c.embedding_model, ext, c.dimensions
+        'ALTER TABLE memora.%I DROP CONSTRAINT IF EXISTS %I, DROP CONSTRAINT IF EXISTS %I',
+        part, part || '_model', part || '_dimensions'
+    );
+    -- Named after what they check, so the error says which rule a vector broke.
+    EXECUTE format(
+        'ALTER TABLE memora.%I ADD CONSTRAINT %I CHECK (model = %L), '
+        'ADD CONSTRAINT %I CHECK (%I.vector_dims(embedding) = %s)',
+        part, part || '_model', c.embedding_model, part || '_dimensions', ext, c.dimensions
     );
 END
 $$;
