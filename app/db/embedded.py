@@ -135,9 +135,10 @@ class EmbeddedPostgres:
             probe = self.root / ".write-test"
             probe.touch()
             probe.unlink()
-        except PermissionError as exc:
+        except OSError as exc:
+            reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
             raise EmbeddedPostgresError(
-                f"cannot write to the data directory {self.root}: permission denied. "
+                f"cannot use {self.root} as the data directory: {reason}. "
                 "Set MEMORA_DATA_DIR to a directory you can write, or fix its owner and mode."
             ) from exc
 
