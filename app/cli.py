@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from app import __version__
@@ -191,3 +192,8 @@ def main() -> None:
     except OperationalError as exc:
         typer.echo(f"error: cannot use the database: {str(exc.orig).strip()}", err=True)
         sys.exit(1)
+    except ValidationError as exc:
+        for problem in exc.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            typer.echo(f"error: setting {field} (MEMORA_{field.upper()}): {problem['msg']}", err=True)
+        sys.exit(2)

@@ -1,0 +1,61 @@
+"""The README's first command, as a user runs it: `memora serve` on the embedded default."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from app.db.embedded import bin_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_serve_on_the_embedded_default(data_dir: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")}
+    env |= {"MEMORA_DATA_DIR": str(data_dir), "MEMORA_PORT": str(port)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        health = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert health is not None, "memora serve did not answer"
+        assert health.status_code == 200, health.text
+        assert health.json()["database"]["embedded"] is True
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+
+        url = subprocess.run(
+            [sys.executable, "-m", "app", "db", "url"], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        tables = subprocess.run(
+            [str(bin_dir() / "psql"), "--no-psqlrc", url, "-c", r"\dt memora.*"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for table in ("collection", "document", "chunk", "embedding", "dataset", "example"):
+            assert f"| {table} " in tables
+    finally:
+        server.send_signal(signal.SIGINT)  # Ctrl-C
+        output = server.communicate(timeout=30)[0]
+    assert "Application shutdown complete." in output
+    assert "Traceback" not in output

@@ -1,0 +1,29 @@
+"""sql/examples/, run with psql exactly as the docs tell a person to."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from app.db.embedded import bin_dir
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "sql" / "examples"
+
+
+def psql_file(url: str, path: Path) -> str:
+    result = subprocess.run(
+        [str(bin_dir() / "psql"), "--no-psqlrc", "-v", "ON_ERROR_STOP=1", url, "-f", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_collections_example(fresh_db_url: str) -> None:
+    output = psql_file(fresh_db_url, EXAMPLES / "01-collections.sql")
+
+    assert "USING hnsw (((embedding)::halfvec(384)) halfvec_cosine_ops) WITH (m='16', ef_construction='64')" in output
+    assert "WITH (m='32', ef_construction='128')" in output
+    assert " leave-policy | " in output
+    assert " leave-policy |       2" in output  # the update bumped the version

@@ -1,0 +1,68 @@
+"""docker-compose.yml, checked without a Docker engine: it parses, and its commands are real memora commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer.main
+import yaml
+
+from app.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _memora_command_paths() -> set[tuple[str, ...]]:
+    def walk(command: Any, prefix: tuple[str, ...]) -> set[tuple[str, ...]]:
+        paths = {prefix}
+        for name, child in getattr(command, "commands", {}).items():
+            paths |= walk(child, (*prefix, name))
+        return paths
+
+    return walk(typer.main.get_command(cli), ())
+
+
+def _words_before_options(command: list[str]) -> tuple[str, ...]:
+    words: list[str] = []
+    for word in command[1:]:
+        if word.startswith("-"):
+            break
+        words.append(word)
+    return tuple(words)
+
+
+def test_compose_file_parses_with_the_services_we_promise() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+    services = compose["services"]
+    assert {"db", "api"} <= set(services)
+    assert services["db"]["image"].startswith("pgvector/pgvector:pg")
+    assert "healthcheck" in services["db"]
+    assert any(volume.startswith("pgdata:") for volume in services["db"]["volumes"])
+
+
+def test_compose_commands_are_memora_subcommands() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    known = _memora_command_paths()
+
+    commands = [service["command"] for service in compose["services"].values() if "command" in service]
+
+    assert commands
+    for command in commands:
+        assert command[0] == "memora"
+        assert _words_before_options(command) in known, command
+
+
+def test_app_services_build_from_the_dockerfile_and_use_the_database_service() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    dockerfile = (ROOT / "Dockerfile").read_text()
+
+    for name, service in compose["services"].items():
+        if name == "db":
+            continue
+        assert service["build"] == "."
+        assert "@db:5432/" in service["environment"]["MEMORA_DATABASE_URL"]
+        assert service["depends_on"]["db"]["condition"] == "service_healthy"
+    for needed in ("COPY migrations", "COPY sql", "alembic.ini", 'CMD ["memora", "serve"]'):
+        assert needed in dockerfile
