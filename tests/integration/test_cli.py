@@ -101,5 +101,5 @@ def test_every_option_has_an_env_var_and_a_shown_default() -> None:
 
     assert len(options) >= 8
     for option in options:
-        assert option.envvar and str(option.envvar).startswith("MEMORA_"), option.name
+        assert str(option.envvar).startswith("MEMORA_"), option.name
         assert option.show_default, option.name
