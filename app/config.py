@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -41,6 +41,40 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(
         default=0, ge=0, description="statement_timeout for API connections in ms; 0 means none."
     )
+
+    # Ingestion limits (REST and CLI).
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest request body or uploaded file, in bytes."
+    )
+    max_documents_per_request: int = Field(
+        default=1000, ge=1, description="Most documents one POST .../documents may carry."
+    )
+
+    # The worker.
+    worker_in_serve: bool = Field(default=True, description="Run an ingestion worker inside `memora serve`.")
+    worker_batch_size: int = Field(default=16, ge=1, le=1000, description="Documents a worker claims at once.")
+    worker_lease_seconds: int = Field(
+        default=300, ge=5, description="How long a claimed document stays with its worker before others may retry it."
+    )
+    worker_max_attempts: int = Field(default=5, ge=1, description="Attempts before a document is marked failed.")
+    worker_poll_seconds: float = Field(
+        default=5.0, gt=0, description="Poll interval when no NOTIFY arrives (a fallback, not the main path)."
+    )
+
+    # Embedding providers (app/embeddings/).
+    embed_batch_size: int = Field(default=64, ge=1, le=2048, description="Texts per embedding call.")
+    local_model_dir: Path | None = Field(
+        default=None,
+        description="Directory with model.onnx and tokenizer.json for the local provider; unset: bundled MiniLM.",
+    )
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API base URL (vLLM, Ollama...); unset: api.openai.com."
+    )
+    openai_api_key: SecretStr | None = Field(
+        default=None, description="API key for the openai provider; falls back to OPENAI_API_KEY."
+    )
+    openai_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one OpenAI request.")
+    openai_max_retries: int = Field(default=5, ge=0, description="Retries on 429 and 5xx, honouring Retry-After.")
 
     @field_validator("database_url")
     @classmethod
