@@ -27,6 +27,8 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+collection_cli = typer.Typer(help="Collections of documents.", no_args_is_help=True)
+cli.add_typer(collection_cli, name="collection")
 
 log = logging.getLogger("memora")
 
@@ -86,7 +88,131 @@ def serve(
     if settings.migrate_on_start:
         migrate.upgrade(settings)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level)
+    app = create_app(settings, worker=settings.worker_in_serve)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+
+
+@cli.command()
+def worker(
+    ctx: typer.Context,
+    until_empty: Annotated[
+        bool,
+        typer.Option(
+            "--until-empty", envvar="MEMORA_WORKER_UNTIL_EMPTY", show_envvar=True, show_default=True,
+            help="Exit when the queue is empty instead of waiting for more work.",
+        ),
+    ] = False,
+) -> None:  # fmt: skip
+    """Chunk and embed queued documents until SIGTERM (which lets the current batch finish)."""
+    from app.db.engine import make_engine
+    from app.ingest.commands import run_worker
+
+    settings = _settings(ctx)
+    stats = run_worker(settings, make_engine(settings, "worker"), until_empty=until_empty)
+    typer.echo(
+        f"processed {stats.documents} documents ({stats.failed} failed, {stats.superseded} superseded), "
+        f"embedded {stats.texts_embedded} texts"
+    )
+
+
+@cli.command()
+def ingest(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or directories (.txt .md .html .pdf .jsonl).")],
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", envvar="MEMORA_COLLECTION", show_envvar=True, help="Target collection.")
+    ],
+    glob: Annotated[
+        str | None,
+        typer.Option("--glob", envvar="MEMORA_INGEST_GLOB", show_envvar=True, show_default=True,
+                     help="Only files matching this pattern inside directories."),
+    ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", envvar="MEMORA_INGEST_CREATE", show_envvar=True, show_default=True,
+                           help="Create the collection with default settings if it does not exist."),
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", envvar="MEMORA_INGEST_WAIT", show_envvar=True, show_default=True,
+                           help="Follow the worker until every document is embedded (runs one here if none is)."),
+    ] = False,
+) -> None:  # fmt: skip
+    """Add files to a collection; unchanged files are left alone, so running it again does no new work."""
+    from app.db.engine import make_engine
+    from app.ingest.commands import ingest as run_ingest
+    from app.ingest.commands import wait_for_worker
+
+    settings = _settings(ctx)
+    engine = make_engine(settings, "cli")
+    changed, failed = run_ingest(settings, engine, paths, collection, pattern=glob, create=create)
+    for line in failed:
+        typer.echo(f"skipped {line}", err=True)
+    typer.echo(f"{changed} documents new or changed, {len(failed)} files skipped")
+    if wait:
+        counts = wait_for_worker(settings, engine, collection)
+        typer.echo(f"ready: {counts.get('ready', 0)}, failed: {counts.get('failed', 0)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@collection_cli.command("create")
+def collection_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    provider: Annotated[str, typer.Option(envvar="MEMORA_EMBEDDING_PROVIDER", show_envvar=True, show_default=True,
+                                          help="local | openai | hashing")] = "local",
+    model: Annotated[str | None, typer.Option(envvar="MEMORA_EMBEDDING_MODEL", show_envvar=True, show_default=True,
+                                              help="Embedding model; default: the provider's.")] = None,
+    dimensions: Annotated[int | None, typer.Option(envvar="MEMORA_EMBEDDING_DIMENSIONS", show_envvar=True,
+                                                   show_default=True, help="Vector dimensions.")] = None,
+    metric: Annotated[str, typer.Option(envvar="MEMORA_METRIC", show_envvar=True, show_default=True,
+                                        help="cosine | l2 | inner_product")] = "cosine",
+    language: Annotated[str, typer.Option(envvar="MEMORA_LANGUAGE", show_envvar=True, show_default=True,
+                                          help="Text search configuration.")] = "english",
+) -> None:  # fmt: skip
+    """Create a collection."""
+    from sqlalchemy.orm import Session
+
+    from app.collections import service as collections
+    from app.collections.schemas import CollectionCreate
+    from app.db.engine import make_engine
+
+    body = CollectionCreate.model_validate(
+        {"name": name, "embedding_provider": provider, "embedding_model": model, "dimensions": dimensions,
+         "metric": metric, "language": language}
+    )  # fmt: skip
+    with Session(make_engine(_settings(ctx), "cli")) as db, db.begin():
+        created = collections.create(db, body)
+        typer.echo(
+            f"created {created.name} ({created.embedding_provider}/{created.embedding_model}, {created.dimensions}d)"
+        )
+
+
+@collection_cli.command("list")
+def collection_list(ctx: typer.Context) -> None:
+    """List collections with their documents by status."""
+    from sqlalchemy.orm import Session
+
+    from app.collections import repository
+    from app.collections import service as collections
+    from app.db.engine import make_engine
+
+    with Session(make_engine(_settings(ctx), "cli")) as db:
+        for out in collections.describe(db, repository.all_collections(db)):
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(out.documents.items())) or "empty"
+            typer.echo(f"{out.name}\t{out.embedding_provider}/{out.embedding_model}\t{out.dimensions}d\t{counts}")
+
+
+@collection_cli.command("delete")
+def collection_delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Collection name.")]) -> None:
+    """Delete a collection with its documents, chunks and vectors."""
+    from sqlalchemy.orm import Session
+
+    from app.collections import service as collections
+    from app.db.engine import make_engine
+
+    with Session(make_engine(_settings(ctx), "cli")) as db, db.begin():
+        collections.delete(db, name)
+    typer.echo(f"deleted {name}")
 
 
 @cli.command()

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
         default=300, ge=5, description="How long a claimed document stays with its worker before others may retry it."
     )
     worker_max_attempts: int = Field(default=5, ge=1, description="Attempts before a document is marked failed.")
+    worker_retry_seconds: float = Field(
+        default=5.0, ge=0, description="Wait before the first retry of a failed document; doubles each attempt."
+    )
     worker_poll_seconds: float = Field(
         default=5.0, gt=0, description="Poll interval when no NOTIFY arrives (a fallback, not the main path)."
     )

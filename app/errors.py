@@ -38,6 +38,11 @@ class InvalidInputError(AppError):
     code = "invalid_input"
 
 
+class PayloadTooLargeError(AppError):
+    status = 413
+    code = "payload_too_large"
+
+
 class DatabaseUnavailableError(AppError):
     """The database cannot be reached or is not in a state Memora can use."""
 

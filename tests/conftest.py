@@ -17,12 +17,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from app.api.deps import get_session
+from app.api.main import create_app
 from app.config import Settings
 from app.db import migrate
 from app.db.embedded import EmbeddedPostgres
@@ -158,3 +161,17 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "memora"
     yield path
     EmbeddedPostgres(path).stop()
+
+
+@pytest.fixture
+def api(settings: Settings, engine: Engine, db: Session) -> Iterator[TestClient]:
+    """A client of the REST API whose requests share the test's rolled-back transaction."""
+    app = create_app(settings, engine=engine)
+
+    def session() -> Iterator[Session]:
+        yield db
+        db.flush()
+
+    app.dependency_overrides[get_session] = session
+    with TestClient(app) as client:
+        yield client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -14,15 +15,17 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.api.routes import health
+from app.api.routes import collections, documents, health
 from app.api.schemas import ErrorResponse
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
 from app.errors import AppError, InvalidInputError
+from app.ingest.worker import Worker
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """The API; pass an engine to share one (tests), or let the app make its own at start-up."""
+def create_app(settings: Settings | None = None, engine: Engine | None = None, *, worker: bool = False) -> FastAPI:
+    """The API; pass an engine to share one (tests), or let the app make its own at start-up. With WORKER, an
+    ingestion worker runs in a thread beside it (what `memora serve` does unless MEMORA_WORKER_IN_SERVE=false)."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -30,9 +33,18 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         own_engine = engine is None
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
+        stop = threading.Event()
+        thread = None
+        if worker:
+            worker_engine = make_engine(settings, "worker", url=app.state.engine.url.render_as_string(False))
+            thread = threading.Thread(target=Worker(settings, worker_engine).run, args=(stop,), name="memora-worker")
+            thread.start()
         try:
             yield
         finally:
+            stop.set()
+            if thread is not None:
+                thread.join()
             if own_engine:
                 app.state.engine.dispose()
 
@@ -48,6 +60,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(health.router)
+    app.include_router(collections.router)
+    app.include_router(documents.router)
     return app
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from pgvector.psycopg import register_vector
+from psycopg import sql
 from psycopg.types import TypeInfo
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,3 +60,16 @@ def _register_vector(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def schema_of(conn: Connection) -> str:
+    """The schema Memora's tables live in on this connection (MEMORA_DB_SCHEMA through schema_translate_map)."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    schema: str = translate.get(SCHEMA, SCHEMA)
+    return schema
+
+
+def execute_identifiers(conn: Connection, statement: sql.Composable) -> None:
+    """Run a statement whose identifiers were composed with psycopg.sql (never with string formatting)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(statement)

@@ -42,12 +42,19 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+PROVIDERS = ("local", "openai", "hashing")
+CONTENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/pdf")
 METRICS = ("cosine", "l2", "inner_product")
 STORAGE_TYPES = ("vector", "halfvec")
 DOCUMENT_STATUSES = ("pending", "processing", "ready", "failed")
 TASKS = ("chat", "completion", "classification", "pairs", "triplets", "qa", "custom")
 # HNSW indexes at most 2,000 dimensions of vector and 4,000 of halfvec (pgvector).
 MAX_INDEXED_DIMENSIONS = {"vector": 2000, "halfvec": 4000}
+
+
+def embedding_partition(collection_id: int) -> str:
+    """Name of a collection's partition of embedding (memora.embedding_partition in SQL)."""
+    return f"embedding_c{collection_id}"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -82,6 +89,7 @@ class Collection(Base):
     __tablename__ = "collection"
     __table_args__ = (
         CheckConstraint(r"name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$'", name="name_format"),
+        CheckConstraint(_in("embedding_provider", PROVIDERS), name="embedding_provider"),
         CheckConstraint(_in("metric", METRICS), name="metric"),
         CheckConstraint(_in("storage", STORAGE_TYPES), name="storage"),
         CheckConstraint(
@@ -96,8 +104,9 @@ class Collection(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
     description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
-    embedding_model: Mapped[str] = mapped_column(Text, nullable=False)
-    dimensions: Mapped[int] = mapped_column(Integer, nullable=False)
+    embedding_provider: Mapped[str] = mapped_column(Text, nullable=False, server_default="local")
+    embedding_model: Mapped[str] = mapped_column(Text, nullable=False, server_default="all-MiniLM-L6-v2")
+    dimensions: Mapped[int] = mapped_column(Integer, nullable=False, server_default="384")
     metric: Mapped[str] = mapped_column(Text, nullable=False, server_default="cosine")
     storage: Mapped[str] = mapped_column(Text, nullable=False, server_default="vector")
     chunking: Mapped[dict[str, Any]] = mapped_column(
@@ -128,7 +137,9 @@ class Document(Base):
             postgresql_using="gin",
             postgresql_ops={"metadata": "jsonb_path_ops"},
         ),
-        Index("ix_document_queue", "updated_at", postgresql_where=text("status IN ('pending', 'processing')")),
+        CheckConstraint(_in("content_type", CONTENT_TYPES), name="content_type"),
+        # The worker's queue: claimable documents in the order they become available.
+        Index("ix_document_queue", "available_at", postgresql_where=text("status IN ('pending', 'processing')")),
     )
 
     collection_id: Mapped[int] = mapped_column(
@@ -139,6 +150,8 @@ class Document(Base):
     source: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     content: Mapped[str] = mapped_column(Text, nullable=False)
+    # What content is: plain text, Markdown, text extracted from HTML, or PDF text with a form feed between pages.
+    content_type: Mapped[str] = mapped_column(Text, nullable=False, server_default="text/plain")
     # Filled by a trigger (sql/functions), so rows inserted from psql get it too.
     content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, server_default=FetchedValue())
     metadata_: Mapped[dict[str, Any]] = _metadata()
@@ -146,6 +159,9 @@ class Document(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    # When a worker may next claim it: now for new work, after a backoff for a retry, or when a lease expires.
+    available_at: Mapped[datetime] = _created_at()
+    leased_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
 
@@ -158,7 +174,10 @@ class Chunk(Base):
         ForeignKeyConstraint(
             ["collection_id", "document_id"], [Document.collection_id, Document.id], ondelete="CASCADE"
         ),
-        UniqueConstraint("collection_id", "document_id", "ordinal"),
+        # Deferrable, so one UPDATE can renumber the chunks that survive an edit.
+        UniqueConstraint("collection_id", "document_id", "ordinal", deferrable=True),
+        # Unchanged text (in this document or any other of the collection) reuses its vector.
+        Index("ix_chunk_collection_id_content_hash", "collection_id", "content_hash"),
         CheckConstraint("char_start >= 0 AND char_end >= char_start", name="char_span"),
         CheckConstraint("ordinal >= 0", name="ordinal"),
         Index("ix_chunk_tsv", "tsv", postgresql_using="gin"),
@@ -172,6 +191,7 @@ class Chunk(Base):
     char_start: Mapped[int] = mapped_column(Integer, nullable=False)
     char_end: Mapped[int] = mapped_column(Integer, nullable=False)
     token_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # SHA-256 of the text the vector was computed from (title and text, see app/ingest/pipeline.py).
     content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     # What the chunk is indexed under at weight A: the document title, plus the heading path for Markdown.
     title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")

@@ -48,8 +48,9 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), server_default="", nullable=False),
-        sa.Column("embedding_model", sa.Text(), nullable=False),
-        sa.Column("dimensions", sa.Integer(), nullable=False),
+        sa.Column("embedding_provider", sa.Text(), server_default="local", nullable=False),
+        sa.Column("embedding_model", sa.Text(), server_default="all-MiniLM-L6-v2", nullable=False),
+        sa.Column("dimensions", sa.Integer(), server_default="384", nullable=False),
         sa.Column("metric", sa.Text(), server_default="cosine", nullable=False),
         sa.Column("storage", sa.Text(), server_default="vector", nullable=False),
         sa.Column(
@@ -74,6 +75,9 @@ def upgrade() -> None:
             name=op.f("ck_collection_dimensions"),
         ),
         sa.CheckConstraint("jsonb_typeof(chunking) = 'object'", name=op.f("ck_collection_chunking_object")),
+        sa.CheckConstraint(
+            "embedding_provider IN ('local', 'openai', 'hashing')", name=op.f("ck_collection_embedding_provider")
+        ),
         sa.CheckConstraint("metric IN ('cosine', 'l2', 'inner_product')", name=op.f("ck_collection_metric")),
         sa.CheckConstraint("name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$'", name=op.f("ck_collection_name_format")),
         sa.CheckConstraint("storage IN ('vector', 'halfvec')", name=op.f("ck_collection_storage")),
@@ -117,6 +121,7 @@ def upgrade() -> None:
         sa.Column("source", sa.Text(), nullable=True),
         sa.Column("title", sa.Text(), server_default="", nullable=False),
         sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("content_type", sa.Text(), server_default="text/plain", nullable=False),
         sa.Column("content_hash", sa.LargeBinary(), nullable=False),
         sa.Column(
             "metadata",
@@ -128,11 +133,17 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("version", sa.Integer(), server_default="1", nullable=False),
+        sa.Column("available_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("leased_by", sa.Text(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("jsonb_typeof(metadata) = 'object'", name=op.f("ck_document_metadata_object")),
         sa.CheckConstraint("status IN ('pending', 'processing', 'ready', 'failed')", name=op.f("ck_document_status")),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_document_attempts")),
+        sa.CheckConstraint(
+            "content_type IN ('text/plain', 'text/markdown', 'text/html', 'application/pdf')",
+            name=op.f("ck_document_content_type"),
+        ),
         sa.ForeignKeyConstraint(
             ["collection_id"],
             [f"{s}.collection.id"],
@@ -155,7 +166,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_document_queue",
         "document",
-        ["updated_at"],
+        ["available_at"],
         unique=False,
         schema=s,
         postgresql_where=sa.text("status IN ('pending', 'processing')"),
@@ -199,11 +210,18 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("collection_id", "id", name=op.f("pk_chunk")),
         sa.UniqueConstraint(
-            "collection_id", "document_id", "ordinal", name=op.f("uq_chunk_collection_id_document_id_ordinal")
+            "collection_id",
+            "document_id",
+            "ordinal",
+            name=op.f("uq_chunk_collection_id_document_id_ordinal"),
+            deferrable=True,
         ),
         schema=s,
     )
     op.create_index("ix_chunk_tsv", "chunk", ["tsv"], unique=False, schema=s, postgresql_using="gin")
+    op.create_index(
+        "ix_chunk_collection_id_content_hash", "chunk", ["collection_id", "content_hash"], unique=False, schema=s
+    )
     op.create_table(
         "embedding",
         sa.Column("collection_id", sa.BigInteger(), nullable=False),

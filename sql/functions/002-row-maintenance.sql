@@ -39,8 +39,19 @@ BEGIN
     NEW.content_hash := memora.content_hash(NEW.content);
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := now();
-        IF (NEW.content_hash, NEW.title) IS DISTINCT FROM (OLD.content_hash, OLD.title) THEN
+        IF (NEW.content_hash, NEW.title, NEW.content_type)
+           IS DISTINCT FROM (OLD.content_hash, OLD.title, OLD.content_type) THEN
+            -- Changed text: the worker must chunk and embed it again, whatever it was doing.
             NEW.version := OLD.version + 1;
+            NEW.status := 'pending';
+            NEW.attempts := 0;
+            NEW.error := NULL;
+            NEW.available_at := now();
+        ELSIF NEW.status = 'pending' AND OLD.status IN ('ready', 'failed') THEN
+            -- Queued again by hand (UPDATE ... SET status = 'pending'): a fresh set of attempts, at once.
+            NEW.attempts := 0;
+            NEW.error := NULL;
+            NEW.available_at := now();
         END IF;
     END IF;
     RETURN NEW;
@@ -48,8 +59,28 @@ END
 $$;
 
 COMMENT ON FUNCTION memora.document_before_write() IS
-    'Keep content_hash, updated_at and version right on every insert and update of a document.';
+    'Keep content_hash, updated_at and version right, and queue the document again when its text changes.';
 
 CREATE OR REPLACE TRIGGER document_before_write
     BEFORE INSERT OR UPDATE ON memora.document
     FOR EACH ROW EXECUTE FUNCTION memora.document_before_write();
+
+
+CREATE OR REPLACE FUNCTION memora.document_notify()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- One channel per schema; PostgreSQL folds identical notifications of a transaction into one.
+    PERFORM pg_notify(TG_TABLE_SCHEMA || '.document', '');
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION memora.document_notify() IS 'Wake the workers (LISTEN "memora.document") when work is queued.';
+
+CREATE OR REPLACE TRIGGER document_notify
+    AFTER INSERT OR UPDATE ON memora.document
+    FOR EACH ROW WHEN (NEW.status = 'pending')
+    EXECUTE FUNCTION memora.document_notify();

@@ -1,0 +1,40 @@
+"""/v1/collections: create, list, read, change and delete collections."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from app.api.deps import SessionDep
+from app.collections import repository, service
+from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+def create_collection(body: CollectionCreate, db: SessionDep) -> CollectionOut:
+    """Create a collection; its vector partition and HNSW index are created with it."""
+    return service.to_out(service.create(db, body), {})
+
+
+@router.get("", response_model=list[CollectionOut])
+def list_collections(db: SessionDep) -> list[CollectionOut]:
+    return service.describe(db, repository.all_collections(db))
+
+
+@router.get("/{name}", response_model=CollectionOut)
+def get_collection(name: str, db: SessionDep) -> CollectionOut:
+    return service.describe(db, [service.get(db, name)])[0]
+
+
+@router.patch("/{name}", response_model=CollectionOut)
+def update_collection(name: str, body: CollectionUpdate, db: SessionDep) -> CollectionOut:
+    """Change a collection. A new embedding model re-embeds every document; new chunking re-chunks them."""
+    return service.describe(db, [service.update(db, name, body)])[0]
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_collection(name: str, db: SessionDep) -> Response:
+    """Delete a collection with its documents, chunks and vectors."""
+    service.delete(db, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

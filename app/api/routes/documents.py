@@ -1,0 +1,165 @@
+"""/v1/collections/{name}/documents: documents in (JSON or file uploads), listed, read and deleted."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from app.ingest.parsing import parse_file
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import UploadFile
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.schemas import DocumentDetail, DocumentIn, DocumentPage, DocumentSummary, UploadResponse, UploadResult
+from app.collections import service as collections
+from app.errors import AppError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.ingest import service
+from app.ingest.service import DocumentInput
+
+router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+
+_documents = TypeAdapter(DocumentIn | list[DocumentIn])
+_DOCUMENT = DocumentIn.model_json_schema()
+_REQUEST_BODY = {
+    "application/json": {"schema": {"anyOf": [_DOCUMENT, {"type": "array", "items": _DOCUMENT}]}},
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+        }
+    },
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=UploadResponse,
+    openapi_extra={"requestBody": {"required": True, "content": _REQUEST_BODY}},
+)
+async def add_documents(name: str, request: Request, db: SessionDep, settings: SettingsDep) -> UploadResponse:
+    """Add or update documents: one JSON document, a JSON array, or files (.txt .md .html .pdf .jsonl).
+
+    Upserts by external_id: identical content is left alone, changed content is queued for the worker. Answers at
+    once with each document's status; a file that cannot be read is reported and the others are stored.
+    """
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > settings.max_upload_bytes:
+        raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json":
+        inputs, failures = _from_json(await _read_body(request, settings.max_upload_bytes)), []
+    elif kind == "multipart/form-data":
+        inputs, failures = await _from_files(request, settings.max_upload_bytes)
+    else:
+        raise UnsupportedMediaTypeError(
+            f"content type {kind or '(none)'!r} is not accepted: send application/json or multipart/form-data"
+        )
+    if len(inputs) > settings.max_documents_per_request:
+        raise PayloadTooLargeError(
+            f"{len(inputs)} documents in one request; the limit is {settings.max_documents_per_request}"
+        )
+    if not inputs and failures:
+        first = failures[0].error or {}
+        raise _FailedUpload(first.get("status", 422), failures)
+
+    collection = await run_in_threadpool(collections.get, db, name)
+    stored = await run_in_threadpool(service.upsert, db, collection, inputs) if inputs else []
+    return UploadResponse(documents=[UploadResult(**vars(row)) for row in stored] + failures)
+
+
+@router.get("", response_model=DocumentPage)
+def list_documents(
+    name: str,
+    db: SessionDep,
+    status_: Annotated[str | None, Query(alias="status", description="pending | processing | ready | failed")] = None,
+    metadata: Annotated[str | None, Query(description='JSON object the metadata must contain: {"team": "hr"}')] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> DocumentPage:
+    """Documents in insertion order, a page at a time (keyset pagination)."""
+    collection = collections.get(db, name)
+    rows, next_cursor = service.page(
+        db, collection, limit=limit, cursor=cursor, status=status_, metadata=service.parse_metadata_filter(metadata)
+    )
+    return DocumentPage(items=[DocumentSummary.model_validate(row._mapping) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/{external_id:path}", response_model=DocumentDetail)
+def get_document(name: str, external_id: str, db: SessionDep) -> DocumentDetail:
+    """One document with its status, error and chunk count."""
+    row = service.one(db, collections.get(db, name), external_id)
+    return DocumentDetail.model_validate(row._mapping)
+
+
+@router.delete("/{external_id:path}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_document(name: str, external_id: str, db: SessionDep) -> Response:
+    """Delete a document with its chunks and vectors."""
+    service.remove(db, collections.get(db, name), external_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class _FailedUpload(AppError):
+    """Every file of an upload failed: the status of the first failure, and all of them in details."""
+
+    def __init__(self, status_code: int, failures: list[UploadResult]) -> None:
+        first = failures[0].error or {}
+        super().__init__(str(first.get("message", "no file could be read")), details=[f.model_dump() for f in failures])
+        self.status = status_code
+        self.code = str(first.get("code", "invalid_input"))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _from_json(body: bytes) -> list[DocumentInput]:
+    try:
+        parsed = _documents.validate_json(body)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in ("body", *error["loc"])), "reason": error["msg"]}
+            for error in exc.errors()
+        ]
+        summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
+        raise InvalidInputError(f"invalid request: {summary}", details=problems) from None
+    documents = parsed if isinstance(parsed, list) else [parsed]
+    return [doc.to_input() for doc in documents]
+
+
+async def _from_files(request: Request, limit: int) -> tuple[list[DocumentInput], list[UploadResult]]:
+    form = await request.form(max_files=10_000, max_part_size=limit)
+    uploads = [value for value in form.values() if isinstance(value, UploadFile)]
+    if not uploads:
+        raise InvalidInputError("files: the multipart body holds no file", details={"field": "files"})
+    inputs: list[DocumentInput] = []
+    failures: list[UploadResult] = []
+    for upload in uploads:
+        filename = upload.filename or "upload"
+        data = await upload.read()
+        try:
+            if len(data) > limit:
+                raise PayloadTooLargeError(f"{filename}: {len(data)} bytes exceeds the limit of {limit}")
+            parsed = await run_in_threadpool(parse_file, filename, data, upload.content_type)
+        except AppError as exc:
+            failures.append(UploadResult(file=filename, error={"status": exc.status, **exc.to_dict()["error"]}))
+            continue
+        for i, doc in enumerate(parsed):
+            external_id = doc.external_id or (filename if len(parsed) == 1 else f"{filename}#{i + 1}")
+            inputs.append(
+                DocumentInput(
+                    content=doc.content,
+                    external_id=external_id,
+                    title=doc.title,
+                    content_type=doc.content_type,
+                    metadata=doc.metadata,
+                    source=filename,
+                )
+            )
+    return inputs, failures

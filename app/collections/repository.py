@@ -1,0 +1,62 @@
+"""Queries for collections."""
+
+from __future__ import annotations
+
+from psycopg import sql
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from app.db.engine import execute_identifiers, schema_of
+from app.db.models import Chunk, Collection, Document, embedding_partition
+
+
+def by_name(db: Session, name: str, *, lock: bool = False) -> Collection | None:
+    query = select(Collection).where(Collection.name == name)
+    return db.scalar(query.with_for_update() if lock else query)
+
+
+def all_collections(db: Session) -> list[Collection]:
+    return list(db.scalars(select(Collection).order_by(Collection.name)))
+
+
+def status_counts(db: Session, collection_ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {cid: {} for cid in collection_ids}
+    rows = db.execute(
+        select(Document.collection_id, Document.status, func.count())
+        .where(Document.collection_id.in_(collection_ids))
+        .group_by(Document.collection_id, Document.status)
+    )
+    for collection_id, status, count in rows:
+        counts[collection_id][status] = count
+    return counts
+
+
+def text_search_config_exists(db: Session, name: str) -> bool:
+    return db.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :name"), {"name": name}) == 1
+
+
+def requeue_documents(db: Session, collection_id: int) -> int:
+    """Queue every document of the collection again (after a change of chunking or model)."""
+    result = db.execute(
+        update(Document)
+        .where(Document.collection_id == collection_id, Document.status != "pending")
+        .values(status="pending")
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def drop_vectors(db: Session, collection: Collection) -> None:
+    """Empty the collection's vector partition (instant, unlike DELETE)."""
+    conn = db.connection()
+    table = sql.Identifier(schema_of(conn), embedding_partition(collection.id))
+    execute_identifiers(conn, sql.SQL("TRUNCATE {}").format(table))
+
+
+def set_chunk_language(db: Session, collection_id: int, language: str) -> None:
+    db.execute(
+        update(Chunk)
+        .where(Chunk.collection_id == collection_id)
+        .values(language=language)
+        .execution_options(synchronize_session=False)
+    )

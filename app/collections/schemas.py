@@ -1,0 +1,91 @@
+"""Request and response bodies for collections."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+Provider = Literal["local", "openai", "hashing"]
+Metric = Literal["cosine", "l2", "inner_product"]
+Storage = Literal["vector", "halfvec"]
+
+
+class Chunking(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Literal["recursive", "tokens", "markdown"] = "recursive"
+    size: int = Field(default=256, ge=16, le=8192, description="Most tokens (of the embedding model) per chunk.")
+    overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Chunking:
+        if self.overlap >= self.size:
+            raise ValueError("overlap must be smaller than size")
+        return self
+
+
+class Hnsw(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    m: int = Field(default=16, ge=2, le=100)
+    ef_construction: int = Field(default=64, ge=4, le=1000)
+
+    @model_validator(mode="after")
+    def _ef_at_least_twice_m(self) -> Hnsw:
+        if self.ef_construction < 2 * self.m:
+            raise ValueError("ef_construction must be at least 2 * m")
+        return self
+
+
+class CollectionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, examples=["handbook"])
+    description: str = ""
+    embedding_provider: Provider = "local"
+    embedding_model: str | None = Field(default=None, description="Default: the provider's default model.")
+    dimensions: int | None = Field(default=None, ge=1, le=4000, description="Default: the model's dimensions.")
+    metric: Metric = "cosine"
+    storage: Storage = "vector"
+    chunking: Chunking = Field(default_factory=Chunking)
+    language: str = Field(default="english", description="PostgreSQL text search configuration.")
+    hnsw: Hnsw = Field(default_factory=Hnsw)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CollectionUpdate(BaseModel):
+    """Fields to change. Changing the embedding model drops the collection's vectors and embeds everything anew;
+    changing chunking re-chunks every document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    embedding_provider: Provider | None = None
+    embedding_model: str | None = None
+    dimensions: int | None = Field(default=None, ge=1, le=4000)
+    metric: Metric | None = None
+    storage: Storage | None = None
+    chunking: Chunking | None = None
+    language: str | None = None
+    hnsw: Hnsw | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class CollectionOut(BaseModel):
+    name: str
+    description: str
+    embedding_provider: str
+    embedding_model: str
+    dimensions: int
+    metric: str
+    storage: str
+    chunking: dict[str, Any]
+    language: str
+    hnsw: Hnsw
+    metadata: dict[str, Any]
+    documents: dict[str, int] = Field(description="Documents by status.")
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,159 @@
+"""Creating, changing and removing collections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.collections import repository
+from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate, Hnsw
+from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
+from app.embeddings.registry import check_model, default_model
+from app.errors import ConflictError, InvalidInputError, NotFoundError
+
+
+def create(db: Session, data: CollectionCreate) -> Collection:
+    provider = data.embedding_provider
+    model, dimensions = _model_and_dimensions(provider, data.embedding_model, data.dimensions)
+    _check_dimensions(dimensions, data.storage)
+    _check_language(db, data.language)
+    collection = Collection(
+        name=data.name,
+        description=data.description,
+        embedding_provider=provider,
+        embedding_model=model,
+        dimensions=dimensions,
+        metric=data.metric,
+        storage=data.storage,
+        chunking=data.chunking.model_dump(),
+        language=data.language,
+        hnsw_m=data.hnsw.m,
+        hnsw_ef_construction=data.hnsw.ef_construction,
+        metadata_=data.metadata,
+    )
+    db.add(collection)
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError as exc:
+        if "uq_collection_name" in str(exc.orig):
+            raise ConflictError(f"a collection named {data.name!r} exists already", details={"field": "name"}) from None
+        raise
+    db.refresh(collection)
+    return collection
+
+
+def get(db: Session, name: str, *, lock: bool = False) -> Collection:
+    collection = repository.by_name(db, name, lock=lock)
+    if collection is None:
+        raise NotFoundError(f"no collection named {name!r}")
+    return collection
+
+
+def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
+    collection = get(db, name, lock=True)
+    changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
+
+    embedding_fields = {"embedding_provider", "embedding_model", "dimensions"}
+    new_model = changes.keys() & embedding_fields
+    if new_model:
+        provider = changes.get("embedding_provider", collection.embedding_provider)
+        model_given = changes.get("embedding_model") or (
+            None if "embedding_provider" in changes else collection.embedding_model
+        )
+        model, dimensions = _model_and_dimensions(provider, model_given, changes.get("dimensions"))
+        if (provider, model, dimensions) != (
+            collection.embedding_provider,
+            collection.embedding_model,
+            collection.dimensions,
+        ):
+            repository.drop_vectors(db, collection)
+            collection.embedding_provider, collection.embedding_model, collection.dimensions = (
+                provider,
+                model,
+                dimensions,
+            )
+        else:
+            new_model = set()
+    if "storage" in changes or new_model:
+        _check_dimensions(collection.dimensions, changes.get("storage", collection.storage))
+    if "language" in changes and changes["language"] != collection.language:
+        _check_language(db, changes["language"])
+        repository.set_chunk_language(db, collection.id, changes["language"])
+        collection.language = changes["language"]
+    for field in ("description", "metric", "storage"):
+        if changes.get(field) is not None:
+            setattr(collection, field, changes[field])
+    if changes.get("metadata") is not None:
+        collection.metadata_ = changes["metadata"]
+    if patch.hnsw is not None:
+        collection.hnsw_m, collection.hnsw_ef_construction = patch.hnsw.m, patch.hnsw.ef_construction
+    rechunk = patch.chunking is not None and patch.chunking.model_dump() != collection.chunking
+    if patch.chunking is not None:
+        collection.chunking = patch.chunking.model_dump()
+    db.flush()
+    if new_model or rechunk:
+        repository.requeue_documents(db, collection.id)
+    db.refresh(collection)
+    return collection
+
+
+def delete(db: Session, name: str) -> None:
+    db.delete(get(db, name, lock=True))
+    db.flush()
+
+
+def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
+    return CollectionOut(
+        name=collection.name,
+        description=collection.description,
+        embedding_provider=collection.embedding_provider,
+        embedding_model=collection.embedding_model,
+        dimensions=collection.dimensions,
+        metric=collection.metric,
+        storage=collection.storage,
+        chunking=collection.chunking,
+        language=collection.language,
+        hnsw=Hnsw(m=collection.hnsw_m, ef_construction=collection.hnsw_ef_construction),
+        metadata=collection.metadata_,
+        documents=documents,
+        created_at=collection.created_at,
+        updated_at=collection.updated_at,
+    )
+
+
+def describe(db: Session, collections: list[Collection]) -> list[CollectionOut]:
+    counts = repository.status_counts(db, [c.id for c in collections])
+    return [to_out(c, counts[c.id]) for c in collections]
+
+
+def _model_and_dimensions(provider: str, model: str | None, dimensions: int | None) -> tuple[str, int]:
+    default_name, default_dimensions = default_model(provider)
+    model = model or default_name
+    dimensions = dimensions or (default_dimensions if model == default_name else None)
+    if dimensions is None:
+        raise InvalidInputError(
+            f"dimensions: required for model {model!r} of provider {provider!r}", details={"field": "dimensions"}
+        )
+    check_model(provider, model, dimensions)
+    return model, dimensions
+
+
+def _check_dimensions(dimensions: int, storage: str) -> None:
+    limit = MAX_INDEXED_DIMENSIONS[storage]
+    if dimensions > limit:
+        raise InvalidInputError(
+            f"dimensions: HNSW indexes at most {limit} dimensions of {storage}; use storage 'halfvec' (up to 4000) "
+            "or a model with fewer dimensions",
+            details={"field": "dimensions"},
+        )
+
+
+def _check_language(db: Session, language: str) -> None:
+    if not repository.text_search_config_exists(db, language):
+        raise InvalidInputError(
+            f"language: {language!r} is not a text search configuration of this PostgreSQL (see \\dF in psql)",
+            details={"field": "language"},
+        )

@@ -1,0 +1,138 @@
+"""From a claimed document to its chunks and vectors, changing only what changed.
+
+A chunk is identified by the hash of the text its vector is computed from (the title it is indexed under, then its
+text). When a document changes, chunks whose hash survives keep their row, id and vector; only new hashes are
+embedded, and a hash already embedded anywhere in the collection reuses that vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from app.embeddings.base import Tokenizer
+from app.ingest import repository
+from app.ingest.chunking import ChunkingSpec, chunk_text
+from app.ingest.repository import ClaimedDocument, StoredChunk
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    token_count: int
+    title: str
+    metadata: dict[str, Any]
+    content_hash: bytes
+
+    @property
+    def embedding_input(self) -> str:
+        return embedding_input(self.title, self.text)
+
+
+@dataclass
+class WriteStats:
+    inserted: int = 0
+    kept: int = 0
+    deleted: int = 0
+    vectors_written: int = 0
+    vector_hashes: set[bytes] = field(default_factory=set)
+
+
+def embedding_input(title: str, text: str) -> str:
+    """What the model sees for a chunk: its title (document title, heading path) above its text."""
+    return f"{title}\n\n{text}" if title else text
+
+
+def plan(doc: ClaimedDocument, tokenizer: Tokenizer) -> list[PlannedChunk]:
+    """The chunks DOC should have now."""
+    spec = ChunkingSpec.from_json(doc.chunking)
+    planned = []
+    for piece in chunk_text(doc.content, spec, tokenizer, doc.content_type):
+        title = " > ".join(part for part in (doc.title, piece.title_suffix) if part)
+        digest = hashlib.sha256(embedding_input(title, piece.text).encode()).digest()
+        planned.append(
+            PlannedChunk(
+                piece.ordinal,
+                piece.text,
+                piece.char_start,
+                piece.char_end,
+                piece.token_count,
+                title,
+                piece.metadata,
+                digest,
+            )
+        )
+    return planned
+
+
+def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], vectors: dict[bytes, Any]) -> WriteStats:
+    """Make the stored chunks of DOC equal PLANNED; VECTORS must hold every hash that needs a vector."""
+    stats = WriteStats()
+    stored = repository.stored_chunks(conn, doc)
+    unclaimed: dict[bytes, deque[StoredChunk]] = defaultdict(deque)
+    for chunk in stored:
+        unclaimed[chunk.content_hash].append(chunk)
+
+    kept: list[tuple[StoredChunk, PlannedChunk]] = []
+    fresh: list[PlannedChunk] = []
+    for chunk in planned:
+        matches = unclaimed.get(chunk.content_hash)
+        if matches:
+            kept.append((matches.popleft(), chunk))
+        else:
+            fresh.append(chunk)
+    gone = [chunk.id for matches in unclaimed.values() for chunk in matches]
+
+    repository.delete_chunks(conn, doc.collection_id, gone)
+    repository.update_chunks(
+        conn, doc.collection_id, [_changes(old, new, doc.language) for old, new in kept if _differs(old, new, doc)]
+    )
+    ids = repository.new_chunk_ids(conn, len(fresh))
+    repository.copy_chunks(
+        conn,
+        [
+            (doc.collection_id, chunk_id, doc.id, c.ordinal, c.text, c.char_start, c.char_end, c.token_count,
+             c.content_hash, c.title, doc.language, c.metadata)
+            for chunk_id, c in zip(ids, fresh, strict=True)
+        ],
+    )  # fmt: skip
+    needing_vectors = [(chunk_id, c.content_hash) for chunk_id, c in zip(ids, fresh, strict=True)]
+    needing_vectors += [(old.id, old.content_hash) for old, _ in kept if not old.has_vector]
+    repository.copy_embeddings(
+        conn, [(doc.collection_id, chunk_id, doc.model, vectors[digest]) for chunk_id, digest in needing_vectors]
+    )
+    stats.inserted, stats.kept, stats.deleted = len(fresh), len(kept), len(gone)
+    stats.vectors_written = len(needing_vectors)
+    return stats
+
+
+def hashes_needing_vectors(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk]) -> set[bytes]:
+    """Hashes of PLANNED that have no vector on a chunk of this document already."""
+    with_vector = {chunk.content_hash for chunk in repository.stored_chunks(conn, doc) if chunk.has_vector}
+    return {chunk.content_hash for chunk in planned} - with_vector
+
+
+def _differs(old: StoredChunk, new: PlannedChunk, doc: ClaimedDocument) -> bool:
+    return (old.ordinal, old.char_start, old.char_end, old.token_count, old.title, old.language, old.metadata) != (
+        new.ordinal, new.char_start, new.char_end, new.token_count, new.title, doc.language, new.metadata
+    )  # fmt: skip
+
+
+def _changes(old: StoredChunk, new: PlannedChunk, language: str) -> dict[str, Any]:
+    return {
+        "id": old.id,
+        "ordinal": new.ordinal,
+        "char_start": new.char_start,
+        "char_end": new.char_end,
+        "token_count": new.token_count,
+        "title": new.title,
+        "language": language,
+        "metadata_": new.metadata,
+    }

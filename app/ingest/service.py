@@ -1,0 +1,210 @@
+"""Documents in: upsert by external_id, list, look up, delete. The worker does the chunking and embedding."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import Row, and_, delete, func, literal_column, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.orm import Session
+
+from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, Document
+from app.errors import InvalidInputError, NotFoundError
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    content: str
+    external_id: str | None = None
+    title: str | None = None
+    content_type: str = "text/plain"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class Upserted:
+    external_id: str
+    status: str
+    version: int
+    action: Literal["created", "updated", "unchanged"]
+
+
+def default_external_id(content: str) -> str:
+    """The key of a document sent without one: its content hash, so sending it again changes nothing."""
+    return "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+
+
+def validate(inputs: list[DocumentInput], field_prefix: str = "documents") -> list[DocumentInput]:
+    """Check every document before any is written; errors name the document and field."""
+    problems = []
+    seen: dict[str, int] = {}
+    for i, doc in enumerate(inputs):
+        where = f"{field_prefix}[{i}]"
+        if not doc.content.strip():
+            problems.append({"field": f"{where}.content", "reason": "is empty or only whitespace"})
+        if doc.content_type not in CONTENT_TYPES:
+            problems.append({"field": f"{where}.content_type", "reason": f"must be one of {', '.join(CONTENT_TYPES)}"})
+        key = doc.external_id or default_external_id(doc.content)
+        if doc.external_id is not None and not doc.external_id.strip():
+            problems.append({"field": f"{where}.external_id", "reason": "is empty"})
+        if key in seen:
+            problems.append(
+                {"field": f"{where}.external_id", "reason": f"repeats document {seen[key]} of this request"}
+            )
+        seen[key] = i
+    if problems:
+        summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
+        raise InvalidInputError(f"invalid documents: {summary}", details=problems)
+    return inputs
+
+
+def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> list[Upserted]:
+    """Insert new documents, update changed ones (the database queues them), leave identical ones alone."""
+    validate(inputs)
+    rows = [
+        {
+            "collection_id": collection.id,
+            "external_id": doc.external_id or default_external_id(doc.content),
+            "title": doc.title or "",
+            "content": doc.content,
+            "content_type": doc.content_type,
+            "metadata": doc.metadata,
+            "source": doc.source,
+        }
+        for doc in inputs
+    ]
+    statement = insert(Document.__table__).values(rows)
+    excluded = statement.excluded
+    changed = func.row(
+        Document.content_hash, Document.title, Document.content_type, Document.metadata_, Document.source
+    ).op("IS DISTINCT FROM")(
+        func.row(excluded.content_hash, excluded.title, excluded.content_type, excluded.metadata, excluded.source)
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[Document.collection_id, Document.external_id],
+        set_={
+            "title": excluded.title,
+            "content": excluded.content,
+            "content_type": excluded.content_type,
+            "metadata": excluded.metadata,
+            "source": excluded.source,
+        },
+        where=changed,
+    ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"))
+    written = {row[0]: row for row in db.execute(statement)}
+    untouched = [row["external_id"] for row in rows if row["external_id"] not in written]
+    current = {
+        row[0]: row
+        for row in db.execute(
+            select(Document.external_id, Document.status, Document.version).where(
+                Document.collection_id == collection.id, Document.external_id.in_(untouched)
+            )
+        )
+    }
+    results = []
+    for row in rows:
+        key = row["external_id"]
+        if key in written:
+            _, status, version, created = written[key]
+            results.append(Upserted(key, status, version, "created" if created else "updated"))
+        else:
+            _, status, version = current[key]
+            results.append(Upserted(key, status, version, "unchanged"))
+    return results
+
+
+def encode_cursor(document_id: int) -> str:
+    return base64.urlsafe_b64encode(str(document_id).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInputError("cursor: not a cursor this API returned", details={"field": "cursor"}) from None
+
+
+def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"metadata: not JSON ({exc.msg})", details={"field": "metadata"}) from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("metadata: must be a JSON object", details={"field": "metadata"})
+    return value
+
+
+def page(
+    db: Session,
+    collection: Collection,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    status: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[list[Row[Any]], str | None]:
+    """One page of documents in id order (keyset pagination) and the cursor of the next page."""
+    if status is not None and status not in DOCUMENT_STATUSES:
+        raise InvalidInputError(f"status: must be one of {', '.join(DOCUMENT_STATUSES)}", details={"field": "status"})
+    query = _summary().where(Document.collection_id == collection.id)
+    if cursor is not None:
+        query = query.where(Document.id > decode_cursor(cursor))
+    if status is not None:
+        query = query.where(Document.status == status)
+    if metadata is not None:
+        query = query.where(Document.metadata_.op("@>")(func.cast(json.dumps(metadata), JSONB)))
+    rows = list(db.execute(query.order_by(Document.id).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].id) if more else None
+
+
+def one(db: Session, collection: Collection, external_id: str) -> Row[Any]:
+    row = db.execute(
+        _summary(with_content=True).where(Document.collection_id == collection.id, Document.external_id == external_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no document {external_id!r} in collection {collection.name!r}")
+    return row
+
+
+def remove(db: Session, collection: Collection, external_id: str) -> None:
+    result = db.execute(
+        delete(Document).where(Document.collection_id == collection.id, Document.external_id == external_id)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFoundError(f"no document {external_id!r} in collection {collection.name!r}")
+
+
+def _summary(with_content: bool = False) -> Any:
+    chunk_count = (
+        select(func.count())
+        .where(and_(Chunk.collection_id == Document.collection_id, Chunk.document_id == Document.id))
+        .scalar_subquery()
+    )
+    columns = [
+        Document.id,
+        Document.external_id,
+        Document.title,
+        Document.source,
+        Document.content_type,
+        Document.metadata_.label("metadata"),
+        Document.status,
+        Document.error,
+        Document.attempts,
+        Document.version,
+        func.encode(Document.content_hash, "hex").label("content_hash"),
+        chunk_count.label("chunk_count"),
+        Document.created_at,
+        Document.updated_at,
+    ]
+    if with_content:
+        columns.append(Document.content)
+    return select(*columns)

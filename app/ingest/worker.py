@@ -1,0 +1,176 @@
+"""The ingestion worker: claims queued documents, chunks and embeds them, writes the result.
+
+Workers share the queue in the database (memora.document): any number of them, in any number of processes, claim
+with FOR UPDATE SKIP LOCKED and hold a lease while they work. A worker that dies leaves a lease that runs out, and
+the next worker takes the document over. They sleep on LISTEN "<schema>.document" and poll as a fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine
+
+from app.config import Settings
+from app.db.engine import libpq_url
+from app.embeddings.base import Embedder
+from app.embeddings.registry import get_embedder
+from app.errors import AppError
+from app.ingest import pipeline, repository
+from app.ingest.pipeline import PlannedChunk
+from app.ingest.repository import ClaimedDocument
+
+log = logging.getLogger(__name__)
+
+EmbedderFor = Callable[[ClaimedDocument], Embedder]
+MAX_RETRY_WAIT = timedelta(minutes=10)
+
+
+@dataclass
+class WorkerStats:
+    documents: int = 0
+    failed: int = 0
+    superseded: int = 0
+    texts_embedded: int = 0
+
+
+class Worker:
+    """One ingestion worker; run() loops until stopped, run_once() does one batch."""
+
+    def __init__(self, settings: Settings, engine: Engine, *, embedder_for: EmbedderFor | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.embedder_for = embedder_for or (
+            lambda doc: get_embedder(doc.provider, doc.model, doc.dimensions, settings)
+        )
+        self.stats = WorkerStats()
+        self._channel = f"{settings.db_schema}.document"
+
+    def run(self, stop: threading.Event, *, until_empty: bool = False) -> WorkerStats:
+        """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty."""
+        url = libpq_url(self.engine.url.render_as_string(hide_password=False))
+        with psycopg.connect(url, autocommit=True, application_name="memora-worker-listen") as listener:
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            log.info("worker %s listening on %s", self.name, self._channel)
+            while not stop.is_set():
+                if self.run_once():
+                    continue
+                with self.engine.connect() as conn:
+                    wait = repository.next_available_in(conn)
+                if wait is None and until_empty:
+                    break
+                self._sleep(listener, stop, min(self.settings.worker_poll_seconds, wait or float("inf")))
+        return self.stats
+
+    def run_once(self) -> int:
+        """Claim one batch and process it; the number of documents claimed."""
+        lease = timedelta(seconds=self.settings.worker_lease_seconds)
+        with self.engine.begin() as conn:
+            claimed = repository.claim(conn, self.name, self.settings.worker_batch_size, lease)
+        if claimed:
+            self._process(claimed)
+        return len(claimed)
+
+    def _sleep(self, listener: psycopg.Connection[Any], stop: threading.Event, seconds: float) -> None:
+        """Until a NOTIFY arrives, STOP is set or SECONDS pass (in short slices, so SIGTERM is served quickly)."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            for _ in listener.notifies(timeout=min(left, 0.5), stop_after=1):
+                return
+
+    def _process(self, claimed: list[ClaimedDocument]) -> None:
+        plans: dict[int, list[PlannedChunk]] = {}
+        embedders: dict[int, Embedder] = {}
+        for doc in claimed:
+            try:
+                embedders[doc.id] = self.embedder_for(doc)
+                plans[doc.id] = pipeline.plan(doc, embedders[doc.id].tokenizer)
+            except Exception as exc:
+                self._give_back(doc, exc)
+
+        vectors = self._vectors([doc for doc in claimed if doc.id in plans], plans, embedders)
+        for doc in claimed:
+            if doc.id in plans and doc.id in vectors:
+                self._write(doc, plans[doc.id], vectors[doc.id])
+
+    def _vectors(
+        self,
+        docs: list[ClaimedDocument],
+        plans: dict[int, list[PlannedChunk]],
+        embedders: dict[int, Embedder],
+    ) -> dict[int, dict[bytes, Any]]:
+        """Vectors per document for every hash it needs: reused from the collection, else embedded (batched
+        across the documents that share a model)."""
+        groups: dict[tuple[int, str], list[ClaimedDocument]] = defaultdict(list)
+        for doc in docs:
+            groups[(doc.collection_id, doc.model)].append(doc)
+        result: dict[int, dict[bytes, Any]] = {}
+        for (collection_id, model), members in groups.items():
+            try:
+                with self.engine.connect() as conn:
+                    needed = {doc.id: pipeline.hashes_needing_vectors(conn, doc, plans[doc.id]) for doc in members}
+                    known = repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
+                inputs = {
+                    chunk.content_hash: chunk.embedding_input
+                    for doc in members
+                    for chunk in plans[doc.id]
+                    if chunk.content_hash in needed[doc.id] and chunk.content_hash not in known
+                }
+                known |= self._embed(embedders[members[0].id], inputs)
+            except Exception as exc:
+                for doc in members:
+                    self._give_back(doc, exc)
+                continue
+            for doc in members:
+                result[doc.id] = {digest: known[digest] for digest in needed[doc.id]}
+        return result
+
+    def _embed(self, embedder: Embedder, inputs: dict[bytes, str]) -> dict[bytes, Any]:
+        digests, texts = list(inputs), list(inputs.values())
+        size = self.settings.embed_batch_size
+        vectors: dict[bytes, Any] = {}
+        for start in range(0, len(texts), size):
+            batch = embedder.embed(texts[start : start + size])
+            vectors.update(zip(digests[start : start + size], batch, strict=True))
+        self.stats.texts_embedded += len(texts)
+        return vectors
+
+    def _write(self, doc: ClaimedDocument, planned: list[PlannedChunk], vectors: dict[bytes, Any]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                if not repository.lock_if_still_ours(conn, doc, self.name):
+                    # Edited meanwhile (queued again) or taken over after our lease ran out: that work wins.
+                    self.stats.superseded += 1
+                    return
+                pipeline.write(conn, doc, planned, vectors)
+                repository.finish(conn, doc)
+            self.stats.documents += 1
+        except Exception as exc:
+            self._give_back(doc, exc)
+
+    def _give_back(self, doc: ClaimedDocument, exc: Exception) -> None:
+        message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
+        permanent = isinstance(exc, AppError) and exc.status < 500
+        if permanent or doc.attempts >= self.settings.worker_max_attempts:
+            retry_in = None
+            self.stats.failed += 1
+            log.warning("document %s failed after %s attempt(s): %s", doc.id, doc.attempts, message)
+        else:
+            seconds = self.settings.worker_retry_seconds * 2 ** (doc.attempts - 1)
+            retry_in = min(timedelta(seconds=seconds), MAX_RETRY_WAIT)
+            log.info("document %s will retry in %s: %s", doc.id, retry_in, message)
+        with self.engine.begin() as conn:
+            repository.give_back(conn, doc, self.name, message, retry_in)

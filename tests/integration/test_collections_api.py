@@ -1,0 +1,141 @@
+"""/v1/collections over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, text
+
+
+def create(api: TestClient, **body: Any) -> Any:
+    return api.post("/v1/collections", json={"name": "docs", **body})
+
+
+def test_create_with_defaults_uses_the_local_model(api: TestClient, connection: Connection) -> None:
+    response = create(api)
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["embedding_provider"], body["embedding_model"], body["dimensions"]) == (
+        "local",
+        "all-MiniLM-L6-v2",
+        384,
+    )
+    assert body["chunking"] == {"strategy": "recursive", "size": 256, "overlap": 32}
+    assert body["hnsw"] == {"m": 16, "ef_construction": 64}
+    index = connection.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'embedding_c%_hnsw'"))
+    assert any("vector(384)) vector_cosine_ops" in row[0] for row in index)
+
+
+def test_create_with_every_setting(api: TestClient) -> None:
+    response = create(
+        api,
+        description="Medical abstracts",
+        embedding_provider="hashing",
+        dimensions=64,
+        metric="inner_product",
+        storage="halfvec",
+        chunking={"strategy": "tokens", "size": 128, "overlap": 16},
+        language="simple",
+        hnsw={"m": 8, "ef_construction": 40},
+        metadata={"owner": "ml"},
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["embedding_model"] == "hashing"
+    assert body["language"] == "simple"
+    assert body["metadata"] == {"owner": "ml"}
+
+
+def test_name_taken_is_409(api: TestClient) -> None:
+    create(api, embedding_provider="hashing")
+
+    response = create(api, embedding_provider="hashing")
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "conflict"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "has space"}, "body.name"),
+        ({"chunking": {"size": 64, "overlap": 64}}, "body.chunking"),
+        ({"hnsw": {"m": 16, "ef_construction": 20}}, "body.hnsw"),
+        ({"metric": "manhattan"}, "body.metric"),
+        ({"embedding_provider": "nope"}, "body.embedding_provider"),
+        ({"unknown": 1}, "body.unknown"),
+    ],
+)
+def test_invalid_settings_are_422_naming_the_field(api: TestClient, body: dict[str, Any], field: str) -> None:
+    response = api.post("/v1/collections", json={"name": "docs", "embedding_provider": "hashing"} | body)
+
+    assert response.status_code == 422
+    fields = [problem["field"] for problem in response.json()["error"]["details"]]
+    assert any(f.startswith(field) for f in fields), fields
+
+
+def test_unknown_language_is_422(api: TestClient) -> None:
+    response = create(api, embedding_provider="hashing", language="klingon")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["message"].startswith("language:")
+
+
+def test_too_many_dimensions_for_vector_but_not_halfvec(api: TestClient) -> None:
+    too_many = create(api, embedding_provider="hashing", dimensions=3072)
+    halfvec = create(api, embedding_provider="hashing", dimensions=3072, storage="halfvec")
+
+    assert too_many.status_code == 422
+    assert "halfvec" in too_many.json()["error"]["message"]
+    assert halfvec.status_code == 201
+
+
+def test_local_model_with_wrong_dimensions_is_422(api: TestClient) -> None:
+    response = create(api, embedding_provider="local", dimensions=512)
+
+    assert response.status_code == 422
+    assert "dimensions" in response.json()["error"]["message"]
+
+
+def test_list_get_patch_delete(api: TestClient, connection: Connection) -> None:
+    create(api, embedding_provider="hashing")
+    api.post("/v1/collections", json={"name": "other", "embedding_provider": "hashing"})
+
+    listed = api.get("/v1/collections").json()
+    patched = api.patch("/v1/collections/docs", json={"description": "new", "hnsw": {"m": 24, "ef_construction": 96}})
+    deleted = api.delete("/v1/collections/docs")
+
+    assert [c["name"] for c in listed] == ["docs", "other"]
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["description"] == "new"
+    index = connection.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'embedding_c%_hnsw'"))
+    assert any("m='24'" in row[0] for row in index)
+    assert deleted.status_code == 204
+    assert api.get("/v1/collections/docs").status_code == 404
+
+
+def test_changing_chunking_or_model_queues_documents_again(api: TestClient, connection: Connection) -> None:
+    create(api, embedding_provider="hashing")
+    api.post("/v1/collections/docs/documents", json={"external_id": "a", "content": "Some text."})
+    connection.execute(text("UPDATE memora.document SET status = 'ready'"))
+
+    api.patch("/v1/collections/docs", json={"chunking": {"strategy": "tokens", "size": 64, "overlap": 8}})
+    after_chunking = connection.execute(text("SELECT status FROM memora.document")).scalar()
+    connection.execute(text("UPDATE memora.document SET status = 'ready'"))
+    patched = api.patch("/v1/collections/docs", json={"dimensions": 32})
+    after_model = connection.execute(text("SELECT status FROM memora.document")).scalar()
+
+    assert after_chunking == "pending"
+    assert patched.json()["dimensions"] == 32
+    assert after_model == "pending"
+
+
+def test_unknown_collection_is_404(api: TestClient) -> None:
+    for response in (api.get("/v1/collections/nope"), api.patch("/v1/collections/nope", json={}),
+                     api.delete("/v1/collections/nope")):  # fmt: skip
+        assert response.status_code == 404
+        assert "nope" in response.json()["error"]["message"]

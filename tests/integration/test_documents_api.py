@@ -1,0 +1,186 @@
+"""/v1/collections/{name}/documents over HTTP: JSON and file uploads, upserts, listing and limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.api.deps import get_session
+from app.api.main import create_app
+from app.config import Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+URL = "/v1/collections/docs/documents"
+
+
+@pytest.fixture(autouse=True)
+def collection(api: TestClient) -> None:
+    assert api.post("/v1/collections", json={"name": "docs", "embedding_provider": "hashing"}).status_code == 201
+
+
+def test_one_json_document_is_accepted_at_once(api: TestClient) -> None:
+    response = api.post(URL, json={"external_id": "a", "content": "Alpha text.", "metadata": {"team": "hr"}})
+
+    assert response.status_code == 202
+    assert response.json()["documents"] == [
+        {"external_id": "a", "status": "pending", "version": 1, "action": "created", "file": None, "error": None}
+    ]
+
+
+def test_upsert_same_content_is_a_no_op_and_changed_content_a_new_version(api: TestClient) -> None:
+    api.post(URL, json={"external_id": "a", "content": "Alpha text."})
+
+    same = api.post(URL, json={"external_id": "a", "content": "Alpha text."}).json()["documents"][0]
+    changed = api.post(URL, json={"external_id": "a", "content": "Alpha text, edited."}).json()["documents"][0]
+
+    assert (same["action"], same["version"]) == ("unchanged", 1)
+    assert (changed["action"], changed["version"], changed["status"]) == ("updated", 2, "pending")
+
+
+def test_an_array_and_documents_without_external_id(api: TestClient) -> None:
+    response = api.post(URL, json=[{"content": "One."}, {"content": "Two.", "title": "Second"}])
+    again = api.post(URL, json=[{"content": "One."}])
+
+    ids = [doc["external_id"] for doc in response.json()["documents"]]
+    assert all(key.startswith("sha256:") for key in ids)
+    assert again.json()["documents"][0] == response.json()["documents"][0] | {"action": "unchanged"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"content": "   "}, "documents[0].content"),
+        ({"content": ""}, "body.content"),
+        ({"content": "x", "content_type": "image/png"}, "body.content_type"),
+        ({"content": "x", "metadata": [1]}, "body.metadata"),
+        ([{"external_id": "k", "content": "x"}, {"external_id": "k", "content": "y"}], "documents[1].external_id"),
+    ],
+)
+def test_bad_documents_are_422_naming_the_field(api: TestClient, body: object, field: str) -> None:
+    response = api.post(URL, json=body)
+
+    assert response.status_code == 422
+    fields = [problem["field"] for problem in response.json()["error"]["details"]]
+    assert any(f.startswith(field) for f in fields), fields
+    assert api.get(URL).json()["items"] == []
+
+
+def test_file_uploads_of_every_kind(api: TestClient) -> None:
+    files = [
+        ("files", (path.name, path.read_bytes())) for path in sorted(FIXTURES.iterdir()) if "corrupt" not in path.name
+    ]
+
+    response = api.post(URL, files=files)
+
+    assert response.status_code == 202, response.text
+    results = response.json()["documents"]
+    assert all(result["error"] is None for result in results)
+    listed = {item["external_id"]: item for item in api.get(URL).json()["items"]}
+    kinds = {item["content_type"] for item in listed.values()}
+    assert kinds == {"text/plain", "text/markdown", "text/html", "application/pdf"}
+    assert all(item["source"] for item in listed.values())
+
+
+def test_a_corrupt_pdf_fails_alone(api: TestClient) -> None:
+    good = [("files", (f"note-{i}.txt", f"Note number {i}.".encode())) for i in range(5)]
+    corrupt = [("files", ("broken.pdf", (FIXTURES / "corrupt.pdf").read_bytes()))]
+
+    response = api.post(URL, files=good + corrupt)
+
+    assert response.status_code == 202
+    results = response.json()["documents"]
+    failed = [r for r in results if r["error"]]
+    assert [r["file"] for r in failed] == ["broken.pdf"]
+    assert "broken.pdf" in failed[0]["error"]["message"]
+    assert len(api.get(URL).json()["items"]) == 5
+
+
+def test_only_bad_files_take_the_status_of_the_problem(api: TestClient) -> None:
+    unsupported = api.post(URL, files=[("files", ("tool.exe", b"MZ..."))])
+    corrupt = api.post(URL, files=[("files", ("broken.pdf", (FIXTURES / "corrupt.pdf").read_bytes()))])
+
+    assert unsupported.status_code == 415
+    assert "tool.exe" in unsupported.json()["error"]["message"]
+    assert corrupt.status_code == 422
+
+
+def test_other_content_types_are_415(api: TestClient) -> None:
+    response = api.post(URL, content=b"a,b\n1,2\n", headers={"content-type": "text/csv"})
+
+    assert response.status_code == 415
+
+
+def test_unknown_collection_is_404(api: TestClient) -> None:
+    assert api.post("/v1/collections/nope/documents", json={"content": "x"}).status_code == 404
+    assert api.get("/v1/collections/nope/documents").status_code == 404
+
+
+def test_limits_are_413(settings: Settings, engine: Engine, db: Session) -> None:
+    small = settings.model_copy(update={"max_upload_bytes": 2048, "max_documents_per_request": 3})
+    app = create_app(small, engine=engine)
+
+    def session() -> Iterator[Session]:
+        yield db
+
+    app.dependency_overrides[get_session] = session
+    with TestClient(app) as client:
+        client.post("/v1/collections", json={"name": "docs", "embedding_provider": "hashing"})
+        too_big = client.post(URL, json={"content": "x" * 5000})
+        too_many = client.post(URL, json=[{"content": f"doc {i}"} for i in range(4)])
+        big_file = client.post(URL, files=[("files", ("big.txt", b"y" * 5000))])
+
+    assert [too_big.status_code, too_many.status_code, big_file.status_code] == [413, 413, 413]
+    assert "limit" in too_big.json()["error"]["message"]
+
+
+def test_list_pages_and_filters(api: TestClient) -> None:
+    api.post(
+        URL, json=[{"external_id": f"d{i}", "content": f"Doc {i}.", "metadata": {"even": i % 2 == 0}} for i in range(5)]
+    )
+
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        body = api.get(URL, params=params).json()
+        pages.append([item["external_id"] for item in body["items"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    even = api.get(URL, params={"metadata": json.dumps({"even": True})}).json()["items"]
+    pending = api.get(URL, params={"status": "pending"}).json()["items"]
+
+    assert pages == [["d0", "d1"], ["d2", "d3"], ["d4"]]
+    assert [item["external_id"] for item in even] == ["d0", "d2", "d4"]
+    assert len(pending) == 5
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"metadata": "{not json"}, "metadata"), ({"metadata": "[1]"}, "metadata"), ({"status": "odd"}, "status"),
+     ({"cursor": "!!!"}, "cursor"), ({"limit": 0}, "query.limit")],
+)  # fmt: skip
+def test_bad_list_parameters_are_422(api: TestClient, params: dict[str, object], field: str) -> None:
+    response = api.get(URL, params=params)
+
+    assert response.status_code == 422
+    assert field in response.json()["error"]["message"]
+
+
+def test_get_and_delete_one(api: TestClient) -> None:
+    api.post(URL, json={"external_id": "notes/a.md", "content": "# A\n\nText.", "content_type": "text/markdown"})
+
+    found = api.get(f"{URL}/notes/a.md")
+    deleted = api.delete(f"{URL}/notes/a.md")
+
+    assert found.status_code == 200
+    assert found.json()["content"] == "# A\n\nText."
+    assert found.json()["chunk_count"] == 0
+    assert deleted.status_code == 204
+    assert api.get(f"{URL}/notes/a.md").status_code == 404
+    assert api.delete(f"{URL}/notes/a.md").status_code == 404

@@ -1,0 +1,311 @@
+"""The ingestion worker against a real database: chunking, embedding only what changed, retries and leases."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from app.embeddings.hashing import HashingEmbedder
+from sqlalchemy import Engine, text
+
+from app.config import Settings
+from app.db.engine import make_engine
+from app.embeddings.base import Embedder, Tokenizer, Vectors
+from app.ingest import repository
+from app.ingest.repository import ClaimedDocument
+from app.ingest.worker import Worker
+
+PARAGRAPHS = [f"Paragraph {i} talks about topic {i} in some detail. It has a second sentence." for i in range(12)]
+
+
+@dataclass
+class SpyEmbedder:
+    """The hashing embedder, counting what it is asked to embed, and failing on demand."""
+
+    inner: HashingEmbedder = field(default_factory=lambda: HashingEmbedder(16))
+    texts: list[str] = field(default_factory=list)
+    failures: int = 0
+    provider: str = "hashing"
+    model: str = "hashing"
+    dimensions: int = 16
+    max_input_tokens: int = 512
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("embedding service unreachable")
+        self.texts += texts
+        return self.inner.embed(texts)
+
+
+@pytest.fixture
+def worker_settings(fresh_db_url: str) -> Settings:
+    return Settings(database_url=fresh_db_url, worker_retry_seconds=0, worker_max_attempts=3, worker_poll_seconds=30)
+
+
+@pytest.fixture
+def engine(worker_settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(worker_settings, "worker")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, chunking) "
+                """VALUES ('docs', 'hashing', 'hashing', 16, '{"strategy": "recursive", "size": 24, "overlap": 0}')"""
+            )
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def spy() -> SpyEmbedder:
+    return SpyEmbedder()
+
+
+@pytest.fixture
+def worker(worker_settings: Settings, engine: Engine, spy: SpyEmbedder) -> Worker:
+    def embedder_for(doc: ClaimedDocument) -> Embedder:
+        return spy
+
+    return Worker(worker_settings, engine, embedder_for=embedder_for)
+
+
+def add(engine: Engine, external_id: str, content: str, title: str = "") -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO memora.document (collection_id, external_id, title, content) "
+                "SELECT id, :external_id, :title, :content FROM memora.collection WHERE name = 'docs'"
+            ),
+            {"external_id": external_id, "title": title, "content": content},
+        )
+
+
+def edit(engine: Engine, external_id: str, content: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE memora.document SET content = :content WHERE external_id = :external_id"),
+            {"external_id": external_id, "content": content},
+        )
+
+
+def state(engine: Engine, external_id: str) -> dict[str, object]:
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT d.status, d.attempts, d.error, d.version, d.available_at > now() AS waiting, "
+                "(SELECT count(*) FROM memora.chunk c WHERE c.document_id = d.id) AS chunks, "
+                "(SELECT count(*) FROM memora.embedding e JOIN memora.chunk c ON c.id = e.chunk_id "
+                " WHERE c.document_id = d.id) AS vectors "
+                "FROM memora.document d WHERE external_id = :external_id"
+            ),
+            {"external_id": external_id},
+        ).one()
+    return dict(row._mapping)
+
+
+def chunks(engine: Engine, external_id: str) -> list[tuple[int, int, str, int, int]]:
+    with engine.connect() as conn:
+        return [
+            tuple(row)
+            for row in conn.execute(
+                text(
+                    "SELECT c.id, c.ordinal, c.text, c.char_start, c.char_end FROM memora.chunk c "
+                    "JOIN memora.document d ON d.id = c.document_id WHERE d.external_id = :e ORDER BY c.ordinal"
+                ),
+                {"e": external_id},
+            )
+        ]
+
+
+def test_a_document_inserted_with_sql_is_chunked_and_embedded(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+    content = "\n\n".join(PARAGRAPHS)
+    add(engine, "doc", content, title="Topics")
+
+    assert worker.run_once() == 1
+
+    after = state(engine, "doc")
+    assert after["status"] == "ready"
+    assert after["chunks"] == after["vectors"]
+    stored = chunks(engine, "doc")
+    assert len(stored) > 3
+    for _, _, chunk_text, start, end in stored:
+        assert content[start:end] == chunk_text
+    assert [row[1] for row in stored] == list(range(len(stored)))
+    assert all(text_.startswith("Topics\n\n") for text_ in spy.texts)  # the title is embedded with the text
+    with engine.connect() as conn:
+        models = conn.execute(text("SELECT DISTINCT model FROM memora.embedding")).scalars().all()
+    assert models == ["hashing"]
+
+
+def test_editing_one_paragraph_re_embeds_only_its_chunks(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+    add(engine, "doc", "\n\n".join(PARAGRAPHS))
+    worker.run_once()
+    before = chunks(engine, "doc")
+    spy.texts.clear()
+
+    edited = list(PARAGRAPHS)
+    edited[5] = "Paragraph 5 now says something else entirely. Brand new words here."
+    edit(engine, "doc", "\n\n".join(edited))
+    worker.run_once()
+
+    after = chunks(engine, "doc")
+    assert 1 <= len(spy.texts) <= 2
+    assert all("Paragraph 5 now" in text_ for text_ in spy.texts)
+    kept_ids = {row[0] for row in before} & {row[0] for row in after}
+    assert len(kept_ids) >= len(before) - 2  # unchanged chunks keep their rows (and ids, and vectors)
+    assert state(engine, "doc")["chunks"] == state(engine, "doc")["vectors"] == len(after)
+
+
+def test_the_same_content_again_does_nothing(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+    add(engine, "doc", "\n\n".join(PARAGRAPHS))
+    worker.run_once()
+    spy.texts.clear()
+
+    edit(engine, "doc", "\n\n".join(PARAGRAPHS))
+
+    assert worker.run_once() == 0
+    assert state(engine, "doc")["version"] == 1
+    assert spy.texts == []
+
+
+def test_text_seen_elsewhere_in_the_collection_reuses_its_vector(
+    engine: Engine, worker: Worker, spy: SpyEmbedder
+) -> None:
+    add(engine, "first", "\n\n".join(PARAGRAPHS))
+    worker.run_once()
+    spy.texts.clear()
+
+    add(engine, "copy", "\n\n".join(PARAGRAPHS))
+    worker.run_once()
+
+    assert spy.texts == []
+    assert state(engine, "copy")["vectors"] == state(engine, "first")["vectors"]
+
+
+def test_failures_retry_then_fail_while_the_queue_goes_on(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+    add(engine, "flaky", "Some text that will not embed at first.")
+    spy.failures = 1
+    worker.run_once()
+    first = state(engine, "flaky")
+
+    worker.run_once()
+    recovered = state(engine, "flaky")
+
+    assert (first["status"], first["attempts"]) == ("pending", 1)
+    assert "embedding service unreachable" in str(first["error"])
+    assert recovered["status"] == "ready"
+    assert recovered["error"] is None
+
+    add(engine, "doomed", "This one never embeds.")
+    spy.failures = 3
+    for _ in range(3):
+        worker.run_once()
+    add(engine, "fine", "But this one does.")
+    worker.run_once()
+
+    doomed = state(engine, "doomed")
+    assert (doomed["status"], doomed["attempts"]) == ("failed", 3)
+    assert "ConnectionError" in str(doomed["error"])
+    assert state(engine, "fine")["status"] == "ready"
+
+
+def test_retry_waits_with_backoff(worker_settings: Settings, engine: Engine, spy: SpyEmbedder) -> None:
+    slow_retry = Worker(
+        worker_settings.model_copy(update={"worker_retry_seconds": 60}), engine, embedder_for=lambda d: spy
+    )
+    add(engine, "flaky", "Text.")
+    spy.failures = 1
+
+    slow_retry.run_once()
+
+    assert state(engine, "flaky")["waiting"] is True
+    assert slow_retry.run_once() == 0
+
+
+def test_a_bad_chunking_setting_fails_at_once(engine: Engine, worker: Worker) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("""UPDATE memora.collection SET chunking = '{"strategy": "sideways"}'"""))
+    add(engine, "doc", "Text.")
+
+    worker.run_once()
+
+    after = state(engine, "doc")
+    assert (after["status"], after["attempts"]) == ("failed", 1)
+    assert "strategy" in str(after["error"])
+
+
+def test_an_expired_lease_is_taken_over_without_duplicates(
+    worker_settings: Settings, engine: Engine, worker: Worker
+) -> None:
+    add(engine, "doc", "\n\n".join(PARAGRAPHS))
+
+
+    with engine.begin() as conn:  # a worker claims the document, then dies
+        assert len(repository.claim(conn, "dead-worker", 10, timedelta(seconds=300))) == 1
+    assert worker.run_once() == 0  # leased: nobody else may take it
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE memora.document SET available_at = now() - interval '1 second'"))
+
+    assert worker.run_once() == 1
+    after = state(engine, "doc")
+    assert (after["status"], after["attempts"]) == ("ready", 2)
+    ordinals = [row[1] for row in chunks(engine, "doc")]
+    assert ordinals == list(range(len(ordinals)))
+
+
+def test_an_edit_during_processing_wins(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+    add(engine, "doc", "Original text.")
+    real_embed = spy.embed
+
+    def edit_meanwhile(texts: Sequence[str]) -> Vectors:
+        edit(engine, "doc", "Edited while the worker was busy.")
+        spy.embed = real_embed  # type: ignore[method-assign]
+        return real_embed(texts)
+
+    spy.embed = edit_meanwhile  # type: ignore[method-assign]
+    worker.run_once()
+    superseded = state(engine, "doc")
+    worker.run_once()
+
+    assert (superseded["status"], superseded["version"], superseded["chunks"]) == ("pending", 2, 0)
+    assert worker.stats.superseded == 1
+    assert [row[2] for row in chunks(engine, "doc")] == ["Edited while the worker was busy."]
+
+
+def test_notify_wakes_a_sleeping_worker(engine: Engine, worker: Worker) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(0.5)  # asleep: the poll interval is 30 s
+        add(engine, "doc", "Wake up.")
+        deadline = time.monotonic() + 10
+        while state(engine, "doc")["status"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+    assert state(engine, "doc")["status"] == "ready"
+    assert not thread.is_alive()
+
+
+def test_vectors_are_float32_of_the_collection_dimensions(engine: Engine, worker: Worker) -> None:
+    add(engine, "doc", "Check the stored vectors.")
+    worker.run_once()
+
+    with engine.connect() as conn:
+        vector = conn.execute(text("SELECT embedding FROM memora.embedding")).scalar()
+    assert isinstance(vector, np.ndarray)
+    assert vector.shape == (16,)
+    assert abs(float(np.linalg.norm(vector)) - 1) < 1e-5
