@@ -38,9 +38,20 @@ class InvalidInputError(AppError):
     code = "invalid_input"
 
 
+class UnreadableFileError(InvalidInputError):
+    """A file in a supported format whose content cannot be read: bad encoding, a damaged PDF, a bad JSON line."""
+
+    code = "unreadable_file"
+
+
 class PayloadTooLargeError(AppError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(AppError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class DatabaseUnavailableError(AppError):
@@ -54,3 +65,10 @@ class EmbeddedPostgresError(DatabaseUnavailableError):
     """The embedded PostgreSQL could not be set up or started; the message says why and how to fix it."""
 
     code = "embedded_postgres"
+
+
+class EmbeddingProviderError(AppError):
+    """An embedding provider failed or answered with something unusable; the message says which and why."""
+
+    status = 502
+    code = "embedding_provider"

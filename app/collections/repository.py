@@ -32,7 +32,7 @@ def status_counts(db: Session, collection_ids: list[int]) -> dict[int, dict[str,
 
 
 def text_search_config_exists(db: Session, name: str) -> bool:
-    return db.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :name"), {"name": name}) == 1
+    return bool(db.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :name"), {"name": name}) == 1)
 
 
 def requeue_documents(db: Session, collection_id: int) -> int:

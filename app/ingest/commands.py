@@ -60,7 +60,7 @@ def ingest(
         if create and not _exists(db, collection_name):
             collections.create(db, CollectionCreate(name=collection_name))
         collections.get(db, collection_name)
-    changed, failed = 0, []
+    changed, failed = 0, list[str]()
     with _progress() as progress:
         task = progress.add_task("documents", total=len(files))
         for batch in _batches(files, failed, progress, task):

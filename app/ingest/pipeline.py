@@ -55,7 +55,7 @@ def plan(doc: ClaimedDocument, tokenizer: Tokenizer) -> list[PlannedChunk]:
     spec = ChunkingSpec.from_json(doc.chunking)
     planned = []
     for piece in chunk_text(doc.content, spec, tokenizer, doc.content_type):
-        title = " > ".join(part for part in (doc.title, piece.title_suffix) if part)
+        title = _title(doc.title, piece.title_suffix)
         digest = hashlib.sha256(embedding_input(title, piece.text).encode()).digest()
         planned.append(
             PlannedChunk(
@@ -77,8 +77,8 @@ def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], v
     stats = WriteStats()
     stored = repository.stored_chunks(conn, doc)
     unclaimed: dict[bytes, deque[StoredChunk]] = defaultdict(deque)
-    for chunk in stored:
-        unclaimed[chunk.content_hash].append(chunk)
+    for old in stored:
+        unclaimed[old.content_hash].append(old)
 
     kept: list[tuple[StoredChunk, PlannedChunk]] = []
     fresh: list[PlannedChunk] = []
@@ -88,7 +88,7 @@ def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], v
             kept.append((matches.popleft(), chunk))
         else:
             fresh.append(chunk)
-    gone = [chunk.id for matches in unclaimed.values() for chunk in matches]
+    gone = [old.id for matches in unclaimed.values() for old in matches]
 
     repository.delete_chunks(conn, doc.collection_id, gone)
     repository.update_chunks(
@@ -113,10 +113,12 @@ def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], v
     return stats
 
 
-def hashes_needing_vectors(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk]) -> set[bytes]:
-    """Hashes of PLANNED that have no vector on a chunk of this document already."""
-    with_vector = {chunk.content_hash for chunk in repository.stored_chunks(conn, doc) if chunk.has_vector}
-    return {chunk.content_hash for chunk in planned} - with_vector
+def _title(document_title: str, heading_path: str) -> str:
+    """The document title, then the heading path, without repeating a first heading that is the title."""
+    parts = heading_path.split(" > ") if heading_path else []
+    if parts and parts[0] == document_title:
+        parts = parts[1:]
+    return " > ".join([document_title, *parts] if document_title else parts)
 
 
 def _differs(old: StoredChunk, new: PlannedChunk, doc: ClaimedDocument) -> bool:

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 from psycopg import sql
-from sqlalchemy import Connection, and_, bindparam, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from psycopg.types.json import Jsonb
+from sqlalchemy import Connection, and_, bindparam, delete, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.types import LargeBinary
 
 from app.db.engine import schema_of
@@ -95,7 +96,7 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
         .join(Collection, Collection.id == Document.collection_id)
     ).all()
     # The outer SELECT sees the rows as they were before the UPDATE: take version from there, attempts + 1.
-    return [ClaimedDocument(*row[:3], row[3] + 1, *row[4:]) for row in rows]
+    return [ClaimedDocument(*row[:3], row[3] + 1, *row[4:]) for row in rows]  # type: ignore[call-arg, arg-type]
 
 
 def next_available_in(conn: Connection) -> float | None:
@@ -154,12 +155,12 @@ def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iter
         return {}
     rows = conn.execute(
         select(Chunk.content_hash, Embedding.embedding)
-        .distinct(Chunk.content_hash)
+        .ext(distinct_on(Chunk.content_hash))
         .join(Embedding, and_(Embedding.collection_id == Chunk.collection_id, Embedding.chunk_id == Chunk.id))
         .where(
             Chunk.collection_id == collection_id,
             Embedding.model == model,
-            Chunk.content_hash == func.any(func.cast(wanted, ARRAY(LargeBinary))),
+            Chunk.content_hash == func.any(literal(wanted, ARRAY(LargeBinary))),
         )
     ).all()
     return {row[0]: row[1] for row in rows}
@@ -194,14 +195,13 @@ def new_chunk_ids(conn: Connection, count: int) -> list[int]:
 
 
 def copy_chunks(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Binary COPY of (collection_id, id, document_id, ordinal, text, char_start, char_end, token_count,
-    content_hash, title, language, metadata) rows."""
+    """COPY (collection_id, id, document_id, ordinal, text, char_start, char_end, token_count, content_hash, title,
+    language, metadata) rows; text format, since psycopg has no binary form of regconfig."""
     columns = [
         "collection_id", "id", "document_id", "ordinal", "text", "char_start", "char_end", "token_count",
         "content_hash", "title", "language", "metadata",
     ]  # fmt: skip
-    types = ["int8", "int8", "int8", "int4", "text", "int4", "int4", "int4", "bytea", "text", "regconfig", "jsonb"]
-    _copy(conn, "chunk", columns, types, rows)
+    _copy(conn, "chunk", columns, None, [(*row[:-1], Jsonb(row[-1])) for row in rows])
 
 
 def copy_embeddings(conn: Connection, rows: Sequence[tuple[int, int, str, Vectors | np.ndarray[Any, Any]]]) -> None:
@@ -211,15 +211,21 @@ def copy_embeddings(conn: Connection, rows: Sequence[tuple[int, int, str, Vector
     )
 
 
-def _copy(conn: Connection, table: str, columns: list[str], types: list[str], rows: Sequence[Sequence[Any]]) -> None:
+def _copy(
+    conn: Connection, table: str, columns: list[str], types: list[str] | None, rows: Sequence[Sequence[Any]]
+) -> None:
+    """COPY rows into TABLE: binary when TYPES are given, else text."""
     if not rows:
         return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(schema_of(conn), table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN {}").format(
+        sql.Identifier(schema_of(conn), table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL("(FORMAT BINARY)" if types else ""),
     )
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(statement) as copy:
-        copy.set_types(types)
+        if types:
+            copy.set_types(types)
         for row in rows:
             copy.write_row(row)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Row, and_, delete, func, literal_column, select
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, Document
@@ -78,14 +78,14 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         }
         for doc in inputs
     ]
-    statement = insert(Document.__table__).values(rows)
+    statement = insert(Document.__table__).values(rows)  # type: ignore[arg-type]
     excluded = statement.excluded
     changed = func.row(
         Document.content_hash, Document.title, Document.content_type, Document.metadata_, Document.source
     ).op("IS DISTINCT FROM")(
         func.row(excluded.content_hash, excluded.title, excluded.content_type, excluded.metadata, excluded.source)
     )
-    statement = statement.on_conflict_do_update(
+    upsert_statement: Any = statement.on_conflict_do_update(
         index_elements=[Document.collection_id, Document.external_id],
         set_={
             "title": excluded.title,
@@ -96,7 +96,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         },
         where=changed,
     ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"))
-    written = {row[0]: row for row in db.execute(statement)}
+    written = {row[0]: row for row in db.execute(upsert_statement)}
     untouched = [row["external_id"] for row in rows if row["external_id"] not in written]
     current = {
         row[0]: row
@@ -108,7 +108,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
     }
     results = []
     for row in rows:
-        key = row["external_id"]
+        key = str(row["external_id"])
         if key in written:
             _, status, version, created = written[key]
             results.append(Upserted(key, status, version, "created" if created else "updated"))
@@ -159,7 +159,7 @@ def page(
     if status is not None:
         query = query.where(Document.status == status)
     if metadata is not None:
-        query = query.where(Document.metadata_.op("@>")(func.cast(json.dumps(metadata), JSONB)))
+        query = query.where(Document.metadata_.contains(metadata))
     rows = list(db.execute(query.order_by(Document.id).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]

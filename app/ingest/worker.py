@@ -120,8 +120,9 @@ class Worker:
         result: dict[int, dict[bytes, Any]] = {}
         for (collection_id, model), members in groups.items():
             try:
+                # Every hash a document will hold: kept chunks may be renumbered or duplicated, new ones need one.
+                needed = {doc.id: {chunk.content_hash for chunk in plans[doc.id]} for doc in members}
                 with self.engine.connect() as conn:
-                    needed = {doc.id: pipeline.hashes_needing_vectors(conn, doc, plans[doc.id]) for doc in members}
                     known = repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
                 inputs = {
                     chunk.content_hash: chunk.embedding_input

@@ -2,8 +2,8 @@
 -- a trigger queues them (status 'pending') and wakes the workers with NOTIFY.
 --   psql "$(memora db url)" -f sql/examples/02-ingest.sql      (with `memora serve` or `memora worker` running)
 
-INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions)
-VALUES ('sql-demo', 'hashing', 'hashing', 64)
+INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, chunking)
+VALUES ('sql-demo', 'hashing', 'hashing', 64, '{"strategy": "markdown", "size": 256, "overlap": 0}')
 ON CONFLICT (name) DO NOTHING;
 
 INSERT INTO memora.document (collection_id, external_id, title, content, content_type, metadata)

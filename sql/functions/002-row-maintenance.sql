@@ -78,7 +78,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memora.document_notify() IS 'Wake the workers (LISTEN "memora.document") when work is queued.';
+COMMENT ON FUNCTION memora.document_notify() IS 'Wake the workers (they LISTEN on channel <schema>.document) when work is queued.';
 
 CREATE OR REPLACE TRIGGER document_notify
     AFTER INSERT OR UPDATE ON memora.document

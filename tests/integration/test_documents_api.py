@@ -60,10 +60,15 @@ def test_an_array_and_documents_without_external_id(api: TestClient) -> None:
         ({"content": "x", "content_type": "image/png"}, "body.content_type"),
         ({"content": "x", "metadata": [1]}, "body.metadata"),
         ([{"external_id": "k", "content": "x"}, {"external_id": "k", "content": "y"}], "documents[1].external_id"),
+        ([{"content": "x"}, {"content": 5}], "body[1].content"),
+        ("not json", "body"),
     ],
 )
 def test_bad_documents_are_422_naming_the_field(api: TestClient, body: object, field: str) -> None:
-    response = api.post(URL, json=body)
+    if isinstance(body, str):
+        response = api.post(URL, content=body.encode(), headers={"content-type": "application/json"})
+    else:
+        response = api.post(URL, json=body)
 
     assert response.status_code == 422
     fields = [problem["field"] for problem in response.json()["error"]["details"]]

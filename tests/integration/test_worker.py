@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from app.embeddings.hashing import HashingEmbedder
 from sqlalchemy import Engine, text
 
 from app.config import Settings
 from app.db.engine import make_engine
 from app.embeddings.base import Embedder, Tokenizer, Vectors
+from app.embeddings.hashing import HashingEmbedder
 from app.ingest import repository
 from app.ingest.repository import ClaimedDocument
 from app.ingest.worker import Worker
@@ -249,7 +249,6 @@ def test_an_expired_lease_is_taken_over_without_duplicates(
 ) -> None:
     add(engine, "doc", "\n\n".join(PARAGRAPHS))
 
-
     with engine.begin() as conn:  # a worker claims the document, then dies
         assert len(repository.claim(conn, "dead-worker", 10, timedelta(seconds=300))) == 1
     assert worker.run_once() == 0  # leased: nobody else may take it
@@ -306,6 +305,7 @@ def test_vectors_are_float32_of_the_collection_dimensions(engine: Engine, worker
 
     with engine.connect() as conn:
         vector = conn.execute(text("SELECT embedding FROM memora.embedding")).scalar()
-    assert isinstance(vector, np.ndarray)
-    assert vector.shape == (16,)
-    assert abs(float(np.linalg.norm(vector)) - 1) < 1e-5
+    array = vector.to_numpy()
+    assert array.dtype == np.float32
+    assert array.shape == (16,)
+    assert abs(float(np.linalg.norm(array)) - 1) < 1e-5

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
-from app.ingest.parsing import parse_file
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
@@ -15,11 +15,12 @@ from app.api.schemas import DocumentDetail, DocumentIn, DocumentPage, DocumentSu
 from app.collections import service as collections
 from app.errors import AppError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from app.ingest import service
+from app.ingest.parsing import parse_file
 from app.ingest.service import DocumentInput
 
 router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
 
-_documents = TypeAdapter(DocumentIn | list[DocumentIn])
+_many = TypeAdapter(list[DocumentIn])
 _DOCUMENT = DocumentIn.model_json_schema()
 _REQUEST_BODY = {
     "application/json": {"schema": {"anyOf": [_DOCUMENT, {"type": "array", "items": _DOCUMENT}]}},
@@ -49,7 +50,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
         raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        inputs, failures = _from_json(await _read_body(request, settings.max_upload_bytes)), []
+        inputs, failures = _from_json(await _read_body(request, settings.max_upload_bytes)), list[UploadResult]()
     elif kind == "multipart/form-data":
         inputs, failures = await _from_files(request, settings.max_upload_bytes)
     else:
@@ -121,32 +122,42 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _from_json(body: bytes) -> list[DocumentInput]:
     try:
-        parsed = _documents.validate_json(body)
+        parsed = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(
+            f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
+        ) from None
+    many = isinstance(parsed, list)
+    try:
+        documents = _many.validate_python(parsed) if many else [DocumentIn.model_validate(parsed)]
     except ValidationError as exc:
-        problems = [
-            {"field": ".".join(str(p) for p in ("body", *error["loc"])), "reason": error["msg"]}
-            for error in exc.errors()
-        ]
+        problems = [{"field": _location(error["loc"]), "reason": error["msg"]} for error in exc.errors()]
         summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
         raise InvalidInputError(f"invalid request: {summary}", details=problems) from None
-    documents = parsed if isinstance(parsed, list) else [parsed]
     return [doc.to_input() for doc in documents]
 
 
+def _location(loc: tuple[int | str, ...]) -> str:
+    """("body", 1, "content") -> "body[1].content"."""
+    text = "body"
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
 async def _from_files(request: Request, limit: int) -> tuple[list[DocumentInput], list[UploadResult]]:
-    form = await request.form(max_files=10_000, max_part_size=limit)
-    uploads = [value for value in form.values() if isinstance(value, UploadFile)]
-    if not uploads:
-        raise InvalidInputError("files: the multipart body holds no file", details={"field": "files"})
+    async with request.form(max_files=10_000, max_part_size=limit) as form:
+        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+        if not uploads:
+            raise InvalidInputError("files: the multipart body holds no file", details={"field": "files"})
+        files = [(upload.filename or "upload", await upload.read(), upload.content_type) for upload in uploads]
     inputs: list[DocumentInput] = []
     failures: list[UploadResult] = []
-    for upload in uploads:
-        filename = upload.filename or "upload"
-        data = await upload.read()
+    for filename, data, content_type in files:
         try:
             if len(data) > limit:
                 raise PayloadTooLargeError(f"{filename}: {len(data)} bytes exceeds the limit of {limit}")
-            parsed = await run_in_threadpool(parse_file, filename, data, upload.content_type)
+            parsed = await run_in_threadpool(parse_file, filename, data, content_type)
         except AppError as exc:
             failures.append(UploadResult(file=filename, error={"status": exc.status, **exc.to_dict()["error"]}))
             continue
