@@ -31,6 +31,8 @@ from app.db import migrate
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine, sqlalchemy_url
 
+pytest_plugins = ["tests.openai_fixtures"]
+
 
 def _docker_answers() -> bool:
     """True when a Docker engine responds (DOCKER_HOST or the default socket)."""

@@ -54,6 +54,19 @@ def test_serve_on_the_embedded_default(data_dir: Path) -> None:
         ).stdout
         for table in ("collection", "document", "chunk", "embedding", "dataset", "example"):
             assert f"| {table} " in tables
+
+        # The worker inside `memora serve` picks up what the API accepts.
+        api = f"http://127.0.0.1:{port}/v1/collections"
+        assert httpx.post(api, json={"name": "notes"}).status_code == 201  # the local MiniLM model
+        accepted = httpx.post(f"{api}/notes/documents", json={"external_id": "a", "content": "Served and embedded."})
+        assert accepted.json()["documents"][0]["status"] == "pending"
+        document: dict[str, object] = {}
+        deadline = time.monotonic() + 60
+        while document.get("status") != "ready" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            document = httpx.get(f"{api}/notes/documents/a").json()
+        assert document["status"] == "ready", document
+        assert document["chunk_count"] == 1
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C
         output = server.communicate(timeout=30)[0]

@@ -14,7 +14,6 @@ from app.embeddings.hashing import HashingEmbedder
 from app.embeddings.openai_provider import OpenAIEmbedder, estimate_tokens, retry_after_seconds
 from app.embeddings.registry import get_embedder
 from app.errors import EmbeddingProviderError
-from tests.openai_fixtures import openai_server_fixture  # noqa: F401
 from tests.openai_server import OpenAIServer
 
 KEY = "sk-test-0123456789abcdef"
