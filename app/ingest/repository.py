@@ -99,6 +99,20 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
     return [ClaimedDocument(*row[:3], row[3] + 1, *row[4:]) for row in rows]  # type: ignore[call-arg, arg-type]
 
 
+def renew_leases(conn: Connection, docs: Sequence[ClaimedDocument], worker: str, lease: timedelta) -> None:
+    """Push the leases of DOCS that this worker still holds LEASE into the future."""
+    conn.execute(
+        update(Document)
+        .where(
+            Document.collection_id.in_({doc.collection_id for doc in docs}),
+            Document.id.in_([doc.id for doc in docs]),
+            Document.leased_by == worker,
+            Document.status == "processing",
+        )
+        .values(available_at=func.now() + lease)
+    )
+
+
 def next_available_in(conn: Connection) -> float | None:
     """Seconds until the next queued document becomes available (0 if one is), None if the queue is empty."""
     seconds = conn.execute(

@@ -7,6 +7,7 @@ the next worker takes the document over. They sleep on LISTEN "<schema>.document
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -14,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -81,8 +82,31 @@ class Worker:
         with self.engine.begin() as conn:
             claimed = repository.claim(conn, self.name, self.settings.worker_batch_size, lease)
         if claimed:
-            self._process(claimed)
+            with self._keeping_leases(claimed, lease):
+                self._process(claimed)
         return len(claimed)
+
+    @contextlib.contextmanager
+    def _keeping_leases(self, claimed: list[ClaimedDocument], lease: timedelta) -> Iterator[None]:
+        """Renew the batch's leases every third of a lease while it is worked on, so a slow batch (a long document,
+        a slow embedding service) is not taken over; a worker that dies stops renewing, and its leases run out."""
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(lease.total_seconds() / 3):
+                try:
+                    with self.engine.begin() as conn:
+                        repository.renew_leases(conn, claimed, self.name, lease)
+                except Exception:
+                    log.exception("could not renew leases; another worker may take the documents over")
+
+        keeper = threading.Thread(target=renew, name="memora-lease-keeper", daemon=True)
+        keeper.start()
+        try:
+            yield
+        finally:
+            done.set()
+            keeper.join()
 
     def _sleep(self, listener: psycopg.Connection[Any], stop: threading.Event, seconds: float) -> None:
         """Until a NOTIFY arrives, STOP is set or SECONDS pass (in short slices, so SIGTERM is served quickly)."""

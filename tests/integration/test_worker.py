@@ -309,3 +309,26 @@ def test_vectors_are_float32_of_the_collection_dimensions(engine: Engine, worker
     assert array.dtype == np.float32
     assert array.shape == (16,)
     assert abs(float(np.linalg.norm(array)) - 1) < 1e-5
+
+
+def test_leases_are_renewed_while_a_slow_batch_is_worked_on(
+    worker_settings: Settings, engine: Engine, spy: SpyEmbedder
+) -> None:
+    short_lease = worker_settings.model_copy(update={"worker_lease_seconds": 1})
+    patient = Worker(short_lease, engine, embedder_for=lambda doc: spy)
+    add(engine, "doc", "Slow to embed.")
+    real_embed = spy.embed
+    rival_claims: list[int] = []
+
+    def slow(texts: Sequence[str]) -> Vectors:
+        time.sleep(2.5)  # more than two leases long
+        with engine.begin() as conn:
+            rival_claims.append(len(repository.claim(conn, "rival", 10, timedelta(seconds=60))))
+        return real_embed(texts)
+
+    spy.embed = slow  # type: ignore[method-assign]
+    patient.run_once()
+
+    assert rival_claims == [0]
+    assert state(engine, "doc")["status"] == "ready"
+    assert patient.stats.superseded == 0
