@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.ingest.service import DocumentInput
+from app.ingest.service import ChunkInput, DocumentInput
 
 
 class ErrorBody(BaseModel):
@@ -36,6 +36,16 @@ class Health(BaseModel):
     database: DatabaseHealth
 
 
+class ChunkIn(BaseModel):
+    """A chunk of the document's content with a vector you computed; the collection's model id is stored with it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, description="Must occur in content, after the previous chunk.")
+    embedding: list[float] = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
 class DocumentIn(BaseModel):
     """One document. Without external_id its key is its content hash, so sending it again changes nothing."""
 
@@ -50,6 +60,10 @@ class DocumentIn(BaseModel):
     )
     metadata: dict[str, Any] = Field(default_factory=dict)
     source: str | None = None
+    chunks: list[ChunkIn] | None = Field(
+        default=None,
+        description="Bring your own chunks and embeddings: stored at once (status ready), nothing is embedded.",
+    )
 
     def to_input(self) -> DocumentInput:
         return DocumentInput(
@@ -59,6 +73,9 @@ class DocumentIn(BaseModel):
             content_type=self.content_type,
             metadata=self.metadata,
             source=self.source,
+            chunks=None
+            if self.chunks is None
+            else [ChunkInput(chunk.text, chunk.embedding, chunk.metadata) for chunk in self.chunks],
         )
 
 

@@ -5,15 +5,30 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import Row, and_, delete, func, literal_column, select
+import numpy as np
+from sqlalchemy import Row, and_, delete, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, Document
+from app.embeddings.base import WordTokenizer
 from app.errors import InvalidInputError, NotFoundError
+from app.ingest import pipeline
+from app.ingest.pipeline import PlannedChunk
+from app.ingest.repository import ClaimedDocument
+
+
+@dataclass(frozen=True)
+class ChunkInput:
+    """A chunk with its vector computed by the caller (bring your own embeddings)."""
+
+    text: str
+    embedding: list[float]
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -24,6 +39,7 @@ class DocumentInput:
     content_type: str = "text/plain"
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str | None = None
+    chunks: list[ChunkInput] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,7 @@ def validate(inputs: list[DocumentInput], field_prefix: str = "documents") -> li
                 {"field": f"{where}.external_id", "reason": f"repeats document {seen[key]} of this request"}
             )
         seen[key] = i
+        problems += _chunk_problems(doc, where)
     if problems:
         summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
         raise InvalidInputError(f"invalid documents: {summary}", details=problems)
@@ -64,8 +81,12 @@ def validate(inputs: list[DocumentInput], field_prefix: str = "documents") -> li
 
 
 def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> list[Upserted]:
-    """Insert new documents, update changed ones (the database queues them), leave identical ones alone."""
+    """Insert new documents, update changed ones (the database queues them), leave identical ones alone.
+
+    Documents that bring their chunks and vectors are written at once, in this transaction, and come back ready.
+    """
     validate(inputs)
+    _check_dimensions(collection, inputs)
     rows = [
         {
             "collection_id": collection.id,
@@ -95,7 +116,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
             "source": excluded.source,
         },
         where=changed,
-    ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"))
+    ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"), Document.id)
     written = {row[0]: row for row in db.execute(upsert_statement)}
     untouched = [row["external_id"] for row in rows if row["external_id"] not in written]
     current = {
@@ -107,15 +128,75 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         )
     }
     results = []
-    for row in rows:
+    for row, doc in zip(rows, inputs, strict=True):
         key = str(row["external_id"])
         if key in written:
-            _, status, version, created = written[key]
+            _, status, version, created, document_id = written[key]
+            if doc.chunks is not None:
+                status = _write_given_chunks(db, collection, document_id, version, doc)
             results.append(Upserted(key, status, version, "created" if created else "updated"))
         else:
             _, status, version = current[key]
             results.append(Upserted(key, status, version, "unchanged"))
     return results
+
+
+def _chunk_problems(doc: DocumentInput, where: str) -> list[dict[str, str]]:
+    """Given chunks must be empty-free, in order, and found in the content, each vector finite."""
+    problems = []
+    position = 0
+    for j, chunk in enumerate(doc.chunks or []):
+        start = doc.content.find(chunk.text, position) if chunk.text.strip() else -1
+        if start < 0:
+            reason = "is empty" if not chunk.text.strip() else "is not in the content (after the previous chunk)"
+            problems.append({"field": f"{where}.chunks[{j}].text", "reason": reason})
+        else:
+            position = start + len(chunk.text)
+        if not all(math.isfinite(x) for x in chunk.embedding):
+            problems.append({"field": f"{where}.chunks[{j}].embedding", "reason": "holds NaN or infinity"})
+    return problems
+
+
+def _check_dimensions(collection: Collection, inputs: list[DocumentInput]) -> None:
+    problems = [
+        {
+            "field": f"documents[{i}].chunks[{j}].embedding",
+            "reason": f"has {len(chunk.embedding)} dimensions; collection {collection.name!r} "
+            f"holds {collection.dimensions}",
+        }
+        for i, doc in enumerate(inputs)
+        for j, chunk in enumerate(doc.chunks or [])
+        if len(chunk.embedding) != collection.dimensions
+    ]
+    if problems:
+        raise InvalidInputError(
+            f"vector dimension mismatch: {problems[0]['field']} {problems[0]['reason']}", details=problems
+        )
+
+
+def _write_given_chunks(db: Session, collection: Collection, document_id: int, version: int, doc: DocumentInput) -> str:
+    """Store a document's own chunks and vectors through the worker's write path, and mark it ready."""
+    claimed = ClaimedDocument(
+        collection.id, document_id, version, 0, doc.title or "", doc.content, doc.content_type,
+        collection.embedding_provider, collection.embedding_model, collection.dimensions, collection.chunking,
+        collection.language,
+    )  # fmt: skip
+    planned, vectors, position = [], {}, 0
+    for ordinal, chunk in enumerate(doc.chunks or []):
+        start = doc.content.index(chunk.text, position)
+        position = start + len(chunk.text)
+        title = claimed.title
+        digest = hashlib.sha256(pipeline.embedding_input(title, chunk.text).encode()).digest()
+        tokens = len(WordTokenizer().token_spans(chunk.text))
+        planned.append(PlannedChunk(ordinal, chunk.text, start, position, tokens, title, chunk.metadata, digest))
+        vectors[digest] = np.asarray(chunk.embedding, dtype=np.float32)
+    pipeline.write(db.connection(), claimed, planned, vectors)
+    db.execute(
+        update(Document)
+        .where(Document.collection_id == collection.id, Document.id == document_id)
+        .values(status="ready", attempts=0, error=None, leased_by=None)
+    )
+    return "ready"
 
 
 def encode_cursor(document_id: int) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
 from app.api.deps import get_session
@@ -189,3 +189,46 @@ def test_get_and_delete_one(api: TestClient) -> None:
     assert deleted.status_code == 204
     assert api.get(f"{URL}/notes/a.md").status_code == 404
     assert api.delete(f"{URL}/notes/a.md").status_code == 404
+
+
+def test_bring_your_own_chunks_and_vectors(api: TestClient, connection: Connection) -> None:
+    dims = api.get("/v1/collections/docs").json()["dimensions"]
+    content = "First part of the text. Second part of the text."
+    chunks = [
+        {"text": "First part of the text.", "embedding": [1.0] + [0.0] * (dims - 1)},
+        {"text": "Second part of the text.", "embedding": [0.0, 1.0] + [0.0] * (dims - 2), "metadata": {"n": 2}},
+    ]
+
+    response = api.post(URL, json={"external_id": "own", "content": content, "chunks": chunks})
+
+    assert response.json()["documents"][0]["status"] == "ready"
+    rows = connection.execute(
+        text(
+            "SELECT c.text, c.char_start, c.char_end, c.metadata, e.model, vector_dims(e.embedding) "
+            "FROM memora.chunk c JOIN memora.embedding e ON e.chunk_id = c.id ORDER BY c.ordinal"
+        )
+    ).all()
+    assert [tuple(row) for row in rows] == [
+        ("First part of the text.", 0, 23, {}, "hashing", dims),
+        ("Second part of the text.", 24, 48, {"n": 2}, "hashing", dims),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("chunk", "field"),
+    [
+        ({"text": "First", "embedding": [1.0, 2.0]}, "documents[0].chunks[0].embedding"),
+        ({"text": "not in there", "embedding": [1.0]}, "documents[0].chunks[0].text"),
+        ({"text": "First", "embedding": []}, "body.chunks[0].embedding"),
+    ],
+)
+def test_bad_given_chunks_are_422(api: TestClient, chunk: dict[str, object], field: str) -> None:
+    dims = api.get("/v1/collections/docs").json()["dimensions"]
+    if chunk["text"] == "not in there":
+        chunk = chunk | {"embedding": [0.5] * dims}
+
+    response = api.post(URL, json={"external_id": "own", "content": "First part.", "chunks": [chunk]})
+
+    assert response.status_code == 422
+    assert field in [problem["field"] for problem in response.json()["error"]["details"]]
+    assert api.get(URL).json()["items"] == []
