@@ -78,13 +78,17 @@ def serve(
     migrate_on_start: Annotated[bool, _option("migrate_on_start", "--migrate/--no-migrate")] = Settings.model_fields[
         "migrate_on_start"
     ].default,
+    worker_in_serve: Annotated[bool, _option("worker_in_serve", "--worker/--no-worker")] = Settings.model_fields[
+        "worker_in_serve"
+    ].default,
 ) -> None:
-    """Serve the REST API (OpenAPI docs at /docs), migrating the database first."""
+    """Serve the REST API (OpenAPI docs at /docs) with an ingestion worker, migrating the database first."""
     import uvicorn
 
     from app.api.main import create_app
 
-    settings = _settings(ctx).model_copy(update={"host": host, "port": port, "migrate_on_start": migrate_on_start})
+    update = {"host": host, "port": port, "migrate_on_start": migrate_on_start, "worker_in_serve": worker_in_serve}
+    settings = _settings(ctx).model_copy(update=update)
     if settings.migrate_on_start:
         migrate.upgrade(settings)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)

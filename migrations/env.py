@@ -47,6 +47,7 @@ def run_migrations_offline() -> None:
         dialect_opts={"paramstyle": "named"},
     )
     with context.begin_transaction():
+        context.execute(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ADVISORY_LOCK_KEY))
         context.execute(CreateSchema(target_schema, if_not_exists=True))
         context.run_migrations()
         if context.get_revision_argument() in (None, "base"):  # a downgrade to base; Alembic spells it None

@@ -35,4 +35,5 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response goes out, so a failed commit is the client's 500, not a lost write.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

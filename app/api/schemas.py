@@ -62,6 +62,7 @@ class DocumentIn(BaseModel):
     source: str | None = None
     chunks: list[ChunkIn] | None = Field(
         default=None,
+        min_length=1,
         description="Bring your own chunks and embeddings: stored at once (status ready), nothing is embedded.",
     )
 

@@ -39,8 +39,8 @@ def requeue_documents(db: Session, collection_id: int) -> int:
     """Queue every document of the collection again (after a change of chunking or model)."""
     result = db.execute(
         update(Document)
-        .where(Document.collection_id == collection_id, Document.status != "pending")
-        .values(status="pending")
+        .where(Document.collection_id == collection_id)
+        .values(status="pending", attempts=0, error=None, available_at=func.now(), leased_by=None)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from app.ingest.parsing import unstorable
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 Provider = Literal["local", "openai", "hashing"]
@@ -40,11 +42,17 @@ class Hnsw(BaseModel):
         return self
 
 
+def _storable(value: Any) -> Any:
+    if reason := unstorable(value):
+        raise ValueError(reason)
+    return value
+
+
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, examples=["handbook"])
-    description: str = ""
+    description: Annotated[str, AfterValidator(_storable)] = ""
     embedding_provider: Provider = "local"
     embedding_model: str | None = Field(default=None, description="Default: the provider's default model.")
     dimensions: int | None = Field(default=None, ge=1, le=4000, description="Default: the model's dimensions.")
@@ -53,7 +61,7 @@ class CollectionCreate(BaseModel):
     chunking: Chunking = Field(default_factory=Chunking)
     language: str = Field(default="english", description="PostgreSQL text search configuration.")
     hnsw: Hnsw = Field(default_factory=Hnsw)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
 
 
 class CollectionUpdate(BaseModel):
@@ -62,7 +70,7 @@ class CollectionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
+    description: Annotated[str, AfterValidator(_storable)] | None = None
     embedding_provider: Provider | None = None
     embedding_model: str | None = None
     dimensions: int | None = Field(default=None, ge=1, le=4000)
@@ -71,7 +79,7 @@ class CollectionUpdate(BaseModel):
     chunking: Chunking | None = None
     language: str | None = None
     hnsw: Hnsw | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Annotated[dict[str, Any], AfterValidator(_storable)] | None = None
 
 
 class CollectionOut(BaseModel):

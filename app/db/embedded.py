@@ -43,14 +43,14 @@ SUPERUSER = "postgres"
 SERVICE_USER = "memora-postgres"
 START_TIMEOUT_S = 60
 
-_SERVER_SETTINGS = """
-# Added by Memora: loopback TCP only, no Unix socket, room for HNSW index builds.
-listen_addresses = '127.0.0.1'
-unix_socket_directories = ''
-max_connections = 100
-shared_buffers = 256MB
-maintenance_work_mem = 512MB
-"""
+# Written into postgresql.conf by initdb: loopback TCP only, no Unix socket, room for HNSW index builds.
+_SERVER_SETTINGS = {
+    "listen_addresses": "127.0.0.1",
+    "unix_socket_directories": "",
+    "max_connections": "100",
+    "shared_buffers": "256MB",
+    "maintenance_work_mem": "512MB",
+}
 
 
 @dataclass(frozen=True)
@@ -164,11 +164,12 @@ class EmbeddedPostgres:
             os.chown(self.pgdata, owner.pw_uid, owner.pw_gid)
 
         password = secrets.token_urlsafe(24)
+        _write_private(self.password_path, password)  # first, so a crash after initdb cannot lose it
         pwfile = self.root / "pg.initpw"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
+        _write_private(pwfile, password)
         if owner is not None:
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        settings = [arg for name, value in _SERVER_SETTINGS.items() for arg in ("-c", f"{name}={value}")]
         try:
             log.info("initialising PostgreSQL %s cluster in %s", server_major_version(), self.pgdata)
             self._run(
@@ -177,15 +178,13 @@ class EmbeddedPostgres:
                 "-U", SUPERUSER,
                 "--encoding=UTF8",
                 "--no-locale",
-                "--auth-local=trust",
+                "--auth-local=scram-sha-256",
                 "--auth-host=scram-sha-256",
                 f"--pwfile={pwfile}",
+                *settings,
             )  # fmt: skip
         finally:
             pwfile.unlink(missing_ok=True)
-        with (self.pgdata / "postgresql.conf").open("a") as conf:
-            conf.write(_SERVER_SETTINGS)
-        _write_private(self.password_path, password)
 
     def _make_reachable(self, owner: pwd.struct_passwd) -> None:
         """Let the unprivileged server user traverse to its data and binaries (only when Memora runs as root)."""
@@ -222,7 +221,7 @@ class EmbeddedPostgres:
         except FileNotFoundError:
             return None
         pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
-        if not _is_postgres(pid):
+        if not _is_postgres(pid, self.pgdata):
             if not remove_stale:
                 return None
             log.warning("removing stale %s (process %s is not running)", pid_file, pid)
@@ -329,8 +328,14 @@ def _service_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(SERVICE_USER)
 
 
-def _is_postgres(pid: int) -> bool:
+def _is_postgres(pid: int, pgdata: Path) -> bool:
+    """Is PID a live PostgreSQL process working in PGDATA (not a pid reused by another program or server)?"""
     if pid <= 0:
+        return False
+    try:
+        if Path(f"/proc/{pid}/cwd").resolve() != pgdata.resolve():
+            return False
+    except OSError:
         return False
     try:
         # /proc/PID/stat: "PID (COMM) STATE ..."; a zombie (Z) or dead (X) process holds no server.
@@ -375,7 +380,10 @@ def _tail(path: Path, offset: int, size: int = 4000) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
     tmp.replace(path)

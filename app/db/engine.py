@@ -36,7 +36,9 @@ def libpq_url(url: str) -> str:
 
 def make_engine(settings: Settings, application_name: str, url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for one kind of process (api, worker, cli), named in pg_stat_activity as memora-<kind>."""
-    options = f"-c statement_timeout={settings.statement_timeout_ms}" if settings.statement_timeout_ms else ""
+    # Only the API gets statement_timeout: migrations, the worker's COPY and index builds may take long.
+    timeout = settings.statement_timeout_ms if application_name == "api" else 0
+    options = f"-c statement_timeout={timeout}" if timeout else ""
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", settings.pool_size)
     engine = create_engine(

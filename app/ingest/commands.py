@@ -129,7 +129,10 @@ def _exists(db: Session, name: str) -> bool:
 def _worker_connected(engine: Engine) -> bool:
     with engine.connect() as conn:
         count = conn.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'memora-worker%'")
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'memora-worker%' AND datname = current_database()"
+            )
         ).scalar()
     return bool(count)
 

@@ -238,12 +238,12 @@ def _bad_line(filename: str, number: int, field: str, reason: str) -> Unreadable
     )
 
 
-def _unstorable(value: Any) -> str | None:
+def unstorable(value: Any) -> str | None:
     """Why PostgreSQL could not store VALUE's strings (NUL, or a lone surrogate from a \\u escape), else None."""
     if isinstance(value, dict):
-        return next(filter(None, map(_unstorable, [*value.keys(), *value.values()])), None)
+        return next(filter(None, map(unstorable, [*value.keys(), *value.values()])), None)
     if isinstance(value, list):
-        return next(filter(None, map(_unstorable, value)), None)
+        return next(filter(None, map(unstorable, value)), None)
     if isinstance(value, str):
         if "\x00" in value:
             return "holds a NUL character, which PostgreSQL cannot store"
@@ -281,7 +281,7 @@ def _jsonl_line(filename: str, number: int, line: str) -> ParsedDocument:
     if metadata is not None and not isinstance(metadata, dict):
         raise _bad_line(filename, number, "metadata", "must be an object")
     for name, value in (("content", content), ("title", title), ("metadata", metadata)):
-        if reason := _unstorable(value):
+        if reason := unstorable(value):
             raise _bad_line(filename, number, key if name == "content" else name, reason)
 
     content = _newlines(content)

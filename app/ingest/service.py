@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,8 +17,11 @@ from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, D
 from app.embeddings.base import WordTokenizer
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline
+from app.ingest.parsing import unstorable
 from app.ingest.pipeline import PlannedChunk
 from app.ingest.repository import ClaimedDocument
+
+MAX_EXTERNAL_ID = 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ def validate(inputs: list[DocumentInput], field_prefix: str = "documents") -> li
                 {"field": f"{where}.external_id", "reason": f"repeats document {seen[key]} of this request"}
             )
         seen[key] = i
+        if len(key) > MAX_EXTERNAL_ID:
+            problems.append({"field": f"{where}.external_id", "reason": f"is longer than {MAX_EXTERNAL_ID} characters"})
+        for name in ("content", "title", "external_id", "source", "metadata"):
+            if reason := unstorable(getattr(doc, name)):
+                problems.append({"field": f"{where}.{name}", "reason": reason})
         problems += _chunk_problems(doc, where)
     if problems:
         summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
@@ -99,7 +106,8 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         }
         for doc in inputs
     ]
-    statement = insert(Document.__table__).values(rows)  # type: ignore[arg-type]
+    # Rows in key order: two requests upserting the same documents lock them in the same order, never deadlock.
+    statement = insert(Document.__table__).values(sorted(rows, key=lambda row: str(row["external_id"])))  # type: ignore[arg-type]
     excluded = statement.excluded
     changed = func.row(
         Document.content_hash, Document.title, Document.content_type, Document.metadata_, Document.source
@@ -148,12 +156,21 @@ def _chunk_problems(doc: DocumentInput, where: str) -> list[dict[str, str]]:
     for j, chunk in enumerate(doc.chunks or []):
         start = doc.content.find(chunk.text, position) if chunk.text.strip() else -1
         if start < 0:
-            reason = "is empty" if not chunk.text.strip() else "is not in the content (after the previous chunk)"
-            problems.append({"field": f"{where}.chunks[{j}].text", "reason": reason})
+            missing = "is empty" if not chunk.text.strip() else "is not in the content (after the previous chunk)"
+            problems.append({"field": f"{where}.chunks[{j}].text", "reason": missing})
         else:
             position = start + len(chunk.text)
-        if not all(math.isfinite(x) for x in chunk.embedding):
-            problems.append({"field": f"{where}.chunks[{j}].embedding", "reason": "holds NaN or infinity"})
+        with np.errstate(over="ignore"):
+            finite = bool(np.isfinite(np.asarray(chunk.embedding, dtype=np.float32)).all())
+        if not finite:
+            problems.append(
+                {
+                    "field": f"{where}.chunks[{j}].embedding",
+                    "reason": "holds NaN, infinity or a value too large for float32",
+                }
+            )
+        if unfit := unstorable([chunk.text, chunk.metadata]):
+            problems.append({"field": f"{where}.chunks[{j}]", "reason": unfit})
     return problems
 
 
@@ -199,24 +216,32 @@ def _write_given_chunks(db: Session, collection: Collection, document_id: int, v
     return "ready"
 
 
+def reject_constant(name: str) -> None:
+    """json.loads hook: NaN and Infinity are not JSON, and PostgreSQL's jsonb refuses them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def encode_cursor(document_id: int) -> str:
     return base64.urlsafe_b64encode(str(document_id).encode()).decode()
 
 
 def decode_cursor(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        value = int(base64.urlsafe_b64decode(cursor.encode()).decode())
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInputError("cursor: not a cursor this API returned", details={"field": "cursor"}) from None
+        value = -1
+    if not 0 <= value < 2**63:
+        raise InvalidInputError("cursor: not a cursor this API returned", details={"field": "cursor"})
+    return value
 
 
 def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"metadata: not JSON ({exc.msg})", details={"field": "metadata"}) from None
+        value = json.loads(raw, parse_constant=reject_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata: not JSON ({exc})", details={"field": "metadata"}) from None
     if not isinstance(value, dict):
         raise InvalidInputError("metadata: must be a JSON object", details={"field": "metadata"})
     return value

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
 from app.db.engine import libpq_url
@@ -61,7 +62,24 @@ class Worker:
         self._channel = f"{settings.db_schema}.document"
 
     def run(self, stop: threading.Event, *, until_empty: bool = False) -> WorkerStats:
-        """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty."""
+        """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty.
+
+        A lost database (restart, failover) does not end the worker: it waits, longer each time, and reconnects.
+        """
+        failures = 0
+        while not stop.is_set():
+            try:
+                if self._serve(stop, until_empty):
+                    break
+            except (psycopg.Error, SQLAlchemyError, OSError) as exc:
+                failures += 1
+                delay = min(60.0, self.settings.worker_poll_seconds * 2 ** (failures - 1))
+                log.warning("worker %s lost the database (%s); retrying in %.0fs", self.name, exc, delay)
+                stop.wait(delay)
+        return self.stats
+
+    def _serve(self, stop: threading.Event, until_empty: bool) -> bool:
+        """The work loop on one LISTEN connection; True when the queue ran empty and UNTIL_EMPTY asked to stop."""
         url = libpq_url(self.engine.url.render_as_string(hide_password=False))
         with psycopg.connect(url, autocommit=True, application_name="memora-worker-listen") as listener:
             listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
@@ -72,9 +90,9 @@ class Worker:
                 with self.engine.connect() as conn:
                     wait = repository.next_available_in(conn)
                 if wait is None and until_empty:
-                    break
+                    return True
                 self._sleep(listener, stop, min(self.settings.worker_poll_seconds, wait or float("inf")))
-        return self.stats
+        return False
 
     def run_once(self) -> int:
         """Claim one batch and process it; the number of documents claimed."""
@@ -144,24 +162,39 @@ class Worker:
         result: dict[int, dict[bytes, Any]] = {}
         for (collection_id, model), members in groups.items():
             try:
-                # Every hash a document will hold: kept chunks may be renumbered or duplicated, new ones need one.
-                needed = {doc.id: {chunk.content_hash for chunk in plans[doc.id]} for doc in members}
-                with self.engine.connect() as conn:
-                    known = repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
-                inputs = {
-                    chunk.content_hash: chunk.embedding_input
-                    for doc in members
-                    for chunk in plans[doc.id]
-                    if chunk.content_hash in needed[doc.id] and chunk.content_hash not in known
-                }
-                known |= self._embed(embedders[members[0].id], inputs)
+                result |= self._group_vectors(collection_id, model, members, plans, embedders)
             except Exception as exc:
+                if len(members) == 1:
+                    self._give_back(members[0], exc)
+                    continue
+                # One bad document must not fail the others: embed them one at a time.
                 for doc in members:
-                    self._give_back(doc, exc)
-                continue
-            for doc in members:
-                result[doc.id] = {digest: known[digest] for digest in needed[doc.id]}
+                    try:
+                        result |= self._group_vectors(collection_id, model, [doc], plans, embedders)
+                    except Exception as single:
+                        self._give_back(doc, single)
         return result
+
+    def _group_vectors(
+        self,
+        collection_id: int,
+        model: str,
+        members: list[ClaimedDocument],
+        plans: dict[int, list[PlannedChunk]],
+        embedders: dict[int, Embedder],
+    ) -> dict[int, dict[bytes, Any]]:
+        # Every hash a document will hold: kept chunks may be renumbered or duplicated, new ones need a vector.
+        needed = {doc.id: {chunk.content_hash for chunk in plans[doc.id]} for doc in members}
+        with self.engine.connect() as conn:
+            known = repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
+        inputs = {
+            chunk.content_hash: chunk.embedding_input
+            for doc in members
+            for chunk in plans[doc.id]
+            if chunk.content_hash not in known
+        }
+        known |= self._embed(embedders[members[0].id], inputs)
+        return {doc.id: {digest: known[digest] for digest in needed[doc.id]} for doc in members}
 
     def _embed(self, embedder: Embedder, inputs: dict[bytes, str]) -> dict[bytes, Any]:
         digests, texts = list(inputs), list(inputs.values())

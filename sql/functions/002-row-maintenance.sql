@@ -36,7 +36,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    NEW.content_hash := memora.content_hash(NEW.content);
+    -- Hashing is skipped for updates that leave content alone (claims, lease renewals, status changes).
+    IF TG_OP = 'INSERT' OR NEW.content IS DISTINCT FROM OLD.content THEN
+        NEW.content_hash := memora.content_hash(NEW.content);
+    ELSE
+        NEW.content_hash := OLD.content_hash;
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         NEW.updated_at := now();
         IF (NEW.content_hash, NEW.title, NEW.content_type)

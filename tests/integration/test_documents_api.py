@@ -232,3 +232,45 @@ def test_bad_given_chunks_are_422(api: TestClient, chunk: dict[str, object], fie
     assert response.status_code == 422
     assert field in [problem["field"] for problem in response.json()["error"]["details"]]
     assert api.get(URL).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"content": "nul \u0000 inside"}, "documents[0].content"),
+        ({"content": "x", "title": "a\u0000b"}, "documents[0].title"),
+        ({"content": "x", "metadata": {"k": "\u0000"}}, "documents[0].metadata"),
+        ({"content": "x", "external_id": "k" * 2000}, "body.external_id"),
+        ({"content": "x", "chunks": []}, "body.chunks"),
+    ],
+)
+def test_values_postgres_cannot_store_are_422(api: TestClient, body: dict[str, object], field: str) -> None:
+    response = api.post(URL, json=body)
+
+    assert response.status_code == 422, response.text
+    assert field in [problem["field"] for problem in response.json()["error"]["details"]]
+
+
+def test_nan_and_oversized_floats_are_422(api: TestClient) -> None:
+    dims = api.get("/v1/collections/docs").json()["dimensions"]
+    nan = b'{"content": "x", "metadata": {"score": NaN}}'
+    huge = {"content": "First.", "chunks": [{"text": "First.", "embedding": [1e39] * dims}]}
+
+    nan_response = api.post(URL, content=nan, headers={"content-type": "application/json"})
+    huge_response = api.post(URL, json=huge)
+    nan_filter = api.get(URL, params={"metadata": '{"score": NaN}'})
+    big_cursor = api.get(URL, params={"cursor": "OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk="})
+
+    assert nan_response.status_code == 422
+    assert "NaN" in nan_response.json()["error"]["message"]
+    assert huge_response.status_code == 422
+    assert "float32" in huge_response.text
+    assert nan_filter.status_code == 422
+    assert big_cursor.status_code == 422
+
+
+def test_collection_text_postgres_cannot_store_is_422(api: TestClient) -> None:
+    response = api.post("/v1/collections", json={"name": "x", "embedding_provider": "hashing", "description": "\u0000"})
+
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "body.description"

@@ -11,6 +11,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.db.engine import make_engine
@@ -332,3 +333,45 @@ def test_leases_are_renewed_while_a_slow_batch_is_worked_on(
     assert rival_claims == [0]
     assert state(engine, "doc")["status"] == "ready"
     assert patient.stats.superseded == 0
+
+
+def test_one_bad_document_does_not_fail_its_batch(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+    real_embed = spy.embed
+
+    def refuse_poison(texts: Sequence[str]) -> Vectors:
+        if any("POISON" in text_ for text_ in texts):
+            raise ValueError("input too long")
+        return real_embed(texts)
+
+    spy.embed = refuse_poison  # type: ignore[method-assign]
+    add(engine, "poison", "POISON text the model refuses.")
+    add(engine, "innocent", "Harmless text in the same batch.")
+
+    for _ in range(3):
+        worker.run_once()
+
+    assert state(engine, "innocent")["status"] == "ready"
+    poisoned = state(engine, "poison")
+    assert (poisoned["status"], poisoned["attempts"]) == ("failed", 3)
+
+
+def test_the_worker_survives_losing_the_database(worker_settings: Settings, engine: Engine, spy: SpyEmbedder) -> None:
+    quick = worker_settings.model_copy(update={"worker_poll_seconds": 0.2})
+    resilient = Worker(quick, engine, embedder_for=lambda doc: spy)
+    real_run_once = resilient.run_once
+    calls = {"n": 0}
+
+    def flaky_run_once() -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
+        return real_run_once()
+
+    resilient.run_once = flaky_run_once  # type: ignore[method-assign]
+    add(engine, "doc", "Survives a lost connection.")
+
+    stats = resilient.run(threading.Event(), until_empty=True)
+
+    assert calls["n"] >= 2
+    assert stats.documents == 1
+    assert state(engine, "doc")["status"] == "ready"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer.main
 import yaml
 
@@ -52,6 +53,23 @@ def test_compose_commands_are_memora_subcommands() -> None:
     for command in commands:
         assert command[0] == "memora"
         assert _words_before_options(command) in known, command
+        _parse(command)  # raises on an option the command does not have
+
+
+def _parse(command: list[str]) -> None:
+    """Parse a command line down to its leaf command, as click would when it runs it."""
+    group: Any = typer.main.get_command(cli)
+    args = list(command[1:])
+    ctx = group.make_context("memora", list(args))
+    while getattr(group, "commands", None) and (rest := [*ctx._protected_args, *ctx.args]):
+        name, args = rest[0], rest[1:]
+        group = group.commands[name]
+        ctx = group.make_context(name, list(args), parent=ctx)
+
+
+def test_a_bad_option_in_compose_would_be_caught() -> None:
+    with pytest.raises(Exception, match="No such option"):
+        _parse(["memora", "serve", "--no-such-flag"])
 
 
 def test_app_services_build_from_the_dockerfile_and_use_the_database_service() -> None:

@@ -122,8 +122,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def _from_json(body: bytes) -> list[DocumentInput]:
     try:
-        parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        parsed = json.loads(body, parse_constant=service.reject_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(
             f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
         ) from None
@@ -150,6 +150,9 @@ async def _from_files(request: Request, limit: int) -> tuple[list[DocumentInput]
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not uploads:
             raise InvalidInputError("files: the multipart body holds no file", details={"field": "files"})
+        for upload in uploads:
+            if upload.size is not None and upload.size > limit:
+                raise PayloadTooLargeError(f"{upload.filename}: {upload.size} bytes exceeds the limit of {limit}")
         files = [(upload.filename or "upload", await upload.read(), upload.content_type) for upload in uploads]
     inputs: list[DocumentInput] = []
     failures: list[UploadResult] = []
