@@ -19,7 +19,7 @@ class Chunking(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: Literal["recursive", "tokens", "markdown"] = "recursive"
-    size: int = Field(default=256, ge=16, le=8192, description="Most tokens (of the embedding model) per chunk.")
+    size: int = Field(default=200, ge=16, le=8192, description="Most tokens (of the embedding model) per chunk.")
     overlap: int = Field(default=32, ge=0, description="Tokens shared by neighbouring chunks.")
 
     @model_validator(mode="after")

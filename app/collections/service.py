@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from app.collections import repository
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate, Hnsw
 from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
-from app.embeddings.registry import check_model, default_model
+from app.embeddings.registry import check_model, default_model, max_chunk_tokens
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 
 
@@ -18,6 +18,7 @@ def create(db: Session, data: CollectionCreate) -> Collection:
     provider = data.embedding_provider
     model, dimensions = _model_and_dimensions(provider, data.embedding_model, data.dimensions)
     _check_dimensions(dimensions, data.storage)
+    _check_chunk_size(provider, data.chunking.size)
     _check_language(db, data.language)
     collection = Collection(
         name=data.name,
@@ -90,6 +91,9 @@ def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
         collection.metadata_ = changes["metadata"]
     if patch.hnsw is not None:
         collection.hnsw_m, collection.hnsw_ef_construction = patch.hnsw.m, patch.hnsw.ef_construction
+    if patch.chunking is not None or new_model:
+        size = patch.chunking.size if patch.chunking is not None else int(collection.chunking.get("size", 0))
+        _check_chunk_size(collection.embedding_provider, size)
     rechunk = patch.chunking is not None and patch.chunking.model_dump() != collection.chunking
     if patch.chunking is not None:
         collection.chunking = patch.chunking.model_dump()
@@ -148,6 +152,16 @@ def _check_dimensions(dimensions: int, storage: str) -> None:
             f"dimensions: HNSW indexes at most {limit} dimensions of {storage}; use storage 'halfvec' (up to 4000) "
             "or a model with fewer dimensions",
             details={"field": "dimensions"},
+        )
+
+
+def _check_chunk_size(provider: str, size: int) -> None:
+    most = max_chunk_tokens(provider)
+    if size > most:
+        raise InvalidInputError(
+            f"chunking.size: at most {most} tokens for the {provider} provider, whose model reads no more than "
+            f"{most} tokens of chunk text beside its title; the rest would be cut from the vector",
+            details={"field": "chunking.size"},
         )
 
 

@@ -112,7 +112,7 @@ class Collection(Base):
     chunking: Mapped[dict[str, Any]] = mapped_column(
         JSONB,
         nullable=False,
-        server_default=text("""'{"strategy": "recursive", "size": 256, "overlap": 32}'::jsonb"""),
+        server_default=text("""'{"strategy": "recursive", "size": 200, "overlap": 32}'::jsonb"""),
     )
     language: Mapped[str] = mapped_column(REGCONFIG, nullable=False, server_default="english")
     hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False, server_default="16")

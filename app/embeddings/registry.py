@@ -34,6 +34,18 @@ def default_model(provider: str) -> tuple[str, int]:
     return _DEFAULTS[provider]
 
 
+# Most tokens one input may have, per provider (local: MiniLM's max_seq_length; openai: the embeddings API's limit).
+_MAX_INPUT_TOKENS = {"local": 256, "openai": 8191, "hashing": 8192}
+# Room a chunk leaves in that limit for the special tokens and the title the chunk is embedded with.
+_TITLE_ROOM = 48
+
+
+def max_chunk_tokens(provider: str) -> int:
+    """The largest chunk size (in the model's tokens) whose embedding input is not cut short."""
+    default_model(provider)
+    return _MAX_INPUT_TOKENS[provider] - _TITLE_ROOM
+
+
 def check_model(provider: str, model: str, dimensions: int, settings: Settings | None = None) -> None:
     """Reject a provider, model and dimensions that cannot go together, before anything is stored.
 

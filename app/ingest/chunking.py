@@ -34,7 +34,7 @@ class ChunkingSpec:
     """How a collection cuts its documents; size and overlap count tokens of the embedding model."""
 
     strategy: Strategy = "recursive"
-    size: int = 256
+    size: int = 200
     overlap: int = 32
 
     def __post_init__(self) -> None:

@@ -37,15 +37,19 @@ def run_worker(settings: Settings, engine: Engine, *, until_empty: bool) -> Work
     return Worker(settings, engine).run(stop, until_empty=until_empty)
 
 
-def find_files(paths: list[Path], pattern: str | None) -> list[Path]:
-    """The files under PATHS (directories are walked) that Memora can read, or that match PATTERN."""
-    found: list[Path] = []
+def find_files(paths: list[Path], pattern: str | None) -> list[tuple[Path, str]]:
+    """The files under PATHS (directories are walked) that Memora can read, or that match PATTERN, each with its
+    key: the path inside the directory given, or the bare name of a file given, as a multipart upload names it, so
+    the key does not depend on where the command runs."""
+    found: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
             candidates = sorted(p for p in path.rglob(pattern or "*") if p.is_file())
-            found += [p for p in candidates if pattern or p.suffix.lower() in SUFFIXES]
+            found += [
+                (p, p.relative_to(path).as_posix()) for p in candidates if pattern or p.suffix.lower() in SUFFIXES
+            ]
         elif path.is_file():
-            found.append(path)
+            found.append((path, path.name))
         else:
             raise InvalidInputError(f"{path}: no such file or directory")
     return found
@@ -97,9 +101,12 @@ def wait_for_worker(settings: Settings, engine: Engine, collection_name: str) ->
             helper.join()
 
 
-def _batches(files: list[Path], failed: list[str], progress: Progress, task: object) -> Iterator[list[DocumentInput]]:
+def _batches(
+    files: list[tuple[Path, str]], failed: list[str], progress: Progress, task: object
+) -> Iterator[list[DocumentInput]]:
     batch: list[DocumentInput] = []
-    for path in files:
+    keys: set[str] = set()
+    for path, name in files:
         try:
             parsed = parse_file(path.name, path.read_bytes())
         except (AppError, OSError) as exc:
@@ -108,11 +115,15 @@ def _batches(files: list[Path], failed: list[str], progress: Progress, task: obj
             progress.advance(task)  # type: ignore[arg-type]
             continue
         for i, doc in enumerate(parsed):
-            key = doc.external_id or (str(path) if len(parsed) == 1 else f"{path}#{i + 1}")
-            batch.append(DocumentInput(doc.content, key, doc.title, doc.content_type, doc.metadata, str(path)))
+            key = doc.external_id or (name if len(parsed) == 1 else f"{name}#{i + 1}")
+            if key in keys:  # the same key twice: a batch may hold it once, and the later one wins
+                yield batch
+                batch, keys = [], set()
+            batch.append(DocumentInput(doc.content, key, doc.title, doc.content_type, doc.metadata, name))
+            keys.add(key)
             if len(batch) >= UPSERT_BATCH:
                 yield batch
-                batch = []
+                batch, keys = [], set()
         progress.advance(task)  # type: ignore[arg-type]
     if batch:
         yield batch

@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column(
             "chunking",
             postgresql.JSONB(astext_type=sa.Text()),
-            server_default=sa.text('\'{"strategy": "recursive", "size": 256, "overlap": 32}\'::jsonb'),
+            server_default=sa.text('\'{"strategy": "recursive", "size": 200, "overlap": 32}\'::jsonb'),
             nullable=False,
         ),
         sa.Column("language", postgresql.REGCONFIG(), server_default="english", nullable=False),

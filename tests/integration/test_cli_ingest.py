@@ -24,7 +24,7 @@ def test_ingest_a_directory_and_again(fresh_db_url: str, tmp_path: Path) -> None
     created = memora(fresh_db_url, "collection", "create", "notes", "--provider", "hashing", "--dimensions", "64")
 
     first = memora(fresh_db_url, "ingest", str(tmp_path), "--collection", "notes", "--wait")
-    second = memora(fresh_db_url, "ingest", str(tmp_path), "--collection", "notes", "--wait")
+    second = memora(fresh_db_url, "ingest", str(tmp_path.resolve()) + "/", "--collection", "notes", "--wait")
     listed = memora(fresh_db_url, "collection", "list")
 
     assert created.returncode == 0, created.stderr

@@ -23,7 +23,7 @@ def test_create_with_defaults_uses_the_local_model(api: TestClient, connection: 
         "all-MiniLM-L6-v2",
         384,
     )
-    assert body["chunking"] == {"strategy": "recursive", "size": 256, "overlap": 32}
+    assert body["chunking"] == {"strategy": "recursive", "size": 200, "overlap": 32}
     assert body["hnsw"] == {"m": 16, "ef_construction": 64}
     index = connection.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname LIKE 'embedding_c%_hnsw'"))
     assert any("vector(384)) vector_cosine_ops" in row[0] for row in index)
@@ -140,3 +140,14 @@ def test_unknown_collection_is_404(api: TestClient) -> None:
                      api.delete("/v1/collections/nope")):  # fmt: skip
         assert response.status_code == 404
         assert "nope" in response.json()["error"]["message"]
+
+
+def test_chunks_larger_than_the_model_reads_are_422(api: TestClient) -> None:
+    local = create(api, chunking={"strategy": "recursive", "size": 512, "overlap": 32})
+    hashing = create(api, embedding_provider="hashing", chunking={"strategy": "recursive", "size": 512, "overlap": 32})
+    patched = api.patch("/v1/collections/docs", json={"embedding_provider": "local"})
+
+    assert local.status_code == 422
+    assert local.json()["error"]["message"].startswith("chunking.size: at most 208 tokens")
+    assert hashing.status_code == 201
+    assert patched.status_code == 422
