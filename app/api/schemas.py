@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.ingest.service import ChunkInput, DocumentInput
+from app.ingest.pipeline import ChunkInput
+from app.ingest.service import DocumentInput
 
 
 class ErrorBody(BaseModel):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection
 
-from app.embeddings.base import Tokenizer
+from app.embeddings.base import Tokenizer, WordTokenizer
 from app.ingest import repository
 from app.ingest.chunking import ChunkingSpec, chunk_text
 from app.ingest.repository import ClaimedDocument, StoredChunk
@@ -36,18 +38,30 @@ class PlannedChunk:
         return embedding_input(self.title, self.text)
 
 
+@dataclass(frozen=True)
+class ChunkInput:
+    """A chunk with its vector computed by the caller (bring your own embeddings)."""
+
+    text: str
+    embedding: list[float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class WriteStats:
     inserted: int = 0
     kept: int = 0
     deleted: int = 0
     vectors_written: int = 0
-    vector_hashes: set[bytes] = field(default_factory=set)
 
 
 def embedding_input(title: str, text: str) -> str:
     """What the model sees for a chunk: its title (document title, heading path) above its text."""
     return f"{title}\n\n{text}" if title else text
+
+
+def chunk_hash(title: str, text: str) -> bytes:
+    return hashlib.sha256(embedding_input(title, text).encode()).digest()
 
 
 def plan(doc: ClaimedDocument, tokenizer: Tokenizer) -> list[PlannedChunk]:
@@ -56,7 +70,7 @@ def plan(doc: ClaimedDocument, tokenizer: Tokenizer) -> list[PlannedChunk]:
     planned = []
     for piece in chunk_text(doc.content, spec, tokenizer, doc.content_type):
         title = _title(doc.title, piece.title_suffix)
-        digest = hashlib.sha256(embedding_input(title, piece.text).encode()).digest()
+        digest = chunk_hash(title, piece.text)
         planned.append(
             PlannedChunk(
                 piece.ordinal,
@@ -70,6 +84,22 @@ def plan(doc: ClaimedDocument, tokenizer: Tokenizer) -> list[PlannedChunk]:
             )
         )
     return planned
+
+
+def plan_given(doc: ClaimedDocument, chunks: Sequence[ChunkInput]) -> tuple[list[PlannedChunk], dict[bytes, Any]]:
+    """The chunks and vectors a caller brought, placed in DOC's content (each after the previous one)."""
+    planned: list[PlannedChunk] = []
+    vectors: dict[bytes, Any] = {}
+    position = 0
+    tokenizer = WordTokenizer()  # token_count of given chunks is an estimate: their model's tokenizer is unknown
+    for ordinal, chunk in enumerate(chunks):
+        start = doc.content.index(chunk.text, position)
+        position = start + len(chunk.text)
+        digest = chunk_hash(doc.title, chunk.text)
+        tokens = len(tokenizer.token_spans(chunk.text))
+        planned.append(PlannedChunk(ordinal, chunk.text, start, position, tokens, doc.title, chunk.metadata, digest))
+        vectors[digest] = np.asarray(chunk.embedding, dtype=np.float32)
+    return planned, vectors
 
 
 def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], vectors: dict[bytes, Any]) -> WriteStats:

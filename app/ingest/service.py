@@ -14,23 +14,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, Document
-from app.embeddings.base import WordTokenizer
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline
 from app.ingest.parsing import unstorable
-from app.ingest.pipeline import PlannedChunk
+from app.ingest.pipeline import ChunkInput
 from app.ingest.repository import ClaimedDocument
 
 MAX_EXTERNAL_ID = 1024
-
-
-@dataclass(frozen=True)
-class ChunkInput:
-    """A chunk with its vector computed by the caller (bring your own embeddings)."""
-
-    text: str
-    embedding: list[float]
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -198,15 +188,7 @@ def _write_given_chunks(db: Session, collection: Collection, document_id: int, v
         collection.embedding_provider, collection.embedding_model, collection.dimensions, collection.chunking,
         collection.language,
     )  # fmt: skip
-    planned, vectors, position = [], {}, 0
-    for ordinal, chunk in enumerate(doc.chunks or []):
-        start = doc.content.index(chunk.text, position)
-        position = start + len(chunk.text)
-        title = claimed.title
-        digest = hashlib.sha256(pipeline.embedding_input(title, chunk.text).encode()).digest()
-        tokens = len(WordTokenizer().token_spans(chunk.text))
-        planned.append(PlannedChunk(ordinal, chunk.text, start, position, tokens, title, chunk.metadata, digest))
-        vectors[digest] = np.asarray(chunk.embedding, dtype=np.float32)
+    planned, vectors = pipeline.plan_given(claimed, doc.chunks or [])
     pipeline.write(db.connection(), claimed, planned, vectors)
     db.execute(
         update(Document)
