@@ -57,7 +57,7 @@ def texts(content: str, strategy: str = "recursive", size: int = 256, overlap: i
 
 
 def test_spec_defaults_and_from_json() -> None:
-    assert ChunkingSpec.from_json({}) == ChunkingSpec("recursive", 256, 32)
+    assert ChunkingSpec.from_json({}) == ChunkingSpec("recursive", 200, 32)
     assert ChunkingSpec.from_json({"strategy": "tokens", "size": 100, "overlap": 0}) == ChunkingSpec("tokens", 100, 0)
 
 
