@@ -102,44 +102,56 @@ def plan_given(doc: ClaimedDocument, chunks: Sequence[ChunkInput]) -> tuple[list
     return planned, vectors
 
 
+Item = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
+
+
 def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], vectors: dict[bytes, Any]) -> WriteStats:
     """Make the stored chunks of DOC equal PLANNED; VECTORS must hold every hash that needs a vector."""
+    return write_many(conn, [(doc, planned, vectors)])
+
+
+def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
+    """write() for several documents with one statement per step (one read, delete, update and two COPYs)."""
     stats = WriteStats()
-    stored = repository.stored_chunks(conn, doc)
-    unclaimed: dict[bytes, deque[StoredChunk]] = defaultdict(deque)
-    for old in stored:
-        unclaimed[old.content_hash].append(old)
+    stored = repository.stored_chunks_of(conn, [doc for doc, _, _ in items])
+    gone: list[tuple[int, int]] = []
+    changes: list[dict[str, Any]] = []
+    fresh: list[tuple[ClaimedDocument, PlannedChunk]] = []
+    revector: list[tuple[ClaimedDocument, int, bytes]] = []
+    for doc, planned, _ in items:
+        unclaimed: dict[bytes, deque[StoredChunk]] = defaultdict(deque)
+        for old in stored.get((doc.collection_id, doc.id), []):
+            unclaimed[old.content_hash].append(old)
+        for chunk in planned:
+            matches = unclaimed.get(chunk.content_hash)
+            if not matches:
+                fresh.append((doc, chunk))
+                continue
+            old = matches.popleft()
+            stats.kept += 1
+            if _differs(old, chunk, doc):
+                changes.append(_changes(doc.collection_id, old, chunk, doc.language))
+            if not old.has_vector:
+                revector.append((doc, old.id, old.content_hash))
+        gone += [(doc.collection_id, old.id) for matches in unclaimed.values() for old in matches]
 
-    kept: list[tuple[StoredChunk, PlannedChunk]] = []
-    fresh: list[PlannedChunk] = []
-    for chunk in planned:
-        matches = unclaimed.get(chunk.content_hash)
-        if matches:
-            kept.append((matches.popleft(), chunk))
-        else:
-            fresh.append(chunk)
-    gone = [old.id for matches in unclaimed.values() for old in matches]
-
-    repository.delete_chunks(conn, doc.collection_id, gone)
-    repository.update_chunks(
-        conn, doc.collection_id, [_changes(old, new, doc.language) for old, new in kept if _differs(old, new, doc)]
-    )
+    repository.delete_chunks(conn, gone)
+    repository.update_chunks(conn, changes)
     ids = repository.new_chunk_ids(conn, len(fresh))
     repository.copy_chunks(
         conn,
         [
             (doc.collection_id, chunk_id, doc.id, c.ordinal, c.text, c.char_start, c.char_end, c.token_count,
              c.content_hash, c.title, doc.language, c.metadata)
-            for chunk_id, c in zip(ids, fresh, strict=True)
+            for chunk_id, (doc, c) in zip(ids, fresh, strict=True)
         ],
     )  # fmt: skip
-    needing_vectors = [(chunk_id, c.content_hash) for chunk_id, c in zip(ids, fresh, strict=True)]
-    needing_vectors += [(old.id, old.content_hash) for old, _ in kept if not old.has_vector]
+    revector += [(doc, chunk_id, c.content_hash) for chunk_id, (doc, c) in zip(ids, fresh, strict=True)]
+    vectors = {doc.id: doc_vectors for doc, _, doc_vectors in items}
     repository.copy_embeddings(
-        conn, [(doc.collection_id, chunk_id, doc.model, vectors[digest]) for chunk_id, digest in needing_vectors]
+        conn, [(doc.collection_id, chunk_id, doc.model, vectors[doc.id][digest]) for doc, chunk_id, digest in revector]
     )
-    stats.inserted, stats.kept, stats.deleted = len(fresh), len(kept), len(gone)
-    stats.vectors_written = len(needing_vectors)
+    stats.inserted, stats.deleted, stats.vectors_written = len(fresh), len(gone), len(revector)
     return stats
 
 
@@ -157,8 +169,9 @@ def _differs(old: StoredChunk, new: PlannedChunk, doc: ClaimedDocument) -> bool:
     )  # fmt: skip
 
 
-def _changes(old: StoredChunk, new: PlannedChunk, language: str) -> dict[str, Any]:
+def _changes(collection_id: int, old: StoredChunk, new: PlannedChunk, language: str) -> dict[str, Any]:
     return {
+        "collection_id": collection_id,
         "id": old.id,
         "ordinal": new.ordinal,
         "char_start": new.char_start,

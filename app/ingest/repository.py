@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, and_, bindparam, delete, func, literal, select, text, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, literal, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.types import LargeBinary
 
@@ -133,18 +134,24 @@ def lock_if_still_ours(conn: Connection, doc: ClaimedDocument, worker: str) -> b
     return row is not None and tuple(row) == (doc.version, worker, "processing")
 
 
-def stored_chunks(conn: Connection, doc: ClaimedDocument) -> list[StoredChunk]:
+def stored_chunks_of(conn: Connection, docs: Sequence[ClaimedDocument]) -> dict[tuple[int, int], list[StoredChunk]]:
+    """The stored chunks of DOCS by (collection_id, document_id), each saying whether it has a vector of its
+    collection's model."""
+    if not docs:
+        return {}
     has_vector = (
         select(Embedding.chunk_id)
         .where(
             Embedding.collection_id == Chunk.collection_id,
             Embedding.chunk_id == Chunk.id,
-            Embedding.model == doc.model,
+            Embedding.model == Collection.embedding_model,
         )
         .exists()
     )
     rows = conn.execute(
         select(
+            Chunk.collection_id,
+            Chunk.document_id,
             Chunk.id,
             Chunk.ordinal,
             Chunk.content_hash,
@@ -156,10 +163,14 @@ def stored_chunks(conn: Connection, doc: ClaimedDocument) -> list[StoredChunk]:
             Chunk.metadata_,
             has_vector,
         )
-        .where(Chunk.collection_id == doc.collection_id, Chunk.document_id == doc.id)
-        .order_by(Chunk.ordinal)
+        .join(Collection, Collection.id == Chunk.collection_id)
+        .where(tuple_(Chunk.collection_id, Chunk.document_id).in_([(d.collection_id, d.id) for d in docs]))
+        .order_by(Chunk.collection_id, Chunk.document_id, Chunk.ordinal)
     ).all()
-    return [StoredChunk(*row) for row in rows]
+    found: dict[tuple[int, int], list[StoredChunk]] = defaultdict(list)
+    for row in rows:
+        found[(row[0], row[1])].append(StoredChunk(*row[2:]))  # type: ignore[call-arg]
+    return found
 
 
 def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iterable[bytes]) -> dict[bytes, Any]:
@@ -180,12 +191,13 @@ def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iter
     return {row[0]: row[1] for row in rows}
 
 
-def delete_chunks(conn: Connection, collection_id: int, ids: Sequence[int]) -> None:
-    if ids:
-        conn.execute(delete(Chunk).where(Chunk.collection_id == collection_id, Chunk.id.in_(ids)))
+def delete_chunks(conn: Connection, keys: Sequence[tuple[int, int]]) -> None:
+    """Delete chunks by (collection_id, id); their vectors go with them."""
+    if keys:
+        conn.execute(delete(Chunk).where(tuple_(Chunk.collection_id, Chunk.id).in_(list(keys))))
 
 
-def update_chunks(conn: Connection, collection_id: int, changes: Sequence[dict[str, Any]]) -> None:
+def update_chunks(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:
     """Renumber and re-describe chunks that survive an edit; ordinals may swap, so uniqueness is checked at commit."""
     if not changes:
         return
@@ -193,10 +205,13 @@ def update_chunks(conn: Connection, collection_id: int, changes: Sequence[dict[s
     columns = ("ordinal", "char_start", "char_end", "token_count", "title", "language", "metadata_")
     statement = (
         update(Chunk)
-        .where(Chunk.collection_id == collection_id, Chunk.id == bindparam("chunk_id"))
+        .where(Chunk.collection_id == bindparam("chunk_collection_id"), Chunk.id == bindparam("chunk_id"))
         .values({column: bindparam(f"new_{column}") for column in columns})
     )
-    params = [{"chunk_id": change["id"], **{f"new_{c}": change[c] for c in columns}} for change in changes]
+    params = [
+        {"chunk_collection_id": c["collection_id"], "chunk_id": c["id"], **{f"new_{k}": c[k] for k in columns}}
+        for c in changes
+    ]
     conn.execute(statement, params)
 
 
@@ -244,10 +259,11 @@ def _copy(
             copy.write_row(row)
 
 
-def finish(conn: Connection, doc: ClaimedDocument) -> None:
+def finish(conn: Connection, docs: Sequence[ClaimedDocument]) -> None:
+    """Mark DOCS ready."""
     conn.execute(
         update(Document)
-        .where(Document.collection_id == doc.collection_id, Document.id == doc.id)
+        .where(tuple_(Document.collection_id, Document.id).in_([(d.collection_id, d.id) for d in docs]))
         .values(status="ready", error=None, leased_by=None)
     )
 

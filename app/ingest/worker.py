@@ -144,9 +144,7 @@ class Worker:
                 self._give_back(doc, exc)
 
         vectors = self._vectors([doc for doc in claimed if doc.id in plans], plans, embedders)
-        for doc in claimed:
-            if doc.id in plans and doc.id in vectors:
-                self._write(doc, plans[doc.id], vectors[doc.id])
+        self._write([(doc, plans[doc.id], vectors[doc.id]) for doc in claimed if doc.id in plans and doc.id in vectors])
 
     def _vectors(
         self,
@@ -206,18 +204,32 @@ class Worker:
         self.stats.texts_embedded += len(texts)
         return vectors
 
-    def _write(self, doc: ClaimedDocument, planned: list[PlannedChunk], vectors: dict[bytes, Any]) -> None:
+    def _write(self, items: list[pipeline.Item]) -> None:
+        """Write the batch in one transaction (one COPY of chunks, one of vectors); should that fail, write its
+        documents one by one, so a document that cannot be written fails alone."""
+        if not items:
+            return
         try:
-            with self.engine.begin() as conn:
-                if not repository.lock_if_still_ours(conn, doc, self.name):
-                    # Edited meanwhile (queued again) or taken over after our lease ran out: that work wins.
-                    self.stats.superseded += 1
-                    return
-                pipeline.write(conn, doc, planned, vectors)
-                repository.finish(conn, doc)
-            self.stats.documents += 1
+            self._write_together(items)
         except Exception as exc:
-            self._give_back(doc, exc)
+            if len(items) == 1:
+                self._give_back(items[0][0], exc)
+                return
+            for item in items:
+                try:
+                    self._write_together([item])
+                except Exception as single:
+                    self._give_back(item[0], single)
+
+    def _write_together(self, items: list[pipeline.Item]) -> None:
+        with self.engine.begin() as conn:
+            # Edited meanwhile (queued again), or taken over after the lease ran out: that work wins.
+            ours = [item for item in items if repository.lock_if_still_ours(conn, item[0], self.name)]
+            pipeline.write_many(conn, ours)
+            if ours:
+                repository.finish(conn, [doc for doc, _, _ in ours])
+        self.stats.superseded += len(items) - len(ours)
+        self.stats.documents += len(ours)
 
     def _give_back(self, doc: ClaimedDocument, exc: Exception) -> None:
         message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
