@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -28,7 +30,8 @@ from app.db.embedded import EmbeddedPostgres
 from app.db.engine import libpq_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-console = Console()
+# Wide enough for the tables when the output goes to a file or a pipe.
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 @dataclass
@@ -81,6 +84,8 @@ class Timings:
 
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     calls: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Time spent inside a measured span on work that is not part of the measurement (building its input).
+    excluded: float = 0.0
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -90,6 +95,15 @@ class Timings:
         finally:
             self.seconds[name] += time.perf_counter() - start
             self.calls[name] += 1
+
+    @contextmanager
+    def outside(self) -> Iterator[None]:
+        """Work to leave out of the measurement it happens inside."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - start
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         """FUNCTION, timed under NAME on every call."""
@@ -149,6 +163,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether app/ had uncommitted changes (the figures belong to that code)."""
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip() or "unknown",
+        "app_modified": bool(git("status", "--porcelain", "app")),
+    }
+
+
 def server_facts(url: str) -> dict[str, Any]:
     """The PostgreSQL settings that move the figures: version, pgvector, memory, durability, parallelism."""
     names = (
@@ -162,9 +191,7 @@ def server_facts(url: str) -> dict[str, Any]:
     with psycopg.connect(url) as conn:
         facts: dict[str, Any] = {
             "server_version": conn.execute("SHOW server_version").fetchone()[0],  # type: ignore[index]
-            "pgvector": conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()[0],  # type: ignore[index]
+            "pgvector": conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0],  # type: ignore[index]
         }
         for name in names:
             facts[name] = conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]  # type: ignore[index]
@@ -201,6 +228,9 @@ def _cell(value: Any) -> str:
 def write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path is None:
         return
+    if "machine" in payload:
+        # Other work on the machine moves the figures; the load at both ends says whether there was any.
+        payload["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     console.print(f"figures written to {path}")

@@ -1,0 +1,657 @@
+"""Write path with precomputed 384-d vectors: the worker's write against a binary COPY ceiling and executemany/ORM.
+
+The same synthetic rows (chunks of ~60 words, a random unit vector each, 20 chunks per document) go into a fresh
+collection once per variant, in two modes: with the collection's HNSW index in place during the load, and in bulk
+mode (index dropped before the load, rebuilt with memora.create_collection_index after). A row is one chunk with its
+vector: a row of memora.chunk plus a row of memora.embedding.
+
+    .venv/bin/python benchmarks/write_path.py [--rows 100000] [--indexed-rows 5000] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from common import (
+    Timings,
+    code_version,
+    console,
+    machine,
+    patched,
+    print_facts,
+    print_table,
+    progress,
+    scratch_database,
+    server_facts,
+    write_json,
+)
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from rich.progress import Progress
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.engine import make_engine
+from app.db.models import SCHEMA, Chunk, Collection, Embedding, embedding_partition
+from app.ingest import pipeline, repository, service
+from app.ingest.commands import UPSERT_BATCH
+from app.ingest.pipeline import ChunkInput, PlannedChunk, embedding_input
+from app.ingest.repository import ClaimedDocument
+from app.ingest.service import DocumentInput
+from app.ingest.worker import Worker
+
+DIMENSIONS = 384
+MODEL = "all-MiniLM-L6-v2"
+WORKER = "bench-worker"
+CHUNK_COLUMNS = [
+    "collection_id", "id", "document_id", "ordinal", "text", "char_start", "char_end", "token_count",
+    "content_hash", "title", "language", "metadata",
+]  # fmt: skip
+# Binary COPY needs a dumper per column; regconfig is sent as its oid, which is its binary form.
+CHUNK_TYPES = ["int8", "int8", "int8", "int4", "text", "int4", "int4", "int4", "bytea", "text", "oid", "jsonb"]
+EMBEDDING_COLUMNS = ["collection_id", "chunk_id", "model", "embedding"]
+# The repository functions pipeline.write_many calls, timed one by one.
+REPOSITORY_STEPS = (
+    "stored_chunks_of",
+    "delete_chunks",
+    "update_chunks",
+    "new_chunk_ids",
+    "copy_chunks",
+    "copy_embeddings",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticDocument:
+    id: int
+    title: str
+    content: str
+    chunks: list[PlannedChunk]
+
+
+@dataclass
+class Target:
+    """Where a variant writes: a fresh collection with its documents queued as leased by WORKER."""
+
+    url: str
+    settings: Settings
+    engine: Engine
+    collection_id: int
+    language_oid: int
+    docs: list[SyntheticDocument]
+    vectors: dict[bytes, np.ndarray[Any, Any]]
+    batch_size: int
+    bar: Progress
+
+    @property
+    def rows(self) -> int:
+        return sum(len(doc.chunks) for doc in self.docs)
+
+    def claimed(self, doc: SyntheticDocument) -> ClaimedDocument:
+        """The document as the worker holds it after claim()."""
+        return ClaimedDocument(
+            self.collection_id, doc.id, 1, 1, doc.title, doc.content, "text/plain", "local", MODEL, DIMENSIONS, {},
+            "english",
+        )  # fmt: skip
+
+    def chunk_rows(self, doc: SyntheticDocument, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        return [
+            (self.collection_id, chunk_id, doc.id, c.ordinal, c.text, c.char_start, c.char_end, c.token_count,
+             c.content_hash, c.title, self.language_oid, Jsonb(c.metadata))
+            for chunk_id, c in zip(ids, doc.chunks, strict=True)
+        ]  # fmt: skip
+
+    def embedding_rows(self, doc: SyntheticDocument, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+        return [
+            (self.collection_id, chunk_id, MODEL, self.vectors[c.content_hash])
+            for chunk_id, c in zip(ids, doc.chunks, strict=True)
+        ]
+
+
+# -- the rows --------------------------------------------------------------------------------------------------
+
+
+def synthesize(rows: int, per_document: int, words: int, seed: int) -> tuple[list[SyntheticDocument], np.ndarray]:
+    """Documents of PER_DOCUMENT chunks of WORDS pseudo-words (Zipf-distributed), and one unit vector per chunk."""
+    rng = np.random.default_rng(seed)
+    syllables = [c + v for c in "bcdfghklmnprstvz" for v in "aeiou"]
+    vocabulary = np.array(
+        sorted({"".join(rng.choice(syllables, size=rng.integers(2, 5))) for _ in range(30_000)}), dtype=object
+    )
+    rng.shuffle(vocabulary)
+    weights = 1.0 / np.arange(1, len(vocabulary) + 1) ** 1.1
+    picks = rng.choice(len(vocabulary), size=(rows, words), p=weights / weights.sum())
+    vectors = rng.standard_normal((rows, DIMENSIONS), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    docs = []
+    for number, start in enumerate(range(0, rows, per_document), start=1):
+        title = f"Synthetic document {number}"
+        texts = [" ".join(vocabulary[picks[row]]) + "." for row in range(start, min(rows, start + per_document))]
+        chunks, offset = [], 0
+        for ordinal, text in enumerate(texts):
+            digest = hashlib.sha256(embedding_input(title, text).encode()).digest()
+            chunks.append(PlannedChunk(ordinal, text, offset, offset + len(text), words, title, {}, digest))
+            offset += len(text) + 2
+        docs.append(SyntheticDocument(number, title, "\n\n".join(texts), chunks))
+    return docs, vectors
+
+
+# -- the variants ----------------------------------------------------------------------------------------------
+
+
+def reserve_ids(cursor: psycopg.Cursor[Any], count: int) -> list[int]:
+    cursor.execute("SELECT nextval(pg_get_serial_sequence('memora.chunk', 'id')) FROM generate_series(1, %s)", (count,))
+    return [row[0] for row in cursor.fetchall()]
+
+
+def ceiling(target: Target, timings: Timings) -> None:
+    """Binary COPY of every chunk row, then every embedding row, in one transaction: the fastest load."""
+    task = target.bar.add_task("ceiling: binary COPY", total=2 * target.rows)
+    with psycopg.connect(target.url, application_name="memora-bench") as conn:
+        register_vector(conn)
+        cursor = conn.cursor()
+        with timings.step("reserve ids"):
+            ids = iter(reserve_ids(cursor, target.rows))
+        doc_ids = [[next(ids) for _ in doc.chunks] for doc in target.docs]
+        for table, columns, types, rows_of in (
+            ("chunk", CHUNK_COLUMNS, CHUNK_TYPES, target.chunk_rows),
+            ("embedding", EMBEDDING_COLUMNS, ["int8", "int8", "text", "vector"], target.embedding_rows),
+        ):
+            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier(SCHEMA, table), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            with timings.step(f"COPY {table}"), cursor.copy(statement) as copy:
+                copy.set_types(types)
+                for doc, chunk_ids in zip(target.docs, doc_ids, strict=True):
+                    for row in rows_of(doc, chunk_ids):
+                        copy.write_row(row)
+                    target.bar.advance(task, len(chunk_ids))
+        with timings.step("commit"):
+            conn.commit()
+    target.bar.remove_task(task)
+
+
+def _batches(docs: list[SyntheticDocument], size: int) -> Iterator[list[SyntheticDocument]]:
+    for start in range(0, len(docs), size):
+        yield docs[start : start + size]
+
+
+def memora(target: Target, timings: Timings, *, per_document: bool) -> None:
+    """The worker's write step, Worker._write, on claimed batches of --batch-size documents (one transaction each),
+    or (PER_DOCUMENT) on one document at a time: the worker's fallback, and what a per-document writer pays."""
+    worker = Worker(target.settings, target.engine)
+    worker.name = WORKER  # the lease the documents were queued under
+    size = 1 if per_document else target.batch_size
+    task = target.bar.add_task(f"memora: Worker._write, {size} document(s) a transaction", total=len(target.docs))
+    with ExitStack() as stack:
+        for name in (*REPOSITORY_STEPS, "lock_if_still_ours", "finish"):
+            stack.enter_context(patched(repository, name, timings.wrap(name, getattr(repository, name))))
+        for batch in _batches(target.docs, size):
+            worker._write([(target.claimed(doc), doc.chunks, target.vectors) for doc in batch])
+            target.bar.advance(task, len(batch))
+    target.bar.remove_task(task)
+    stats = worker.stats
+    assert (stats.documents, stats.failed, stats.superseded) == (len(target.docs), 0, 0), stats
+
+
+def copy_per_batch(target: Target, timings: Timings) -> None:
+    """The floor of the worker's batch write: only the repository's id and COPY calls, once per batch, without the
+    locks, the read of stored chunks and the status update around them."""
+    task = target.bar.add_task(f"floor: COPYs per {target.batch_size} documents", total=len(target.docs))
+    for batch in _batches(target.docs, target.batch_size):
+        with target.engine.connect() as conn:
+            transaction = conn.begin()
+            with timings.step("new_chunk_ids"):
+                ids = iter(repository.new_chunk_ids(conn, sum(len(doc.chunks) for doc in batch)))
+            chunk_rows, embedding_rows = [], []
+            for doc in batch:
+                for c in doc.chunks:
+                    chunk_id = next(ids)
+                    chunk_rows.append(
+                        (target.collection_id, chunk_id, doc.id, c.ordinal, c.text, c.char_start, c.char_end,
+                         c.token_count, c.content_hash, c.title, "english", c.metadata)
+                    )  # fmt: skip
+                    embedding_rows.append((target.collection_id, chunk_id, MODEL, target.vectors[c.content_hash]))
+            with timings.step("copy_chunks"):
+                repository.copy_chunks(conn, chunk_rows)
+            with timings.step("copy_embeddings"):
+                repository.copy_embeddings(conn, embedding_rows)
+            with timings.step("commit"):
+                transaction.commit()
+        target.bar.advance(task, len(batch))
+    target.bar.remove_task(task)
+
+
+def upsert(target: Target, timings: Timings) -> None:
+    """service.upsert of documents that bring their own chunks and vectors (POST .../documents with "chunks"):
+    the document rows, then pipeline.write per document, one transaction per UPSERT_BATCH documents. Unlike the
+    other variants, this one also inserts the document rows."""
+    task = target.bar.add_task(
+        f"memora: upsert with given vectors, {UPSERT_BATCH} documents a transaction", total=len(target.docs)
+    )
+    with ExitStack() as stack:
+        timed = [(repository, step) for step in REPOSITORY_STEPS] + [(service, "validate"), (pipeline, "plan_given")]
+        for module, name in timed:
+            stack.enter_context(patched(module, name, timings.wrap(name, getattr(module, name))))
+        for batch in _batches(target.docs, UPSERT_BATCH):
+            with timings.outside():
+                # As the API hands them over: vectors as lists of floats, parsed from JSON.
+                inputs = [
+                    DocumentInput(doc.content, f"doc-{doc.id}", doc.title, chunks=[
+                        ChunkInput(c.text, target.vectors[c.content_hash].tolist()) for c in doc.chunks
+                    ])
+                    for doc in batch
+                ]  # fmt: skip
+            with Session(target.engine) as session:
+                transaction = session.begin()
+                collection = session.get_one(Collection, target.collection_id)
+                results = service.upsert(session, collection, inputs)
+                with timings.step("commit"):
+                    transaction.commit()
+            assert all(result.status == "ready" for result in results)
+            target.bar.advance(task, len(batch))
+    target.bar.remove_task(task)
+
+
+def executemany(target: Target, timings: Timings) -> None:
+    """psycopg executemany INSERTs (pipelined by psycopg 3), one transaction per document."""
+    insert_chunk = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+        sql.Identifier(SCHEMA, "chunk"),
+        sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS)),
+        sql.SQL(", ").join(sql.Placeholder() * len(CHUNK_COLUMNS)),
+    )
+    insert_embedding = sql.SQL("INSERT INTO {} ({}) VALUES (%s, %s, %s, %s)").format(
+        sql.Identifier(SCHEMA, "embedding"), sql.SQL(", ").join(map(sql.Identifier, EMBEDDING_COLUMNS))
+    )
+    task = target.bar.add_task("baseline: psycopg executemany", total=len(target.docs))
+    with psycopg.connect(target.url, application_name="memora-bench") as conn:
+        register_vector(conn)
+        cursor = conn.cursor()
+        for doc in target.docs:
+            with timings.step("reserve ids"):
+                ids = reserve_ids(cursor, len(doc.chunks))
+            with timings.step("INSERT chunk"):
+                rows = [(*row[:10], "english", row[11]) for row in target.chunk_rows(doc, ids)]
+                cursor.executemany(insert_chunk, rows)
+            with timings.step("INSERT embedding"):
+                cursor.executemany(insert_embedding, target.embedding_rows(doc, ids))
+            with timings.step("commit"):
+                conn.commit()
+            target.bar.advance(task)
+    target.bar.remove_task(task)
+
+
+def orm(target: Target, timings: Timings) -> None:
+    """SQLAlchemy ORM: add_all the chunks, flush for their ids, add_all the embeddings; a session per document."""
+    task = target.bar.add_task("baseline: SQLAlchemy ORM add_all", total=len(target.docs))
+    for doc in target.docs:
+        with Session(target.engine) as session:
+            with timings.step("add_all chunks + flush"):
+                chunks = [
+                    Chunk(collection_id=target.collection_id, document_id=doc.id, ordinal=c.ordinal, text=c.text,
+                          char_start=c.char_start, char_end=c.char_end, token_count=c.token_count,
+                          content_hash=c.content_hash, title=c.title, language="english", metadata_=c.metadata)
+                    for c in doc.chunks
+                ]  # fmt: skip
+                session.add_all(chunks)
+                session.flush()
+            with timings.step("add_all embeddings + flush"):
+                session.add_all(
+                    Embedding(collection_id=target.collection_id, chunk_id=chunk.id, model=MODEL,
+                              embedding=target.vectors[chunk.content_hash])
+                    for chunk in chunks
+                )  # fmt: skip
+                session.flush()
+            with timings.step("commit"):
+                session.commit()
+        target.bar.advance(task)
+    target.bar.remove_task(task)
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    run: Callable[[Target, Timings], None]
+    # False: the variant writes the document rows itself; the others find them queued and leased.
+    documents_first: bool = True
+
+
+VARIANTS = {
+    "ceiling": Variant("ceiling: binary COPY, 1 transaction", ceiling),
+    "memora": Variant("memora: Worker._write, tx per batch", lambda t, s: memora(t, s, per_document=False)),
+    "memora-doc": Variant("memora: Worker._write, tx per document", lambda t, s: memora(t, s, per_document=True)),
+    "memora-upsert": Variant(f"memora: upsert given vectors, tx per {UPSERT_BATCH} docs", upsert, False),
+    "copy-batch": Variant("floor: repository COPYs only, per batch", copy_per_batch),
+    "executemany": Variant("baseline: psycopg executemany, tx per doc", executemany),
+    "orm": Variant("baseline: SQLAlchemy ORM add_all, tx per doc", orm),
+}
+
+
+# -- one measurement -------------------------------------------------------------------------------------------
+
+
+def prepare(url: str, docs: list[SyntheticDocument], name: str, *, with_documents: bool = True) -> tuple[int, int]:
+    """Empty the tables, create a collection (its partition and HNSW index come from the trigger) and, unless told
+    otherwise, queue its documents as claimed by WORKER. Returns (collection id, oid of its text search config)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE memora.chunk, memora.document CASCADE")
+        conn.execute("DELETE FROM memora.collection")
+        collection_id, language_oid = conn.execute(
+            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
+            "VALUES (%s, 'local', %s, %s) RETURNING id, language::oid",
+            (name, MODEL, DIMENSIONS),
+        ).fetchone()  # type: ignore[misc]
+        if with_documents:
+            with conn.cursor().copy(
+                "COPY memora.document (collection_id, id, external_id, title, content, status, attempts, leased_by) "
+                "FROM STDIN"
+            ) as copy:
+                for doc in docs:
+                    row = (collection_id, doc.id, f"doc-{doc.id}", doc.title, doc.content, "processing", 1, WORKER)
+                    copy.write_row(row)
+        conn.execute("VACUUM ANALYZE memora.document")
+        with suppress(psycopg.errors.InsufficientPrivilege):
+            conn.execute("CHECKPOINT")
+    return collection_id, language_oid
+
+
+def hnsw_index(collection_id: int) -> sql.Identifier:
+    return sql.Identifier(SCHEMA, f"{embedding_partition(collection_id)}_hnsw")
+
+
+@dataclass
+class Bench:
+    """What every measurement of a run shares."""
+
+    url: str
+    settings: Settings
+    engine: Engine
+    vectors: dict[bytes, Any]
+    batch_size: int
+    bar: Progress
+
+
+def measure(bench: Bench, name: str, docs: list[SyntheticDocument], *, bulk: bool, build: bool) -> dict[str, Any]:
+    """Load DOCS with one variant into a fresh collection. BULK: the HNSW index is dropped first and, with BUILD,
+    rebuilt (and timed) after the load."""
+    variant = VARIANTS[name]
+    collection_id, language_oid = prepare(
+        bench.url, docs, f"bench-{name}-{'bulk' if bulk else 'indexed'}", with_documents=variant.documents_first
+    )
+    if bulk:
+        with psycopg.connect(bench.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP INDEX {}").format(hnsw_index(collection_id)))
+    target = Target(
+        bench.url, bench.settings, bench.engine, collection_id, language_oid, docs, bench.vectors, bench.batch_size,
+        bench.bar,
+    )  # fmt: skip
+    timings = Timings()
+    start = time.perf_counter()
+    variant.run(target, timings)
+    load = time.perf_counter() - start - timings.excluded
+    build_seconds = None
+    with psycopg.connect(bench.url, autocommit=True) as conn:
+        if bulk and build:
+            task = bench.bar.add_task(f"{name}: building the HNSW index", total=None)
+            start = time.perf_counter()
+            conn.execute("SELECT memora.create_collection_index(%s)", (collection_id,))
+            build_seconds = time.perf_counter() - start
+            bench.bar.remove_task(task)
+        chunks, embeddings, indexed = conn.execute(
+            "SELECT (SELECT count(*) FROM memora.chunk WHERE collection_id = %(c)s AND tsv IS NOT NULL), "
+            "(SELECT count(*) FROM memora.embedding WHERE collection_id = %(c)s), to_regclass(%(i)s) IS NOT NULL",
+            {"c": collection_id, "i": hnsw_index(collection_id).as_string(conn)},
+        ).fetchone()  # type: ignore[misc]
+    assert chunks == embeddings == target.rows, (name, chunks, embeddings, target.rows)
+    assert indexed == (not bulk or build), (name, indexed)
+    return {
+        "variant": name,
+        "mode": "bulk" if bulk else "indexed",
+        "rows": target.rows,
+        "documents": len(docs),
+        "load_seconds": load,
+        "load_rows_per_second": target.rows / load,
+        "index_build_seconds": build_seconds,
+        "index_build_measured": build_seconds is not None,
+        "steps": timings.as_dict(),
+    }
+
+
+def add_totals(results: list[dict[str, Any]]) -> float | None:
+    """Load + index build per result; a bulk load whose build was not timed gets the mean of those that were
+    (the build reads the same vectors whichever way they were written). Returns that mean."""
+    builds = [r["index_build_seconds"] for r in results if r["index_build_measured"]]
+    mean = sum(builds) / len(builds) if builds else None
+    for r in results:
+        if r["mode"] == "bulk" and not r["index_build_measured"]:
+            r["index_build_seconds"] = mean
+        if r["mode"] == "indexed" or r["index_build_seconds"] is not None:
+            r["total_seconds"] = r["load_seconds"] + (r["index_build_seconds"] or 0.0)
+            r["total_rows_per_second"] = r["rows"] / r["total_seconds"]
+    return mean
+
+
+def diagnose(url: str, docs: list[SyntheticDocument], vectors: dict[bytes, Any]) -> dict[str, float]:
+    """Where the ceiling's time goes: the same chunk and embedding rows COPYed into bare tables (no constraints,
+    no indexes), then into a bare chunk table with the generated tsvector, then computing the tsvectors alone."""
+    collection_id, language_oid = prepare(url, docs, "bench-diagnose")
+    target = Target(url, None, None, collection_id, language_oid, docs, vectors, 1, None)  # type: ignore[arg-type]
+    chunk_ids = [list(range(i * 1000, i * 1000 + len(doc.chunks))) for i, doc in enumerate(docs)]
+    tsv = "setweight(to_tsvector(language, title), 'A') || setweight(to_tsvector(language, text), 'B')"
+    seconds: dict[str, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute("DROP SCHEMA IF EXISTS bench CASCADE")
+        conn.execute("CREATE SCHEMA bench")
+        conn.execute(
+            "CREATE TABLE bench.chunk_bare AS SELECT collection_id, id, document_id, ordinal, text, char_start, "
+            "char_end, token_count, content_hash, title, language, metadata FROM memora.chunk WITH NO DATA"
+        )
+        conn.execute("CREATE TABLE bench.chunk_tsv (LIKE bench.chunk_bare)")
+        conn.execute(f"ALTER TABLE bench.chunk_tsv ADD COLUMN tsv tsvector GENERATED ALWAYS AS ({tsv}) STORED")
+        conn.execute("CREATE TABLE bench.chunk_gin (LIKE bench.chunk_tsv INCLUDING GENERATED)")
+        conn.execute("CREATE INDEX ON bench.chunk_gin USING gin (tsv)")
+        conn.execute("CREATE TABLE bench.embedding_bare AS SELECT * FROM memora.embedding WITH NO DATA")
+        for label, table, types, rows_of in (
+            ("chunk rows into a bare table", "chunk_bare", CHUNK_TYPES, target.chunk_rows),
+            ("chunk rows into a bare table + generated tsvector", "chunk_tsv", CHUNK_TYPES, target.chunk_rows),
+            ("... + GIN index on the tsvector", "chunk_gin", CHUNK_TYPES, target.chunk_rows),
+            ("embedding rows into a bare table", "embedding_bare", ["int8", "int8", "text", "vector"], None),
+        ):
+            columns = EMBEDDING_COLUMNS if rows_of is None else CHUNK_COLUMNS
+            statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.Identifier("bench", table), sql.SQL(", ").join(map(sql.Identifier, columns))
+            )
+            start = time.perf_counter()
+            with conn.transaction(), conn.cursor().copy(statement) as copy:
+                copy.set_types(types)
+                for doc, ids in zip(docs, chunk_ids, strict=True):
+                    for row in (rows_of or target.embedding_rows)(doc, ids):
+                        copy.write_row(row)
+            seconds[label] = time.perf_counter() - start
+        start = time.perf_counter()
+        conn.execute(f"SELECT sum(length({tsv})) FROM bench.chunk_bare")
+        seconds["tsvector computation alone (SELECT)"] = time.perf_counter() - start
+        conn.execute("DROP SCHEMA bench CASCADE")
+    return seconds
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+
+
+def ratio(results: list[dict[str, Any]], mode: str, a: str, b: str, key: str) -> float | None:
+    found = {r["variant"]: r for r in results if r["mode"] == mode}
+    if a not in found or b not in found or found[a].get(key) is None or found[b].get(key) is None:
+        return None
+    return float(found[a][key] / found[b][key])
+
+
+def report(results: list[dict[str, Any]], diagnostics: dict[str, float] | None) -> dict[str, Any]:
+    def build(r: dict[str, Any]) -> Any:
+        if r["index_build_seconds"] is None or r["index_build_measured"]:
+            return r["index_build_seconds"]
+        return f"{r['index_build_seconds']:.2f} (mean)"
+
+    print_table(
+        "Write path: rows/s (a row = a chunk row + its embedding row)",
+        ["variant", "mode", "rows", "load s", "index build s", "total s", "load rows/s", "total rows/s"],
+        [
+            [VARIANTS[r["variant"]].label, r["mode"], r["rows"], r["load_seconds"], build(r), r.get("total_seconds"),
+             r["load_rows_per_second"], r.get("total_rows_per_second")]
+            for r in results
+        ],
+    )  # fmt: skip
+    measures = {
+        "bulk: load": ("bulk", "load_rows_per_second"),
+        "bulk: load + index build": ("bulk", "total_rows_per_second"),
+        "indexed: load": ("indexed", "load_rows_per_second"),
+    }
+    numerators = ("memora", "memora-doc", "memora-upsert", "copy-batch")
+    pairs = [f"{a}/{b}" for a in numerators for b in ("ceiling", "executemany", "orm")]
+    ratios = {
+        pair: {label: ratio(results, mode, *pair.split("/"), key) for label, (mode, key) in measures.items()}
+        for pair in pairs
+    }
+    ratios = {pair: values for pair, values in ratios.items() if any(v is not None for v in values.values())}
+    print_table(
+        "Ratios of rows/s (targets: memora/ceiling >= 0.5; memora/executemany and memora/orm >= 10)",
+        ["ratio", *measures],
+        [[pair, *values.values()] for pair, values in ratios.items()],
+    )
+    for pair, goal in (("memora/ceiling", 0.5), ("memora/executemany", 10.0), ("memora/orm", 10.0)):
+        verdicts = [
+            f"{label} {value:.2f} {'met' if value >= goal else 'NOT met'}"
+            for label, value in ratios.get(pair, {}).items()
+            if value is not None
+        ]
+        if verdicts:
+            console.print(f"target {pair} >= {goal:g}: " + "; ".join(verdicts))
+    for r in results:
+        steps = sorted(r["steps"].items(), key=lambda item: -item[1])
+        rest = "rest (Python, SQLAlchemy, progress)"
+        if r["variant"] in ("memora", "memora-doc"):
+            rest = "rest (pool checkout + pre-ping, BEGIN, COMMIT, Python)"
+        if r["variant"] == "memora-upsert":
+            rest = "rest (document INSERT ... ON CONFLICT, status UPDATE per document, Python)"
+        steps.append((rest, r["load_seconds"] - sum(r["steps"].values())))
+        print_table(
+            f"Steps of {r['variant']} ({r['mode']}, {r['rows']:,} rows, load {r['load_seconds']:.1f} s)",
+            ["step", "seconds", "share of load"],
+            [[name, value, f"{100 * value / r['load_seconds']:.0f}%"] for name, value in steps],
+        )
+    if diagnostics:
+        print_table(
+            "Where the ceiling's COPY time goes (same rows, bulk mode)",
+            ["COPY / query", "seconds"],
+            [[k, v] for k, v in diagnostics.items()],
+        )
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000, help="chunks written per variant in bulk mode")
+    parser.add_argument(
+        "--indexed-rows",
+        type=int,
+        default=5_000,
+        help="chunks written per variant with the HNSW index in place (slow: every row is a graph insert)",
+    )
+    parser.add_argument("--chunks-per-document", type=int, default=20)
+    parser.add_argument("--words", type=int, default=60, help="words per chunk")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=Settings().worker_batch_size,
+        help="documents a worker claims and writes at once (MEMORA_WORKER_BATCH_SIZE)",
+    )
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--modes", default="bulk,indexed", help="bulk, indexed or both")
+    parser.add_argument(
+        "--build-after",
+        default="ceiling,memora",
+        help="bulk variants followed by a timed index build ('all' for every one); the others are charged the "
+        "mean of those builds",
+    )
+    parser.add_argument("--no-diagnose", action="store_true", help="skip the breakdown of the ceiling's COPY")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    modes = [m for m in args.modes.split(",") if m]
+    build_after = set(VARIANTS) if args.build_after == "all" else set(args.build_after.split(","))
+    unknown = set(variants) - set(VARIANTS) | set(modes) - {"bulk", "indexed"} | build_after - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant or mode: {', '.join(sorted(unknown))}")
+    if "bulk" in modes and not build_after & set(variants):
+        build_after.add(variants[0])
+
+    started = time.perf_counter()
+    with console.status(f"synthesizing {args.rows:,} chunks and vectors"):
+        docs, matrix = synthesize(args.rows, args.chunks_per_document, args.words, args.seed)
+        vectors = {c.content_hash: matrix[i] for i, c in enumerate(c for doc in docs for c in doc.chunks)}
+        assert len(vectors) == args.rows, "synthetic chunks must all differ"
+    indexed_docs = docs[: max(1, args.indexed_rows // args.chunks_per_document)]
+    if "indexed" in modes and len(indexed_docs) < len(docs):
+        console.print(
+            f"note: with the HNSW index in place every row is a graph insert, so that mode writes the first "
+            f"{sum(len(d.chunks) for d in indexed_docs):,} rows only (--indexed-rows); bulk mode writes {args.rows:,}"
+        )
+    with scratch_database("memora_bench_write") as db:
+        facts = {**machine(), **code_version(), **server_facts(db.url), "server": db.server}
+        print_facts("Machine and server", facts)
+        engine = make_engine(db.settings, "bench")
+        results: list[dict[str, Any]] = []
+        diagnostics = None
+        try:
+            with progress() as bar:
+                bench = Bench(db.url, db.settings, engine, vectors, args.batch_size, bar)
+                for mode in modes:
+                    for name in variants:
+                        bulk = mode == "bulk"
+                        result = measure(
+                            bench, name, docs if bulk else indexed_docs, bulk=bulk, build=name in build_after
+                        )
+                        results.append(result)
+                        built = result["index_build_seconds"]
+                        console.print(
+                            f"{VARIANTS[name].label} [{mode}]: {result['rows']:,} rows, load "
+                            f"{result['load_seconds']:.1f} s ({result['load_rows_per_second']:,.0f} rows/s)"
+                            + (f", index build {built:.1f} s" if built is not None else "")
+                        )
+                if not args.no_diagnose and "bulk" in modes:
+                    task = bar.add_task("diagnostics: COPY into bare tables", total=None)
+                    diagnostics = diagnose(db.url, docs, vectors)
+                    bar.remove_task(task)
+        finally:
+            engine.dispose()
+    mean_build = add_totals(results)
+    ratios = report(results, diagnostics)
+    console.print(f"wall time {time.perf_counter() - started:.0f} s")
+    write_json(
+        args.json,
+        {
+            "benchmark": "write_path",
+            "parameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "machine": facts,
+            "mean_index_build_seconds": mean_build,
+            "results": results,
+            "ratios": ratios,
+            "diagnostics": diagnostics,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
