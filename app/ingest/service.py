@@ -126,16 +126,19 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         )
     }
     results = []
+    given: list[pipeline.Item] = []
     for row, doc in zip(rows, inputs, strict=True):
         key = str(row["external_id"])
         if key in written:
             _, status, version, created, document_id = written[key]
             if doc.chunks is not None:
-                status = _write_given_chunks(db, collection, document_id, version, doc)
+                given.append(_given_item(collection, document_id, version, doc))
+                status = "ready"
             results.append(Upserted(key, status, version, "created" if created else "updated"))
         else:
             _, status, version = current[key]
             results.append(Upserted(key, status, version, "unchanged"))
+    _write_given_chunks(db, collection, given)
     return results
 
 
@@ -181,21 +184,27 @@ def _check_dimensions(collection: Collection, inputs: list[DocumentInput]) -> No
         )
 
 
-def _write_given_chunks(db: Session, collection: Collection, document_id: int, version: int, doc: DocumentInput) -> str:
-    """Store a document's own chunks and vectors through the worker's write path, and mark it ready."""
+def _given_item(collection: Collection, document_id: int, version: int, doc: DocumentInput) -> pipeline.Item:
+    """A document that brought its chunks and vectors, ready for the worker's write path."""
     claimed = ClaimedDocument(
         collection.id, document_id, version, 0, doc.title or "", doc.content, doc.content_type,
         collection.embedding_provider, collection.embedding_model, collection.dimensions, collection.chunking,
         collection.language,
     )  # fmt: skip
     planned, vectors = pipeline.plan_given(claimed, doc.chunks or [])
-    pipeline.write(db.connection(), claimed, planned, vectors)
+    return claimed, planned, vectors
+
+
+def _write_given_chunks(db: Session, collection: Collection, items: list[pipeline.Item]) -> None:
+    """Store the given chunks and vectors of ITEMS in one go (one COPY each), and mark their documents ready."""
+    if not items:
+        return
+    pipeline.write_many(db.connection(), items)
     db.execute(
         update(Document)
-        .where(Document.collection_id == collection.id, Document.id == document_id)
+        .where(Document.collection_id == collection.id, Document.id.in_([doc.id for doc, _, _ in items]))
         .values(status="ready", attempts=0, error=None, leased_by=None)
     )
-    return "ready"
 
 
 def reject_constant(name: str) -> None:

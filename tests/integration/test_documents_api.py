@@ -274,3 +274,28 @@ def test_collection_text_postgres_cannot_store_is_422(api: TestClient) -> None:
 
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "body.description"
+
+
+def test_several_documents_with_given_vectors_in_one_request(api: TestClient, connection: Connection) -> None:
+    dims = api.get("/v1/collections/docs").json()["dimensions"]
+    body = [
+        {"external_id": f"own-{i}", "content": f"Alpha {i}. Beta {i}.", "chunks": [
+            {"text": f"Alpha {i}.", "embedding": [0.1 * (i + 1)] * dims},
+            {"text": f"Beta {i}.", "embedding": [0.2 * (i + 1)] * dims},
+        ]}
+        for i in range(3)
+    ]  # fmt: skip
+
+    response = api.post(URL, json=body)
+
+    assert [doc["status"] for doc in response.json()["documents"]] == ["ready"] * 3
+    rows = connection.execute(
+        text(
+            "SELECT d.external_id, c.ordinal, c.text FROM memora.chunk c "
+            "JOIN memora.document d ON d.id = c.document_id JOIN memora.embedding e ON e.chunk_id = c.id "
+            "ORDER BY d.external_id, c.ordinal"
+        )
+    ).all()
+    assert [tuple(row) for row in rows] == [
+        (f"own-{i}", ordinal, f"{word} {i}.") for i in range(3) for ordinal, word in enumerate(("Alpha", "Beta"))
+    ]
