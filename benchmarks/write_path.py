@@ -3,7 +3,8 @@
 The same synthetic rows (chunks of ~60 words, a random unit vector each, 20 chunks per document) go into a fresh
 collection once per variant, in two modes: with the collection's HNSW index in place during the load, and in bulk
 mode (index dropped before the load, rebuilt with memora.create_collection_index after). A row is one chunk with its
-vector: a row of memora.chunk plus a row of memora.embedding.
+vector: a row of memora.chunk plus a row of memora.embedding. docs/benchmarks.md describes the variants and the
+figures measured.
 
     .venv/bin/python benchmarks/write_path.py [--rows 100000] [--indexed-rows 5000] [--json PATH]
 """
@@ -234,9 +235,8 @@ def copy_per_batch(target: Target, timings: Timings) -> None:
 
 
 def upsert(target: Target, timings: Timings) -> None:
-    """service.upsert of documents that bring their own chunks and vectors (POST .../documents with "chunks"):
-    the document rows, then pipeline.write per document, one transaction per UPSERT_BATCH documents. Unlike the
-    other variants, this one also inserts the document rows."""
+    """service.upsert of documents that bring their own chunks and vectors (POST .../documents with "chunks"),
+    UPSERT_BATCH documents a transaction. Unlike the other variants, this one also writes the document rows."""
     task = target.bar.add_task(
         f"memora: upsert with given vectors, {UPSERT_BATCH} documents a transaction", total=len(target.docs)
     )
@@ -543,7 +543,7 @@ def report(results: list[dict[str, Any]], diagnostics: dict[str, float] | None) 
         if r["variant"] in ("memora", "memora-doc"):
             rest = "rest (pool checkout + pre-ping, BEGIN, COMMIT, Python)"
         if r["variant"] == "memora-upsert":
-            rest = "rest (document INSERT ... ON CONFLICT, status UPDATE per document, Python)"
+            rest = "rest (document INSERT ... ON CONFLICT, status update, Python)"
         steps.append((rest, r["load_seconds"] - sum(r["steps"].values())))
         print_table(
             f"Steps of {r['variant']} ({r['mode']}, {r['rows']:,} rows, load {r['load_seconds']:.1f} s)",
