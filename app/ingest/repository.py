@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, and_, bindparam, delete, func, literal, select, text, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.types import LargeBinary
 
@@ -164,13 +164,22 @@ def stored_chunks_of(conn: Connection, docs: Sequence[ClaimedDocument]) -> dict[
             has_vector,
         )
         .join(Collection, Collection.id == Chunk.collection_id)
-        .where(tuple_(Chunk.collection_id, Chunk.document_id).in_([(d.collection_id, d.id) for d in docs]))
+        .where(or_(*_documents_of_collections(docs)))
         .order_by(Chunk.collection_id, Chunk.document_id, Chunk.ordinal)
     ).all()
     found: dict[tuple[int, int], list[StoredChunk]] = defaultdict(list)
     for row in rows:
         found[(row[0], row[1])].append(StoredChunk(*row[2:]))  # type: ignore[call-arg]
     return found
+
+
+def _documents_of_collections(docs: Sequence[ClaimedDocument]) -> list[Any]:
+    """collection_id = c AND document_id IN (...) per collection: with stale statistics (a first import) a row
+    comparison of (collection_id, document_id) was planned as a scan of the whole collection's chunks."""
+    by_collection: dict[int, list[int]] = defaultdict(list)
+    for doc in docs:
+        by_collection[doc.collection_id].append(doc.id)
+    return [and_(Chunk.collection_id == cid, Chunk.document_id.in_(ids)) for cid, ids in by_collection.items()]
 
 
 def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iterable[bytes]) -> dict[bytes, Any]:
