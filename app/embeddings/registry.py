@@ -7,10 +7,10 @@ import threading
 from collections.abc import Hashable
 
 from app.config import Settings
+from app.db.models import PROVIDERS  # one list, also behind the table's CHECK
 from app.embeddings.base import Embedder
 from app.errors import InvalidInputError
 
-PROVIDERS = ("local", "openai", "hashing")
 _DEFAULTS = {
     "local": ("all-MiniLM-L6-v2", 384),
     "openai": ("text-embedding-3-small", 1536),

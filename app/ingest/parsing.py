@@ -13,10 +13,9 @@ from typing import Any
 
 from pypdf import PdfReader
 
+from app.db.models import CONTENT_TYPES  # one list, also behind the table's CHECK
 from app.errors import InvalidInputError, UnreadableFileError, UnsupportedMediaTypeError
 from app.ingest.chunking import markdown_headings
-
-CONTENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/pdf")
 
 
 @dataclass(frozen=True)
