@@ -28,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REGCONFIG, TSVECTOR
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL, REGCONFIG, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
@@ -99,6 +99,8 @@ class Collection(Base):
         CheckConstraint("hnsw_m BETWEEN 2 AND 100", name="hnsw_m"),
         CheckConstraint("hnsw_ef_construction BETWEEN 2 * hnsw_m AND 1000", name="hnsw_ef_construction"),
         CheckConstraint("jsonb_typeof(chunking) = 'object'", name="chunking_object"),
+        CheckConstraint("bm25_k1 >= 0 AND bm25_k1 <= 10", name="bm25_k1"),
+        CheckConstraint("bm25_b >= 0 AND bm25_b <= 1", name="bm25_b"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -117,6 +119,9 @@ class Collection(Base):
     language: Mapped[str] = mapped_column(REGCONFIG, nullable=False, server_default="english")
     hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False, server_default="16")
     hnsw_ef_construction: Mapped[int] = mapped_column(Integer, nullable=False, server_default="64")
+    # BM25 parameters of text search (sql/functions/005-search.sql).
+    bm25_k1: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.9")
+    bm25_b: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.4")
     metadata_: Mapped[dict[str, Any]] = _metadata()
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _created_at()
@@ -226,6 +231,31 @@ class Embedding(Base):
     model: Mapped[str] = mapped_column(Text, primary_key=True)
     embedding: Mapped[Any] = mapped_column(VECTOR(), nullable=False)
     created_at: Mapped[datetime] = _created_at()
+
+
+class TextStats(Base):
+    """BM25 statistics of a collection's chunks, kept by triggers on chunk (sql/functions/003-text-stats.sql)."""
+
+    __tablename__ = "text_stats"
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    chunks: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Sum of the chunks' lengths: their numbers of distinct terms, length(tsv).
+    total_length: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TermStats(Base):
+    """Document frequency of a lexeme in a collection: how many chunks contain it."""
+
+    __tablename__ = "term_stats"
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    df: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class Dataset(Base):

@@ -190,6 +190,6 @@ def test_every_sql_function_file_is_applied_by_a_revision() -> None:
 def test_sql_files_are_rewritten_for_the_target_schema(schema: str) -> None:
     for name in sqlfiles.function_files():
         text = sqlfiles.read(name, schema)
-        assert f"{schema}.collection" in text
+        assert f"{schema}." in text
         if schema != "memora":
             assert "memora." not in text

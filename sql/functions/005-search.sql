@@ -1,0 +1,453 @@
+-- Search: BM25 over the chunks' tsvectors, HNSW over their vectors, and Reciprocal Rank Fusion of the two.
+--
+-- The public functions take a collection name and return memora.search_hit rows:
+--
+--   memora.search_text(collection, query, k, filter)                              BM25, OR over the query's terms
+--   memora.search_vector(collection, query_embedding, k, filter, ef_search, exact)
+--   memora.search_hybrid(collection, query, query_embedding, k, filter, rrf_k, text_weight, vector_weight,
+--                        candidates, ef_search)
+--
+-- Each is a thin wrapper over a _v1 function whose signature never changes; a new signature gets a _v2 and the
+-- wrapper moves to it. The REST API calls the _v1 functions. Filters: sql/functions/004-filter.sql.
+-- Errors: unknown collection -> SQLSTATE P0002 (no_data_found); bad arguments -> 22023 (invalid_parameter_value)
+-- with the argument's name as DETAIL.
+
+DO $$
+BEGIN
+    CREATE TYPE memora.search_hit AS (
+        chunk_id bigint,
+        document_id bigint,
+        external_id text,
+        ordinal integer,
+        title text,
+        text text,
+        metadata jsonb,             -- the document's metadata
+        chunk_metadata jsonb,       -- the chunk's own: headings, page
+        char_start integer,         -- the chunk is document.content[char_start:char_end]
+        char_end integer,
+        score double precision,     -- what the rows are ordered by: BM25, similarity, or the fused score
+        text_rank integer,          -- rank in the BM25 candidates (1 = best), NULL if not among them
+        text_score double precision,
+        vector_rank integer,        -- rank in the nearest-neighbour candidates, NULL if not among them
+        vector_score double precision,  -- similarity: 1 - cosine distance, inner product, or -L2 distance
+        vector_distance double precision
+    );
+EXCEPTION WHEN duplicate_object THEN
+    NULL;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION memora.argument_error(argument text, reason text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = argument || ': ' || reason,
+        DETAIL = argument;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION memora.search_collection(collection text)
+RETURNS memora.collection
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection;
+BEGIN
+    SELECT * INTO c FROM memora.collection WHERE name = search_collection.collection;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('collection %L does not exist', collection),
+            DETAIL = 'collection';
+    END IF;
+    RETURN c;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION memora.search_terms(language regconfig, query text)
+RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT array_agg(DISTINCT lexeme ORDER BY lexeme) FROM unnest(to_tsvector(language, coalesce(query, ''))) $$;
+
+COMMENT ON FUNCTION memora.search_terms(regconfig, text) IS
+    'The distinct lexemes of a query under a text search configuration (stemmed, stop words removed).';
+
+
+CREATE OR REPLACE FUNCTION memora.lexeme_tsquery(lexemes text[])
+RETURNS tsquery
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Lexemes are quoted for the tsquery parser ('' for a quote, \\ for a backslash); they are normalised
+    -- already, so the cast does not stem them again.
+    SELECT string_agg('''' || replace(replace(t, '\', '\\'), '''', '''''') || '''', ' | ')::tsquery
+    FROM unnest(lexemes) t
+$$;
+
+COMMENT ON FUNCTION memora.lexeme_tsquery(text[]) IS 'lexeme1 | lexeme2 | ...: matches what has any of LEXEMES.';
+
+
+CREATE OR REPLACE FUNCTION memora.search_tsquery(language regconfig, query text)
+RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT memora.lexeme_tsquery(memora.search_terms(language, query)) $$;
+
+COMMENT ON FUNCTION memora.search_tsquery(regconfig, text) IS
+    'The OR query of search_text: any of the query''s lexemes. Use it with ts_headline to highlight results.';
+
+
+CREATE OR REPLACE FUNCTION memora.bm25_candidates(
+    p_collection_id bigint,
+    p_query text,
+    p_limit integer,
+    p_filter jsonb DEFAULT NULL
+)
+RETURNS TABLE (chunk_id bigint, score double precision, rank integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection;
+    s memora.text_stats;
+    f record;
+    lexemes text[];     -- the query's terms that occur in the collection, rarest first
+    dfs bigint[];
+    idfs double precision[];
+    needed integer;
+    bound double precision;  -- the most a chunk can score from the terms not searched
+    essential integer;       -- how many of the rarest terms the candidates come from
+    ids bigint[];
+    scores double precision[];
+    statement text;
+BEGIN
+    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
+    SELECT * INTO s FROM memora.text_stats WHERE collection_id = p_collection_id;
+    IF s.chunks IS NULL OR s.chunks <= 0 OR p_limit <= 0 THEN
+        RETURN;
+    END IF;
+    -- Okapi BM25 in Lucene's form: idf = ln(1 + (N - df + 0.5) / (df + 0.5)).
+    SELECT array_agg(t.lexeme ORDER BY t.df, t.lexeme), array_agg(t.df ORDER BY t.df, t.lexeme),
+           array_agg(ln(1 + (s.chunks - t.df + 0.5) / (t.df + 0.5)) ORDER BY t.df, t.lexeme)
+    INTO lexemes, dfs, idfs
+    FROM memora.term_stats t
+    WHERE t.collection_id = p_collection_id AND t.lexeme = ANY (memora.search_terms(c.language, p_query));
+    IF lexemes IS NULL THEN
+        RETURN;
+    END IF;
+    f := memora.compile_filter(p_filter, 9, 10);
+    -- score = sum over the query's terms in the chunk of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avglen)),
+    -- tf from the positions of the term in the chunk's tsvector, len the chunk's number of distinct terms.
+    statement := format(
+        $sql$
+        WITH matches AS (
+            SELECT c.id, c.tsv
+            FROM memora.chunk c %s
+            WHERE c.collection_id = $1 AND c.tsv @@ $3 AND %s
+        ),
+        scored AS (
+            SELECT m.id,
+                   sum($4[array_position($2, u.lexeme)] * u.tf * ($6 + 1)
+                       / (u.tf + $6 * (1 - $7 + $7 * length(m.tsv) / $5))) AS score
+            FROM matches m
+            CROSS JOIN LATERAL (
+                -- Only the query's terms of the tsvector: mark them with weight A, keep weight A.
+                SELECT x.lexeme, coalesce(cardinality(x.positions), 1) AS tf
+                FROM unnest(ts_filter(setweight(setweight(m.tsv, 'D'), 'A', $2), '{a}')) x
+            ) u
+            GROUP BY m.id
+        )
+        SELECT array_agg(id), array_agg(score)
+        FROM (SELECT id, score FROM scored ORDER BY score DESC, id LIMIT $8) best
+        $sql$,
+        CASE WHEN p_filter IS NULL THEN ''
+             ELSE 'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,
+        f.predicate
+    );
+    -- Top-k pruning as in MaxScore, in at most two passes; the result is exact. A chunk that has none of the
+    -- rarest terms scores less than the sum of the other terms' idf * (k1 + 1). Pass 1 scores the chunks that have
+    -- one of the rarest terms (up to about 5,000 postings); its k-th best score then says how many of the common
+    -- terms a chunk may lack and still enter the top k. If it needs more terms than pass 1 read, pass 2 reads them.
+    SELECT count(*) INTO essential
+    FROM unnest(dfs) WITH ORDINALITY x (df, i)
+    WHERE i = 1 OR (SELECT sum(y) FROM unnest(dfs[:i]) y) <= 5000;
+    FOR pass IN 1 .. 2 LOOP
+        EXECUTE statement INTO ids, scores
+        USING p_collection_id, lexemes, memora.lexeme_tsquery(lexemes[:essential]), idfs, s.total_length::double precision
+              / s.chunks, c.bm25_k1::double precision, c.bm25_b::double precision, p_limit, f.keys, f.vals;
+        EXIT WHEN essential = cardinality(lexemes);
+        -- Fewest rarest terms whose complement cannot reach the k-th score (0 if fewer than k rows were found).
+        needed := essential;
+        LOOP
+            SELECT coalesce(sum(x * (c.bm25_k1 + 1)), 0) INTO bound FROM unnest(idfs[needed + 1:]) x;
+            EXIT WHEN needed = cardinality(lexemes)
+                OR (coalesce(cardinality(ids), 0) >= p_limit AND bound <= scores[p_limit]);
+            needed := needed + 1;
+        END LOOP;
+        EXIT WHEN needed = essential;
+        essential := needed;
+    END LOOP;
+    RETURN QUERY SELECT r.id, r.score, r.rank::integer FROM unnest(ids, scores) WITH ORDINALITY r (id, score, rank);
+END
+$$;
+
+COMMENT ON FUNCTION memora.bm25_candidates(bigint, text, integer, jsonb) IS
+    'The P_LIMIT best chunks of a collection by BM25 (k1, b of the collection) for a query, with a filter.';
+
+
+CREATE OR REPLACE FUNCTION memora.vector_candidates(
+    p_collection_id bigint,
+    p_embedding vector,
+    p_limit integer,
+    p_filter jsonb DEFAULT NULL,
+    p_ef_search integer DEFAULT NULL,
+    p_exact boolean DEFAULT false
+)
+RETURNS TABLE (chunk_id bigint, distance double precision, rank integer)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection;
+    ext name := memora.vector_schema();
+    f record;
+    key text;
+    query text;
+    operator text;
+    old_ef_search text := current_setting('hnsw.ef_search', true);
+    old_iterative_scan text := current_setting('hnsw.iterative_scan', true);
+BEGIN
+    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
+    IF p_limit <= 0 THEN
+        RETURN;
+    END IF;
+    f := memora.compile_filter(p_filter, 3, 4);
+    operator := format('OPERATOR(%I.%s)', ext,
+        CASE c.metric WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' ELSE '<#>' END);
+    IF p_exact THEN
+        -- Not the indexed expression, so the planner scans every vector of the partition.
+        key := 'e.embedding';
+        query := '$1';
+    ELSE
+        key := format('(e.embedding::%I.%s(%s))', ext, c.storage, c.dimensions);
+        query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
+        IF p_ef_search IS NOT NULL THEN
+            PERFORM set_config('hnsw.ef_search', p_ef_search::text, true);
+        END IF;
+        -- With a filter the index scan goes on past ef_search candidates until LIMIT rows pass it
+        -- (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
+        IF p_filter IS NOT NULL THEN
+            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        END IF;
+    END IF;
+    RETURN QUERY EXECUTE format(
+        $sql$
+        WITH nearest AS MATERIALIZED (
+            SELECT e.chunk_id, %1$s %2$s %3$s AS distance
+            FROM memora.%4$I e %5$s
+            WHERE %6$s
+            ORDER BY %1$s %2$s %3$s
+            LIMIT $2
+        )
+        SELECT n.chunk_id, n.distance, (row_number() OVER (ORDER BY n.distance, n.chunk_id))::integer
+        FROM nearest n
+        ORDER BY n.distance, n.chunk_id
+        $sql$,
+        key, operator, query, memora.embedding_partition(p_collection_id),
+        CASE WHEN p_filter IS NULL THEN ''
+             ELSE 'JOIN memora.chunk c ON c.collection_id = e.collection_id AND c.id = e.chunk_id '
+                  'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,
+        f.predicate
+    )
+    USING p_embedding, p_limit, f.keys, f.vals;
+    IF old_ef_search IS NOT NULL THEN
+        PERFORM set_config('hnsw.ef_search', old_ef_search, true);
+    END IF;
+    IF old_iterative_scan IS NOT NULL THEN
+        PERFORM set_config('hnsw.iterative_scan', old_iterative_scan, true);
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION memora.vector_candidates(bigint, vector, integer, jsonb, integer, boolean) IS
+    'The P_LIMIT nearest chunks of a collection to a vector (HNSW, or every vector if P_EXACT), with a filter.';
+
+
+CREATE OR REPLACE FUNCTION memora.vector_similarity(metric text, distance double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT CASE metric WHEN 'cosine' THEN 1 - distance ELSE -distance END
+$$;
+
+COMMENT ON FUNCTION memora.vector_similarity(text, double precision) IS
+    'Similarity from a pgvector distance: 1 - cosine distance; inner product (<#> is its negative); -L2 distance.';
+
+
+CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
+    collection text,
+    query text,
+    query_embedding vector,
+    k integer,
+    filter jsonb DEFAULT NULL,
+    rrf_k integer DEFAULT 60,
+    text_weight double precision DEFAULT 1,
+    vector_weight double precision DEFAULT 1,
+    candidates integer DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    exact boolean DEFAULT false
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection := memora.search_collection(collection);
+    depth integer := coalesce(candidates, 4 * k);
+    use_text boolean := coalesce(btrim(query), '') <> '' AND text_weight > 0;
+    use_vector boolean := query_embedding IS NOT NULL AND vector_weight > 0;
+BEGIN
+    IF k IS NULL OR k < 1 OR k > 1000 THEN
+        PERFORM memora.argument_error('k', 'must be between 1 and 1000');
+    ELSIF depth < k OR depth > 10000 THEN
+        PERFORM memora.argument_error('candidates', 'must be between k and 10000');
+    ELSIF rrf_k IS NULL OR rrf_k < 0 THEN
+        PERFORM memora.argument_error('rrf_k', 'must be 0 or more');
+    ELSIF text_weight IS NULL OR text_weight < 0 OR text_weight = 'Infinity' THEN
+        PERFORM memora.argument_error('text_weight', 'must be a finite number, 0 or more');
+    ELSIF vector_weight IS NULL OR vector_weight < 0 OR vector_weight = 'Infinity' THEN
+        PERFORM memora.argument_error('vector_weight', 'must be a finite number, 0 or more');
+    ELSIF ef_search IS NOT NULL AND (ef_search < 1 OR ef_search > 1000) THEN
+        PERFORM memora.argument_error('ef_search', 'must be between 1 and 1000');
+    ELSIF query_embedding IS NOT NULL AND cardinality(query_embedding::real[]) <> c.dimensions THEN
+        PERFORM memora.argument_error('query_embedding', format('has %s dimensions; collection %L has %s',
+            cardinality(query_embedding::real[]), c.name, c.dimensions));
+    ELSIF NOT use_text AND NOT use_vector THEN
+        PERFORM memora.argument_error('query', 'give a query text, a query embedding, or both');
+    END IF;
+    RETURN QUERY
+    WITH lexical AS (
+        SELECT * FROM memora.bm25_candidates(c.id, query, depth, filter) WHERE use_text
+    ),
+    semantic AS (
+        SELECT * FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact)
+        WHERE use_vector
+    ),
+    fused AS (
+        SELECT coalesce(l.chunk_id, s.chunk_id) AS chunk_id,
+               coalesce(text_weight / (rrf_k + l.rank), 0) + coalesce(vector_weight / (rrf_k + s.rank), 0) AS score,
+               l.rank AS text_rank, l.score AS text_score, s.rank AS vector_rank, s.distance
+        FROM lexical l FULL JOIN semantic s ON s.chunk_id = l.chunk_id
+        ORDER BY 2 DESC, 1
+        LIMIT k
+    )
+    SELECT f.chunk_id, d.id, d.external_id, ch.ordinal, ch.title, ch.text, d.metadata, ch.metadata,
+           ch.char_start, ch.char_end, f.score, f.text_rank, f.text_score, f.vector_rank,
+           memora.vector_similarity(c.metric, f.distance), f.distance
+    FROM fused f
+    JOIN memora.chunk ch ON ch.collection_id = c.id AND ch.id = f.chunk_id
+    JOIN memora.document d ON d.collection_id = c.id AND d.id = ch.document_id
+    ORDER BY f.score DESC, f.chunk_id;
+END
+$$;
+
+COMMENT ON FUNCTION memora.search_hybrid_v1(text, text, vector, integer, jsonb, integer, double precision,
+                                            double precision, integer, integer, boolean) IS
+    'Hybrid search: BM25 and nearest-neighbour candidates (CANDIDATES each, default 4 * k), fused by '
+    'Reciprocal Rank Fusion: score = text_weight / (rrf_k + text rank) + vector_weight / (rrf_k + vector rank).';
+
+
+CREATE OR REPLACE FUNCTION memora.search_text_v1(
+    collection text,
+    query text,
+    k integer,
+    filter jsonb DEFAULT NULL
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT chunk_id, document_id, external_id, ordinal, title, text, metadata, chunk_metadata, char_start, char_end,
+           text_score, text_rank, text_score, NULL::integer, NULL::double precision, NULL::double precision
+    FROM memora.search_hybrid_v1(collection, query, NULL, k, filter, candidates => k, vector_weight => 0)
+$$;
+
+COMMENT ON FUNCTION memora.search_text_v1(text, text, integer, jsonb) IS
+    'BM25 search: the K chunks that score best for any of the query''s terms; score is the BM25 score.';
+
+
+CREATE OR REPLACE FUNCTION memora.search_vector_v1(
+    collection text,
+    query_embedding vector,
+    k integer,
+    filter jsonb DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    exact boolean DEFAULT false
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT chunk_id, document_id, external_id, ordinal, title, text, metadata, chunk_metadata, char_start, char_end,
+           vector_score, NULL::integer, NULL::double precision, vector_rank, vector_score, vector_distance
+    FROM memora.search_hybrid_v1(collection, NULL, query_embedding, k, filter, candidates => k, text_weight => 0,
+                                 ef_search => ef_search, exact => exact)
+$$;
+
+COMMENT ON FUNCTION memora.search_vector_v1(text, vector, integer, jsonb, integer, boolean) IS
+    'Nearest-neighbour search over the HNSW index (EF_SEARCH per query; EXACT scans every vector); '
+    'a filter keeps the index scan going until K rows pass it.';
+
+
+-- The names people type: the current version of each function.
+
+CREATE OR REPLACE FUNCTION memora.search_text(collection text, query text, k integer, filter jsonb DEFAULT NULL)
+RETURNS SETOF memora.search_hit
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM memora.search_text_v1(collection, query, k, filter) $$;
+
+CREATE OR REPLACE FUNCTION memora.search_vector(
+    collection text,
+    query_embedding vector,
+    k integer,
+    filter jsonb DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    exact boolean DEFAULT false
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM memora.search_vector_v1(collection, query_embedding, k, filter, ef_search, exact) $$;
+
+CREATE OR REPLACE FUNCTION memora.search_hybrid(
+    collection text,
+    query text,
+    query_embedding vector,
+    k integer,
+    filter jsonb DEFAULT NULL,
+    rrf_k integer DEFAULT 60,
+    text_weight double precision DEFAULT 1,
+    vector_weight double precision DEFAULT 1,
+    candidates integer DEFAULT NULL,
+    ef_search integer DEFAULT NULL
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT * FROM memora.search_hybrid_v1(collection, query, query_embedding, k, filter, rrf_k, text_weight,
+                                          vector_weight, candidates, ef_search)
+$$;
+
+COMMENT ON FUNCTION memora.search_text(text, text, integer, jsonb) IS 'Current version of search_text (_v1).';
+COMMENT ON FUNCTION memora.search_vector(text, vector, integer, jsonb, integer, boolean) IS
+    'Current version of search_vector (_v1).';
+COMMENT ON FUNCTION memora.search_hybrid(text, text, vector, integer, jsonb, integer, double precision,
+                                         double precision, integer, integer) IS
+    'Current version of search_hybrid (_v1).';
