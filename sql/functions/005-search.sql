@@ -236,12 +236,13 @@ BEGIN
     ELSE
         key := format('(e.embedding::%I.%s(%s))', ext, c.storage, c.dimensions);
         query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
-        IF p_ef_search IS NOT NULL THEN
-            PERFORM set_config('hnsw.ef_search', p_ef_search::text, true);
-        END IF;
-        -- With a filter the index scan goes on past ef_search candidates until LIMIT rows pass it
-        -- (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
-        IF p_filter IS NOT NULL THEN
+        -- An HNSW scan returns at most ef_search rows (40 by default), so it searches at least P_LIMIT deep;
+        -- pgvector allows at most 1,000, and past that the iterative scan below supplies the rest.
+        PERFORM set_config('hnsw.ef_search', least(greatest(
+            coalesce(p_ef_search, nullif(old_ef_search, '')::integer, 40), p_limit), 1000)::text, true);
+        -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT rows
+        -- pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
+        IF p_filter IS NOT NULL OR p_limit > 1000 THEN
             PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
         END IF;
     END IF;
