@@ -1,0 +1,57 @@
+"""Vector search returns k rows for any k, not the ef_search (40 by default) rows one HNSW scan yields."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app.db.models import Collection
+from tests.factories import make_chunk, make_collection, make_document, make_embedding
+
+
+def _vectors(db: Session, count: int) -> Collection:
+    rng = random.Random(3)
+    collection = make_collection(db)
+    for _ in range(count):
+        chunk = make_chunk(db, make_document(db, collection))
+        make_embedding(db, chunk, [rng.gauss(0, 1) for _ in range(3)])
+    return collection
+
+
+def test_search_vector_returns_k_rows_past_the_default_ef_search(db: Session) -> None:
+    collection = _vectors(db, 150)
+    query = {"c": collection.name, "q": "[0.3,-0.2,0.9]"}
+
+    indexed = db.execute(text("SELECT chunk_id FROM memora.search_vector_v1(:c, :q, 120)"), query).scalars().all()
+    shallow = (
+        db.execute(text("SELECT chunk_id FROM memora.search_vector_v1(:c, :q, 120, ef_search => 10)"), query)
+        .scalars()
+        .all()
+    )
+    exact = (
+        db.execute(text("SELECT chunk_id FROM memora.search_vector_v1(:c, :q, 120, exact => true)"), query)
+        .scalars()
+        .all()
+    )
+    setting = db.execute(text("SELECT current_setting('hnsw.ef_search', true)")).scalar()
+
+    assert len(indexed) == 120
+    assert len(shallow) == 120
+    assert len(set(indexed) & set(exact)) >= 115
+    assert setting in {None, "", "40"}  # the function's setting does not outlive it
+
+
+def test_hybrid_gets_every_vector_candidate(db: Session) -> None:
+    collection = _vectors(db, 150)
+
+    fused = db.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE vector_rank IS NOT NULL) "
+            "FROM memora.search_hybrid_v1(:c, 'nothing', :q, 100, candidates => 100)"
+        ),
+        {"c": collection.name, "q": "[1,0,0]"},
+    ).scalar()
+
+    assert fused == 100
