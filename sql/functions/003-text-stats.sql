@@ -25,18 +25,16 @@ AS $$
     ORDER BY d.collection_id
     ON CONFLICT (collection_id) DO UPDATE
         SET chunks = s.chunks + excluded.chunks, total_length = s.total_length + excluded.total_length;
-    WITH applied AS (
-        INSERT INTO memora.term_stats AS t (collection_id, lexeme, df)
-        SELECT d.collection_id, d.lexeme, d.df
-        FROM unnest(terms) d
-        WHERE d.df <> 0
-        ORDER BY d.collection_id, d.lexeme
-        ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = t.df + excluded.df
-        RETURNING t.collection_id, t.lexeme, t.df
-    )
+    INSERT INTO memora.term_stats AS t (collection_id, lexeme, df)
+    SELECT d.collection_id, d.lexeme, d.df
+    FROM unnest(terms) d
+    WHERE d.df <> 0
+    ORDER BY d.collection_id, d.lexeme
+    ON CONFLICT (collection_id, lexeme) DO UPDATE SET df = t.df + excluded.df;
+    -- A statement of its own: in the same statement it would not see the rows the upsert just updated.
     DELETE FROM memora.term_stats t
-    USING applied a
-    WHERE a.df <= 0 AND t.collection_id = a.collection_id AND t.lexeme = a.lexeme;
+    USING unnest(terms) d
+    WHERE d.df < 0 AND t.collection_id = d.collection_id AND t.lexeme = d.lexeme AND t.df <= 0;
 $$;
 
 COMMENT ON FUNCTION memora.apply_text_stats(memora.text_stats[], memora.term_stats[]) IS

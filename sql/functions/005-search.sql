@@ -173,9 +173,11 @@ BEGIN
     -- rarest terms scores less than the sum of the other terms' idf * (k1 + 1). Pass 1 scores the chunks that have
     -- one of the rarest terms (up to about 5,000 postings); its k-th best score then says how many of the common
     -- terms a chunk may lack and still enter the top k. If it needs more terms than pass 1 read, pass 2 reads them.
+    -- (memora.bm25_first_pass, a setting, changes the 5,000: tests set it to 1 to make every query take pass 2.)
     SELECT count(*) INTO essential
     FROM unnest(dfs) WITH ORDINALITY x (df, i)
-    WHERE i = 1 OR (SELECT sum(y) FROM unnest(dfs[:i]) y) <= 5000;
+    WHERE i = 1 OR (SELECT sum(y) FROM unnest(dfs[:i]) y)
+                   <= coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 5000);
     FOR pass IN 1 .. 2 LOOP
         EXECUTE statement INTO ids, scores
         USING p_collection_id, lexemes, memora.lexeme_tsquery(lexemes[:essential]), idfs, s.total_length::double precision
