@@ -158,6 +158,85 @@ def ingest(
         raise typer.Exit(1)
 
 
+@cli.command("eval")
+def eval_command(
+    ctx: typer.Context,
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", envvar="MEMORA_COLLECTION", show_envvar=True,
+                          help="Collection to search.")
+    ],
+    queries: Annotated[
+        Path, typer.Option("--queries", envvar="MEMORA_EVAL_QUERIES", show_envvar=True, show_default=True,
+                           help='BEIR queries.jsonl: {"_id": ..., "text": ...} per line.')
+    ],
+    qrels: Annotated[
+        Path, typer.Option("--qrels", envvar="MEMORA_EVAL_QRELS", show_envvar=True, show_default=True,
+                           help="Judgments: BEIR qrels TSV (query-id, corpus-id, score) or TREC qrels.")
+    ],
+    mode: Annotated[
+        str, typer.Option("--mode", envvar="MEMORA_EVAL_MODES", show_envvar=True, show_default=True,
+                          help="Comma-separated search modes: text, vector, hybrid.")
+    ] = "text,vector,hybrid",
+    as_json: Annotated[
+        bool, typer.Option("--json", envvar="MEMORA_EVAL_JSON", show_envvar=True, show_default=True,
+                           help="Print one JSON object instead of a table.")
+    ] = False,
+    k_depth: Annotated[
+        int, typer.Option("--k-depth", envvar="MEMORA_EVAL_K_DEPTH", show_envvar=True, show_default=True, min=1,
+                          max=1000, help="Chunks asked for per query (doubled while they hold < 100 documents).")
+    ] = 200,
+    rrf_k: Annotated[
+        int, typer.Option("--rrf-k", envvar="MEMORA_EVAL_RRF_K", show_envvar=True, show_default=True, min=0,
+                          help="Hybrid: the k of Reciprocal Rank Fusion.")
+    ] = 60,
+    text_weight: Annotated[
+        float, typer.Option("--text-weight", envvar="MEMORA_EVAL_TEXT_WEIGHT", show_envvar=True, show_default=True,
+                            min=0, help="Hybrid: weight of the BM25 ranking.")
+    ] = 1.0,
+    vector_weight: Annotated[
+        float, typer.Option("--vector-weight", envvar="MEMORA_EVAL_VECTOR_WEIGHT", show_envvar=True,
+                            show_default=True, min=0, help="Hybrid: weight of the vector ranking.")
+    ] = 1.0,
+    candidates: Annotated[
+        int | None, typer.Option("--candidates", envvar="MEMORA_EVAL_CANDIDATES", show_envvar=True, show_default=True,
+                                 help="Hybrid: candidates per side (at least the chunks asked for); default 4 x k.")
+    ] = None,
+    ef_search: Annotated[
+        int | None, typer.Option("--ef-search", envvar="MEMORA_EVAL_EF_SEARCH", show_envvar=True, show_default=True,
+                                 help="Vector and hybrid: HNSW ef_search (raised to the chunks asked for).")
+    ] = None,
+) -> None:  # fmt: skip
+    """Measure search quality on judged queries: nDCG@10, recall@10/100, MRR@10 and latency per mode."""
+    from app.db.engine import make_engine
+    from app.eval.commands import run_eval
+    from app.eval.repository import FusionParams
+    from app.eval.service import parse_modes
+
+    settings = _settings(ctx)
+    params = FusionParams(rrf_k, text_weight, vector_weight, candidates, ef_search)
+    run_eval(
+        settings, make_engine(settings, "cli"), collection, queries, qrels,
+        modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json,
+    )  # fmt: skip
+
+
+@cli.command()
+def embed(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="Text to embed, e.g. a query.")],
+    collection: Annotated[
+        str, typer.Option("--collection", "-c", envvar="MEMORA_COLLECTION", show_envvar=True,
+                          help="Collection whose model embeds the text.")
+    ],
+) -> None:  # fmt: skip
+    """Print TEXT's vector as pgvector reads it ([0.1,...]); in psql: \\set q `memora embed 'text' -c docs`."""
+    from app.db.engine import make_engine
+    from app.eval.commands import vector_literal
+
+    settings = _settings(ctx)
+    typer.echo(vector_literal(settings, make_engine(settings, "cli"), collection, text))
+
+
 @collection_cli.command("create")
 def collection_create(
     ctx: typer.Context,

@@ -1,0 +1,113 @@
+"""`memora eval` on a tiny BEIR-format dataset, and `memora embed`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from app.eval.metrics import mean_scores, score
+from app.eval.service import judged_queries, load_qrels, load_queries
+
+BEIR = Path(__file__).resolve().parents[1] / "fixtures" / "beir"
+QUERIES, QRELS = BEIR / "queries.jsonl", BEIR / "qrels" / "test.tsv"
+SUMMARY_KEYS = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms", "p95_ms", "queries"}
+
+
+def memora(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "app", "--database-url", url, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def beir_db(fresh_db_url: str) -> str:
+    """A database whose collection `beir` holds the fixture corpus, embedded by the hashing provider."""
+    created = memora(fresh_db_url, "collection", "create", "beir", "--provider", "hashing", "--dimensions", "64")
+    ingested = memora(fresh_db_url, "ingest", str(BEIR / "corpus.jsonl"), "--collection", "beir", "--wait")
+    assert created.returncode == 0, created.stderr
+    assert ingested.returncode == 0, ingested.stderr
+    assert "ready: 12" in ingested.stdout
+    return fresh_db_url
+
+
+def test_eval_prints_one_json_object_of_every_mode(beir_db: str) -> None:
+    result = memora(beir_db, "eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--json")
+
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert list(summary) == ["modes"]
+    assert list(summary["modes"]) == ["text", "vector", "hybrid"]
+    for figures in summary["modes"].values():
+        assert set(figures) == SUMMARY_KEYS
+        assert figures["queries"] == 5  # q-unjudged has no judgments
+        assert all(0 <= figures[key] <= 1 for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10"))
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"]
+
+
+def test_text_mode_finds_the_relevant_documents(beir_db: str) -> None:
+    result = memora(
+        beir_db, "eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--mode", "text", "--json"
+    )
+    queries = judged_queries(load_queries(QUERIES), load_qrels(QRELS))
+    with psycopg.connect(beir_db) as conn:
+        rankings = {
+            query.id: [row[0] for row in conn.execute("SELECT external_id FROM memora.search_text('beir', %s, 50)",
+                                                      [query.text])]
+            for query in queries
+        }  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)["modes"]["text"]
+    for query in queries:  # each query's judged documents of the corpus come first
+        in_corpus = {doc for doc in query.judgments if doc != "not-in-corpus"}
+        assert set(rankings[query.id][: len(in_corpus)]) == in_corpus, query.id
+    expected = mean_scores([score(list(dict.fromkeys(rankings[q.id])), q.judgments) for q in queries])
+    assert figures["ndcg@10"] == pytest.approx(expected["ndcg@10"])
+    assert figures["mrr@10"] == pytest.approx(1.0)
+    assert figures["recall@10"] == pytest.approx((4 + 0.5) / 5)  # q-comet's second document is not in the corpus
+    assert figures["ndcg@10"] > 0.8
+
+
+def test_eval_table_and_fusion_options(beir_db: str) -> None:
+    result = memora(
+        beir_db, "eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--mode", "hybrid",
+        "--rrf-k", "10", "--text-weight", "2", "--candidates", "20", "--ef-search", "50", "--k-depth", "15",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "nDCG@10" in result.stdout
+    assert "hybrid" in result.stdout
+    assert "text" not in result.stdout.split("nDCG@10", 1)[1]
+
+
+def test_eval_rejects_an_unknown_mode_and_a_missing_collection(beir_db: str) -> None:
+    args = ["--queries", str(QUERIES), "--qrels", str(QRELS)]
+    bad_mode = memora(beir_db, "eval", "-c", "beir", *args, "--mode", "text,semantic")
+    missing = memora(beir_db, "eval", "-c", "nowhere", *args, "--mode", "text")
+
+    assert bad_mode.returncode == 1
+    assert bad_mode.stderr.startswith("error: mode: 'semantic'")
+    assert missing.returncode == 1
+    assert "nowhere" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_embed_prints_a_vector_psql_can_use(beir_db: str) -> None:
+    result = memora(beir_db, "embed", "volcano lava eruption", "-c", "beir")
+
+    assert result.returncode == 0, result.stderr
+    literal = result.stdout.strip()
+    values = [float(part) for part in literal.strip("[]").split(",")]
+    assert len(values) == 64
+    assert math.fsum(v * v for v in values) == pytest.approx(1.0, abs=1e-5)
+    with psycopg.connect(beir_db) as conn:
+        row = conn.execute(
+            "SELECT vector_dims(%s::vector), (SELECT external_id FROM memora.search_vector('beir', %s::vector, 1))",
+            [literal, literal],
+        ).fetchone()
+    assert row == (64, "volcano-1")
