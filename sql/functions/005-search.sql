@@ -128,6 +128,8 @@ DECLARE
 BEGIN
     SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
     SELECT * INTO s FROM memora.text_stats WHERE collection_id = p_collection_id;
+    -- Compiled first, so a bad filter is refused whether or not the collection holds any of the query's terms.
+    f := memora.compile_filter(p_filter, 9, 10);
     IF s.chunks IS NULL OR s.chunks <= 0 OR p_limit <= 0 THEN
         RETURN;
     END IF;
@@ -140,7 +142,6 @@ BEGIN
     IF lexemes IS NULL THEN
         RETURN;
     END IF;
-    f := memora.compile_filter(p_filter, 9, 10);
     -- score = sum over the query's terms in the chunk of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avglen)),
     -- tf from the positions of the term in the chunk's tsvector, len the chunk's number of distinct terms.
     statement := format(
