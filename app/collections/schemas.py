@@ -42,6 +42,13 @@ class Hnsw(BaseModel):
         return self
 
 
+# BM25 of text search: k1 saturates term frequency (0: a term counts once), b normalises by chunk length (0: none).
+Bm25K1 = Annotated[
+    float, Field(ge=0, le=10, allow_inf_nan=False, description="BM25 k1, term-frequency saturation (0 to 10).")
+]
+Bm25B = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, description="BM25 b, length normalisation (0 to 1).")]
+
+
 def _storable(value: Any) -> Any:
     if reason := unstorable(value):
         raise ValueError(reason)
@@ -61,6 +68,8 @@ class CollectionCreate(BaseModel):
     chunking: Chunking = Field(default_factory=Chunking)
     language: str = Field(default="english", description="PostgreSQL text search configuration.")
     hnsw: Hnsw = Field(default_factory=Hnsw)
+    bm25_k1: Bm25K1 = 0.9
+    bm25_b: Bm25B = 0.4
     metadata: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
 
 
@@ -79,6 +88,8 @@ class CollectionUpdate(BaseModel):
     chunking: Chunking | None = None
     language: str | None = None
     hnsw: Hnsw | None = None
+    bm25_k1: Bm25K1 | None = None
+    bm25_b: Bm25B | None = None
     metadata: Annotated[dict[str, Any], AfterValidator(_storable)] | None = None
 
 
@@ -93,6 +104,8 @@ class CollectionOut(BaseModel):
     chunking: dict[str, Any]
     language: str
     hnsw: Hnsw
+    bm25_k1: float
+    bm25_b: float
     metadata: dict[str, Any]
     documents: dict[str, int] = Field(description="Documents by status.")
     created_at: datetime

@@ -32,6 +32,8 @@ def create(db: Session, data: CollectionCreate) -> Collection:
         language=data.language,
         hnsw_m=data.hnsw.m,
         hnsw_ef_construction=data.hnsw.ef_construction,
+        bm25_k1=data.bm25_k1,
+        bm25_b=data.bm25_b,
         metadata_=data.metadata,
     )
     db.add(collection)
@@ -84,7 +86,7 @@ def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
         _check_language(db, changes["language"])
         repository.set_chunk_language(db, collection.id, changes["language"])
         collection.language = changes["language"]
-    for field in ("description", "metric", "storage"):
+    for field in ("description", "metric", "storage", "bm25_k1", "bm25_b"):
         if changes.get(field) is not None:
             setattr(collection, field, changes[field])
     if changes.get("metadata") is not None:
@@ -121,6 +123,8 @@ def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
         chunking=collection.chunking,
         language=collection.language,
         hnsw=Hnsw(m=collection.hnsw_m, ef_construction=collection.hnsw_ef_construction),
+        bm25_k1=collection.bm25_k1,
+        bm25_b=collection.bm25_b,
         metadata=collection.metadata_,
         documents=documents,
         created_at=collection.created_at,

@@ -151,3 +151,40 @@ def test_chunks_larger_than_the_model_reads_are_422(api: TestClient) -> None:
     assert local.json()["error"]["message"].startswith("chunking.size: at most 208 tokens")
     assert hashing.status_code == 201
     assert patched.status_code == 422
+
+
+def test_bm25_parameters_default_and_change(api: TestClient, connection: Connection) -> None:
+    default = create(api, embedding_provider="hashing").json()
+    tuned = api.post(
+        "/v1/collections", json={"name": "tuned", "embedding_provider": "hashing", "bm25_k1": 1.2, "bm25_b": 0.75}
+    ).json()
+    patched = api.patch("/v1/collections/docs", json={"bm25_k1": 0, "bm25_b": 1}).json()
+    kept = api.patch("/v1/collections/docs", json={"description": "other"}).json()
+    stored = connection.execute(text("SELECT name, bm25_k1, bm25_b FROM memora.collection ORDER BY name")).all()
+
+    assert (default["bm25_k1"], default["bm25_b"]) == (0.9, 0.4)
+    assert (tuned["bm25_k1"], tuned["bm25_b"]) == (1.2, 0.75)
+    assert (patched["bm25_k1"], patched["bm25_b"]) == (0.0, 1.0)
+    assert (kept["bm25_k1"], kept["bm25_b"]) == (0.0, 1.0)
+    assert [tuple(row) for row in stored] == [("docs", 0.0, 1.0), ("tuned", 1.2, 0.75)]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"bm25_k1": -0.1}, "body.bm25_k1"),
+        ({"bm25_k1": 10.5}, "body.bm25_k1"),
+        ({"bm25_k1": "high"}, "body.bm25_k1"),
+        ({"bm25_b": 1.01}, "body.bm25_b"),
+        ({"bm25_b": -1}, "body.bm25_b"),
+    ],
+)
+def test_bm25_parameters_out_of_range_are_422(api: TestClient, body: dict[str, Any], field: str) -> None:
+    created = api.post("/v1/collections", json={"name": "docs", "embedding_provider": "hashing"} | body)
+    create(api, embedding_provider="hashing")
+    patched = api.patch("/v1/collections/docs", json=body)
+
+    for response in (created, patched):
+        assert response.status_code == 422
+        assert field in [problem["field"] for problem in response.json()["error"]["details"]]
+    assert api.get("/v1/collections/docs").json()["bm25_k1"] == 0.9
