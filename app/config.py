@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Most documents one POST .../documents may carry."
     )
 
+    # Search.
+    search_max_k: int = Field(
+        default=100, ge=1, le=1000, description="Most results one search may ask for (k); the SQL functions allow 1000."
+    )
+
     # The worker.
     worker_in_serve: bool = Field(default=True, description="Run an ingestion worker inside `memora serve`.")
     worker_batch_size: int = Field(default=16, ge=1, le=1000, description="Documents a worker claims at once.")

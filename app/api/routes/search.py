@@ -1,0 +1,30 @@
+"""/v1/collections/{name}/search: text, vector and hybrid search over a collection's chunks."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.schemas import ErrorResponse
+from app.search import service
+from app.search.schemas import SearchRequest, SearchResponse
+
+router = APIRouter(prefix="/v1/collections/{name}", tags=["search"])
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    response_model_exclude_unset=True,
+    responses={
+        404: {"model": ErrorResponse, "description": "No such collection."},
+        502: {"model": ErrorResponse, "description": "The embedding provider failed to embed the query."},
+    },
+)
+def search(name: str, body: SearchRequest, db: SessionDep, settings: SettingsDep) -> SearchResponse:
+    """The k chunks that best match a query: BM25 (text), nearest neighbours (vector), or both fused (hybrid).
+
+    Calls the SQL API's search_text_v1, search_vector_v1 and search_hybrid_v1. Without an embedding, vector and
+    hybrid search embed the query with the collection's model. Fields a result does not `include` are left out.
+    """
+    return service.search(db, settings, name, body)

@@ -1,0 +1,176 @@
+"""Queries of search: the SQL API's search_*_v1 functions, and highlights of their results.
+
+Keys and values of a filter travel as one jsonb parameter; memora.compile_filter turns it into a predicate over
+parameters, so no part of a request ever becomes SQL text. Names of schema objects go through psycopg.sql.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from sqlalchemy import RowMapping
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from app.db.engine import schema_of
+from app.errors import InvalidInputError, NotFoundError
+from app.search.schemas import field_error
+
+Vector = npt.NDArray[np.float32]
+
+# Arguments of the SQL functions named as the request body names them (the rest keep their names).
+_FIELDS = {"query_embedding": "embedding", "text_weight": "weights.text", "vector_weight": "weights.vector"}
+
+# ts_headline marks matches with characters of Unicode's private use area, so the text can be HTML-escaped first.
+START, STOP = "\ue000", "\ue001"
+
+
+def search_text(db: Session, collection: str, query: str, k: int, filter_: Any) -> list[RowMapping]:
+    """BM25 search (memora.search_text_v1)."""
+    return _rows(
+        db,
+        collection,
+        "SELECT * FROM {}(%(collection)s, %(query)s, %(k)s::integer, %(filter)s::jsonb)",
+        ("search_text_v1",),
+        {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)},
+    )
+
+
+def search_vector(
+    db: Session,
+    collection: str,
+    embedding: Vector,
+    k: int,
+    filter_: Any,
+    *,
+    ef_search: int | None,
+    exact: bool,
+) -> list[RowMapping]:
+    """Nearest-neighbour search (memora.search_vector_v1)."""
+    return _rows(
+        db,
+        collection,
+        "SELECT * FROM {}(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
+        "%(ef_search)s::integer, %(exact)s::boolean)",
+        ("search_vector_v1",),
+        {
+            "collection": collection,
+            "embedding": embedding,
+            "k": k,
+            "filter": _jsonb(filter_),
+            "ef_search": ef_search,
+            "exact": exact,
+        },
+    )
+
+
+def search_hybrid(
+    db: Session,
+    collection: str,
+    query: str,
+    embedding: Vector | None,
+    k: int,
+    filter_: Any,
+    *,
+    rrf_k: int,
+    text_weight: float,
+    vector_weight: float,
+    candidates: int | None,
+    ef_search: int | None,
+    exact: bool,
+) -> list[RowMapping]:
+    """BM25 and nearest neighbours fused by Reciprocal Rank Fusion (memora.search_hybrid_v1)."""
+    return _rows(
+        db,
+        collection,
+        "SELECT * FROM {}(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
+        "%(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, %(candidates)s::integer, "
+        "%(ef_search)s::integer, %(exact)s::boolean)",
+        ("search_hybrid_v1",),
+        {
+            "collection": collection,
+            "query": query,
+            "embedding": embedding,
+            "k": k,
+            "filter": _jsonb(filter_),
+            "rrf_k": rrf_k,
+            "text_weight": text_weight,
+            "vector_weight": vector_weight,
+            "candidates": candidates,
+            "ef_search": ef_search,
+            "exact": exact,
+        },
+    )
+
+
+def headlines(db: Session, collection: str, chunk_ids: Sequence[int], query: str) -> dict[int, str | None]:
+    """ts_headline of each chunk for the query's terms (memora.search_tsquery), matches between START and STOP."""
+    rows = _rows(
+        db,
+        collection,
+        "SELECT c.id, ts_headline(c.language, c.text, {}(c.language, %(query)s), %(options)s) AS headline "
+        "FROM {} c JOIN {} col ON col.id = c.collection_id "
+        "WHERE col.name = %(collection)s AND c.id = ANY(%(ids)s::bigint[])",
+        ("search_tsquery", "chunk", "collection"),
+        {
+            "collection": collection,
+            "query": query,
+            "ids": list(chunk_ids),
+            "options": f'StartSel="{START}", StopSel="{STOP}"',
+        },
+    )
+    return {row["id"]: row["headline"] for row in rows}
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def _rows(
+    db: Session,
+    collection: str,
+    statement: str,
+    names: tuple[str, ...],
+    params: Mapping[str, Any],
+) -> list[RowMapping]:
+    """Run STATEMENT with the schema's objects NAMES in its {} places; SQL errors become the API's errors."""
+    # A savepoint, so a refused search leaves the request's transaction usable (the session emits it lazily:
+    # the connection must be asked for inside the block).
+    with _translated_errors(collection), db.begin_nested():
+        conn = db.connection()
+        identifiers = [sql.Identifier(schema_of(conn), name) for name in names]
+        query = sql.SQL(statement).format(*identifiers).as_string(conn.connection.driver_connection)
+        return list(conn.exec_driver_sql(query, dict(params)).mappings())
+
+
+@contextmanager
+def _translated_errors(collection: str) -> Iterator[None]:
+    """The SQL API's errors as the API's: unknown collection (P0002) is 404, a bad argument (22023) is 422 naming
+    the field of the request body (the error's DETAIL: an argument's name, or the path into the filter)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        translated = _app_error(exc.orig, collection)
+        if translated is None:
+            raise
+        raise translated from None
+
+
+def _app_error(error: BaseException | None, collection: str) -> InvalidInputError | NotFoundError | None:
+    if not isinstance(error, psycopg.Error) or error.diag.message_detail is None:
+        return None
+    detail = error.diag.message_detail
+    if error.sqlstate == "P0002" and detail == "collection":
+        return NotFoundError(f"no collection named {collection!r}")
+    if error.sqlstate == "22023":
+        message = error.diag.message_primary or ""
+        reason = message.removeprefix(f"{detail}: ")
+        return field_error(_FIELDS.get(detail, detail), reason)
+    return None

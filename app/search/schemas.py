@@ -1,0 +1,156 @@
+"""Request and response bodies of search."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from app.errors import InvalidInputError
+from app.ingest.parsing import unstorable
+
+Mode = Literal["hybrid", "text", "vector"]
+Include = Literal["text", "metadata", "highlights", "scores"]
+DEFAULT_INCLUDE: list[Include] = ["text", "metadata", "scores"]
+
+FLOAT32_MAX = 3.4028234663852886e38
+# pgvector's vector type holds at most 16,000 dimensions.
+MAX_VECTOR_DIMENSIONS = 16_000
+
+Component = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+Weight = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e6)]
+
+
+def field_error(field: str, reason: str) -> InvalidInputError:
+    """A 422 naming one field of the request body, in the shape of the API's validation errors."""
+    location = f"body.{field}"
+    return InvalidInputError(f"{location}: {reason}", details=[{"field": location, "reason": reason}])
+
+
+def _plain_json(value: Any) -> Any:
+    """Filters reach PostgreSQL as jsonb: no NaN or infinity, no text it cannot store."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("holds NaN or infinity, which JSON does not have")
+        if isinstance(item, dict):
+            pending += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            pending += item
+        elif reason := unstorable(item):
+            raise ValueError(reason)
+    return value
+
+
+class Weights(BaseModel):
+    """How much each ranking counts in hybrid search (Reciprocal Rank Fusion); 0 leaves a ranking out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: Weight = 1.0
+    vector: Weight = 1.0
+
+    @model_validator(mode="after")
+    def _one_counts(self) -> Weights:
+        if self.text == 0 and self.vector == 0:
+            raise ValueError("at least one weight must be above 0")
+        return self
+
+
+class SearchRequest(BaseModel):
+    """A search: give query text, an embedding of your own, or both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"query": "parental leave", "k": 5, "filter": {"team": "hr", "year": {"$gte": 2020}}},
+                {"query": "parental leave", "mode": "text", "include": ["text", "highlights"]},
+            ]
+        },
+    )
+
+    query: str | None = Field(
+        default=None,
+        description="Text to search for. Text search matches any of its words (BM25); vector and hybrid search "
+        "embed it with the collection's model unless `embedding` is given.",
+    )
+    embedding: list[Component] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_VECTOR_DIMENSIONS,
+        description="A query vector you computed, with the collection's dimensions (vector and hybrid modes).",
+    )
+    mode: Mode = Field(
+        default="hybrid",
+        description="hybrid: BM25 and nearest neighbours fused by Reciprocal Rank Fusion; text: BM25; "
+        "vector: nearest neighbours. Hybrid with an embedding and no query runs as vector.",
+    )
+    k: int = Field(default=10, ge=1, description="How many results, at most MEMORA_SEARCH_MAX_K (default 100).")
+    filter: Annotated[dict[str, Any], AfterValidator(_plain_json)] | None = Field(
+        default=None,
+        description='Conditions on metadata and document fields, e.g. {"year": {"$gte": 2020}} (see docs/rest.md).',
+    )
+    rrf_k: int = Field(default=60, ge=0, le=100_000, description="Hybrid: the k of RRF, 1 / (rrf_k + rank).")
+    weights: Weights = Field(default_factory=Weights, description="Hybrid: the weight of each ranking.")
+    candidates: int | None = Field(
+        default=None, ge=1, le=10_000, description="Hybrid: candidates taken from each ranking (default 4 * k)."
+    )
+    ef_search: int | None = Field(
+        default=None, ge=1, le=1000, description="Vector and hybrid: HNSW ef_search for this query."
+    )
+    exact: bool = Field(default=False, description="Vector and hybrid: compare with every vector, not the index.")
+    include: list[Include] = Field(
+        default_factory=lambda: list(DEFAULT_INCLUDE),
+        description="What each result carries beyond ids, offsets, title and score.",
+    )
+
+
+class TextScores(BaseModel):
+    rank: int = Field(description="Rank among the BM25 candidates, 1 = best.")
+    score: float = Field(description="BM25 score.")
+
+
+class VectorScores(BaseModel):
+    rank: int = Field(description="Rank among the nearest-neighbour candidates, 1 = nearest.")
+    score: float = Field(description="Similarity: 1 - cosine distance, inner product, or -L2 distance.")
+    distance: float = Field(description="pgvector's distance for the collection's metric.")
+
+
+class Scores(BaseModel):
+    """Each ranking's view of a result; null where the result was not among that ranking's candidates."""
+
+    text: TextScores | None = None
+    vector: VectorScores | None = None
+    fused: float | None = Field(default=None, description="Hybrid: the RRF score (also the result's score).")
+
+
+class SearchResult(BaseModel):
+    """One chunk. Fields left out of `include` are absent."""
+
+    chunk_id: int
+    document_id: int
+    external_id: str
+    ordinal: int = Field(description="Position of the chunk in its document, from 0.")
+    char_start: int = Field(description="The chunk is the document's content[char_start:char_end].")
+    char_end: int
+    title: str = Field(description="What the chunk is indexed under: document title and heading path.")
+    score: float = Field(description="What results are ordered by: BM25, similarity, or the fused score.")
+    text: str | None = None
+    metadata: dict[str, Any] | None = Field(default=None, description="The document's metadata.")
+    chunk_metadata: dict[str, Any] | None = Field(default=None, description="The chunk's own: headings, page.")
+    highlight: str | None = Field(
+        default=None,
+        description="The passage of the text that best matches the query, HTML-escaped, its matching words in "
+        "<b></b>; null without query text.",
+    )
+    scores: Scores | None = None
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+    mode: Mode = Field(description="The search that ran.")
+    k: int
+    took_ms: float = Field(description="Time spent answering, in milliseconds.")

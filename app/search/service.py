@@ -1,0 +1,142 @@
+"""Search a collection: check the request, embed the query if needed, call the SQL API, shape the results."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy import RowMapping
+from sqlalchemy.orm import Session
+
+from app.collections import service as collections
+from app.config import Settings
+from app.embeddings.registry import get_embedder
+from app.errors import AppError, EmbeddingProviderError
+from app.search import repository
+from app.search.repository import START, STOP, Vector
+from app.search.schemas import (
+    Mode,
+    Scores,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    TextScores,
+    VectorScores,
+    field_error,
+)
+
+
+def search(db: Session, settings: Settings, name: str, request: SearchRequest) -> SearchResponse:
+    """Run one search of collection NAME."""
+    started = time.perf_counter()
+    if request.k > settings.search_max_k:
+        raise field_error("k", f"must be at most {settings.search_max_k} (MEMORA_SEARCH_MAX_K)")
+    query = request.query if request.query is not None and request.query.strip() else None
+    mode: Mode = request.mode
+    if mode == "text":
+        if query is None:
+            raise field_error("query", "text search needs a query with words in it")
+        if request.embedding is not None:
+            raise field_error("embedding", "text search does not use an embedding; choose mode vector or hybrid")
+    elif query is None and request.embedding is None:
+        raise field_error("query", "give a query with words in it, an embedding, or both")
+    filter_ = request.filter or None
+
+    embedding: Vector | None = None
+    if request.embedding is not None:
+        embedding = np.asarray(request.embedding, dtype=np.float32)
+    elif mode == "vector" or (mode == "hybrid" and request.weights.vector > 0):
+        assert query is not None
+        embedding = _embed_query(db, settings, name, query)
+    if mode == "hybrid" and query is None:
+        mode = "vector"
+
+    if mode == "text":
+        assert query is not None
+        rows = repository.search_text(db, name, query, request.k, filter_)
+    elif mode == "vector":
+        assert embedding is not None
+        rows = repository.search_vector(
+            db, name, embedding, request.k, filter_, ef_search=request.ef_search, exact=request.exact
+        )
+    else:
+        assert query is not None
+        rows = repository.search_hybrid(
+            db,
+            name,
+            query,
+            embedding,
+            request.k,
+            filter_,
+            rrf_k=request.rrf_k,
+            text_weight=request.weights.text,
+            vector_weight=request.weights.vector,
+            candidates=request.candidates,
+            ef_search=request.ef_search,
+            exact=request.exact,
+        )
+
+    highlights: dict[int, str | None] = {}
+    if "highlights" in request.include and query is not None and rows:
+        highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
+    results = [_result(row, mode, set(request.include), highlights) for row in rows]
+    took_ms = round((time.perf_counter() - started) * 1000, 2)
+    return SearchResponse(results=results, mode=mode, k=request.k, took_ms=took_ms)
+
+
+def _embed_query(db: Session, settings: Settings, name: str, query: str) -> Vector:
+    """The query's vector under the collection's model."""
+    collection = collections.get(db, name)
+    provider, model, dimensions = collection.embedding_provider, collection.embedding_model, collection.dimensions
+    # End the read before calling the model: a remote provider may take seconds, and the connection should not
+    # sit idle in a transaction meanwhile.
+    db.commit()
+    embedder = get_embedder(provider, model, dimensions, settings)
+    try:
+        vectors = embedder.embed([query])
+    except AppError:
+        raise
+    except Exception as exc:
+        raise EmbeddingProviderError(f"embedding model {model} ({provider}) could not embed the query: {exc}") from exc
+    return np.asarray(vectors[0], dtype=np.float32)
+
+
+def _result(row: RowMapping, mode: Mode, include: set[str], highlights: dict[int, str | None]) -> SearchResult:
+    """A result with the fields INCLUDE asks for; the others are left unset, so the response leaves them out."""
+    fields: dict[str, Any] = {
+        key: row[key] for key in ("chunk_id", "document_id", "external_id", "ordinal", "char_start", "char_end")
+    }
+    fields |= {"title": row["title"], "score": row["score"]}
+    if "text" in include:
+        fields["text"] = row["text"]
+    if "metadata" in include:
+        fields["metadata"] = row["metadata"]
+        fields["chunk_metadata"] = row["chunk_metadata"]
+    if "highlights" in include:
+        fields["highlight"] = _highlight(highlights.get(row["chunk_id"]))
+    if "scores" in include:
+        fields["scores"] = _scores(row, mode)
+    return SearchResult(**fields)
+
+
+def _scores(row: RowMapping, mode: Mode) -> Scores:
+    text = None
+    if row["text_rank"] is not None:
+        text = TextScores(rank=row["text_rank"], score=row["text_score"])
+    vector = None
+    if row["vector_rank"] is not None:
+        vector = VectorScores(rank=row["vector_rank"], score=row["vector_score"], distance=row["vector_distance"])
+    if mode == "text":
+        return Scores(text=text)
+    if mode == "vector":
+        return Scores(vector=vector)
+    return Scores(text=text, vector=vector, fused=row["score"])
+
+
+def _highlight(headline: str | None) -> str | None:
+    """ts_headline's passage as safe HTML: the text escaped, the matches in <b></b>."""
+    if headline is None:
+        return None
+    return html.escape(headline, quote=False).replace(START, "<b>").replace(STOP, "</b>")
