@@ -28,8 +28,8 @@ def field_error(field: str, reason: str) -> InvalidInputError:
     return InvalidInputError(f"{location}: {reason}", details=[{"field": location, "reason": reason}])
 
 
-def _plain_json(value: Any) -> Any:
-    """Filters reach PostgreSQL as jsonb: no NaN or infinity, no text it cannot store."""
+def _storable(value: Any) -> Any:
+    """What PostgreSQL can take as text or jsonb: no NaN or infinity, no NUL or lone surrogate."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -72,7 +72,7 @@ class SearchRequest(BaseModel):
         },
     )
 
-    query: str | None = Field(
+    query: Annotated[str, AfterValidator(_storable)] | None = Field(
         default=None,
         description="Text to search for. Text search matches any of its words (BM25); vector and hybrid search "
         "embed it with the collection's model unless `embedding` is given.",
@@ -89,7 +89,7 @@ class SearchRequest(BaseModel):
         "vector: nearest neighbours. Hybrid with an embedding and no query runs as vector.",
     )
     k: int = Field(default=10, ge=1, description="How many results, at most MEMORA_SEARCH_MAX_K (default 100).")
-    filter: Annotated[dict[str, Any], AfterValidator(_plain_json)] | None = Field(
+    filter: Annotated[dict[str, Any], AfterValidator(_storable)] | None = Field(
         default=None,
         description='Conditions on metadata and document fields, e.g. {"year": {"$gte": 2020}} (see docs/rest.md).',
     )

@@ -300,6 +300,7 @@ def test_k_limits_the_results(api: TestClient) -> None:
         ({"embedding": QUERY, "mode": "text"}, "body.query"),
         ({"query": "x", "embedding": QUERY, "mode": "text"}, "body.embedding"),
         ({"query": "x", "mode": "fuzzy"}, "body.mode"),
+        ({"query": "nul \u0000 inside"}, "body.query"),
         ({"query": "x", "k": 0}, "body.k"),
         ({"query": "x", "k": 101}, "body.k"),
         ({"query": "x", "k": "ten"}, "body.k"),
@@ -353,9 +354,11 @@ def test_bad_input_is_422_naming_the_field(api: TestClient, body: dict[str, Any]
         (b'{"query": "x", "weights": {"text": Infinity}}', "body.weights.text"),
         (b'{"query": "x", "weights": {"vector": NaN}}', "body.weights.vector"),
         (b'{"query": "x", "filter": {"year": {"$gt": NaN}}}', "body.filter"),
+        (b'{"query": "lone \\ud800 surrogate", "mode": "text"}', "body.query"),
+        (b'{"query": "x", "filter": {"k\\udc00": 1}}', "body.filter"),
     ],
 )
-def test_nan_and_infinity_are_422(api: TestClient, raw: bytes, field: str) -> None:
+def test_nan_infinity_and_lone_surrogates_are_422(api: TestClient, raw: bytes, field: str) -> None:
     response = api.post(URL, content=raw, headers={"content-type": "application/json"})
 
     assert response.status_code == 422, response.text
