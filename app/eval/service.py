@@ -128,6 +128,7 @@ def rank_documents(
     embedding: Vectors | None,
     depth: int,
     params: FusionParams,
+    documents: int = DOCUMENTS,
 ) -> list[str]:
     """Distinct documents of the best chunks, best first (a document ranks where its first chunk does). Asks for
     DEPTH chunks, and again for twice as many (up to MAX_K) while they hold fewer than DOCUMENTS documents."""
@@ -136,9 +137,9 @@ def rank_documents(
         # Hybrid needs at least k candidates per side.
         at_k = replace(params, candidates=max(params.candidates, k)) if params.candidates else params
         hits = _search(conn, mode, collection, query, embedding, k, at_k)
-        documents = list(dict.fromkeys(hits))
-        if len(documents) >= DOCUMENTS or len(hits) < k or k >= MAX_K:
-            return documents
+        ranked = list(dict.fromkeys(hits))
+        if len(ranked) >= documents or len(hits) < k or k >= MAX_K:
+            return ranked
         k = min(2 * k, MAX_K)
 
 
@@ -152,9 +153,12 @@ def evaluate_mode(
     *,
     depth: int = DEFAULT_DEPTH,
     params: FusionParams | None = None,
+    documents: int = DOCUMENTS,
     advance: Callable[[], None] | None = None,
 ) -> ModeResult:
-    """Run every query in one mode and score its ranking; EMBEDDINGS (and EMBED_MS) are needed except for text."""
+    """Run every query in one mode and score its ranking; EMBEDDINGS (and EMBED_MS) are needed except for text.
+    DEPTH and DOCUMENTS as in rank_documents (DOCUMENTS 0: the DEPTH chunks' documents, as a caller asking for
+    DEPTH chunks gets them)."""
     if mode != "text" and embeddings is None:
         raise ValueError(f"{mode} search needs the queries' embeddings")
     params = params or FusionParams()
@@ -162,7 +166,7 @@ def evaluate_mode(
     for i, query in enumerate(queries):
         embedding = embeddings[i] if embeddings is not None and mode != "text" else None
         began = time.perf_counter()
-        ranking = rank_documents(conn, mode, collection, query.text, embedding, depth, params)
+        ranking = rank_documents(conn, mode, collection, query.text, embedding, depth, params, documents)
         elapsed_ms = (time.perf_counter() - began) * 1000
         result.latencies_ms.append(elapsed_ms + (embed_ms[i] if mode != "text" else 0.0))
         result.scores.append(score(ranking, query.judgments))
