@@ -111,3 +111,15 @@ def test_embed_prints_a_vector_psql_can_use(beir_db: str) -> None:
             [literal, literal],
         ).fetchone()
     assert row == (64, "volcano-1")
+
+
+def test_a_shallow_depth_is_deepened_until_the_documents_are_found(beir_db: str) -> None:
+    args = ["eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--mode", "text,vector", "--json"]
+
+    default = json.loads(memora(beir_db, *args).stdout)["modes"]
+    shallow = json.loads(memora(beir_db, *args, "--k-depth", "1").stdout)["modes"]
+
+    for mode in ("text", "vector"):
+        assert shallow[mode]["recall@100"] == default[mode]["recall@100"]
+        assert shallow[mode]["ndcg@10"] == pytest.approx(default[mode]["ndcg@10"])
+    assert shallow["vector"]["recall@100"] == pytest.approx((4 + 0.5) / 5)  # every document of the corpus ranked
