@@ -9,8 +9,9 @@
 -- of one collection queue on that row (until they commit) and never deadlock on lexemes. Writers of different
 -- collections do not meet.
 --
--- A chunk's length is its number of total_length after stemming and stop-word removal: the positions in its tsvector
--- (title and text together, as they are searched).
+-- A chunk's length is its number of distinct lexemes, length(tsv), title and text together as they are searched: a
+-- cheap stand-in for its token count after stemming and stop-word removal (the positions in its tsvector), which
+-- benchmarks/search_quality.py compares it with.
 
 CREATE OR REPLACE FUNCTION memora.apply_text_stats(chunks memora.text_stats[], terms memora.term_stats[])
 RETURNS void
