@@ -124,7 +124,10 @@ DECLARE
     essential integer;       -- how many of the rarest terms the candidates come from
     ids bigint[];
     scores double precision[];
+    more_ids bigint[];       -- pass 2's best
+    more_scores double precision[];
     statement text;
+    joins text;
 BEGIN
     SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
     SELECT * INTO s FROM memora.text_stats WHERE collection_id = p_collection_id;
@@ -143,48 +146,47 @@ BEGIN
         RETURN;
     END IF;
     -- score = sum over the query's terms in the chunk of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avglen)),
-    -- tf from the positions of the term in the chunk's tsvector, len the chunk's number of distinct terms.
-    statement := format(
+    -- tf from the positions of the term in the chunk's tsvector, len the chunk's number of distinct terms. The three
+    -- %s are the filter's join, its predicate, and pass 2's check of which chunks are worth scoring.
+    statement :=
         $sql$
         WITH matches AS (
             SELECT c.id, c.tsv
             FROM memora.chunk c %s
-            WHERE c.collection_id = $1 AND c.tsv @@ $3 AND %s
+            WHERE c.collection_id = $1 AND c.tsv @@ $3 AND %s AND %s
         ),
         scored AS (
+            -- Only the query's terms of the tsvector: mark them with weight C, which chunk tsvectors never have
+            -- (titles are A, text B), and keep weight C.
             SELECT m.id,
-                   sum($4[array_position($2, u.lexeme)] * u.tf * ($6 + 1)
-                       / (u.tf + $6 * (1 - $7 + $7 * length(m.tsv) / $5))) AS score
+                   (SELECT sum($4[array_position($2, x.lexeme)] * x.tf * ($6 + 1)
+                               / (x.tf + $6 * (1 - $7 + $7 * length(m.tsv) / $5)))
+                    FROM (SELECT u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
+                          FROM unnest(ts_filter(setweight(m.tsv, 'C', $2), '{c}')) u) x) AS score
             FROM matches m
-            CROSS JOIN LATERAL (
-                -- Only the query's terms of the tsvector: mark them with weight A, keep weight A.
-                SELECT x.lexeme, coalesce(cardinality(x.positions), 1) AS tf
-                FROM unnest(ts_filter(setweight(setweight(m.tsv, 'D'), 'A', $2), '{a}')) x
-            ) u
-            GROUP BY m.id
         )
         SELECT array_agg(id), array_agg(score)
         FROM (SELECT id, score FROM scored ORDER BY score DESC, id LIMIT $8) best
-        $sql$,
-        CASE WHEN p_filter IS NULL THEN ''
-             ELSE 'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,
-        f.predicate
-    );
-    -- Top-k pruning as in MaxScore, in at most two passes; the result is exact. A chunk that has none of the
-    -- rarest terms scores less than the sum of the other terms' idf * (k1 + 1). Pass 1 scores the chunks that have
-    -- one of the rarest terms (up to about 5,000 postings); its k-th best score then says how many of the common
-    -- terms a chunk may lack and still enter the top k. If it needs more terms than pass 1 read, pass 2 reads them.
-    -- (memora.bm25_first_pass, a setting, changes the 5,000: tests set it to 1 to make every query take pass 2.)
+        $sql$;
+    joins := CASE WHEN p_filter IS NULL THEN ''
+                  ELSE 'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END;
+    -- Top-k pruning as in MaxScore, in at most two passes; the result is exact. A chunk scores less than the sum of
+    -- idf * (k1 + 1) over the query's terms it has (its bound). Pass 1 scores the chunks that have one of the rarest
+    -- terms (up to about 1,000 postings). Its k-th best score says which further terms a chunk must have to enter the
+    -- top k: the fewest rarest ones whose complement cannot reach it. Pass 2 reads the chunks that have one of those
+    -- and none of pass 1's terms, and scores only those whose bound is above that score: checking the bound with @@
+    -- costs a fraction of scoring, and leaves out most chunks of common terms (benchmarks/search_speed.py).
+    -- (memora.bm25_first_pass, a setting, changes the 1,000: tests set it to 1 to make every query take pass 2.)
     SELECT count(*) INTO essential
     FROM unnest(dfs) WITH ORDINALITY x (df, i)
     WHERE i = 1 OR (SELECT sum(y) FROM unnest(dfs[:i]) y)
-                   <= coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 5000);
-    FOR pass IN 1 .. 2 LOOP
-        EXECUTE statement INTO ids, scores
-        USING p_collection_id, lexemes, memora.lexeme_tsquery(lexemes[:essential]), idfs, s.total_length::double precision
-              / s.chunks, c.bm25_k1::double precision, c.bm25_b::double precision, p_limit, f.keys, f.vals;
-        EXIT WHEN essential = cardinality(lexemes);
-        -- Fewest rarest terms whose complement cannot reach the k-th score (0 if fewer than k rows were found).
+                   <= coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 1000);
+    EXECUTE format(statement, joins, f.predicate, 'true') INTO ids, scores
+    USING p_collection_id, lexemes, memora.lexeme_tsquery(lexemes[:essential]), idfs,
+          s.total_length::double precision / s.chunks, c.bm25_k1::double precision, c.bm25_b::double precision,
+          p_limit, f.keys, f.vals;
+    IF essential < cardinality(lexemes) THEN
+        -- Fewest rarest terms whose complement cannot reach the k-th score (all of them if fewer than k rows).
         needed := essential;
         LOOP
             SELECT coalesce(sum(x * (c.bm25_k1 + 1)), 0) INTO bound FROM unnest(idfs[needed + 1:]) x;
@@ -192,9 +194,26 @@ BEGIN
                 OR (coalesce(cardinality(ids), 0) >= p_limit AND bound <= scores[p_limit]);
             needed := needed + 1;
         END LOOP;
-        EXIT WHEN needed = essential;
-        essential := needed;
-    END LOOP;
+        IF needed > essential THEN
+            -- Bound of the chunk over the terms pass 1 did not read ($11: each one's tsquery, $12: its idf * (k1 + 1)),
+            -- against the k-th score so far ($13).
+            EXECUTE format(statement, joins, f.predicate, format('(%s) > $13', (
+                SELECT string_agg(format('CASE WHEN c.tsv @@ $11[%s] THEN $12[%1$s] ELSE 0 END', i), ' + ')
+                FROM generate_series(1, cardinality(lexemes) - essential) i)))
+            INTO more_ids, more_scores
+            USING p_collection_id, lexemes,
+                  memora.lexeme_tsquery(lexemes[essential + 1:needed]) && !! memora.lexeme_tsquery(lexemes[:essential]),
+                  idfs, s.total_length::double precision / s.chunks, c.bm25_k1::double precision,
+                  c.bm25_b::double precision, p_limit, f.keys, f.vals,
+                  ARRAY(SELECT memora.lexeme_tsquery(ARRAY[t]) FROM unnest(lexemes[essential + 1:]) t),
+                  ARRAY(SELECT x * (c.bm25_k1 + 1) FROM unnest(idfs[essential + 1:]) x),
+                  CASE WHEN coalesce(cardinality(ids), 0) >= p_limit THEN scores[p_limit] ELSE 0 END;
+            SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r.score DESC, r.id)
+            INTO ids, scores
+            FROM (SELECT r.id, r.score FROM unnest(ids || more_ids, scores || more_scores) r (id, score)
+                  ORDER BY r.score DESC, r.id LIMIT p_limit) r;
+        END IF;
+    END IF;
     RETURN QUERY SELECT r.id, r.score, r.rank::integer FROM unnest(ids, scores) WITH ORDINALITY r (id, score, rank);
 END
 $$;
