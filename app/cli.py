@@ -185,9 +185,14 @@ def eval_command(
         int, typer.Option("--k-depth", envvar="MEMORA_EVAL_K_DEPTH", show_envvar=True, show_default=True, min=1,
                           max=1000, help="Chunks asked for per query (doubled while they hold < 100 documents).")
     ] = 200,
+    fusion: Annotated[
+        str, typer.Option("--fusion", envvar="MEMORA_EVAL_FUSION", show_envvar=True, show_default=True,
+                          help="Hybrid: convex (weighted sum of min-max normalised scores) or rrf (Reciprocal Rank "
+                          "Fusion).")
+    ] = "convex",
     rrf_k: Annotated[
         int, typer.Option("--rrf-k", envvar="MEMORA_EVAL_RRF_K", show_envvar=True, show_default=True, min=0,
-                          help="Hybrid: the k of Reciprocal Rank Fusion.")
+                          help="Hybrid, rrf: the k of Reciprocal Rank Fusion.")
     ] = 60,
     text_weight: Annotated[
         float, typer.Option("--text-weight", envvar="MEMORA_EVAL_TEXT_WEIGHT", show_envvar=True, show_default=True,
@@ -210,10 +215,10 @@ def eval_command(
     from app.db.engine import make_engine
     from app.eval.commands import run_eval
     from app.eval.repository import FusionParams
-    from app.eval.service import parse_modes
+    from app.eval.service import parse_fusion, parse_modes
 
     settings = _settings(ctx)
-    params = FusionParams(rrf_k, text_weight, vector_weight, candidates, ef_search)
+    params = FusionParams(parse_fusion(fusion), rrf_k, text_weight, vector_weight, candidates, ef_search)
     run_eval(
         settings, make_engine(settings, "cli"), collection, queries, qrels,
         modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json,

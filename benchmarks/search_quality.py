@@ -119,17 +119,19 @@ class SweepConfig:
 
 
 def sweep_configs(depth: int) -> list[SweepConfig]:
-    """Fusion variations, one knob at a time from the defaults (rrf_k 60, weights 1 : 1, candidates 4 x k); with
-    text and vector at k 10 for reference."""
+    """Fusion variations, one knob at a time from the defaults (convex, weights 1 : 1, candidates 4 x k); RRF
+    (rrf_k 60 unless said); with text and vector at k 10 for reference."""
     at_10 = [SweepConfig(f"{mode}, k 10", mode, 10, FusionParams(), 0) for mode in ("text", "vector")]
     at_10 += [
         SweepConfig(f"hybrid, k 10, candidates {c or '40 (default)'}", "hybrid", 10, FusionParams(candidates=c), 0)
-        for c in (None, 100, 200, 400)
+        for c in (None, 200)
     ]
-    knobs = [(f"rrf_k {r}", FusionParams(rrf_k=r)) for r in (1, 10, 30, 60, 100, 200)]
-    knobs += [(f"weights text {t:g} : vector {v:g}", FusionParams(text_weight=t, vector_weight=v))
-              for t, v in ((1, 0.5), (1, 0.75), (1, 1.5), (1, 2), (1, 3))]  # fmt: skip
-    knobs += [(f"candidates {c}", FusionParams(candidates=c)) for c in (30, 60, 300, 1000)]
+    at_10 += [SweepConfig("hybrid, k 10, rrf", "hybrid", 10, FusionParams(fusion="rrf"), 0)]
+    knobs = [(f"weights text {t:g} : vector {v:g}", FusionParams(text_weight=t, vector_weight=v))
+             for t, v in ((1, 0.5), (1, 0.75), (1, 1.5), (1, 2))]  # fmt: skip
+    knobs += [(f"candidates {c}", FusionParams(candidates=c)) for c in (60, 300)]
+    knobs += [(f"rrf, rrf_k {r}", FusionParams(fusion="rrf", rrf_k=r)) for r in (1, 10, 60)]
+    knobs += [("rrf, weights text 1 : vector 0.5", FusionParams(fusion="rrf", vector_weight=0.5))]
     return [
         *at_10,
         *(SweepConfig(f"hybrid, k {SWEEP_K}, {label}", "hybrid", SWEEP_K, params, 10) for label, params in knobs),
@@ -233,7 +235,7 @@ def main() -> None:
     )
     if sweep:
         print_table(
-            f"Fusion sweep ({len(queries)} queries; one knob at a time from rrf_k 60, weights 1 : 1, 4 x k candidates)",
+            f"Fusion sweep ({len(queries)} queries; one knob at a time from convex, weights 1 : 1, 4 x k candidates)",
             ["config", "candidates", "nDCG@10", "recall@10", "MRR@10", "p50 ms"],
             [
                 [row["config"], (row["candidates"] or 4 * row["k"]) if row["mode"] == "hybrid" else None,

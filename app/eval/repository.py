@@ -9,13 +9,14 @@ from sqlalchemy import Connection, text
 from app.embeddings.base import Vectors
 
 MODES = ("text", "vector", "hybrid")
+FUSIONS = ("convex", "rrf")
 
 # Only the document of each hit comes back: the chunk texts would be transferred for nothing.
 _TEXT = text("SELECT external_id FROM memora.search_text_v1(:collection, :query, :k)")
 _VECTOR = text("SELECT external_id FROM memora.search_vector_v1(:collection, :embedding, :k, ef_search => :ef_search)")
 _HYBRID = text(
     "SELECT external_id FROM memora.search_hybrid_v1(:collection, :query, :embedding, :k, "
-    "rrf_k => :rrf_k, text_weight => :text_weight, vector_weight => :vector_weight, "
+    "fusion => :fusion, rrf_k => :rrf_k, text_weight => :text_weight, vector_weight => :vector_weight, "
     "candidates => :candidates, ef_search => :ef_search)"
 )
 
@@ -24,6 +25,7 @@ _HYBRID = text(
 class FusionParams:
     """What search_vector_v1 and search_hybrid_v1 take beyond the query; None leaves the function's default."""
 
+    fusion: str = "convex"
     rrf_k: int = 60
     text_weight: float = 1.0
     vector_weight: float = 1.0
@@ -55,6 +57,7 @@ def search(
                 "query": query,
                 "embedding": embedding,
                 "k": k,
+                "fusion": params.fusion,
                 "rrf_k": params.rrf_k,
                 "text_weight": params.text_weight,
                 "vector_weight": params.vector_weight,

@@ -22,7 +22,7 @@ from app.embeddings.base import Embedder, Vectors
 from app.errors import InvalidInputError, NotFoundError, UnreadableFileError
 from app.eval import repository
 from app.eval.metrics import Judgments, QueryScores, mean_scores, percentile, score
-from app.eval.repository import MODES, FusionParams
+from app.eval.repository import FUSIONS, MODES, FusionParams
 
 DOCUMENTS = 100  # ranked documents a query needs for recall@100
 DEFAULT_DEPTH = 200  # chunks asked for first; more (up to MAX_K) when they hold fewer than DOCUMENTS documents
@@ -66,6 +66,13 @@ def parse_modes(value: str) -> list[str]:
             details={"field": "mode"},
         )
     return modes
+
+
+def parse_fusion(value: str) -> str:
+    """A fusion search_hybrid_v1 knows: convex or rrf."""
+    if value not in FUSIONS:
+        raise InvalidInputError(f"fusion: {value!r}; choose from {', '.join(FUSIONS)}", details={"field": "fusion"})
+    return value
 
 
 def load_queries(path: Path) -> dict[str, str]:

@@ -79,6 +79,7 @@ def search_hybrid(
     k: int,
     filter_: Any,
     *,
+    fusion: str,
     rrf_k: int,
     text_weight: float,
     vector_weight: float,
@@ -86,13 +87,13 @@ def search_hybrid(
     ef_search: int | None,
     exact: bool,
 ) -> list[RowMapping]:
-    """BM25 and nearest neighbours fused by Reciprocal Rank Fusion (memora.search_hybrid_v1)."""
+    """BM25 and nearest neighbours fused (memora.search_hybrid_v1): convex combination or Reciprocal Rank Fusion."""
     return _rows(
         db,
         collection,
         "SELECT * FROM {}(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
-        "%(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, %(candidates)s::integer, "
-        "%(ef_search)s::integer, %(exact)s::boolean)",
+        "%(fusion)s::text, %(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, "
+        "%(candidates)s::integer, %(ef_search)s::integer, %(exact)s::boolean)",
         ("search_hybrid_v1",),
         {
             "collection": collection,
@@ -100,6 +101,7 @@ def search_hybrid(
             "embedding": embedding,
             "k": k,
             "filter": _jsonb(filter_),
+            "fusion": fusion,
             "rrf_k": rrf_k,
             "text_weight": text_weight,
             "vector_weight": vector_weight,

@@ -11,6 +11,7 @@ from app.errors import InvalidInputError
 from app.ingest.parsing import unstorable
 
 Mode = Literal["hybrid", "text", "vector"]
+Fusion = Literal["convex", "rrf"]
 Include = Literal["text", "metadata", "highlights", "scores"]
 DEFAULT_INCLUDE: list[Include] = ["text", "metadata", "scores"]
 
@@ -45,7 +46,7 @@ def _storable(value: Any) -> Any:
 
 
 class Weights(BaseModel):
-    """How much each ranking counts in hybrid search (Reciprocal Rank Fusion); 0 leaves a ranking out."""
+    """How much each ranking counts in hybrid search (either fusion); 0 leaves a ranking out."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,7 +86,7 @@ class SearchRequest(BaseModel):
     )
     mode: Mode = Field(
         default="hybrid",
-        description="hybrid: BM25 and nearest neighbours fused by Reciprocal Rank Fusion; text: BM25; "
+        description="hybrid: BM25 and nearest neighbours fused (see `fusion`); text: BM25; "
         "vector: nearest neighbours. Hybrid with an embedding and no query runs as vector.",
     )
     k: int = Field(default=10, ge=1, description="How many results, at most MEMORA_SEARCH_MAX_K (default 100).")
@@ -93,7 +94,13 @@ class SearchRequest(BaseModel):
         default=None,
         description='Conditions on metadata and document fields, e.g. {"year": {"$gte": 2020}} (see docs/rest.md).',
     )
-    rrf_k: int = Field(default=60, ge=0, le=100_000, description="Hybrid: the k of RRF, 1 / (rrf_k + rank).")
+    fusion: Fusion = Field(
+        default="convex",
+        description="Hybrid: convex, the weighted mean of each ranking's scores min-max normalised to [0, 1] (a "
+        "result absent from a ranking scores 0 there); rrf, Reciprocal Rank Fusion, weight / (rrf_k + rank) summed "
+        "over the rankings.",
+    )
+    rrf_k: int = Field(default=60, ge=0, le=100_000, description="Hybrid, rrf: the k of RRF, 1 / (rrf_k + rank).")
     weights: Weights = Field(default_factory=Weights, description="Hybrid: the weight of each ranking.")
     candidates: int | None = Field(
         default=None, ge=1, le=10_000, description="Hybrid: candidates taken from each ranking (default 4 * k)."
@@ -124,7 +131,9 @@ class Scores(BaseModel):
 
     text: TextScores | None = None
     vector: VectorScores | None = None
-    fused: float | None = Field(default=None, description="Hybrid: the RRF score (also the result's score).")
+    fused: float | None = Field(
+        default=None, description="Hybrid: the fused score, convex or RRF (also the result's score)."
+    )
 
 
 class SearchResult(BaseModel):

@@ -70,6 +70,7 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             embedding,
             request.k,
             filter_,
+            fusion=request.fusion,
             rrf_k=request.rrf_k,
             text_weight=request.weights.text,
             vector_weight=request.weights.vector,

@@ -19,13 +19,15 @@ depends_on: str | Sequence[str] | None = None
 
 # Everything 003-005 create, dropped in reverse by downgrade (signatures as pg_proc spells them).
 FUNCTIONS = (
-    "search_hybrid(text, text, vector, integer, jsonb, integer, double precision, double precision, integer, integer)",
+    "search_hybrid(text, text, vector, integer, jsonb, text, integer, double precision, double precision, integer, "
+    "integer)",
     "search_vector(text, vector, integer, jsonb, integer, boolean)",
     "search_text(text, text, integer, jsonb)",
     "search_vector_v1(text, vector, integer, jsonb, integer, boolean)",
     "search_text_v1(text, text, integer, jsonb)",
-    "search_hybrid_v1(text, text, vector, integer, jsonb, integer, double precision, double precision, integer, "
-    "integer, boolean)",
+    "search_hybrid_v1(text, text, vector, integer, jsonb, text, integer, double precision, double precision, "
+    "integer, integer, boolean)",
+    "min_max(double precision, double precision, double precision)",
     "vector_similarity(text, double precision)",
     "vector_candidates(bigint, vector, integer, jsonb, integer, boolean)",
     "bm25_candidates(bigint, text, integer, jsonb)",

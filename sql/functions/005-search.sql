@@ -1,10 +1,11 @@
--- Search: BM25 over the chunks' tsvectors, HNSW over their vectors, and Reciprocal Rank Fusion of the two.
+-- Search: BM25 over the chunks' tsvectors, HNSW over their vectors, and a fusion of the two (a convex combination of
+-- normalised scores, or Reciprocal Rank Fusion).
 --
 -- The public functions take a collection name and return memora.search_hit rows:
 --
 --   memora.search_text(collection, query, k, filter)                              BM25, OR over the query's terms
 --   memora.search_vector(collection, query_embedding, k, filter, ef_search, exact)
---   memora.search_hybrid(collection, query, query_embedding, k, filter, rrf_k, text_weight, vector_weight,
+--   memora.search_hybrid(collection, query, query_embedding, k, filter, fusion, rrf_k, text_weight, vector_weight,
 --                        candidates, ef_search)
 --
 -- Each is a thin wrapper over a _v1 function whose signature never changes; a new signature gets a _v2 and the
@@ -312,12 +313,22 @@ COMMENT ON FUNCTION memora.vector_similarity(text, double precision) IS
     'Similarity from a pgvector distance: 1 - cosine distance; inner product (<#> is its negative); -L2 distance.';
 
 
+CREATE OR REPLACE FUNCTION memora.min_max(value double precision, low double precision, high double precision)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN high > low THEN (value - low) / (high - low) WHEN value IS NOT NULL THEN 1 END $$;
+
+COMMENT ON FUNCTION memora.min_max(double precision, double precision, double precision) IS
+    'VALUE scaled from [LOW, HIGH] to [0, 1]; 1 when LOW = HIGH, NULL when VALUE is NULL.';
+
+
 CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
     collection text,
     query text,
     query_embedding vector,
     k integer,
     filter jsonb DEFAULT NULL,
+    fusion text DEFAULT 'convex',
     rrf_k integer DEFAULT 60,
     text_weight double precision DEFAULT 1,
     vector_weight double precision DEFAULT 1,
@@ -339,6 +350,8 @@ BEGIN
         PERFORM memora.argument_error('k', 'must be between 1 and 1000');
     ELSIF depth < k OR depth > 10000 THEN
         PERFORM memora.argument_error('candidates', 'must be between k and 10000');
+    ELSIF fusion IS NULL OR fusion NOT IN ('convex', 'rrf') THEN
+        PERFORM memora.argument_error('fusion', 'must be convex or rrf');
     ELSIF rrf_k IS NULL OR rrf_k < 0 THEN
         PERFORM memora.argument_error('rrf_k', 'must be 0 or more');
     ELSIF text_weight IS NULL OR text_weight < 0 OR text_weight = 'Infinity' THEN
@@ -355,23 +368,35 @@ BEGIN
     END IF;
     RETURN QUERY
     WITH lexical AS (
-        SELECT * FROM memora.bm25_candidates(c.id, query, depth, filter) WHERE use_text
+        SELECT b.chunk_id, b.rank, b.score, min(b.score) OVER () AS low, max(b.score) OVER () AS high
+        FROM memora.bm25_candidates(c.id, query, depth, filter) b
+        WHERE use_text
     ),
     semantic AS (
-        SELECT * FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact)
-        WHERE use_vector
+        SELECT v.chunk_id, v.rank, v.distance, v.similarity, min(v.similarity) OVER () AS low,
+               max(v.similarity) OVER () AS high
+        FROM (SELECT n.*, memora.vector_similarity(c.metric, n.distance) AS similarity
+              FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact) n
+              WHERE use_vector) v
     ),
     fused AS (
         SELECT coalesce(l.chunk_id, s.chunk_id) AS chunk_id,
-               coalesce(text_weight / (rrf_k + l.rank), 0) + coalesce(vector_weight / (rrf_k + s.rank), 0) AS score,
-               l.rank AS text_rank, l.score AS text_score, s.rank AS vector_rank, s.distance
+               CASE fusion
+                   WHEN 'rrf' THEN
+                       coalesce(text_weight / (rrf_k + l.rank), 0) + coalesce(vector_weight / (rrf_k + s.rank), 0)
+                   -- Each list's scores min-max normalised to [0, 1] (all 1 if they are equal); a chunk absent from
+                   -- a list gets 0 there, the least of what made the list.
+                   ELSE (text_weight * coalesce(memora.min_max(l.score, l.low, l.high), 0)
+                         + vector_weight * coalesce(memora.min_max(s.similarity, s.low, s.high), 0))
+                        / (text_weight + vector_weight)
+               END AS score,
+               l.rank AS text_rank, l.score AS text_score, s.rank AS vector_rank, s.similarity, s.distance
         FROM lexical l FULL JOIN semantic s ON s.chunk_id = l.chunk_id
         ORDER BY 2 DESC, 1
         LIMIT k
     )
     SELECT f.chunk_id, d.id, d.external_id, ch.ordinal, ch.title, ch.text, d.metadata, ch.metadata,
-           ch.char_start, ch.char_end, f.score, f.text_rank, f.text_score, f.vector_rank,
-           memora.vector_similarity(c.metric, f.distance), f.distance
+           ch.char_start, ch.char_end, f.score, f.text_rank, f.text_score, f.vector_rank, f.similarity, f.distance
     FROM fused f
     JOIN memora.chunk ch ON ch.collection_id = c.id AND ch.id = f.chunk_id
     JOIN memora.document d ON d.collection_id = c.id AND d.id = ch.document_id
@@ -379,10 +404,11 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memora.search_hybrid_v1(text, text, vector, integer, jsonb, integer, double precision,
+COMMENT ON FUNCTION memora.search_hybrid_v1(text, text, vector, integer, jsonb, text, integer, double precision,
                                             double precision, integer, integer, boolean) IS
-    'Hybrid search: BM25 and nearest-neighbour candidates (CANDIDATES each, default 4 * k), fused by '
-    'Reciprocal Rank Fusion: score = text_weight / (rrf_k + text rank) + vector_weight / (rrf_k + vector rank).';
+    'Hybrid search: BM25 and nearest-neighbour candidates (CANDIDATES each, default 4 * k), fused by FUSION: '
+    'convex (default): (text_weight * min-max normalised BM25 + vector_weight * min-max normalised similarity) '
+    '/ (text_weight + vector_weight); rrf: text_weight / (rrf_k + text rank) + vector_weight / (rrf_k + vector rank).';
 
 
 CREATE OR REPLACE FUNCTION memora.search_text_v1(
@@ -454,6 +480,7 @@ CREATE OR REPLACE FUNCTION memora.search_hybrid(
     query_embedding vector,
     k integer,
     filter jsonb DEFAULT NULL,
+    fusion text DEFAULT 'convex',
     rrf_k integer DEFAULT 60,
     text_weight double precision DEFAULT 1,
     vector_weight double precision DEFAULT 1,
@@ -464,13 +491,13 @@ RETURNS SETOF memora.search_hit
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT * FROM memora.search_hybrid_v1(collection, query, query_embedding, k, filter, rrf_k, text_weight,
+    SELECT * FROM memora.search_hybrid_v1(collection, query, query_embedding, k, filter, fusion, rrf_k, text_weight,
                                           vector_weight, candidates, ef_search)
 $$;
 
 COMMENT ON FUNCTION memora.search_text(text, text, integer, jsonb) IS 'Current version of search_text (_v1).';
 COMMENT ON FUNCTION memora.search_vector(text, vector, integer, jsonb, integer, boolean) IS
     'Current version of search_vector (_v1).';
-COMMENT ON FUNCTION memora.search_hybrid(text, text, vector, integer, jsonb, integer, double precision,
+COMMENT ON FUNCTION memora.search_hybrid(text, text, vector, integer, jsonb, text, integer, double precision,
                                          double precision, integer, integer) IS
     'Current version of search_hybrid (_v1).';

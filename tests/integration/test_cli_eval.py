@@ -76,7 +76,8 @@ def test_text_mode_finds_the_relevant_documents(beir_db: str) -> None:
 def test_eval_table_and_fusion_options(beir_db: str) -> None:
     result = memora(
         beir_db, "eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--mode", "hybrid",
-        "--rrf-k", "10", "--text-weight", "2", "--candidates", "20", "--ef-search", "50", "--k-depth", "15",
+        "--fusion", "rrf", "--rrf-k", "10", "--text-weight", "2", "--candidates", "20", "--ef-search", "50",
+        "--k-depth", "15",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr
@@ -85,13 +86,16 @@ def test_eval_table_and_fusion_options(beir_db: str) -> None:
     assert "text" not in result.stdout.split("nDCG@10", 1)[1]
 
 
-def test_eval_rejects_an_unknown_mode_and_a_missing_collection(beir_db: str) -> None:
+def test_eval_rejects_an_unknown_mode_or_fusion_and_a_missing_collection(beir_db: str) -> None:
     args = ["--queries", str(QUERIES), "--qrels", str(QRELS)]
     bad_mode = memora(beir_db, "eval", "-c", "beir", *args, "--mode", "text,semantic")
+    bad_fusion = memora(beir_db, "eval", "-c", "beir", *args, "--mode", "hybrid", "--fusion", "borda")
     missing = memora(beir_db, "eval", "-c", "nowhere", *args, "--mode", "text")
 
     assert bad_mode.returncode == 1
     assert bad_mode.stderr.startswith("error: mode: 'semantic'")
+    assert bad_fusion.returncode == 1
+    assert bad_fusion.stderr.startswith("error: fusion: 'borda'")
     assert missing.returncode == 1
     assert "nowhere" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -109,8 +109,22 @@ def test_vector_search_ranks_by_similarity(api: TestClient) -> None:
     assert "text" not in top["scores"]
 
 
-def test_hybrid_search_fuses_both_rankings(api: TestClient) -> None:
+def test_hybrid_search_fuses_min_max_scores_by_default(api: TestClient) -> None:
     answer = search(api, query="aardvark", embedding=QUERY, k=4)
+
+    assert answer["mode"] == "hybrid"
+    fused = {result["external_id"]: result["scores"]["fused"] for result in answer["results"]}
+    # Each ranking scaled to [0, 1] over its candidates: text lexical 1, both 0 (the lower of two); vector semantic 1,
+    # both (0.9 / |(0.9, 0.1)| + 1) / 2, neither 1 / 2, lexical 0 (cosine -1). Absent from a ranking scores 0 there.
+    both_vector = (0.9 / (0.9**2 + 0.1**2) ** 0.5 + 1) / 2
+    assert fused == pytest.approx({"lexical": 0.5, "semantic": 0.5, "both": both_vector / 2, "neither": 0.25})
+    assert ids(answer)[2:] == ["both", "neither"]
+    assert [result["score"] for result in answer["results"]] == list(fused.values())
+    assert answer["results"][0]["scores"]["text"]["rank"] == 1
+
+
+def test_hybrid_search_fuses_both_rankings_by_rrf(api: TestClient) -> None:
+    answer = search(api, query="aardvark", embedding=QUERY, k=4, fusion="rrf")
 
     assert answer["mode"] == "hybrid"
     assert ids(answer) == ["both", "lexical", "semantic", "neither"]
@@ -124,12 +138,22 @@ def test_hybrid_search_fuses_both_rankings(api: TestClient) -> None:
 
 
 def test_hybrid_weights_and_rrf_k_change_the_fusion(api: TestClient) -> None:
-    text_heavy = search(api, query="aardvark", embedding=QUERY, k=2, weights={"text": 3, "vector": 1})
-    rrf_k_zero = search(api, query="aardvark", embedding=QUERY, k=1, rrf_k=0)
+    text_heavy = search(api, query="aardvark", embedding=QUERY, k=2, fusion="rrf", weights={"text": 3, "vector": 1})
+    rrf_k_zero = search(api, query="aardvark", embedding=QUERY, k=1, fusion="rrf", rrf_k=0)
 
     assert ids(text_heavy) == ["lexical", "both"]
     assert ids(rrf_k_zero) == ["lexical"]
     assert rrf_k_zero["results"][0]["scores"]["fused"] == pytest.approx(1 / 1 + 1 / 4)
+
+
+def test_hybrid_weights_change_the_convex_fusion(api: TestClient) -> None:
+    text_heavy = search(api, query="aardvark", embedding=QUERY, k=2, weights={"text": 3, "vector": 1})
+    vector_heavy = search(api, query="aardvark", embedding=QUERY, k=2, weights={"text": 1, "vector": 3})
+
+    assert ids(text_heavy) == ["lexical", "semantic"]
+    assert text_heavy["results"][0]["score"] == pytest.approx(3 / 4)
+    assert ids(vector_heavy) == ["semantic", "both"]
+    assert vector_heavy["results"][0]["score"] == pytest.approx(3 / 4)
 
 
 def test_without_an_embedding_the_query_is_embedded_with_the_collections_model(api: TestClient) -> None:
@@ -314,6 +338,7 @@ def test_k_limits_the_results(api: TestClient) -> None:
         ({"query": "x", "weights": {"text": -1}}, "body.weights.text"),
         ({"query": "x", "weights": {"bm25": 1}}, "body.weights.bm25"),
         ({"query": "x", "rrf_k": -1}, "body.rrf_k"),
+        ({"query": "x", "fusion": "borda"}, "body.fusion"),
         ({"query": "x", "k": 10, "candidates": 5}, "body.candidates"),
         ({"query": "x", "candidates": 10_001}, "body.candidates"),
         ({"query": "x", "ef_search": 0}, "body.ef_search"),

@@ -277,7 +277,7 @@ def test_search_hybrid_fuses_ranks(db: Session) -> None:
     rows = db.execute(
         text(
             "SELECT chunk_id, score, text_rank, vector_rank FROM memora.search_hybrid(:name, 'w0x w5x', "
-            "CAST('[1, 0, 0]' AS vector), 10, rrf_k => 30, text_weight => 2, vector_weight => 0.5)"
+            "CAST('[1, 0, 0]' AS vector), 10, fusion => 'rrf', rrf_k => 30, text_weight => 2, vector_weight => 0.5)"
         ),
         {"name": collection.name},
     ).all()
@@ -292,6 +292,72 @@ def test_search_hybrid_fuses_ranks(db: Session) -> None:
     assert any(row.text_rank and row.vector_rank is None for row in rows) or any(
         row.text_rank and row.vector_rank for row in rows
     )
+
+
+def _min_max(scores: dict[int, float]) -> dict[int, float]:
+    low, high = min(scores.values()), max(scores.values())
+    return {chunk: (score - low) / (high - low) for chunk, score in scores.items()}
+
+
+def test_search_hybrid_convex_fusion_is_a_weighted_mean_of_min_max_scores(db: Session) -> None:
+    collection = _vectors(db)
+    params = {"name": collection.name, "q": "w0x w5x", "v": "[1, 0, 0]"}
+    lexical = {
+        row.chunk_id: row.score
+        for row in db.execute(text("SELECT chunk_id, score FROM memora.search_text(:name, :q, 40)"), params)
+    }
+    semantic = {
+        row.chunk_id: row.score
+        for row in db.execute(
+            text("SELECT chunk_id, score FROM memora.search_vector(:name, CAST(:v AS vector), 40, exact => true)"),
+            params,
+        )
+    }
+    rows = db.execute(
+        text(
+            "SELECT chunk_id, score, text_rank, text_score, vector_rank, vector_score FROM memora.search_hybrid_v1("
+            ":name, :q, CAST(:v AS vector), 10, fusion => 'convex', text_weight => 2, vector_weight => 0.5, "
+            "candidates => 40, exact => true)"
+        ),
+        params,
+    ).all()
+
+    text_part, vector_part = _min_max(lexical), _min_max(semantic)
+    expected = {
+        chunk: (2 * text_part.get(chunk, 0) + 0.5 * vector_part.get(chunk, 0)) / 2.5
+        for chunk in lexical.keys() | semantic.keys()
+    }
+    best = sorted(expected, key=lambda chunk: (-expected[chunk], chunk))[:10]
+    assert [row.chunk_id for row in rows] == best
+    for row in rows:
+        assert math.isclose(row.score, expected[row.chunk_id])
+        assert row.text_score == lexical.get(row.chunk_id)
+        assert row.vector_score == pytest.approx(semantic.get(row.chunk_id))
+        assert (row.text_rank is None) == (row.chunk_id not in lexical)
+        assert (row.vector_rank is None) == (row.chunk_id not in semantic)
+    assert 0 <= rows[-1].score <= rows[0].score <= 1
+
+
+def test_search_hybrid_fuses_convex_by_default(db: Session) -> None:
+    collection = _vectors(db)
+    call = "SELECT chunk_id, score FROM memora.search_hybrid(:name, 'w0x w5x', CAST('[1, 0, 0]' AS vector), 10{})"
+
+    default = db.execute(text(call.format("")), {"name": collection.name}).all()
+    convex = db.execute(text(call.format(", fusion => 'convex'")), {"name": collection.name}).all()
+    rrf = db.execute(text(call.format(", fusion => 'rrf'")), {"name": collection.name}).all()
+
+    assert default == convex
+    assert default != rrf
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "expected"),
+    [(2.0, 1.0, 3.0, 0.5), (1.0, 1.0, 3.0, 0.0), (3.0, 1.0, 3.0, 1.0), (5.0, 5.0, 5.0, 1.0), (None, 0.0, 1.0, None)],
+)
+def test_min_max(db: Session, value: float | None, low: float, high: float, expected: float | None) -> None:
+    scaled = db.execute(text("SELECT memora.min_max(:v, :l, :h)"), {"v": value, "l": low, "h": high}).scalar_one()
+
+    assert scaled == expected
 
 
 def test_search_hybrid_with_a_filter_keeps_both_branches_filtered(db: Session) -> None:
@@ -415,6 +481,8 @@ def test_filter_keys_and_values_are_data(db: Session, hostile: str) -> None:
         ("memora.search_vector(:name, '[1, 2]', 5)", "query_embedding"),
         ("memora.search_vector(:name, '[1, 2, 3]', 5, ef_search => 0)", "ef_search"),
         ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, rrf_k => -1)", "rrf_k"),
+        ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, fusion => 'borda')", "fusion"),
+        ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, fusion => NULL)", "fusion"),
         ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, candidates => 2)", "candidates"),
         ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, text_weight => -1)", "text_weight"),
         ("memora.search_hybrid(:name, NULL, NULL, 5)", "query"),
