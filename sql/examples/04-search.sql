@@ -17,8 +17,8 @@ FROM memora.search_text('search-demo', :'query', 5);
 SELECT external_id, round(score::numeric, 4) AS similarity, vector_rank
 FROM memora.search_vector('search-demo', :'query_embedding', 5);
 
--- Hybrid: each result's rank in both retrievers and the fused score.
-SELECT external_id, text_rank, vector_rank, round(score::numeric, 4) AS rrf
+-- Hybrid: each result's rank in both retrievers and the fused score (weighted mean of min-max normalised scores).
+SELECT external_id, text_rank, vector_rank, round(score::numeric, 4) AS fused
 FROM memora.search_hybrid('search-demo', :'query', :'query_embedding', 5);
 
 -- Filters are JSON over the document's metadata (and document.* fields, chunk.* metadata); see docs/sql.md.
@@ -26,10 +26,14 @@ SELECT external_id, text_rank, vector_rank
 FROM memora.search_hybrid('search-demo', :'query', :'query_embedding', 5,
                           filter => '{"tags": "security", "year": {"$gte": 2026}}');
 
--- Tuning per query: RRF's k, the weight of each retriever, candidates per retriever, HNSW ef_search.
-SELECT external_id, text_rank, vector_rank, round(score::numeric, 4) AS rrf
+-- Tuning per query: the weight of each retriever, candidates per retriever, HNSW ef_search.
+SELECT external_id, text_rank, vector_rank, round(score::numeric, 4) AS fused
 FROM memora.search_hybrid('search-demo', :'query', :'query_embedding', 3,
-                          rrf_k => 10, text_weight => 2, vector_weight => 1, candidates => 50, ef_search => 100);
+                          text_weight => 2, vector_weight => 1, candidates => 50, ef_search => 100);
+
+-- Reciprocal Rank Fusion instead: weight / (rrf_k + rank) summed over the retrievers.
+SELECT external_id, text_rank, vector_rank, round(score::numeric, 4) AS rrf
+FROM memora.search_hybrid('search-demo', :'query', :'query_embedding', 3, fusion => 'rrf', rrf_k => 10);
 
 -- Highlights: the OR query of search_text, for ts_headline.
 SELECT external_id, ts_headline('english', text, memora.search_tsquery('english', :'query')) AS highlight
