@@ -339,6 +339,9 @@ CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
 RETURNS SETOF memora.search_hit
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- One plan of the RETURN QUERY per session. PostgreSQL would plan it again on every call (a custom plan looks
+-- cheaper, as it drops the candidate list not used), which cost 0.3-0.5 ms of a 1.7 ms vector search.
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     c memora.collection := memora.search_collection(collection);
