@@ -1,0 +1,146 @@
+"""The corpus benchmarks/search_speed.py searches: bags of real words by topic, embedded with the local model.
+
+Each document takes one real text as its topic (an nfcorpus abstract or a SQuAD paragraph, drawn at random) and
+each of its chunks draws its words from that text's words (by their frequency in it) or, at a fixed rate, from the
+unigram distribution of all the texts together: real English and medical vocabulary with its real Zipf curve, so
+to_tsvector has real stemming and stop words to deal with, and chunks of one topic share words as chunks of one
+document do. The vectors are all-MiniLM-L6-v2's (app/embeddings/local.py) of each chunk's text, so they cluster by
+topic as embeddings of real text do, which uniform random vectors do not. Queries of 3-8 words are drawn the same
+way from the topic of a document of the corpus. docs/benchmarks.md says why this corpus and not another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.embeddings.local import BUNDLED_MODEL_SHA256, LocalEmbedder
+
+CACHE_DIR = Path(__file__).resolve().parent / ".cache"
+# Bumped when the generator changes, so that cached vectors of other texts are not reused.
+GENERATOR_VERSION = 1
+_WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
+# Artefacts of the nfcorpus scrape (numbers replaced by "num", every abstract's boilerplate), not words.
+_ARTEFACTS = {"num", "abstract", "pubmed", "ncbi"}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Documents of chunks (texts only) and the topic each document was drawn from."""
+
+    documents: list[list[str]]  # chunk texts per document
+    topics: list[int]  # index of the source text per document
+    vocabulary: int  # distinct words in the source texts
+
+    @property
+    def chunks(self) -> list[str]:
+        return [text for chunks in self.documents for text in chunks]
+
+
+def read_sources(nfcorpus: Path, squad: Path | None) -> list[list[str]]:
+    """The words of every source text: nfcorpus title + abstract, SQuAD paragraphs."""
+    texts = []
+    with nfcorpus.open() as lines:
+        for line in lines:
+            row = json.loads(line)
+            texts.append(f"{row.get('title', '')} {row['text']}")
+    if squad is not None and squad.is_file():
+        for article in json.loads(squad.read_text())["data"]:
+            texts.extend(paragraph["context"] for paragraph in article["paragraphs"])
+    sources = [[w for w in _WORD.findall(text.lower()) if w not in _ARTEFACTS] for text in texts]
+    return [words for words in sources if len(words) >= 10]
+
+
+class Generator:
+    """Draws chunk and query texts from the source texts: a topic's words, mixed with the whole corpus's."""
+
+    def __init__(self, sources: list[list[str]], seed: int, topic_share: float = 0.6) -> None:
+        counts = Counter(word for words in sources for word in words)
+        self.words = np.array(sorted(counts), dtype=object)
+        index = {word: i for i, word in enumerate(self.words)}
+        self.sources = [np.array([index[w] for w in words]) for words in sources]
+        frequency = np.array([counts[w] for w in self.words], dtype=np.float64)
+        self.unigram = frequency / frequency.sum()
+        self.topic_share = topic_share
+        self.rng = np.random.default_rng(seed)
+
+    def draw(self, topic: int, count: int, topic_share: float | None = None) -> np.ndarray:
+        share = self.topic_share if topic_share is None else topic_share
+        from_topic = self.rng.random(count) < share
+        picks = self.rng.choice(len(self.words), size=count, p=self.unigram)
+        source = self.sources[topic]
+        picks[from_topic] = source[self.rng.integers(0, len(source), size=int(from_topic.sum()))]
+        return picks
+
+    def corpus(self, rows: int, per_document: int, words: int) -> Corpus:
+        documents, topics = [], []
+        for start in range(0, rows, per_document):
+            topic = int(self.rng.integers(0, len(self.sources)))
+            count = min(per_document, rows - start)
+            picks = self.draw(topic, count * words).reshape(count, words)
+            documents.append([" ".join(self.words[row]) for row in picks])
+            topics.append(topic)
+        return Corpus(documents, topics, len(self.words))
+
+    def queries(self, corpus: Corpus, count: int, shortest: int = 3, longest: int = 8) -> list[str]:
+        """COUNT queries of SHORTEST-LONGEST distinct words, each on the topic of a random document of CORPUS."""
+        queries = []
+        for _ in range(count):
+            topic = corpus.topics[int(self.rng.integers(0, len(corpus.topics)))]
+            length = int(self.rng.integers(shortest, longest + 1))
+            words: list[str] = []
+            while len(words) < length:
+                word = str(self.words[self.draw(topic, 1, topic_share=0.7)[0]])
+                if word not in words:
+                    words.append(word)
+            queries.append(" ".join(words))
+        return queries
+
+
+def embed_cached(
+    texts: list[str], label: str, on_progress: Callable[[int], Any] | None = None, batch: int = 512
+) -> tuple[np.ndarray, bool]:
+    """The local model's vectors of TEXTS, from benchmarks/.cache when computed before (keyed by the texts and the
+    model file). Returns (vectors, whether they came from the cache). Partial work is kept, so an interrupted run
+    resumes where it stopped."""
+    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{BUNDLED_MODEL_SHA256}\n".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    path = CACHE_DIR / f"{label}-{len(texts)}-{digest.hexdigest()[:16]}.npy"
+    if path.is_file():
+        vectors = np.load(path)
+        if on_progress:
+            on_progress(len(texts))
+        return vectors, True
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npy")
+    done_path = path.with_suffix(".partial.json")
+    vectors = np.zeros((len(texts), 384), dtype=np.float32)
+    done = 0
+    if partial.is_file() and done_path.is_file():
+        vectors = np.load(partial)
+        done = json.loads(done_path.read_text())["done"]
+    if on_progress:
+        on_progress(done)
+    embedder = LocalEmbedder()
+    for start in range(done, len(texts), batch):
+        end = min(start + batch, len(texts))
+        vectors[start:end] = embedder.embed(texts[start:end])
+        if on_progress:
+            on_progress(end - start)
+        if (end // batch) % 20 == 0 or end == len(texts):
+            np.save(partial, vectors)
+            done_path.write_text(json.dumps({"done": end}))
+    np.save(path, vectors)
+    partial.unlink(missing_ok=True)
+    done_path.unlink(missing_ok=True)
+    return vectors, False
