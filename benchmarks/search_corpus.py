@@ -1,4 +1,5 @@
-"""The corpus benchmarks/search_speed.py searches: bags of real words by topic, embedded with the local model.
+"""The corpus benchmarks/search_speed.py searches: bags of real words by topic, embedded with the local model, and
+its load into a collection.
 
 Each document takes one real text as its topic (an nfcorpus abstract or a SQuAD paragraph, drawn at random) and
 each of its chunks draws its words from that text's words (by their frequency in it) or, at a fixed rate, from the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg import sql
+from psycopg.types.json import Jsonb
+from write_variants import CHUNK_COLUMNS, CHUNK_TYPES, EMBEDDING_COLUMNS, MODEL, reserve_ids
 
+from app.db.models import SCHEMA, embedding_partition
 from app.embeddings.local import BUNDLED_MODEL_SHA256, LocalEmbedder
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
@@ -144,3 +152,83 @@ def embed_cached(
     partial.unlink(missing_ok=True)
     done_path.unlink(missing_ok=True)
     return vectors, False
+
+
+def load(
+    url: str, corpus: Corpus, vectors: np.ndarray, name: str, buckets: int, bar: Any
+) -> tuple[int, dict[str, float]]:
+    """Documents, chunks and vectors of CORPUS into a new collection NAME, documents with metadata {"bucket": n %
+    BUCKETS}: HNSW index dropped during the COPY and built
+    after it, then VACUUM ANALYZE. Returns (collection id, seconds per step)."""
+    seconds: dict[str, float] = {}
+    rows = sum(len(chunks) for chunks in corpus.documents)
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        collection_id, language_oid = conn.execute(
+            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
+            "VALUES (%s, 'local', %s, %s) RETURNING id, language::oid",
+            (name, MODEL, vectors.shape[1]),
+        ).fetchone()  # type: ignore[misc]
+        hnsw = sql.Identifier(SCHEMA, f"{embedding_partition(collection_id)}_hnsw")
+        conn.execute(sql.SQL("DROP INDEX {}").format(hnsw))
+        cursor = conn.cursor()
+        start = time.perf_counter()
+        with conn.transaction():
+            task = bar.add_task("COPY documents", total=len(corpus.documents))
+            with cursor.copy(
+                "COPY memora.document (collection_id, id, external_id, title, content, status, metadata) FROM STDIN"
+            ) as copy:
+                for number, chunks in enumerate(corpus.documents, start=1):
+                    meta = Jsonb({"bucket": number % buckets})
+                    copy.write_row((collection_id, number, f"doc-{number}", "", "\n\n".join(chunks), "ready", meta))
+                    bar.advance(task)
+            bar.remove_task(task)
+            ids = reserve_ids(cursor, rows)
+            task = bar.add_task("COPY chunks", total=rows)
+            statement = sql.SQL("COPY memora.chunk ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS))
+            )
+            with cursor.copy(statement) as copy:
+                copy.set_types(CHUNK_TYPES)
+                row = 0
+                for number, chunks in enumerate(corpus.documents, start=1):
+                    offset = 0
+                    for ordinal, text in enumerate(chunks):
+                        digest = hashlib.sha256(text.encode()).digest()
+                        copy.write_row(
+                            (collection_id, ids[row], number, ordinal, text, offset, offset + len(text),
+                             len(text.split()), digest, "", language_oid, Jsonb({}))
+                        )  # fmt: skip
+                        offset += len(text) + 2
+                        row += 1
+                    bar.advance(task, len(chunks))
+            bar.remove_task(task)
+            seconds["COPY documents and chunks"] = time.perf_counter() - start
+            start = time.perf_counter()
+            task = bar.add_task("COPY vectors", total=rows)
+            statement = sql.SQL("COPY memora.embedding ({}) FROM STDIN (FORMAT BINARY)").format(
+                sql.SQL(", ").join(map(sql.Identifier, EMBEDDING_COLUMNS))
+            )
+            with cursor.copy(statement) as copy:
+                copy.set_types(["int8", "int8", "text", "vector"])
+                for row, (chunk_id, vector) in enumerate(zip(ids, vectors, strict=True), start=1):
+                    copy.write_row((collection_id, chunk_id, MODEL, vector))
+                    if row % 1000 == 0:
+                        bar.advance(task, 1000)
+            bar.remove_task(task)
+            seconds["COPY vectors"] = time.perf_counter() - start
+        task = bar.add_task("building the HNSW index", total=None)
+        start = time.perf_counter()
+        conn.execute("SELECT memora.create_collection_index(%s)", (collection_id,))
+        seconds["HNSW index build"] = time.perf_counter() - start
+        bar.remove_task(task)
+        task = bar.add_task("VACUUM ANALYZE", total=None)
+        start = time.perf_counter()
+        conn.execute("VACUUM ANALYZE memora.document, memora.chunk, memora.embedding, memora.term_stats")
+        seconds["VACUUM ANALYZE"] = time.perf_counter() - start
+        bar.remove_task(task)
+        count = conn.execute(
+            "SELECT count(*) FROM memora.embedding WHERE collection_id = %s", (collection_id,)
+        ).fetchone()[0]  # type: ignore[index]
+    assert count == rows, (count, rows)
+    return collection_id, seconds

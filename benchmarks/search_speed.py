@@ -1,21 +1,22 @@
 """Search speed on 100,000 chunks: BM25, HNSW (recall against the exact scan), hybrid, filtered, and over REST.
 
 Loads a corpus of topical bags of real words with all-MiniLM-L6-v2 vectors (benchmarks/search_corpus.py; the
-vectors are computed once, ~30 min here, and cached in benchmarks/.cache/) into a scratch database with the HNSW
-index dropped and rebuilt around the load, then calls memora.search_text / search_vector / search_hybrid over one
-psycopg connection for every query, the functions in a shuffled order per query, and reports latency percentiles
-measured by the client, recall@k of HNSW against search_vector(..., exact => true) for several ef_search, the share
-of filtered queries that still get k rows, and POST /v1/collections/{name}/search through `memora serve` on
-loopback. docs/benchmarks.md describes the data and the figures.
+vectors are computed once, 35-50 min here, and cached in benchmarks/.cache/) into a scratch database with the HNSW
+index dropped and rebuilt around the load. Then, over one psycopg connection: the exact scans of every query, then
+memora.search_text / search_vector / search_hybrid and their filtered forms for every query, in a shuffled order per
+query. Reports latency percentiles measured by the client and the server's CPU per call, recall@k of HNSW against
+search_vector(..., exact => true) for several ef_search (keyword queries and passage-like ones), the share of
+filtered queries that still get k rows, POST /v1/collections/{name}/search through `memora serve` on loopback and,
+with --hnsw-sweep, vector search again with other index parameters. docs/benchmarks.md describes the data and the
+figures.
 
-    .venv/bin/python benchmarks/search_speed.py [--rows 100000] [--queries 300] [--json PATH]
+    .venv/bin/python benchmarks/search_speed.py [--rows 100000] [--queries 300] [--hnsw-sweep 16:200] [--json PATH]
     .venv/bin/python benchmarks/search_speed.py --prepare-only     # compute and cache the vectors, then stop
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
 import time
@@ -39,13 +40,11 @@ from common import (
     write_json,
 )
 from pgvector.psycopg import register_vector
-from psycopg import sql
 from psycopg.types.json import Jsonb
-from search_corpus import Corpus, Generator, embed_cached, read_sources
+from search_corpus import Generator, embed_cached, load, read_sources
 from search_rest import rest_latency
-from write_variants import CHUNK_COLUMNS, CHUNK_TYPES, EMBEDDING_COLUMNS, MODEL, reserve_ids
 
-from app.db.models import SCHEMA, embedding_partition
+from app.db.models import embedding_partition
 
 COLLECTION = "bench-search"
 BUCKETS = 10
@@ -107,83 +106,6 @@ def cases() -> list[Case]:
 
 
 # -- the data --------------------------------------------------------------------------------------------------
-
-
-def load(url: str, corpus: Corpus, vectors: np.ndarray, bar: Any) -> tuple[int, dict[str, float]]:
-    """Documents, chunks and vectors of CORPUS into a new collection: HNSW index dropped during the COPY and built
-    after it, then VACUUM ANALYZE. Returns (collection id, seconds per step)."""
-    seconds: dict[str, float] = {}
-    rows = sum(len(chunks) for chunks in corpus.documents)
-    with psycopg.connect(url, autocommit=True) as conn:
-        register_vector(conn)
-        collection_id, language_oid = conn.execute(
-            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
-            "VALUES (%s, 'local', %s, %s) RETURNING id, language::oid",
-            (COLLECTION, MODEL, vectors.shape[1]),
-        ).fetchone()  # type: ignore[misc]
-        hnsw = sql.Identifier(SCHEMA, f"{embedding_partition(collection_id)}_hnsw")
-        conn.execute(sql.SQL("DROP INDEX {}").format(hnsw))
-        cursor = conn.cursor()
-        start = time.perf_counter()
-        with conn.transaction():
-            task = bar.add_task("COPY documents", total=len(corpus.documents))
-            with cursor.copy(
-                "COPY memora.document (collection_id, id, external_id, title, content, status, metadata) FROM STDIN"
-            ) as copy:
-                for number, chunks in enumerate(corpus.documents, start=1):
-                    meta = Jsonb({"bucket": number % BUCKETS})
-                    copy.write_row((collection_id, number, f"doc-{number}", "", "\n\n".join(chunks), "ready", meta))
-                    bar.advance(task)
-            bar.remove_task(task)
-            ids = reserve_ids(cursor, rows)
-            task = bar.add_task("COPY chunks", total=rows)
-            statement = sql.SQL("COPY memora.chunk ({}) FROM STDIN (FORMAT BINARY)").format(
-                sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS))
-            )
-            with cursor.copy(statement) as copy:
-                copy.set_types(CHUNK_TYPES)
-                row = 0
-                for number, chunks in enumerate(corpus.documents, start=1):
-                    offset = 0
-                    for ordinal, text in enumerate(chunks):
-                        digest = hashlib.sha256(text.encode()).digest()
-                        copy.write_row(
-                            (collection_id, ids[row], number, ordinal, text, offset, offset + len(text),
-                             len(text.split()), digest, "", language_oid, Jsonb({}))
-                        )  # fmt: skip
-                        offset += len(text) + 2
-                        row += 1
-                    bar.advance(task, len(chunks))
-            bar.remove_task(task)
-            seconds["COPY documents and chunks"] = time.perf_counter() - start
-            start = time.perf_counter()
-            task = bar.add_task("COPY vectors", total=rows)
-            statement = sql.SQL("COPY memora.embedding ({}) FROM STDIN (FORMAT BINARY)").format(
-                sql.SQL(", ").join(map(sql.Identifier, EMBEDDING_COLUMNS))
-            )
-            with cursor.copy(statement) as copy:
-                copy.set_types(["int8", "int8", "text", "vector"])
-                for row, (chunk_id, vector) in enumerate(zip(ids, vectors, strict=True), start=1):
-                    copy.write_row((collection_id, chunk_id, MODEL, vector))
-                    if row % 1000 == 0:
-                        bar.advance(task, 1000)
-            bar.remove_task(task)
-            seconds["COPY vectors"] = time.perf_counter() - start
-        task = bar.add_task("building the HNSW index", total=None)
-        start = time.perf_counter()
-        conn.execute("SELECT memora.create_collection_index(%s)", (collection_id,))
-        seconds["HNSW index build"] = time.perf_counter() - start
-        bar.remove_task(task)
-        task = bar.add_task("VACUUM ANALYZE", total=None)
-        start = time.perf_counter()
-        conn.execute("VACUUM ANALYZE memora.document, memora.chunk, memora.embedding, memora.term_stats")
-        seconds["VACUUM ANALYZE"] = time.perf_counter() - start
-        bar.remove_task(task)
-        count = conn.execute(
-            "SELECT count(*) FROM memora.embedding WHERE collection_id = %s", (collection_id,)
-        ).fetchone()[0]  # type: ignore[index]
-    assert count == rows, (count, rows)
-    return collection_id, seconds
 
 
 # -- the measurement -------------------------------------------------------------------------------------------
@@ -443,24 +365,22 @@ def main() -> None:
         facts = {**machine(), **code_version(), **server_facts(db.url), "server": db.server}
         print_facts("Machine and server", facts)
         with progress() as bar:
-            collection_id, load_seconds = load(db.url, corpus, chunk_vectors, bar)
+            collection_id, load_seconds = load(db.url, corpus, chunk_vectors, COLLECTION, BUCKETS, bar)
             console.print(f"loaded: {', '.join(f'{k} {v:.1f} s' for k, v in load_seconds.items())}")
             with psycopg.connect(db.url, autocommit=True, application_name="memora-bench") as conn:
                 register_vector(conn)
-                run(conn, all_cases, warmup, warmup_vectors, warmup_passages, args.k, args.seed, bar, "warm-up")
+                # The exact scans (the reference for recall) apart, before the rest: interleaved, their reads of
+                # every vector would push the index out of the CPU caches before each search measured.
+                exact = [c for c in all_cases if c.name.startswith(("exact", "filtered exact"))]
+                searches = [c for c in all_cases if c not in exact]
+                warm = (warmup, warmup_vectors, warmup_passages, args.k, args.seed, bar, "warm-up")
+                timed = (measured, measured_vectors, measured_passages, args.k, args.seed + 1, bar)
+                run(conn, exact, *warm)
                 load_before = [round(x, 2) for x in os.getloadavg()]
                 timing_started = time.perf_counter()
-                raw = run(
-                    conn,
-                    all_cases,
-                    measured,
-                    measured_vectors,
-                    measured_passages,
-                    args.k,
-                    args.seed + 1,
-                    bar,
-                    "measuring",
-                )
+                raw = run(conn, exact, *timed, "measuring exact scans")
+                run(conn, searches, *warm)
+                raw |= run(conn, searches, *timed, "measuring searches")
                 timing = {
                     "seconds": time.perf_counter() - timing_started,
                     "load_average_before": load_before,
