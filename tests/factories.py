@@ -68,9 +68,9 @@ def make_dataset(db: Session, **overrides: Any) -> Dataset:
 def make_example(db: Session, dataset: Dataset, **overrides: Any) -> Example:
     n = next(_seq)
     values: dict[str, Any] = {
+        "format": "classification",
         "input": {"text": f"example {n}"},
         "label": "ham",
-        "content_hash": hashlib.sha256(f"example {n}".encode()).digest(),
     }
     example = Example(dataset_id=dataset.id, **(values | overrides))
     db.add(example)

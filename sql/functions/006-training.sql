@@ -1,0 +1,260 @@
+-- Training data: the rules every labeled example follows, whoever writes it (the REST API, `memora import`, psql).
+--
+-- An example's content never changes once stored (a changed example is a new one), so a snapshot can hold
+-- (example id, content hash, split) and read the same rows forever. Its split is a function of its normalised
+-- text, the dataset's seed and ratios; its seq numbers it densely within the dataset for paging and shuffling.
+
+
+CREATE OR REPLACE FUNCTION memora.example_text(format text, input jsonb, output jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Chat: what the user and the assistant say, without the system prompt that most conversations share.
+    -- Everything else: every string in input and output, in jsonb's (stable) order.
+    SELECT CASE WHEN format = 'chat' THEN (
+        SELECT string_agg(coalesce(m ->> 'content', m -> 'content' #>> '{}', ''), E'\n')
+        FROM jsonb_array_elements(input -> 'messages') AS m
+        WHERE m ->> 'role' IS DISTINCT FROM 'system'
+    ) ELSE (
+        SELECT string_agg(v #>> '{}', E'\n')
+        FROM jsonb_path_query(jsonb_build_array(input, output), 'strict $.**') AS v
+        WHERE jsonb_typeof(v) = 'string'
+    ) END
+$$;
+
+COMMENT ON FUNCTION memora.example_text(text, jsonb, jsonb) IS
+    'The text of an example: what near-duplicate search embeds and, normalised, what text_hash hashes.';
+
+
+CREATE OR REPLACE FUNCTION memora.text_hash(format text, input jsonb, output jsonb, label text, labels text[])
+RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Case and runs of white space do not make two examples different; the label does.
+    SELECT sha256(convert_to(
+        btrim(regexp_replace(lower(coalesce(memora.example_text(format, input, output), '')), '\s+', ' ', 'g'))
+        || E'\x1f' || coalesce(label, '') || E'\x1f' || coalesce(array_to_string(labels, E'\x1e'), ''),
+        'UTF8'
+    ))
+$$;
+
+COMMENT ON FUNCTION memora.text_hash(text, jsonb, jsonb, text, text[]) IS
+    'SHA-256 of an example''s normalised text and labels: exact duplicates share it, and it keys the split.';
+
+
+CREATE OR REPLACE FUNCTION memora.example_hash(
+    input jsonb, output jsonb, label text, labels text[],
+    input_ids integer[], attention_mask integer[], token_type_ids integer[],
+    start_positions integer[], end_positions integer[]
+)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- jsonb's text form is canonical (keys sorted, one spelling per number), so equal content hashes equally.
+    SELECT sha256(convert_to(jsonb_build_array(
+        input, output, label, labels, input_ids, attention_mask, token_type_ids, start_positions, end_positions
+    )::text, 'UTF8'))
+$$;
+
+COMMENT ON FUNCTION memora.example_hash(jsonb, jsonb, text, text[], integer[], integer[], integer[], integer[],
+    integer[]) IS 'SHA-256 of all of an example''s content: the same example imported twice is stored once.';
+
+
+CREATE OR REPLACE FUNCTION memora.split_of(key bytea, seed integer, ratios jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- A point u in [0, 1) from 56 bits of SHA-256(seed || key), placed on the ratios laid end to end in the
+    -- order train, validation, test. Ratios are shares of their sum, so {"train": 8, "test": 2} works too.
+    SELECT CASE
+        WHEN key IS NULL OR seed IS NULL OR total <= 0 THEN NULL
+        WHEN u * total < train THEN 'train'
+        WHEN u * total < train + validation THEN 'validation'
+        WHEN test > 0 THEN 'test'
+        WHEN validation > 0 THEN 'validation'
+        ELSE 'train'
+    END
+    FROM (
+        SELECT ('x' || encode(substr(sha256(int4send(seed) || key), 1, 7), 'hex'))::bit(56)::bigint
+               / 72057594037927936.0::float8 AS u,
+               coalesce((ratios ->> 'train')::float8, 0) AS train,
+               coalesce((ratios ->> 'validation')::float8, 0) AS validation,
+               coalesce((ratios ->> 'test')::float8, 0) AS test,
+               coalesce((ratios ->> 'train')::float8, 0) + coalesce((ratios ->> 'validation')::float8, 0)
+               + coalesce((ratios ->> 'test')::float8, 0) AS total
+    ) p
+$$;
+
+COMMENT ON FUNCTION memora.split_of(bytea, integer, jsonb) IS
+    'The split (train, validation or test) that KEY falls in under SEED and RATIOS; deterministic.';
+
+
+CREATE OR REPLACE FUNCTION memora.example_before_insert()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rule memora.dataset;
+BEGIN
+    -- The app fills every column itself (one statement per batch); this serves rows written from psql.
+    IF NEW.content_hash IS NULL THEN
+        NEW.content_hash := memora.example_hash(
+            NEW.input, NEW.output, NEW.label, NEW.labels, NEW.input_ids, NEW.attention_mask, NEW.token_type_ids,
+            NEW.start_positions, NEW.end_positions);
+    END IF;
+    IF NEW.text_hash IS NULL THEN
+        NEW.text_hash := memora.text_hash(NEW.format, NEW.input, NEW.output, NEW.label, NEW.labels);
+    END IF;
+    IF NEW.seq IS NULL OR NEW.split IS NULL THEN
+        UPDATE memora.dataset SET next_seq = next_seq + (NEW.seq IS NULL)::int
+        WHERE id = NEW.dataset_id
+        RETURNING * INTO rule;
+        IF NEW.seq IS NULL THEN
+            NEW.seq := rule.next_seq - 1;
+        END IF;
+        IF NEW.split IS NULL THEN
+            NEW.split := memora.split_of(NEW.text_hash, rule.split_seed, rule.split_ratios);
+        END IF;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER example_before_insert
+    BEFORE INSERT ON memora.example
+    FOR EACH ROW EXECUTE FUNCTION memora.example_before_insert();
+
+
+CREATE OR REPLACE FUNCTION memora.example_immutable()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Split, tombstone, token count, embedding and provenance may change; the content may not.
+    IF (NEW.dataset_id, NEW.id, NEW.seq, NEW.format, NEW.input, NEW.output, NEW.label, NEW.labels, NEW.metadata,
+        NEW.content_hash, NEW.text_hash, NEW.input_ids, NEW.attention_mask, NEW.token_type_ids,
+        NEW.start_positions, NEW.end_positions)
+       IS DISTINCT FROM
+       (OLD.dataset_id, OLD.id, OLD.seq, OLD.format, OLD.input, OLD.output, OLD.label, OLD.labels, OLD.metadata,
+        OLD.content_hash, OLD.text_hash, OLD.input_ids, OLD.attention_mask, OLD.token_type_ids,
+        OLD.start_positions, OLD.end_positions) THEN
+        RAISE EXCEPTION 'example % of dataset % is immutable: add the changed example as a new one',
+            OLD.id, OLD.dataset_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER example_immutable
+    BEFORE UPDATE ON memora.example
+    FOR EACH ROW EXECUTE FUNCTION memora.example_immutable();
+
+
+CREATE OR REPLACE FUNCTION memora.snapshot_frozen()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        RAISE EXCEPTION 'snapshots are immutable' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    -- DELETE: only as part of deleting the snapshot itself (the cascade from memora.snapshot).
+    IF EXISTS (SELECT FROM old_rows o JOIN memora.snapshot s ON s.id = o.snapshot_id) THEN
+        RAISE EXCEPTION 'snapshots are immutable: delete the snapshot, not its rows'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER snapshot_example_no_update
+    BEFORE UPDATE ON memora.snapshot_example
+    FOR EACH STATEMENT EXECUTE FUNCTION memora.snapshot_frozen();
+
+CREATE OR REPLACE TRIGGER snapshot_example_no_delete
+    AFTER DELETE ON memora.snapshot_example
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION memora.snapshot_frozen();
+
+
+CREATE OR REPLACE FUNCTION memora.create_snapshot(dataset text, name text, description text DEFAULT '')
+RETURNS memora.snapshot
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ds memora.dataset;
+    snap memora.snapshot;
+BEGIN
+    -- FOR SHARE: examples being imported into this dataset right now are either all in or all out.
+    SELECT * INTO ds FROM memora.dataset d WHERE d.name = create_snapshot.dataset FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dataset % does not exist', dataset USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO memora.snapshot (dataset_id, name, description, examples, split_counts)
+    VALUES (ds.id, create_snapshot.name, coalesce(create_snapshot.description, ''), 0, '{}')
+    RETURNING * INTO snap;
+    INSERT INTO memora.snapshot_example (snapshot_id, seq, dataset_id, example_id, content_hash, split)
+    SELECT snap.id, row_number() OVER (ORDER BY e.seq) - 1, e.dataset_id, e.id, e.content_hash, e.split
+    FROM memora.example e
+    WHERE e.dataset_id = ds.id AND e.deleted_at IS NULL;
+    UPDATE memora.snapshot s
+    SET examples = c.examples, split_counts = c.split_counts
+    FROM (
+        SELECT coalesce(sum(n), 0) AS examples, coalesce(jsonb_object_agg(coalesce(split, 'none'), n), '{}') AS split_counts
+        FROM (SELECT split, count(*) AS n FROM memora.snapshot_example WHERE snapshot_id = snap.id GROUP BY split) g
+    ) c
+    WHERE s.id = snap.id
+    RETURNING s.* INTO snap;
+    RETURN snap;
+END
+$$;
+
+COMMENT ON FUNCTION memora.create_snapshot(text, text, text) IS
+    'Freeze the live examples of DATASET (ids, content hashes, splits) as snapshot NAME; returns the snapshot.';
+
+
+CREATE OR REPLACE FUNCTION memora.shuffle_position(i bigint, n bigint, seed bigint)
+RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    half_bits int := greatest(1, (ceil(log(2, greatest(n, 2)::numeric)) + 1)::int / 2);
+    mask bigint := (1::bigint << half_bits) - 1;
+    x bigint := i;
+    l bigint;
+    r bigint;
+    t bigint;
+BEGIN
+    -- A pseudo-random permutation of [0, n): a four-round Feistel network on 2 * half_bits bits, walked in
+    -- cycles until it lands inside [0, n) (at most 4n domain points, so a few steps on average). Position i of
+    -- the shuffled order is memora.shuffle_position(i, n, seed); no table is sorted.
+    IF i < 0 OR i >= n THEN
+        RAISE EXCEPTION 'position % is outside [0, %)', i, n USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        l := x >> half_bits;
+        r := x & mask;
+        FOR k IN 1..4 LOOP
+            t := r;
+            r := l # (hashint8extended(r, seed + k) & mask);
+            l := t;
+        END LOOP;
+        x := (l << half_bits) | r;
+        EXIT WHEN x < n;
+    END LOOP;
+    RETURN x;
+END
+$$;
+
+COMMENT ON FUNCTION memora.shuffle_position(bigint, bigint, bigint) IS
+    'The element at position I of a deterministic pseudo-random permutation of [0, N) chosen by SEED.';
