@@ -18,6 +18,7 @@ from app.db import migrate
 from app.db.embedded import EmbeddedPostgres, bin_dir
 from app.db.engine import database_url, libpq_url
 from app.errors import AppError
+from app.training import cli as training_cli
 
 cli = typer.Typer(
     help="Memora: documents, embeddings and training data in PostgreSQL + pgvector.",
@@ -29,6 +30,7 @@ db_cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.
 cli.add_typer(db_cli, name="db")
 collection_cli = typer.Typer(help="Collections of documents.", no_args_is_help=True)
 cli.add_typer(collection_cli, name="collection")
+training_cli.register(cli)
 
 log = logging.getLogger("memora")
 

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Most documents one POST .../documents may carry."
     )
 
+    # Training data.
+    max_import_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=1024,
+        description="Largest file one dataset import may send, in bytes; it is spooled to disk, never held in memory.",
+    )
+    max_examples_per_request: int = Field(
+        default=10_000, ge=1, description="Most examples one POST .../examples (JSON) may carry."
+    )
+
     # Search.
     search_max_k: int = Field(
         default=100, ge=1, le=1000, description="Most results one search may ask for (k); the SQL functions allow 1000."

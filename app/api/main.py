@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.api.routes import collections, documents, health, search
+from app.api.routes import collections, dataset_quality, datasets, documents, exports, health, search, snapshots
 from app.api.schemas import ErrorResponse
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(collections.router)
     app.include_router(documents.router)
     app.include_router(search.router)
+    app.include_router(datasets.router)
+    app.include_router(dataset_quality.router)
+    app.include_router(snapshots.router)
+    app.include_router(exports.router)
     return app
 
 

@@ -1,0 +1,191 @@
+"""/v1/datasets: datasets of labeled examples; examples in (JSON or streamed file imports), listed, read, deleted."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import IO, Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from app.api.deps import SessionDep, SettingsDep
+from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.training import importer, repository, service
+from app.training.importer import Importer
+from app.training.schemas import (
+    DatasetCreate,
+    DatasetOut,
+    ExampleOut,
+    ExamplePage,
+    Format,
+    ImportMode,
+    ImportReport,
+    LabelCount,
+    SplitName,
+)
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+ModeQuery = Annotated[
+    ImportMode, Query(description="strict: any bad record and nothing is stored; skip: store the good ones")
+]
+FormatQuery = Annotated[Format | None, Query(description="The records' format; unset: recognised per record")]
+ModelQuery = Annotated[
+    str | None, Query(max_length=200, description="Target model: its tokenizer and context limit (gpt-4o-mini)")
+]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+def create_dataset(body: DatasetCreate, db: SessionDep) -> DatasetOut:
+    return service.describe(db, [service.create(db, body)])[0]
+
+
+@router.get("", response_model=list[DatasetOut])
+def list_datasets(db: SessionDep) -> list[DatasetOut]:
+    return service.describe(db, repository.all_datasets(db))
+
+
+@router.get("/{name}", response_model=DatasetOut)
+def get_dataset(name: str, db: SessionDep) -> DatasetOut:
+    return service.describe(db, [service.get(db, name)])[0]
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_dataset(name: str, db: SessionDep) -> Response:
+    """Delete a dataset with its examples and snapshots."""
+    service.delete_dataset(db, name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=ImportReport)
+async def add_examples(
+    name: str,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    mode: ModeQuery = "strict",
+    format: FormatQuery = None,
+    model: ModelQuery = None,
+) -> ImportReport:
+    """Add one example (a JSON object) or many (an array) in any format; the report says what was stored."""
+    body = await _read_json(request, settings.max_upload_bytes)
+    if isinstance(body, list) and len(body) > settings.max_examples_per_request:
+        raise PayloadTooLargeError(
+            f"{len(body)} examples in one request; the limit is {settings.max_examples_per_request} "
+            "(import a file for more)"
+        )
+    return await run_in_threadpool(_import, db, name, importer.records_of(body), mode, format, model)
+
+
+@router.post("/{name}/import", response_model=ImportReport)
+async def import_file(
+    name: str,
+    request: Request,
+    db: SessionDep,
+    settings: SettingsDep,
+    mode: ModeQuery = "skip",
+    format: FormatQuery = None,
+    model: ModelQuery = None,
+) -> ImportReport:
+    """Import a JSONL, CSV or SQuAD JSON file, sent as the body or as the multipart field `file`.
+
+    The file is streamed to disk (never held in memory) and read a record at a time. Records already in the
+    dataset are counted as duplicates and not stored again.
+    """
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    with tempfile.TemporaryFile() as spool:
+        if media_type == "multipart/form-data":
+            filename, media_type = await _spool_form(request, spool, settings.max_import_bytes)
+        else:
+            filename = None
+            await _spool_body(request, spool, settings.max_import_bytes)
+        kind = importer.file_kind(filename, media_type)
+        spool.seek(0)
+        return await run_in_threadpool(_import, db, name, importer.read(spool, kind, format), mode, format, model)
+
+
+@router.get("/{name}/examples", response_model=ExamplePage)
+def list_examples(
+    name: str,
+    db: SessionDep,
+    split: SplitName | None = None,
+    label: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> ExamplePage:
+    """Live examples in seq order, a page at a time (keyset pagination)."""
+    items, next_cursor = service.page(db, service.get(db, name), limit=limit, cursor=cursor, split=split, label=label)
+    return ExamplePage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{name}/examples/{example_id}", response_model=ExampleOut)
+def get_example(name: str, example_id: int, db: SessionDep) -> ExampleOut:
+    return service.one(db, service.get(db, name), example_id)
+
+
+@router.delete("/{name}/examples/{example_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_example(name: str, example_id: int, db: SessionDep) -> Response:
+    """Remove an example from the live dataset; snapshots that hold it still read it."""
+    service.remove_example(db, service.get(db, name), example_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{name}/labels", response_model=list[LabelCount])
+def label_counts(name: str, db: SessionDep, split: SplitName | None = None) -> list[LabelCount]:
+    """Live examples per label, most frequent first."""
+    rows = repository.label_counts(db, service.get(db, name), split)
+    return [LabelCount(label=label, count=count) for label, count in rows]
+
+
+def _import(db: Session, name: str, records: Any, mode: Any, format: str | None, model: str | None) -> ImportReport:
+    job = Importer(db, service.get(db, name, lock=False), mode=mode, format=format, model=model)
+    job.add(records)
+    return job.finish()
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise UnsupportedMediaTypeError(
+            f"content type {kind or '(none)'!r} is not accepted: send application/json (files go to .../import)"
+        )
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(
+            f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
+        ) from None
+
+
+async def _spool_body(request: Request, spool: IO[bytes], limit: int) -> None:
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(f"file exceeds the limit of {limit} bytes (MEMORA_MAX_IMPORT_BYTES)")
+        spool.write(part)
+
+
+async def _spool_form(request: Request, spool: IO[bytes], limit: int) -> tuple[str | None, str | None]:
+    async with request.form(max_files=1, max_part_size=limit) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInputError(
+                "file: a multipart import needs its file in the field 'file'",
+                details=[{"field": "file", "reason": "is required"}],
+            )
+        size = 0
+        while part := await upload.read(1 << 20):
+            size += len(part)
+            if size > limit:
+                raise PayloadTooLargeError(f"file exceeds the limit of {limit} bytes (MEMORA_MAX_IMPORT_BYTES)")
+            spool.write(part)
+        return upload.filename, upload.content_type

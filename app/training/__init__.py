@@ -1,0 +1,1 @@
+"""Training data: datasets of labeled examples, their splits, snapshots, exports and batches."""

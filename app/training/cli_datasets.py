@@ -1,0 +1,140 @@
+"""`memora dataset create | list | delete | import`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.training.cli import dataset_cli
+from app.training.schemas import DatasetCreate, ImportReport
+
+
+def _session(ctx: typer.Context) -> Session:
+    from app.db.engine import make_engine
+
+    settings: Settings = ctx.obj
+    return Session(make_engine(settings, "cli"))
+
+
+@dataset_cli.command("create")
+def create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    task: Annotated[str, typer.Option(help="chat | completion | classification | pairs | triplets | qa | custom")],
+    description: Annotated[str, typer.Option(help="What the dataset is for.")] = "",
+    train: Annotated[float, typer.Option(help="Share of the train split.")] = 0.8,
+    validation: Annotated[float, typer.Option(help="Share of the validation split.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Share of the test split.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+) -> None:  # fmt: skip
+    """Create a dataset."""
+    from app.training import service
+
+    body = DatasetCreate.model_validate(
+        {"name": name, "task": task, "description": description,
+         "split": {"ratios": {"train": train, "validation": validation, "test": test}, "seed": seed}}
+    )  # fmt: skip
+    with _session(ctx) as db, db.begin():
+        created = service.create(db, body)
+    typer.echo(f"created {created.name} ({created.task})")
+
+
+@dataset_cli.command("list")
+def list_datasets(ctx: typer.Context) -> None:
+    """List datasets with their examples by split."""
+    from app.training import repository, service
+
+    with _session(ctx) as db:
+        for out in service.describe(db, repository.all_datasets(db)):
+            splits = ", ".join(f"{k} {v}" for k, v in sorted(out.split_counts.items())) or "empty"
+            typer.echo(f"{out.name}\t{out.task}\t{out.examples} examples ({splits})\t{out.snapshots} snapshots")
+
+
+@dataset_cli.command("delete")
+def delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
+    """Delete a dataset with its examples and snapshots."""
+    from app.training import service
+
+    with _session(ctx) as db, db.begin():
+        service.delete_dataset(db, name)
+    typer.echo(f"deleted {name}")
+
+
+@dataset_cli.command("import")
+def import_files(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset to import into.")],
+    files: Annotated[list[Path], typer.Argument(help="JSONL, CSV or SQuAD JSON files.", exists=True, dir_okay=False)],
+    mode: Annotated[str, typer.Option(help="strict: any bad record and nothing is stored; skip: store the good ones")]
+    = "skip",
+    format: Annotated[str | None, typer.Option(help="The records' format; default: recognised per record.")] = None,
+    model: Annotated[str | None, typer.Option(help="Target model: tokenizer and context limit.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+) -> None:  # fmt: skip
+    """Import examples from files, each in one transaction, with a progress bar over the bytes read."""
+    from app.errors import AppError, InvalidInputError
+    from app.training import importer, service
+    from app.training.importer import Importer
+
+    if mode not in ("strict", "skip"):
+        raise InvalidInputError(f"--mode: must be strict or skip, not {mode!r}")
+    console = Console(stderr=True)
+    reports: dict[str, object] = {}
+    failed = False
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with _session(ctx) as db, Progress(*columns, console=console, disable=as_json) as progress:
+        for path in files:
+            kind = importer.file_kind(path.name, None)
+            with db.begin(), progress.open(path, "rb", description=path.name) as stream:
+                job = Importer(db, service.get(db, name), mode=mode, format=format, model=model)  # type: ignore[arg-type]
+                job.add(importer.read(stream, kind, format))  # type: ignore[arg-type]
+                try:
+                    report = job.finish()
+                except AppError as exc:
+                    failed = True
+                    report = ImportReport.model_validate(exc.details)
+                    console.print(f"[red]{path.name}: {exc.message}")
+            reports[str(path)] = report.model_dump()
+            if not as_json:
+                _print_report(console, path.name, report)
+    if as_json:
+        typer.echo(json.dumps(reports, indent=2))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _print_report(console: Console, title: str, report: ImportReport) -> None:
+    table = Table(title=title, show_header=False)
+    table.add_row("records", str(report.received))
+    table.add_row("stored", str(report.stored))
+    table.add_row("duplicates", str(report.duplicates))
+    table.add_row("invalid", str(report.invalid))
+    if report.formats:
+        table.add_row("formats", ", ".join(f"{k} {v}" for k, v in report.formats.items()))
+    if report.label_counts:
+        labels = list(report.label_counts.items())
+        shown = ", ".join(f"{k} {v}" for k, v in labels[:10]) + (
+            f" (+{len(labels) - 10} more)" if len(labels) > 10 else ""
+        )
+        table.add_row("labels", shown)
+    if report.tokens is not None:
+        t = report.tokens
+        exact = "" if report.token_counts_exact else " (estimated)"
+        table.add_row("tokens/example", f"min {t.min}, mean {t.mean}, p95 {t.p95}, max {t.max}{exact}")
+        table.add_row("tokens/epoch", f"{report.estimated_epoch_tokens:,}")
+    console.print(table)
+    for problem in report.problems[:20]:
+        where = f"line {problem.line}" if problem.line is not None else ""
+        where += f" {problem.field}" if problem.field else ""
+        console.print(f"  [yellow]{where.strip()}[/]: {problem.reason}")
+    if report.problems_total > 20:
+        console.print(f"  ... {report.problems_total - 20} more problems (--json shows up to 1,000)")

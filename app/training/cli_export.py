@@ -1,0 +1,3 @@
+"""Commands of `memora` (being written); registered by app/training/cli.py."""
+
+from __future__ import annotations

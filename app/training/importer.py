@@ -1,0 +1,414 @@
+"""Examples in, by the hundred thousand: read JSONL, CSV or SQuAD JSON as a stream, validate every record, and
+write the good ones with COPY, all in one transaction.
+
+Records are validated in Python (app/training/formats.py) and staged in batches in a temporary table; one
+INSERT ... SELECT per batch hashes them in SQL (memora.example_hash, memora.text_hash: the same functions a psql
+user's INSERT runs), drops the ones the dataset has already, numbers the rest from dataset.next_seq and assigns
+their split. In strict mode the first bad record stops the writing (the rest are still read, so the report names
+every problem) and the import's savepoint is rolled back: the dataset is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal
+
+import numpy as np
+from psycopg.types.json import Jsonb
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.engine import compose
+from app.db.models import Collection, Dataset, Document
+from app.errors import InvalidInputError, UnsupportedMediaTypeError
+from app.training import formats, repository, tokens
+from app.training.formats import ExampleRow, Problem
+from app.training.schemas import ImportReport, TokenStats
+
+FileKind = Literal["jsonl", "csv", "json"]
+_SourceIds = tuple[int, int | None, int | None]  # collection, document, chunk
+BATCH = 5_000
+MAX_PROBLEMS = 1_000
+
+# What a file's name or content type says it is.
+SUFFIXES: dict[str, FileKind] = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".json": "json"}
+MEDIA_TYPES: dict[str, FileKind] = {
+    "application/jsonl": "jsonl",
+    "application/x-ndjson": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/jsonlines": "jsonl",
+    "text/csv": "csv",
+    "application/json": "json",
+}
+
+_COLUMNS = (
+    "ord",
+    "format",
+    "input",
+    "output",
+    "label",
+    "labels",
+    "input_ids",
+    "attention_mask",
+    "token_type_ids",
+    "start_positions",
+    "end_positions",
+    "metadata",
+    "token_count",
+    "source_collection_id",
+    "source_document_id",
+    "source_chunk_id",
+)
+
+_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS memora_import (
+    ord bigint, format text, input jsonb, output jsonb, label text, labels text[], input_ids integer[],
+    attention_mask integer[], token_type_ids integer[], start_positions integer[], end_positions integer[],
+    metadata jsonb, token_count integer, source_collection_id bigint, source_document_id bigint,
+    source_chunk_id bigint
+) ON COMMIT DROP;
+TRUNCATE memora_import
+"""
+
+# One batch from the stage into the dataset. New content only (a live example with the same content_hash makes
+# a record a duplicate, and so does an earlier one of the batch); a tombstone with that content comes back to life.
+_INSERT = """
+WITH staged AS (
+    SELECT s.*, {}(s.input, s.output, s.label, s.labels, s.input_ids, s.attention_mask, s.token_type_ids,
+                   s.start_positions, s.end_positions) AS content_hash,
+           {}(s.format, s.input, s.output, s.label, s.labels) AS text_hash
+    FROM memora_import s
+), fresh AS (
+    SELECT DISTINCT ON (content_hash) *
+    FROM staged s
+    WHERE NOT EXISTS (
+        SELECT FROM {} e
+        WHERE e.dataset_id = %(dataset)s AND e.content_hash = s.content_hash AND e.deleted_at IS NULL
+    )
+    ORDER BY content_hash, ord
+), numbered AS (
+    SELECT *, row_number() OVER (ORDER BY ord) - 1 AS i FROM fresh
+), reserved AS (
+    UPDATE {} SET next_seq = next_seq + (SELECT count(*) FROM numbered)
+    WHERE id = %(dataset)s
+    RETURNING next_seq - (SELECT count(*) FROM numbered) AS base, split_seed, split_ratios
+)
+INSERT INTO {} AS e (
+    dataset_id, seq, format, split, input, output, label, labels, input_ids, attention_mask, token_type_ids,
+    start_positions, end_positions, metadata, token_count, content_hash, text_hash,
+    source_collection_id, source_document_id, source_chunk_id
+)
+SELECT %(dataset)s, r.base + n.i, n.format, {}(n.text_hash, r.split_seed, r.split_ratios), n.input, n.output,
+       n.label, n.labels, n.input_ids, n.attention_mask, n.token_type_ids, n.start_positions, n.end_positions,
+       n.metadata, n.token_count, n.content_hash, n.text_hash,
+       n.source_collection_id, n.source_document_id, n.source_chunk_id
+FROM numbered n CROSS JOIN reserved r
+ON CONFLICT (dataset_id, content_hash) DO UPDATE SET deleted_at = NULL WHERE e.deleted_at IS NOT NULL
+"""
+
+
+@dataclass
+class _Tally:
+    """What the valid records add up to, kept in constant memory per record (an int32 per token count)."""
+
+    formats: Counter[str] = field(default_factory=Counter)
+    labels: Counter[str] = field(default_factory=Counter)
+    token_counts: array[int] = field(default_factory=lambda: array("i"))
+
+    def add(self, row: ExampleRow) -> None:
+        self.formats[row.format] += 1
+        if row.label is not None:
+            self.labels[row.label] += 1
+        for label in row.labels or ():
+            self.labels[label] += 1
+        if row.token_count is not None:
+            self.token_counts.append(row.token_count)
+
+    def token_stats(self) -> TokenStats | None:
+        if not self.token_counts:
+            return None
+        counts = np.frombuffer(self.token_counts, dtype=np.int32)
+        return TokenStats(
+            min=int(counts.min()),
+            mean=round(float(counts.mean()), 1),
+            p95=int(np.percentile(counts, 95, method="nearest")),
+            max=int(counts.max()),
+        )
+
+
+class Importer:
+    """Validate and store records into one dataset; feed it with add(), then call finish() for the report."""
+
+    def __init__(
+        self,
+        db: Session,
+        dataset: Dataset,
+        *,
+        mode: Literal["strict", "skip"] = "skip",
+        format: str | None = None,
+        model: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.db, self.dataset, self.mode, self.format, self.model = db, dataset, mode, format, model
+        self.progress = progress
+        self.received = self.stored = self.invalid = self.problems_total = 0
+        self.problems: list[Problem] = []
+        self.tally = _Tally()
+        self._batch: list[tuple[Any, ...]] = []
+        self._sources: dict[tuple[str, str | None], tuple[int, int | None] | None] = {}
+        self._savepoint = db.begin_nested()
+        conn = db.connection()
+        self._driver = conn.connection.driver_connection
+        self._insert = compose(conn, _INSERT, "example_hash", "text_hash", "example", "dataset", "example", "split_of")
+        conn.exec_driver_sql(_STAGE)
+
+    def add(self, records: Iterable[tuple[int | None, str, Any]]) -> None:
+        """Records as (line, field prefix, parsed JSON or a Problem for a line that could not be parsed)."""
+        for line, prefix, record in records:
+            self.received += 1
+            if isinstance(record, Problem):
+                self._reject([record])
+                continue
+            parsed = formats.parse_record(record, self.format, line=line, model=self.model)
+            if isinstance(parsed, list):
+                self._reject([_prefixed(p, prefix) for p in parsed])
+                continue
+            source = self._source(parsed, line, prefix)
+            if isinstance(source, Problem):
+                self._reject([source])
+                continue
+            self.tally.add(parsed)
+            if self.mode == "strict" and self.invalid:
+                continue  # nothing more will be stored; keep reading to report every problem
+            self._batch.append(_stage_row(self.received, parsed, source))
+            if len(self._batch) >= BATCH:
+                self._flush()
+            if self.progress is not None and self.received % 1000 == 0:
+                self.progress(1000)
+
+    def finish(self) -> ImportReport:
+        """Write what is left and commit the import's savepoint, or roll it back: in strict mode when any record
+        was bad (the report then comes back as a 422)."""
+        failed = self.mode == "strict" and self.invalid > 0
+        if not failed:
+            self._flush()
+        if failed or (self.received and self.invalid == self.received):
+            self._savepoint.rollback()
+        else:
+            self._savepoint.commit()
+        report = self.report()
+        if failed:
+            raise InvalidInputError(
+                f"{self.invalid} of {self.received} records are invalid; strict mode stored none "
+                f"(first: {_describe(self.problems[0])})",
+                details=report.model_dump(),
+            )
+        if self.received and self.invalid == self.received:
+            raise InvalidInputError(
+                f"none of the {self.received} records is valid (first: {_describe(self.problems[0])})",
+                details=report.model_dump(),
+            )
+        return report
+
+    def report(self) -> ImportReport:
+        stored = 0 if (self.mode == "strict" and self.invalid) else self.stored
+        valid = self.received - self.invalid
+        epoch = int(np.frombuffer(self.tally.token_counts, dtype=np.int32).sum(dtype=np.int64))
+        return ImportReport(
+            mode=self.mode,
+            received=self.received,
+            stored=stored,
+            duplicates=valid - self.stored if not (self.mode == "strict" and self.invalid) else 0,
+            invalid=self.invalid,
+            problems=[p.to_dict() for p in self.problems],  # type: ignore[misc]
+            problems_total=self.problems_total,
+            formats=dict(self.tally.formats),
+            label_counts=dict(self.tally.labels.most_common()),
+            tokens=self.tally.token_stats(),
+            estimated_epoch_tokens=epoch,
+            token_counts_exact=tokens.EXACT,
+        )
+
+    def _reject(self, problems: list[Problem]) -> None:
+        self.invalid += 1
+        self.problems_total += len(problems)
+        room = MAX_PROBLEMS - len(self.problems)
+        if room > 0:
+            self.problems += problems[:room]
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        with self._driver.cursor() as cursor:
+            with cursor.copy(f"COPY memora_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                for row in self._batch:
+                    copy.write_row(row)
+            cursor.execute(self._insert, {"dataset": self.dataset.id})
+            self.stored += cursor.rowcount
+            cursor.execute("TRUNCATE memora_import")
+        self._batch.clear()
+
+    def _source(
+        self, row: ExampleRow, line: int | None, prefix: str
+    ) -> tuple[int, int | None, int | None] | Problem | None:
+        """The (collection, document, chunk) ids a record's "source" names: {"collection", "external_id"?,
+        "chunk_id"?}."""
+        if row.source is None:
+            return None
+        where = f"{prefix}.source" if prefix else "source"
+        collection, external_id, chunk_id = (row.source.get(k) for k in ("collection", "external_id", "chunk_id"))
+        if not isinstance(collection, str):
+            return Problem(line, f"{where}.collection", "is required (the name of a collection) and must be a string")
+        if external_id is not None and not isinstance(external_id, str):
+            return Problem(line, f"{where}.external_id", "must be a string")
+        if chunk_id is not None and (not isinstance(chunk_id, int) or isinstance(chunk_id, bool)):
+            return Problem(line, f"{where}.chunk_id", "must be an integer")
+        key = (collection, external_id)
+        if key not in self._sources:
+            self._sources[key] = _lookup_source(self.db, collection, external_id)
+        found = self._sources[key]
+        if found is None:
+            what = f"document {external_id!r} in " if external_id is not None else ""
+            return Problem(line, f"{where}", f"there is no {what}collection {collection!r}")
+        collection_id, document_id = found
+        if chunk_id is not None:
+            chunk_document = repository.chunk_document(self.db, collection_id, chunk_id)
+            if chunk_document is None or (document_id is not None and chunk_document != document_id):
+                return Problem(
+                    line,
+                    f"{where}.chunk_id",
+                    f"there is no chunk {chunk_id} in that {'document' if document_id else 'collection'}",
+                )
+            document_id = chunk_document
+        return collection_id, document_id, chunk_id
+
+
+def _lookup_source(db: Session, collection: str, external_id: str | None) -> tuple[int, int | None] | None:
+    collection_id = db.scalar(select(Collection.id).where(Collection.name == collection))
+    if collection_id is None:
+        return None
+    if external_id is None:
+        return collection_id, None
+    document_id = db.scalar(
+        select(Document.id).where(Document.collection_id == collection_id, Document.external_id == external_id)
+    )
+    return None if document_id is None else (collection_id, document_id)
+
+
+def _stage_row(ord_: int, row: ExampleRow, source: _SourceIds | None) -> tuple[Any, ...]:
+    return (
+        ord_,
+        row.format,
+        Jsonb(row.input),
+        None if row.output is None else Jsonb(row.output),
+        row.label,
+        row.labels,
+        row.input_ids,
+        row.attention_mask,
+        row.token_type_ids,
+        row.start_positions,
+        row.end_positions,
+        Jsonb(row.metadata),
+        row.token_count,
+        *(source or (None, None, None)),
+    )
+
+
+def _prefixed(problem: Problem, prefix: str) -> Problem:
+    if not prefix:
+        return problem
+    return Problem(problem.line, f"{prefix}.{problem.field}" if problem.field else prefix, problem.reason)
+
+
+def _describe(problem: Problem) -> str:
+    where = f"line {problem.line}" if problem.line is not None else ""
+    if problem.field:
+        where = f"{where}, {problem.field}" if where else problem.field
+    return f"{where}: {problem.reason}" if where else problem.reason
+
+
+# Readers: a file in, (line, field prefix, record or Problem) out, one record at a time.
+
+
+def file_kind(filename: str | None, media_type: str | None) -> FileKind:
+    """JSONL, CSV or JSON (a SQuAD file, or an array of records), from the name or else the content type."""
+    suffix = "." + filename.rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    if media_type and media_type.lower() in MEDIA_TYPES:
+        return MEDIA_TYPES[media_type.lower()]
+    raise UnsupportedMediaTypeError(
+        f"cannot import {filename or 'the body'} ({media_type or 'no content type'}): send JSONL (.jsonl, "
+        "application/x-ndjson), CSV (.csv, text/csv) or a SQuAD JSON file (.json, application/json)"
+    )
+
+
+def read(stream: IO[bytes], kind: FileKind, format: str | None = None) -> Iterator[tuple[int | None, str, Any]]:
+    if kind == "jsonl":
+        return read_jsonl(stream)
+    if kind == "csv":
+        return read_csv(stream, format)
+    return read_json(stream)
+
+
+def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int | None, str, Any]]:
+    for number, raw in enumerate(stream, start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield number, "", json.loads(raw)
+        except UnicodeDecodeError:
+            yield number, "", Problem(number, "", "is not UTF-8 text")
+        except ValueError as exc:
+            yield number, "", Problem(number, "", f"is not valid JSON ({exc})")
+
+
+def read_csv(stream: IO[bytes], format: str | None) -> Iterator[tuple[int | None, str, Any]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    reader = csv.DictReader(text)
+    lines: list[int] = []
+
+    def rows() -> Iterator[dict[str, str]]:
+        for row in reader:
+            lines.append(reader.line_num)
+            yield row
+
+    try:
+        for record in formats.csv_records(rows(), format):
+            yield lines[-1] if lines else None, "", record
+    except UnicodeDecodeError:
+        yield (lines[-1] + 1 if lines else 1), "", Problem(lines[-1] + 1 if lines else 1, "", "is not UTF-8 text")
+    except csv.Error as exc:
+        yield reader.line_num, "", Problem(reader.line_num, "", f"is not valid CSV ({exc})")
+
+
+def read_json(stream: IO[bytes]) -> Iterator[tuple[int | None, str, Any]]:
+    """A SQuAD file ({"data": [...]}) gives its questions; a JSON array gives its items."""
+    try:
+        document = json.load(stream)
+    except (ValueError, UnicodeDecodeError) as exc:
+        yield None, "", Problem(None, "", f"is not valid JSON ({exc})")
+        return
+    if isinstance(document, dict) and "data" in document:
+        for path, record in formats.squad_records(document):
+            yield None, path, record
+    elif isinstance(document, list):
+        for i, record in enumerate(document):
+            yield None, f"[{i}]", record
+    else:
+        yield None, "", Problem(None, "", 'must be a SQuAD file ({"data": [...]}) or an array of records')
+
+
+def records_of(body: Any) -> Iterator[tuple[int | None, str, Any]]:
+    """The records of a JSON request body: one record, or an array of them (field paths examples[i])."""
+    if isinstance(body, list):
+        for i, record in enumerate(body):
+            yield None, f"body[{i}]", record
+    else:
+        yield None, "body", body

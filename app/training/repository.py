@@ -1,0 +1,177 @@
+"""The queries of datasets and examples."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.engine import compose
+from app.db.models import Chunk, Collection, Dataset, Document, Example, Snapshot, SnapshotExample
+
+# The columns that make up an example's content (formats.to_record turns them back into a record).
+CONTENT = (
+    Example.format,
+    Example.input,
+    Example.output,
+    Example.label,
+    Example.labels,
+    Example.input_ids,
+    Example.attention_mask,
+    Example.token_type_ids,
+    Example.start_positions,
+    Example.end_positions,
+)
+
+
+def by_name(db: Session, name: str, *, lock: bool = False) -> Dataset | None:
+    query = select(Dataset).where(Dataset.name == name)
+    if lock:
+        query = query.with_for_update()
+    return db.scalars(query).one_or_none()
+
+
+def all_datasets(db: Session) -> Sequence[Dataset]:
+    return db.scalars(select(Dataset).order_by(Dataset.name)).all()
+
+
+def counts(db: Session, dataset_ids: list[int]) -> dict[int, tuple[dict[str, int], int]]:
+    """Live examples by split, and snapshots, of each dataset."""
+    splits = db.execute(
+        select(Example.dataset_id, func.coalesce(Example.split, "none"), func.count())
+        .where(Example.dataset_id.in_(dataset_ids), Example.deleted_at.is_(None))
+        .group_by(Example.dataset_id, Example.split)
+    ).all()
+    snapshots = dict(
+        db.execute(  # type: ignore[arg-type]
+            select(Snapshot.dataset_id, func.count())
+            .where(Snapshot.dataset_id.in_(dataset_ids))
+            .group_by(Snapshot.dataset_id)
+        ).all()
+    )
+    result: dict[int, tuple[dict[str, int], int]] = {i: ({}, snapshots.get(i, 0)) for i in dataset_ids}
+    for dataset_id, split, n in splits:
+        result[dataset_id][0][split] = n
+    return result
+
+
+def page(
+    db: Session, dataset: Dataset, *, after: int, limit: int, split: str | None, label: str | None
+) -> Sequence[Row[Any]]:
+    query = (
+        select(
+            Example.id,
+            Example.seq,
+            Example.split,
+            Example.metadata_.label("metadata"),
+            Example.token_count,
+            Example.created_at,
+            Example.source_collection_id,
+            Example.source_document_id,
+            Example.source_chunk_id,
+            *CONTENT,
+        )
+        .where(Example.dataset_id == dataset.id, Example.deleted_at.is_(None), Example.seq > after)
+        .order_by(Example.seq)
+        .limit(limit)
+    )
+    if split is not None:
+        query = query.where(Example.split == split)
+    if label is not None:
+        query = query.where((Example.label == label) | Example.labels.any_() == label)  # type: ignore[arg-type]
+    return db.execute(query).all()
+
+
+def one(db: Session, dataset: Dataset, example_id: int) -> Row[Any] | None:
+    rows = db.execute(
+        select(
+            Example.id,
+            Example.seq,
+            Example.split,
+            Example.metadata_.label("metadata"),
+            Example.token_count,
+            Example.created_at,
+            Example.source_collection_id,
+            Example.source_document_id,
+            Example.source_chunk_id,
+            *CONTENT,
+        ).where(Example.dataset_id == dataset.id, Example.id == example_id, Example.deleted_at.is_(None))
+    ).all()
+    return rows[0] if rows else None
+
+
+def sources(db: Session, rows: Sequence[Row[Any]]) -> dict[tuple[int, int | None, int | None], dict[str, Any]]:
+    """The collection name, document external_id and chunk id each row's provenance columns point at."""
+    keys = {(r.source_collection_id, r.source_document_id, r.source_chunk_id) for r in rows if r.source_collection_id}
+    if not keys:
+        return {}
+    names = dict(
+        db.execute(  # type: ignore[arg-type]
+            select(Collection.id, Collection.name).where(Collection.id.in_({k[0] for k in keys}))
+        ).all()
+    )
+    documents = dict(
+        db.execute(  # type: ignore[arg-type]
+            select(Document.id, Document.external_id).where(Document.id.in_({k[1] for k in keys if k[1] is not None}))
+        ).all()
+    )
+    result = {}
+    for collection_id, document_id, chunk_id in keys:
+        source: dict[str, Any] = {"collection": names.get(collection_id)}
+        if document_id is not None:
+            source["external_id"] = documents.get(document_id)
+        if chunk_id is not None:
+            source["chunk_id"] = chunk_id
+        result[(collection_id, document_id, chunk_id)] = source
+    return result
+
+
+def chunk_document(db: Session, collection_id: int, chunk_id: int) -> int | None:
+    return db.scalar(select(Chunk.document_id).where(Chunk.collection_id == collection_id, Chunk.id == chunk_id))
+
+
+def held_by_snapshot(db: Session, dataset: Dataset, example_id: int) -> bool:
+    return bool(
+        db.scalar(
+            select(
+                select(SnapshotExample.seq)
+                .where(SnapshotExample.dataset_id == dataset.id, SnapshotExample.example_id == example_id)
+                .exists()
+            )
+        )
+    )
+
+
+def tombstone(db: Session, dataset: Dataset, example_id: int) -> None:
+    db.execute(
+        update(Example).where(Example.dataset_id == dataset.id, Example.id == example_id).values(deleted_at=func.now())
+    )
+
+
+def purge_tombstones(db: Session, dataset_id: int) -> int:
+    """Delete the tombstones no snapshot holds any more (after a snapshot is deleted)."""
+    conn = db.connection()
+    statement = """
+        DELETE FROM {} e
+        WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NOT NULL
+          AND NOT EXISTS (SELECT FROM {} s WHERE s.dataset_id = e.dataset_id AND s.example_id = e.id)
+    """
+    result = conn.exec_driver_sql(compose(conn, statement, "example", "snapshot_example"), {"dataset": dataset_id})
+    return int(result.rowcount)
+
+
+def label_counts(db: Session, dataset: Dataset, split: str | None) -> list[tuple[str, int]]:
+    """Live examples per label (a multi-label example counts once for each of its labels)."""
+    conn = db.connection()
+    statement = """
+        SELECT l.label, count(*) AS n
+        FROM {} e
+        CROSS JOIN LATERAL (SELECT e.label WHERE e.label IS NOT NULL UNION ALL SELECT unnest(e.labels)) l(label)
+        WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL AND (%(split)s::text IS NULL OR e.split = %(split)s)
+        GROUP BY l.label
+        ORDER BY n DESC, l.label
+    """
+    rows = conn.exec_driver_sql(compose(conn, statement, "example"), {"dataset": dataset.id, "split": split}).all()
+    return [(row.label, row.n) for row in rows]

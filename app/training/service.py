@@ -1,0 +1,135 @@
+"""Datasets and their examples: create, describe, page through, delete (with tombstones for snapshots)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db.models import Dataset, Example
+from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.training import repository
+from app.training.formats import to_record
+from app.training.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
+
+
+def create(db: Session, data: DatasetCreate) -> Dataset:
+    dataset = Dataset(
+        name=data.name,
+        task=data.task,
+        description=data.description,
+        metadata_=data.metadata,
+        split_seed=data.split.seed,
+        split_ratios=data.split.ratios,
+        split_stratified=data.split.stratified,
+    )
+    db.add(dataset)
+    try:
+        with db.begin_nested():
+            db.flush()
+    except IntegrityError as exc:
+        if "uq_dataset_name" in str(exc.orig):
+            raise ConflictError(f"a dataset named {data.name!r} exists already", details={"field": "name"}) from None
+        raise
+    db.refresh(dataset)
+    return dataset
+
+
+def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
+    dataset = repository.by_name(db, name, lock=lock)
+    if dataset is None:
+        raise NotFoundError(f"no dataset named {name!r}")
+    return dataset
+
+
+def delete_dataset(db: Session, name: str) -> None:
+    """Delete a dataset with its examples and snapshots (fine-tuning jobs keep its name in their lineage)."""
+    dataset = get(db, name, lock=True)
+    db.delete(dataset)
+    db.flush()
+
+
+def describe(db: Session, datasets: Sequence[Dataset]) -> list[DatasetOut]:
+    counted = repository.counts(db, [d.id for d in datasets])
+    out = []
+    for d in datasets:
+        splits, snapshots = counted[d.id]
+        out.append(
+            DatasetOut(
+                name=d.name,
+                task=d.task,  # type: ignore[arg-type]
+                description=d.description,
+                metadata=d.metadata_,
+                split=SplitRule(ratios=d.split_ratios, seed=d.split_seed, stratified=d.split_stratified),  # type: ignore[arg-type]
+                examples=sum(splits.values()),
+                split_counts=splits,
+                snapshots=snapshots,
+                created_at=d.created_at,
+                updated_at=d.updated_at,
+            )
+        )
+    return out
+
+
+def parse_cursor(cursor: str | None) -> int:
+    """A page's next_cursor is the seq of its last example."""
+    if cursor is None:
+        return -1
+    try:
+        value = int(cursor)
+    except ValueError:
+        raise InvalidInputError(
+            "cursor: not a cursor this API gave out", details=[{"field": "cursor", "reason": "not a cursor"}]
+        ) from None
+    if value < -1:
+        raise InvalidInputError(
+            "cursor: not a cursor this API gave out", details=[{"field": "cursor", "reason": "negative"}]
+        )
+    return value
+
+
+def page(
+    db: Session, dataset: Dataset, *, limit: int, cursor: str | None, split: str | None, label: str | None
+) -> tuple[list[ExampleOut], str | None]:
+    rows = repository.page(db, dataset, after=parse_cursor(cursor), limit=limit, split=split, label=label)
+    items = to_out(db, rows)
+    return items, (str(rows[-1].seq) if len(rows) == limit else None)
+
+
+def one(db: Session, dataset: Dataset, example_id: int) -> ExampleOut:
+    row = repository.one(db, dataset, example_id)
+    if row is None:
+        raise NotFoundError(f"dataset {dataset.name!r} has no example {example_id}")
+    return to_out(db, [row])[0]
+
+
+def remove_example(db: Session, dataset: Dataset, example_id: int) -> None:
+    """Delete an example from the live dataset. One that a snapshot holds becomes a tombstone, so the snapshot
+    still reads it; it is purged when its last snapshot is deleted."""
+    if repository.one(db, dataset, example_id) is None:
+        raise NotFoundError(f"dataset {dataset.name!r} has no example {example_id}")
+    if repository.held_by_snapshot(db, dataset, example_id):
+        repository.tombstone(db, dataset, example_id)
+    else:
+        db.execute(delete(Example).where(Example.dataset_id == dataset.id, Example.id == example_id))
+
+
+def to_out(db: Session, rows: Sequence[Row[Any]]) -> list[ExampleOut]:
+    sources = repository.sources(db, rows)
+    return [
+        ExampleOut(
+            id=row.id,
+            seq=row.seq,
+            format=row.format,
+            split=row.split,
+            record=to_record(row._mapping),
+            metadata=row.metadata,
+            token_count=row.token_count,
+            source=sources.get((row.source_collection_id, row.source_document_id, row.source_chunk_id)),
+            created_at=row.created_at,
+        )
+        for row in rows
+    ]

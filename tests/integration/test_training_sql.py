@@ -1,0 +1,117 @@
+"""The rules of sql/functions/006-training.sql as a psql user meets them: defaults, immutability, splits,
+snapshots and the shuffle permutation."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from tests.factories import make_dataset
+
+
+def insert(db: Session, dataset_id: int, body: str, label: str = "ham") -> int:
+    return int(
+        db.execute(
+            text(
+                "INSERT INTO memora.example (dataset_id, format, input, label) "
+                "VALUES (:d, 'classification', jsonb_build_object('text', CAST(:t AS text)), :l) RETURNING id"
+            ),
+            {"d": dataset_id, "t": body, "l": label},
+        ).scalar_one()
+    )
+
+
+def test_a_plain_insert_gets_seq_hashes_and_split(db: Session) -> None:
+    dataset = make_dataset(db)
+
+    ids = [insert(db, dataset.id, f"message {i}") for i in range(3)]
+
+    rows = db.execute(
+        text("SELECT seq, split, content_hash IS NOT NULL AS h, text_hash IS NOT NULL AS th FROM memora.example "
+             "WHERE dataset_id = :d ORDER BY id"),
+        {"d": dataset.id},
+    ).all()  # fmt: skip
+    assert [r.seq for r in rows] == [0, 1, 2]
+    assert all(r.h and r.th and r.split in ("train", "validation", "test") for r in rows)
+    assert db.execute(text("SELECT next_seq FROM memora.dataset WHERE id = :d"), {"d": dataset.id}).scalar() == 3
+    assert len(ids) == 3
+
+
+def test_normalised_text_hash_ignores_case_and_spacing_but_not_the_label(db: Session) -> None:
+    dataset = make_dataset(db)
+    for body, label in [("Hello  World", "ham"), ("hello world", "ham"), ("hello world", "spam")]:
+        insert(db, dataset.id, body, label)
+
+    hashes = db.execute(
+        text("SELECT text_hash FROM memora.example WHERE dataset_id = :d ORDER BY seq"), {"d": dataset.id}
+    ).scalars().all()  # fmt: skip
+    assert hashes[0] == hashes[1] != hashes[2]
+
+
+def test_examples_are_immutable_but_their_split_may_change(db: Session) -> None:
+    dataset = make_dataset(db)
+    example_id = insert(db, dataset.id, "fixed")
+
+    db.execute(text("UPDATE memora.example SET split = 'test' WHERE id = :i"), {"i": example_id})
+    with pytest.raises(DBAPIError, match="immutable"), db.begin_nested():
+        db.execute(text("UPDATE memora.example SET label = 'spam' WHERE id = :i"), {"i": example_id})
+
+
+def split_of(db: Session, keys: range, seed: int, ratios: str) -> list[str]:
+    return list(
+        db.execute(
+            text("SELECT memora.split_of(sha256(int4send(i)), :seed, CAST(:ratios AS jsonb)) FROM unnest(:keys) i"),
+            {"seed": seed, "ratios": ratios, "keys": list(keys)},
+        ).scalars()
+    )
+
+
+def test_split_of_is_deterministic_and_follows_the_ratios(db: Session) -> None:
+    ratios = '{"train": 0.7, "validation": 0.2, "test": 0.1}'
+
+    splits = split_of(db, range(20_000), 3, ratios)
+
+    assert split_of(db, range(20_000), 3, ratios) == splits
+    for name, share in [("train", 0.7), ("validation", 0.2), ("test", 0.1)]:
+        assert abs(splits.count(name) / 20_000 - share) < 0.015
+    halves = '{"train": 0.5, "test": 0.5}'
+    seed_3, seed_4 = split_of(db, range(1000), 3, halves), split_of(db, range(1000), 4, halves)
+    moved = sum(a != b for a, b in zip(seed_3, seed_4, strict=True))
+    assert 400 < moved < 600  # another seed: a new, independent split
+    assert split_of(db, range(10), 0, '{"train": 1}') == ["train"] * 10
+
+
+def test_snapshot_rows_cannot_change_and_examples_they_hold_cannot_be_deleted(db: Session) -> None:
+    dataset = make_dataset(db)
+    held = insert(db, dataset.id, "held")
+    snapshot = db.execute(
+        text("SELECT id, examples, split_counts FROM memora.create_snapshot(:n, 'v1', 'first')"), {"n": dataset.name}
+    ).one()
+
+    assert snapshot.examples == 1
+    assert sum(snapshot.split_counts.values()) == 1
+    with pytest.raises(DBAPIError, match="immutable"), db.begin_nested():
+        db.execute(text("UPDATE memora.snapshot_example SET split = 'test'"))
+    with pytest.raises(DBAPIError, match="immutable"), db.begin_nested():
+        db.execute(text("DELETE FROM memora.snapshot_example WHERE snapshot_id = :s"), {"s": snapshot.id})
+    with pytest.raises(DBAPIError, match="foreign key"), db.begin_nested():
+        db.execute(text("DELETE FROM memora.example WHERE id = :i"), {"i": held})
+    db.execute(text("DELETE FROM memora.snapshot WHERE id = :s"), {"s": snapshot.id})
+    assert db.execute(text("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 1025])
+def test_shuffle_position_is_a_permutation(db: Session, n: int) -> None:
+    positions = db.execute(
+        text("SELECT memora.shuffle_position(i, :n, 42) FROM generate_series(0, :n - 1) i"), {"n": n}
+    ).scalars().all()  # fmt: skip
+    other = db.execute(
+        text("SELECT memora.shuffle_position(i, :n, 43) FROM generate_series(0, :n - 1) i"), {"n": n}
+    ).scalars().all()  # fmt: skip
+
+    assert sorted(positions) == list(range(n))
+    if n >= 7:
+        assert positions != list(range(n))
+        assert positions != other
