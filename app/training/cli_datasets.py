@@ -44,7 +44,7 @@ def create(
     )  # fmt: skip
     with _session(ctx) as db, db.begin():
         created = service.create(db, body)
-    typer.echo(f"created {created.name} ({created.task})")
+        typer.echo(f"created {created.name} ({created.task})")
 
 
 @dataset_cli.command("list")
@@ -77,6 +77,8 @@ def import_files(
     = "skip",
     format: Annotated[str | None, typer.Option(help="The records' format; default: recognised per record.")] = None,
     model: Annotated[str | None, typer.Option(help="Target model: tokenizer and context limit.")] = None,
+    rename: Annotated[list[str] | None, typer.Option(
+        "--rename", help="FIELD=COLUMN: fill FIELD from a CSV column or JSON key (repeat it), e.g. label=spam")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
 ) -> None:  # fmt: skip
     """Import examples from files, each in one transaction, with a progress bar over the bytes read."""
@@ -86,6 +88,7 @@ def import_files(
 
     if mode not in ("strict", "skip"):
         raise InvalidInputError(f"--mode: must be strict or skip, not {mode!r}")
+    renames = importer.parse_renames(rename or [])
     console = Console(stderr=True)
     reports: dict[str, object] = {}
     failed = False
@@ -96,7 +99,7 @@ def import_files(
             kind = importer.file_kind(path.name, None)
             with db.begin(), progress.open(path, "rb", description=path.name) as stream:
                 job = Importer(db, service.get(db, name), mode=mode, format=format, model=model)  # type: ignore[arg-type]
-                job.add(importer.read(stream, kind, format))  # type: ignore[arg-type]
+                job.add(importer.read(stream, kind, format, renames))  # type: ignore[arg-type]
                 try:
                     report = job.finish()
                 except AppError as exc:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import queue
+import threading
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
@@ -161,6 +163,7 @@ class Importer:
         self.problems: list[Problem] = []
         self.tally = _Tally()
         self._batch: list[tuple[Any, ...]] = []
+        self._writer: _Writer | None = None
         self._sources: dict[tuple[str, str | None], tuple[int, int | None] | None] = {}
         self._savepoint = db.begin_nested()
         conn = db.connection()
@@ -198,6 +201,8 @@ class Importer:
         failed = self.mode == "strict" and self.invalid > 0
         if not failed:
             self._flush()
+        if self._writer is not None:
+            self.stored = self._writer.close()  # re-raises what went wrong in the writer
         if failed or (self.received and self.invalid == self.received):
             self._savepoint.rollback()
         else:
@@ -243,16 +248,13 @@ class Importer:
             self.problems += problems[:room]
 
     def _flush(self) -> None:
+        """Hand the batch to the writer thread, which stages and inserts it while this one parses the next."""
         if not self._batch:
             return
-        with self._driver.cursor() as cursor:
-            with cursor.copy(f"COPY memora_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-                for row in self._batch:
-                    copy.write_row(row)
-            cursor.execute(self._insert, {"dataset": self.dataset.id})
-            self.stored += cursor.rowcount
-            cursor.execute("TRUNCATE memora_import")
-        self._batch.clear()
+        if self._writer is None:
+            self._writer = _Writer(self._driver, self._insert, self.dataset.id)
+        self._writer.put(self._batch)
+        self._batch = []
 
     def _source(
         self, row: ExampleRow, line: int | None, prefix: str
@@ -287,6 +289,48 @@ class Importer:
                 )
             document_id = chunk_document
         return collection_id, document_id, chunk_id
+
+
+class _Writer:
+    """A thread that writes batches (COPY into the stage, then the INSERT) on the import's connection, so that
+    parsing in Python and inserting in PostgreSQL overlap. Nothing else uses the connection meanwhile, except the
+    rare provenance lookup, which psycopg's connection lock serialises."""
+
+    def __init__(self, driver: Any, insert: str, dataset_id: int) -> None:
+        self._driver, self._insert, self._dataset_id = driver, insert, dataset_id
+        self._queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self.stored = 0
+        self._thread = threading.Thread(target=self._run, name="memora-import-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: list[tuple[Any, ...]]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(batch)
+
+    def close(self) -> int:
+        """Wait for the batches in hand; the number of examples stored."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.stored
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so that put() never blocks forever
+            try:
+                with self._driver.cursor() as cursor:
+                    with cursor.copy(f"COPY memora_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+                        for row in batch:
+                            copy.write_row(row)
+                    cursor.execute(self._insert, {"dataset": self._dataset_id})
+                    self.stored += cursor.rowcount
+                    cursor.execute("TRUNCATE memora_import")
+            except BaseException as exc:  # handed to the importing thread
+                self._error = exc
 
 
 def _lookup_source(db: Session, collection: str, external_id: str | None) -> tuple[int, int | None] | None:
@@ -349,12 +393,37 @@ def file_kind(filename: str | None, media_type: str | None) -> FileKind:
     )
 
 
-def read(stream: IO[bytes], kind: FileKind, format: str | None = None) -> Iterator[tuple[int | None, str, Any]]:
-    if kind == "jsonl":
-        return read_jsonl(stream)
+def read(
+    stream: IO[bytes], kind: FileKind, format: str | None = None, rename: Mapping[str, str] | None = None
+) -> Iterator[tuple[int | None, str, Any]]:
+    """The records of a file; RENAME ({column or key: field}) renames CSV columns and top-level JSON keys first."""
     if kind == "csv":
-        return read_csv(stream, format)
-    return read_json(stream)
+        return read_csv(stream, format, rename)
+    records = read_jsonl(stream) if kind == "jsonl" else read_json(stream)
+    return _renamed(records, rename) if rename else records
+
+
+def parse_renames(pairs: Iterable[str]) -> dict[str, str]:
+    """["text=sentence", "label=spam"] -> {"sentence": "text", "spam": "label"}: the field each column fills."""
+    renames: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise InvalidInputError(
+                f"rename: {pair!r} is not FIELD=COLUMN",
+                details=[{"field": "rename", "reason": f"{pair!r} is not FIELD=COLUMN (e.g. label=spam)"}],
+            )
+        renames[column.strip()] = field.strip()
+    return renames
+
+
+def _renamed(
+    records: Iterator[tuple[int | None, str, Any]], rename: Mapping[str, str]
+) -> Iterator[tuple[int | None, str, Any]]:
+    for line, prefix, record in records:
+        if isinstance(record, dict):
+            record = {rename.get(key, key): value for key, value in record.items()}
+        yield line, prefix, record
 
 
 def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int | None, str, Any]]:
@@ -369,7 +438,9 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[tuple[int | None, str, Any]]:
             yield number, "", Problem(number, "", f"is not valid JSON ({exc})")
 
 
-def read_csv(stream: IO[bytes], format: str | None) -> Iterator[tuple[int | None, str, Any]]:
+def read_csv(
+    stream: IO[bytes], format: str | None, rename: Mapping[str, str] | None = None
+) -> Iterator[tuple[int | None, str, Any]]:
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
     reader = csv.DictReader(text)
     lines: list[int] = []
@@ -377,15 +448,18 @@ def read_csv(stream: IO[bytes], format: str | None) -> Iterator[tuple[int | None
     def rows() -> Iterator[dict[str, str]]:
         for row in reader:
             lines.append(reader.line_num)
-            yield row
+            yield {rename.get(k, k): v for k, v in row.items()} if rename else row
 
     try:
         for record in formats.csv_records(rows(), format):
             yield lines[-1] if lines else None, "", record
     except UnicodeDecodeError:
-        yield (lines[-1] + 1 if lines else 1), "", Problem(lines[-1] + 1 if lines else 1, "", "is not UTF-8 text")
+        line = lines[-1] + 1 if lines else 1
+        yield line, "", Problem(line, "", "is not UTF-8 text")
     except csv.Error as exc:
         yield reader.line_num, "", Problem(reader.line_num, "", f"is not valid CSV ({exc})")
+    finally:
+        text.detach()  # the caller owns the file
 
 
 def read_json(stream: IO[bytes]) -> Iterator[tuple[int | None, str, Any]]:
@@ -396,8 +470,10 @@ def read_json(stream: IO[bytes]) -> Iterator[tuple[int | None, str, Any]]:
         yield None, "", Problem(None, "", f"is not valid JSON ({exc})")
         return
     if isinstance(document, dict) and "data" in document:
-        for path, record in formats.squad_records(document):
-            yield None, path, record
+        try:
+            yield from ((None, path, record) for path, record in formats.squad_records(document))
+        except ValueError as exc:  # not SQuAD-shaped after all
+            yield None, "", Problem(None, "", str(exc))
     elif isinstance(document, list):
         for i, record in enumerate(document):
             yield None, f"[{i}]", record

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, any_, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.db.engine import compose
@@ -80,7 +80,7 @@ def page(
     if split is not None:
         query = query.where(Example.split == split)
     if label is not None:
-        query = query.where((Example.label == label) | Example.labels.any_() == label)  # type: ignore[arg-type]
+        query = query.where((Example.label == label) | (literal(label) == any_(Example.labels)))
     return db.execute(query).all()
 
 

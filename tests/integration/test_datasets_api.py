@@ -280,3 +280,23 @@ def test_examples_link_to_the_documents_they_came_from(api: TestClient, dataset:
     assert response.json()["problems"][0]["field"] == "body[1].source"
     item = api.get(f"/v1/datasets/{dataset}/examples").json()["items"][0]
     assert item["source"] == {"collection": "docs", "external_id": "manual"}
+
+
+def test_csv_columns_can_be_renamed_and_extra_ones_become_metadata(api: TestClient) -> None:
+    api.post("/v1/datasets", json={"name": "sms", "task": "classification"})
+    # The shape of ../shared/data/labeled/sms-spam.csv: a pandas index, the label in "spam", and a source column.
+    csv_body = b',spam,text,origin\n0,0,"Ok lar... Joking wif u oni...",uk\n1,1,Free entry in 2 a wkly comp,uk\n'
+
+    plain = api.post("/v1/datasets/sms/import", files={"file": ("sms.csv", csv_body, "text/csv")})
+    renamed = api.post("/v1/datasets/sms/import?rename=label=spam", files={"file": ("sms.csv", csv_body, "text/csv")})
+    bad = api.post("/v1/datasets/sms/import?rename=label", files={"file": ("sms.csv", csv_body, "text/csv")})
+
+    assert plain.status_code == 422  # no label column: nothing is a classification record
+    assert renamed.json()["label_counts"] == {"0": 1, "1": 1}
+    items = api.get("/v1/datasets/sms/examples").json()["items"]
+    assert [i["record"] for i in items] == [
+        {"text": "Ok lar... Joking wif u oni...", "label": "0", "metadata": {"origin": "uk"}},
+        {"text": "Free entry in 2 a wkly comp", "label": "1", "metadata": {"origin": "uk"}},
+    ]
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"][0]["field"] == "rename"

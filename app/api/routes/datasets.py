@@ -89,12 +89,16 @@ async def import_file(
     mode: ModeQuery = "skip",
     format: FormatQuery = None,
     model: ModelQuery = None,
+    rename: Annotated[
+        list[str], Query(description="FIELD=COLUMN: fill FIELD from a CSV column or JSON key, e.g. label=spam")
+    ] = [],  # noqa: B006 - FastAPI copies query defaults
 ) -> ImportReport:
     """Import a JSONL, CSV or SQuAD JSON file, sent as the body or as the multipart field `file`.
 
     The file is streamed to disk (never held in memory) and read a record at a time. Records already in the
     dataset are counted as duplicates and not stored again.
     """
+    renames = importer.parse_renames(rename)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with tempfile.TemporaryFile() as spool:
         if media_type == "multipart/form-data":
@@ -104,7 +108,8 @@ async def import_file(
             await _spool_body(request, spool, settings.max_import_bytes)
         kind = importer.file_kind(filename, media_type)
         spool.seek(0)
-        return await run_in_threadpool(_import, db, name, importer.read(spool, kind, format), mode, format, model)
+        records = importer.read(spool, kind, format, renames)
+        return await run_in_threadpool(_import, db, name, records, mode, format, model)
 
 
 @router.get("/{name}/examples", response_model=ExamplePage)
