@@ -19,14 +19,18 @@ from app.resources import ALEMBIC_INI, MIGRATIONS_DIR
 
 VERSION_TABLE = "alembic_version"
 _PARTITION = re.compile(r"^embedding_c\d+$")
+_DATASET_INDEX = re.compile(r"^ix_example_embedding_d\d+$")
 
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
-    """What autogenerate compares: Memora's schema, less the version table and per-collection partitions."""
+    """What autogenerate compares: Memora's schema, less the version table, per-collection partitions and the
+    per-dataset embedding indexes that deduplication creates (app/training/dedup.py)."""
     if type_ == "schema":
         return name == SCHEMA
     if type_ == "table":
         return name != VERSION_TABLE and not _PARTITION.match(name or "")
+    if type_ == "index":
+        return not _DATASET_INDEX.match(name or "")
     return True
 
 

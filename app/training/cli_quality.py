@@ -1,3 +1,177 @@
-"""Commands of `memora` (being written); registered by app/training/cli.py."""
+"""`memora dataset split | dedup | leakage`: splits, duplicates and train/test leakage from the command line."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.training.cli import dataset_cli
+
+if TYPE_CHECKING:
+    from app.training.dedup import ProgressFn
+
+ProviderOption = Annotated[str, typer.Option(help="Embedding provider: local | openai | hashing.")]
+ModelOption = Annotated[str | None, typer.Option(help="Embedding model; default: the provider's.")]
+DimensionsOption = Annotated[int | None, typer.Option(help="Vector dimensions; default: the model's.")]
+KOption = Annotated[int, typer.Option(help="Neighbours each example asks the HNSW index for.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _validated(model: type[Model], data: dict[str, Any]) -> Model:
+    """DATA as MODEL; a bad option is one line naming it (--ratios.train is --train), not a traceback."""
+    from app.errors import InvalidInputError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [(str(e["loc"][-1]) if e["loc"] else "options", e["msg"]) for e in exc.errors()]
+        details = [{"field": f, "reason": r} for f, r in problems]
+        raise InvalidInputError("; ".join(f"--{f}: {r}" for f, r in problems), details=details) from None
+
+
+def _session(ctx: typer.Context) -> Session:
+    from app.db.engine import make_engine
+
+    settings: Settings = ctx.obj
+    return Session(make_engine(settings, "cli"))
+
+
+@contextmanager
+def _bars(console: Console, *, disable: bool) -> Iterator[ProgressFn]:
+    """A progress callback drawing one bar per step (embedding, searching) on stderr."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=disable) as progress:
+        tasks: dict[str, object] = {}
+
+        def update(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)  # type: ignore[arg-type]
+
+        yield update
+
+
+@dataset_cli.command("split")
+def split(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    train: Annotated[float, typer.Option(help="Share of the train split.")] = 0.8,
+    validation: Annotated[float, typer.Option(help="Share of the validation split.")] = 0.1,
+    test: Annotated[float, typer.Option(help="Share of the test split.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the split; another seed gives another split.")] = 0,
+    stratified: Annotated[bool, typer.Option("--stratified", help="Give every label its share of each split.")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:  # fmt: skip
+    """Reassign every example's split by a hash of its text (the same rule gives the same split)."""
+    from app.training import splits
+    from app.training.schemas import SplitRule
+
+    rule = _validated(
+        SplitRule,
+        {"ratios": {"train": train, "validation": validation, "test": test}, "seed": seed, "stratified": stratified},
+    )
+    with _session(ctx) as db, db.begin():
+        report = splits.split(db, name, rule)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    counts = ", ".join(f"{s} {n}" for s, n in report.counts.items())
+    typer.echo(f"{name}: {report.examples} examples ({counts}); {report.changed} changed split")
+    for row in report.by_label or []:
+        label = row.label if row.label is not None else "(no label)"
+        typer.echo(f"  {label}\ttrain {row.train}\tvalidation {row.validation}\ttest {row.test}")
+
+
+@dataset_cli.command("dedup")
+def dedup(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    near: Annotated[float | None, typer.Option(help="Also find near duplicates at this cosine similarity (0.95).")]
+    = None,
+    k: KOption = 10,
+    exact: Annotated[bool, typer.Option("--exact/--no-exact", help="Report exact duplicates (same text hash).")]
+    = True,
+    drop: Annotated[bool, typer.Option("--drop", help="Keep the first example of every cluster, remove the rest.")]
+    = False,
+    provider: ProviderOption = "local",
+    model: ModelOption = None,
+    dimensions: DimensionsOption = None,
+    as_json: JsonOption = False,
+) -> None:  # fmt: skip
+    """Report clusters of exact and near duplicates; with --drop, remove all but one of each."""
+    from app.training import dedup as service
+    from app.training.dedup import DedupRequest
+
+    request = _validated(
+        DedupRequest, {"exact": exact, "near": None if near is None else {"threshold": near, "k": k}, "drop": drop,
+         "provider": provider, "model": model, "dimensions": dimensions, "limit": 100_000}
+    )  # fmt: skip
+    console = Console(stderr=True)
+    with _session(ctx) as db, db.begin(), _bars(console, disable=as_json) as progress:
+        report = service.dedup(db, name, request, ctx.obj, progress=progress)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    for cluster in report.clusters[:50]:
+        similarity = (
+            "" if cluster.kind == "exact" else f" similarity {cluster.min_similarity:.3f}-{cluster.max_similarity:.3f}"
+        )
+        typer.echo(
+            f"{cluster.kind}\tkeep {cluster.keep}\t{len(cluster.members)} examples{similarity}: {cluster.members}"
+        )
+    if len(report.clusters) > 50:
+        typer.echo(f"... {len(report.clusters) - 50} more clusters (--json lists them all)")
+    c = report.counts
+    summary = f"{c['exact_clusters']} exact and {c['near_clusters']} near clusters, {c['duplicates']} duplicates"
+    if drop:
+        summary += f"; dropped {c['dropped']} ({c['tombstoned']} kept as tombstones for snapshots)"
+    typer.echo(summary)
+
+
+@dataset_cli.command("leakage")
+def leakage(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    threshold: Annotated[float, typer.Option(help="Least cosine similarity of a near duplicate.")] = 0.95,
+    k: KOption = 10,
+    provider: ProviderOption = "local",
+    model: ModelOption = None,
+    dimensions: DimensionsOption = None,
+    as_json: JsonOption = False,
+) -> None:  # fmt: skip
+    """List train examples that are exact or near duplicates of validation or test examples."""
+    from app.training import dedup as service
+    from app.training.dedup import EmbeddingChoice, NearRule
+
+    _validated(NearRule, {"threshold": threshold, "k": k})
+    choice = _validated(EmbeddingChoice, {"provider": provider, "model": model, "dimensions": dimensions})
+    console = Console(stderr=True)
+    with _session(ctx) as db, db.begin(), _bars(console, disable=as_json) as progress:
+        report = service.leakage(
+            db, name, ctx.obj, threshold=threshold, k=k, choice=choice, limit=100_000, progress=progress
+        )
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(), indent=2))
+        return
+    for pair in report.pairs[:50]:
+        kind = "exact" if pair.exact else f"{pair.similarity:.3f}"
+        typer.echo(f"train {pair.train_id}\t{pair.other_split} {pair.other_id}\t{kind}")
+    if len(report.pairs) > 50:
+        typer.echo(f"... {len(report.pairs) - 50} more pairs (--json lists them all)")
+    c = report.counts
+    typer.echo(
+        f"{c['pairs']} pairs cross the train boundary ({c['exact']} exact, {c['near']} near; "
+        f"{c['train_validation']} train-validation, {c['train_test']} train-test) among {report.checked} "
+        "validation and test examples"
+    )

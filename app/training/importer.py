@@ -106,7 +106,12 @@ INSERT INTO {} AS e (
     start_positions, end_positions, metadata, token_count, content_hash, text_hash,
     source_collection_id, source_document_id, source_chunk_id
 )
-SELECT %(dataset)s, r.base + n.i, n.format, {}(n.text_hash, r.split_seed, r.split_ratios), n.input, n.output,
+SELECT %(dataset)s, r.base + n.i, n.format,
+       -- An exact twin of a live example (same text_hash) joins its split, whatever rule placed that one.
+       coalesce((SELECT t.split FROM {} t
+                 WHERE t.dataset_id = %(dataset)s AND t.text_hash = n.text_hash AND t.deleted_at IS NULL LIMIT 1),
+                {}(n.text_hash, r.split_seed, r.split_ratios)),
+       n.input, n.output,
        n.label, n.labels, n.input_ids, n.attention_mask, n.token_type_ids, n.start_positions, n.end_positions,
        n.metadata, n.token_count, n.content_hash, n.text_hash,
        n.source_collection_id, n.source_document_id, n.source_chunk_id
@@ -168,7 +173,9 @@ class Importer:
         self._savepoint = db.begin_nested()
         conn = db.connection()
         self._driver = conn.connection.driver_connection
-        self._insert = compose(conn, _INSERT, "example_hash", "text_hash", "example", "dataset", "example", "split_of")
+        self._insert = compose(
+            conn, _INSERT, "example_hash", "text_hash", "example", "dataset", "example", "example", "split_of"
+        )
         conn.exec_driver_sql(_STAGE)
 
     def add(self, records: Iterable[tuple[int | None, str, Any]]) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Example
 from app.errors import ConflictError, InvalidInputError, NotFoundError
-from app.training import repository
+from app.training import dedup, repository
 from app.training.formats import to_record
 from app.training.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
 
@@ -48,6 +48,7 @@ def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
 def delete_dataset(db: Session, name: str) -> None:
     """Delete a dataset with its examples and snapshots (fine-tuning jobs keep its name in their lineage)."""
     dataset = get(db, name, lock=True)
+    dedup.drop_index(db, dataset.id)
     db.delete(dataset)
     db.flush()
 

@@ -37,14 +37,14 @@ RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     -- The strings memora.example_text joins, as one JSON array, lower-cased, with runs of white space (escaped
-    -- or not) made one space: case and spacing do not make two examples different; the label does. One
-    -- expression, so PostgreSQL inlines it into the import's INSERT.
+    -- or not) made one space and none left at either end of a string: case and spacing do not make two examples
+    -- different; the label does. One expression, so PostgreSQL can inline it.
     SELECT pg_catalog.sha256(pg_catalog.convert_to(
-        pg_catalog.regexp_replace(pg_catalog.lower((CASE WHEN format = 'chat'
+        pg_catalog.regexp_replace(pg_catalog.regexp_replace(pg_catalog.lower((CASE WHEN format = 'chat'
             THEN pg_catalog.jsonb_path_query_array(input, 'strict $.messages[*] ? (@.role != "system").content')
             ELSE pg_catalog.jsonb_path_query_array(
                 pg_catalog.jsonb_build_array(input, output), 'strict $.** ? (@.type() == "string")')
-        END)::text), '(\s|\\[nrt])+', ' ', 'g')
+        END)::text), '(\s|\\[nrt])+', ' ', 'g'), ' ?" ?', '"', 'g')
         || E'\x1f' || coalesce(label, '') || E'\x1f' || coalesce(pg_catalog.array_to_string(labels, E'\x1e'), ''),
         'UTF8'
     ))
@@ -125,7 +125,12 @@ BEGIN
             NEW.seq := rule.next_seq - 1;
         END IF;
         IF NEW.split IS NULL THEN
-            NEW.split := memora.split_of(NEW.text_hash, rule.split_seed, rule.split_ratios);
+            -- An exact twin of a live example joins its split; anything else gets the split its hash says.
+            NEW.split := coalesce(
+                (SELECT t.split FROM memora.example t
+                 WHERE t.dataset_id = NEW.dataset_id AND t.text_hash = NEW.text_hash AND t.deleted_at IS NULL
+                 LIMIT 1),
+                memora.split_of(NEW.text_hash, rule.split_seed, rule.split_ratios));
         END IF;
     END IF;
     RETURN NEW;

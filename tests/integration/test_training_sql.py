@@ -41,13 +41,27 @@ def test_a_plain_insert_gets_seq_hashes_and_split(db: Session) -> None:
 
 def test_normalised_text_hash_ignores_case_and_spacing_but_not_the_label(db: Session) -> None:
     dataset = make_dataset(db)
-    for body, label in [("Hello  World", "ham"), ("hello world", "ham"), ("hello world", "spam")]:
+    for body, label in [("Hello  World", "ham"), (" hello\tworld\n", "ham"), ("hello world", "spam"), ("hello", "ham")]:
         insert(db, dataset.id, body, label)
 
     hashes = db.execute(
         text("SELECT text_hash FROM memora.example WHERE dataset_id = :d ORDER BY seq"), {"d": dataset.id}
     ).scalars().all()  # fmt: skip
-    assert hashes[0] == hashes[1] != hashes[2]
+    assert hashes[0] == hashes[1]
+    assert len({hashes[0], hashes[2], hashes[3]}) == 3
+
+
+def test_an_exact_twin_joins_the_split_of_the_live_example(db: Session) -> None:
+    dataset = make_dataset(db)
+    first = insert(db, dataset.id, "Win a prize")
+    db.execute(text("UPDATE memora.example SET split = 'validation' WHERE id = :i"), {"i": first})
+
+    twins = [insert(db, dataset.id, body) for body in ("win a PRIZE", "  Win a prize ")]
+
+    splits = db.execute(
+        text("SELECT split FROM memora.example WHERE id = ANY(:ids)"), {"ids": twins}
+    ).scalars().all()  # fmt: skip
+    assert splits == ["validation", "validation"]
 
 
 def test_examples_are_immutable_but_their_split_may_change(db: Session) -> None:

@@ -1,7 +1,54 @@
-"""/v1/datasets/{name}/...: splits, duplicates, leakage (being written)."""
+"""/v1/datasets/{name}/...: train/validation/test splits, exact and near duplicates, train/test leakage."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import SessionDep, SettingsDep
+from app.training import dedup, service, splits
+from app.training.dedup import DedupReport, DedupRequest, EmbeddingChoice, LeakageReport, Provider
+from app.training.schemas import SplitRule
+from app.training.splits import SplitReport
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post("/{name}/split", response_model=SplitReport)
+def split_dataset(name: str, body: SplitRule, db: SessionDep) -> SplitReport:
+    """Store the split rule and reassign every live example's split by it (examples added later join the split
+    their text hash gives them). The same rule always gives the same split; exact duplicates share one."""
+    return splits.split(db, name, body)
+
+
+@router.get("/{name}/split", response_model=SplitReport)
+def get_split(name: str, db: SessionDep) -> SplitReport:
+    """The dataset's split rule and its live examples per split (and per label when stratified)."""
+    return splits.report(db, service.get(db, name))
+
+
+@router.post("/{name}/dedup", response_model=DedupReport)
+def dedup_dataset(name: str, body: DedupRequest, db: SessionDep, settings: SettingsDep) -> DedupReport:
+    """Clusters of exact duplicates (same normalised text and labels) and, with `near`, of near duplicates
+    (embedding cosine >= threshold, found through an HNSW index). With `drop`, all but the first example of each
+    cluster leave the live dataset (snapshots that hold them still read them)."""
+    return dedup.dedup(db, name, body, settings)
+
+
+@router.get("/{name}/leakage", response_model=LeakageReport)
+def leakage(
+    name: str,
+    db: SessionDep,
+    settings: SettingsDep,
+    threshold: Annotated[float, Query(gt=0, le=1, allow_inf_nan=False, description="Least cosine similarity.")] = 0.95,
+    k: Annotated[int, Query(ge=1, le=100, description="Train neighbours each evaluation example asks for.")] = 10,
+    provider: Annotated[Provider, Query(description="Embedding provider.")] = "local",
+    model: Annotated[str | None, Query(max_length=200, description="Default: the provider's.")] = None,
+    dimensions: Annotated[int | None, Query(ge=1, le=2000, description="Default: the model's.")] = None,
+    limit: Annotated[int, Query(ge=0, le=100_000, description="Most pairs listed; counts cover all.")] = 1000,
+) -> LeakageReport:
+    """Pairs of a train example and a validation or test example that are exact or near duplicates. Examples
+    without an embedding are embedded first (and keep it, so the next report is quick)."""
+    choice = EmbeddingChoice(provider=provider, model=model, dimensions=dimensions)
+    return dedup.leakage(db, name, settings, threshold=threshold, k=k, choice=choice, limit=limit)
