@@ -1,15 +1,20 @@
 """A small OpenAI-compatible HTTP server on 127.0.0.1 for tests, with programmable failures.
 
-Routes live in a table keyed by (method, path): more endpoints (/v1/chat/completions with streaming, /v1/files,
-/v1/fine_tuning/jobs) are added with `server.route(...)`. A handler takes the parsed Request and returns a Response;
-a Response with `chunks` is streamed (server-sent events) instead of sent with a Content-Length.
+Routes live in a table keyed by (method, path); a path may hold `{name}` parts, which reach the handler in
+Request.params. More endpoints (/v1/chat/completions with streaming...) are added with `server.route(...)`. A handler
+takes the parsed Request and returns a Response; a Response with `chunks` is streamed (server-sent events) instead of
+sent with a Content-Length. Built in: /v1/embeddings, and /v1/files with /v1/fine_tuning/jobs (FineTuning, below).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import email.parser
+import email.policy
+import itertools
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -34,9 +39,24 @@ class Request:
     headers: dict[str, str]
     body: bytes
     received_at: float = field(default_factory=time.monotonic)
+    params: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
+
+    def form(self) -> dict[str, tuple[str | None, bytes]]:
+        """The fields of a multipart/form-data body (files and plain fields alike): name -> (filename, bytes)."""
+        head = f"Content-Type: {self.headers.get('content-type', '')}\r\n\r\n".encode()
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + self.body)
+        if not message.is_multipart():
+            return {}
+        return {
+            str(part.get_param("name", header="content-disposition")): (
+                part.get_filename(),
+                part.get_payload(decode=True) or b"",
+            )
+            for part in message.iter_parts()  # type: ignore[attr-defined]
+        }
 
 
 @dataclass
@@ -52,9 +72,17 @@ class Response:
         return json.dumps(self.body).encode()
 
 
-def error(status: int, message: str, kind: str = "server_error", headers: dict[str, str] | None = None) -> Response:
+def error(
+    status: int,
+    message: str,
+    kind: str = "server_error",
+    headers: dict[str, str] | None = None,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
     """An error in the shape OpenAI sends."""
-    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return Response(status, body, headers or {})
 
 
@@ -78,6 +106,8 @@ class OpenAIServer:
         self.api_key = api_key
         self.requests: list[Request] = []
         self.routes: dict[tuple[str, str], Handler] = {("POST", "/v1/embeddings"): self.embeddings}
+        self.fine_tuning = FineTuning()
+        self.fine_tuning.install(self)
         self.faults: deque[Fault] = deque()
         self.wrong_dimensions: int | None = None
         self.reverse_data = False
@@ -151,8 +181,7 @@ class OpenAIServer:
 
     def _serve(self, http: BaseHTTPRequestHandler) -> None:
         path = http.path.split("?", 1)[0]
-        length = int(http.headers.get("Content-Length") or 0)
-        request = Request(http.command, path, {k.lower(): v for k, v in http.headers.items()}, http.rfile.read(length))
+        request = Request(http.command, path, {k.lower(): v for k, v in http.headers.items()}, _read_body(http))
         with self._lock:
             self.requests.append(request)
             fault = next((f for f in self.faults if f.path in (None, path)), None)
@@ -172,7 +201,12 @@ class OpenAIServer:
             return error(401, "Incorrect API key provided.", "invalid_request_error")
         handler = self.routes.get((request.method, request.path))
         if handler is None:
-            return error(404, f"no route {request.method} {request.path}", "invalid_request_error")
+            for (method, pattern), candidate in self.routes.items():
+                if method == request.method and "{" in pattern and (match := _path_match(pattern, request.path)):
+                    handler, request.params = candidate, match
+                    break
+            else:
+                return error(404, f"no route {request.method} {request.path}", "invalid_request_error")
         return handler(request)
 
     def _write(self, http: BaseHTTPRequestHandler, response: Response) -> None:
@@ -213,7 +247,197 @@ class OpenAIServer:
         return Response(200, {"object": "list", "data": data, "model": model, "usage": usage})
 
 
+def _read_body(http: BaseHTTPRequestHandler) -> bytes:
+    """The request body, sent with a Content-Length or in chunks (Transfer-Encoding: chunked)."""
+    if "chunked" not in (http.headers.get("Transfer-Encoding") or "").lower():
+        return http.rfile.read(int(http.headers.get("Content-Length") or 0))
+    parts = []
+    while size := int(http.rfile.readline().split(b";")[0].strip() or b"0", 16):
+        parts.append(http.rfile.read(size))
+        http.rfile.readline()
+    while http.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+        pass
+    return b"".join(parts)
+
+
+def _path_match(pattern: str, path: str) -> dict[str, str] | None:
+    """The {name} parts of PATTERN in PATH, or None when PATH does not have that shape."""
+    regex = re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(pattern))
+    match = re.fullmatch(regex, path)
+    return match.groupdict() if match else None
+
+
 def _encode(vector: np.ndarray[Any, Any], encoding_format: str | None) -> list[float] | str:
     if encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode()
     return [float(x) for x in vector]
+
+
+STEPS = ("validating_files", "queued", "running", "succeeded")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass
+class StoredFile:
+    id: str
+    filename: str
+    purpose: str
+    content: bytes
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    def json(self) -> dict[str, Any]:
+        return {"id": self.id, "object": "file", "bytes": len(self.content), "created_at": self.created_at,
+                "filename": self.filename, "purpose": self.purpose, "status": "processed"}  # fmt: skip
+
+
+def chat_file_problem(content: bytes) -> str | None:
+    """Why CONTENT is not a chat fine-tuning file (one JSON object with a "messages" list per line), or None."""
+    lines = content.splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return f"Invalid file format. Line {number} is not valid JSON."
+        messages = record.get("messages") if isinstance(record, dict) else None
+        if not isinstance(messages, list) or not messages:
+            return f'Invalid file format. Line {number}, key "messages": a non-empty list is required.'
+        for message in messages:
+            if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant", "tool"):
+                return f"Invalid file format. Line {number}: every message needs a role."
+    return None if lines else "Invalid file format. The file is empty."
+
+
+def trained_tokens(content: bytes, epochs: int) -> int:
+    """Words of every message content, times the epochs: what the loopback service reports as trained tokens."""
+    words = 0
+    for line in content.splitlines():
+        for message in json.loads(line)["messages"]:
+            words += len(str(message.get("content") or "").split())
+    return words * epochs
+
+
+class FineTuning:
+    """/v1/files and /v1/fine_tuning/jobs held in memory. Each GET of a job advances it one step
+    (validating_files -> queued -> running -> succeeded), so a poller sees it move; fail_next_job() makes the next
+    job created end in failed. Like OpenAI, a job needs MIN_EXAMPLES training lines."""
+
+    MIN_EXAMPLES = 10
+
+    def __init__(self) -> None:
+        self.files: dict[str, StoredFile] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.failures: deque[str] = deque()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def install(self, server: OpenAIServer) -> None:
+        for method, path, handler in (
+            ("POST", "/v1/files", self.upload),
+            ("GET", "/v1/files/{file_id}", self.get_file),
+            ("DELETE", "/v1/files/{file_id}", self.delete_file),
+            ("POST", "/v1/fine_tuning/jobs", self.create_job),
+            ("GET", "/v1/fine_tuning/jobs", self.list_jobs),
+            ("GET", "/v1/fine_tuning/jobs/{job_id}", self.get_job),
+            ("POST", "/v1/fine_tuning/jobs/{job_id}/cancel", self.cancel_job),
+        ):
+            server.route(method, path, handler)
+
+    def fail_next_job(self, message: str = "The job failed: the training loss diverged.") -> None:
+        self.failures.append(message)
+
+    def upload(self, request: Request) -> Response:
+        form = request.form()
+        if "file" not in form or "purpose" not in form:
+            return error(400, "'file' and 'purpose' are required", "invalid_request_error", param="file")
+        (filename, content), purpose = form["file"], form["purpose"][1].decode()
+        if purpose == "fine-tune" and (problem := chat_file_problem(content)):
+            return error(400, problem, "invalid_request_error", param="file", code="invalid_file_format")
+        with self._lock:
+            stored = StoredFile(f"file-{next(self._ids)}", filename or "upload", purpose, content)
+            self.files[stored.id] = stored
+        return Response(200, stored.json())
+
+    def get_file(self, request: Request) -> Response:
+        stored = self.files.get(request.params["file_id"])
+        return Response(200, stored.json()) if stored else _missing("file", request.params["file_id"])
+
+    def delete_file(self, request: Request) -> Response:
+        with self._lock:
+            stored = self.files.pop(request.params["file_id"], None)
+        if stored is None:
+            return _missing("file", request.params["file_id"])
+        return Response(200, {"id": stored.id, "object": "file", "deleted": True})
+
+    def create_job(self, request: Request) -> Response:
+        body = request.json()
+        training, validation = body.get("training_file"), body.get("validation_file")
+        for name, file_id in (("training_file", training), ("validation_file", validation)):
+            if (file_id is not None or name == "training_file") and file_id not in self.files:
+                return error(400, f"invalid {name}: {file_id}", "invalid_request_error", param=name)
+        if not body.get("model"):
+            return error(400, "'model' is required", "invalid_request_error", param="model")
+        if len(body.get("suffix") or "") > 64:
+            return error(400, "suffix: at most 64 characters", "invalid_request_error", param="suffix")
+        examples = len(self.files[training].content.splitlines())
+        if examples < self.MIN_EXAMPLES:
+            message = f"Training file has {examples} example(s), but must have at least {self.MIN_EXAMPLES} examples"
+            return error(400, message, "invalid_request_error", param="training_file", code="invalid_n_examples")
+        method = (body.get("method") or {}).get("supervised") or {}
+        hyperparameters = method.get("hyperparameters") or body.get("hyperparameters") or {}
+        epochs = int(hyperparameters.get("n_epochs") or 1)
+        with self._lock:
+            job_id = f"ftjob-{next(self._ids)}"
+            self.jobs[job_id] = {
+                "id": job_id, "object": "fine_tuning.job", "created_at": int(time.time()), "error": None,
+                "fine_tuned_model": None, "finished_at": None, "hyperparameters": {"n_epochs": epochs},
+                "model": body["model"], "organization_id": "org-loopback", "result_files": [], "seed": 0,
+                "status": STEPS[0], "trained_tokens": None, "training_file": training, "validation_file": validation,
+                "suffix": body.get("suffix"), "_failure": self.failures.popleft() if self.failures else None,
+            }  # fmt: skip
+        return Response(200, self._public(self.jobs[job_id]))
+
+    def list_jobs(self, request: Request) -> Response:
+        data = [self._public(job) for job in reversed(self.jobs.values())]
+        return Response(200, {"object": "list", "data": data, "has_more": False})
+
+    def get_job(self, request: Request) -> Response:
+        with self._lock:
+            job = self.jobs.get(request.params["job_id"])
+            if job is None:
+                return _missing("fine-tuning job", request.params["job_id"])
+            if job["status"] not in TERMINAL:
+                self._advance(job)
+            return Response(200, self._public(job))
+
+    def cancel_job(self, request: Request) -> Response:
+        with self._lock:
+            job = self.jobs.get(request.params["job_id"])
+            if job is None:
+                return _missing("fine-tuning job", request.params["job_id"])
+            if job["status"] in TERMINAL:
+                return error(400, f"Job has already {job['status']}", "invalid_request_error")
+            job["status"] = "cancelled"
+            return Response(200, self._public(job))
+
+    def _advance(self, job: dict[str, Any]) -> None:
+        step = STEPS[STEPS.index(job["status"]) + 1]
+        if step == "succeeded" and job["_failure"]:
+            job["status"], job["error"] = "failed", {"code": "job_failed", "message": job["_failure"], "param": None}
+        elif step == "succeeded":
+            content = self.files[job["training_file"]].content
+            suffix = job["suffix"] or "personal"
+            job["status"], job["fine_tuned_model"] = step, f"ft:{job['model']}:{suffix}:{job['id']}"
+            job["trained_tokens"] = trained_tokens(content, job["hyperparameters"]["n_epochs"])
+            job["result_files"] = []
+        else:
+            job["status"] = step
+        if job["status"] in TERMINAL:
+            job["finished_at"] = int(time.time())
+
+    @staticmethod
+    def _public(job: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in job.items() if not key.startswith("_")}
+
+
+def _missing(kind: str, name: str) -> Response:
+    return error(404, f"No such {kind}: {name}", "invalid_request_error")

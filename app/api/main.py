@@ -15,7 +15,17 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.api.routes import collections, dataset_quality, datasets, documents, exports, health, search, snapshots
+from app.api.routes import (
+    collections,
+    dataset_quality,
+    datasets,
+    documents,
+    exports,
+    finetune,
+    health,
+    search,
+    snapshots,
+)
 from app.api.schemas import ErrorResponse
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
@@ -67,6 +77,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(dataset_quality.router)
     app.include_router(snapshots.router)
     app.include_router(exports.router)
+    app.include_router(finetune.router)
     return app
 
 

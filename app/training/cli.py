@@ -6,10 +6,17 @@ attach themselves to the Typer apps defined here; app/cli.py calls register().
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 dataset_cli = typer.Typer(help="Datasets of labeled training examples.", no_args_is_help=True)
 finetune_cli = typer.Typer(help="Fine-tuning jobs on an OpenAI-compatible service.", no_args_is_help=True)
+
+
+def option(name: str, help: str, *flags: str) -> Any:
+    """A typer option also read from MEMORA_<NAME>, showing its default (as every option of `memora` does)."""
+    return typer.Option(*flags, envvar=f"MEMORA_{name}", show_envvar=True, show_default=True, help=help)
 
 
 def register(cli: typer.Typer) -> None:

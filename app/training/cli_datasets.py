@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.training.cli import dataset_cli
+from app.training.cli import dataset_cli, option
 from app.training.schemas import DatasetCreate, ImportReport
 
 
@@ -28,13 +28,13 @@ def _session(ctx: typer.Context) -> Session:
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    task: Annotated[str, typer.Option(help="chat | completion | classification | pairs | triplets | qa | custom")],
-    description: Annotated[str, typer.Option(help="What the dataset is for.")] = "",
-    train: Annotated[float, typer.Option(help="Share of the train split.")] = 0.8,
-    validation: Annotated[float, typer.Option(help="Share of the validation split.")] = 0.1,
-    test: Annotated[float, typer.Option(help="Share of the test split.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
-) -> None:  # fmt: skip
+    task: Annotated[str, option("DATASET_TASK", "chat | completion | classification | pairs | triplets | qa | custom")],
+    description: Annotated[str, option("DATASET_DESCRIPTION", "What the dataset is for.")] = "",
+    train: Annotated[float, option("SPLIT_TRAIN", "Share of the train split.")] = 0.8,
+    validation: Annotated[float, option("SPLIT_VALIDATION", "Share of the validation split.")] = 0.1,
+    test: Annotated[float, option("SPLIT_TEST", "Share of the test split.")] = 0.1,
+    seed: Annotated[int, option("SPLIT_SEED", "Seed of the split.")] = 0,
+) -> None:
     """Create a dataset."""
     from app.training import service
 
@@ -73,13 +73,16 @@ def import_files(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset to import into.")],
     files: Annotated[list[Path], typer.Argument(help="JSONL, CSV or SQuAD JSON files.", exists=True, dir_okay=False)],
-    mode: Annotated[str, typer.Option(help="strict: any bad record and nothing is stored; skip: store the good ones")]
+    mode: Annotated[str, option("IMPORT_MODE", "strict: a bad record, nothing stored; skip: store the good ones")]
     = "skip",
-    format: Annotated[str | None, typer.Option(help="The records' format; default: recognised per record.")] = None,
-    model: Annotated[str | None, typer.Option(help="Target model: tokenizer and context limit.")] = None,
-    rename: Annotated[list[str] | None, typer.Option(
-        "--rename", help="FIELD=COLUMN: fill FIELD from a CSV column or JSON key (repeat it), e.g. label=spam")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON.")] = False,
+    format: Annotated[str | None, option("IMPORT_FORMAT", "The records' format; default: recognised per record.")]
+    = None,
+    model: Annotated[str | None, option("IMPORT_MODEL", "Target model: tokenizer and context limit.")] = None,
+    rename: Annotated[
+        list[str] | None,
+        option("IMPORT_RENAME", "FIELD=COLUMN: fill FIELD from a CSV column or JSON key (repeat it)", "--rename"),
+    ] = None,
+    as_json: Annotated[bool, option("IMPORT_JSON", "Print the reports as JSON.", "--json")] = False,
 ) -> None:  # fmt: skip
     """Import examples from files, each in one transaction, with a progress bar over the bytes read."""
     from app.errors import AppError, InvalidInputError

@@ -14,16 +14,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.training.cli import dataset_cli
+from app.training.cli import dataset_cli, option
 
 if TYPE_CHECKING:
     from app.training.dedup import ProgressFn
 
-ProviderOption = Annotated[str, typer.Option(help="Embedding provider: local | openai | hashing.")]
-ModelOption = Annotated[str | None, typer.Option(help="Embedding model; default: the provider's.")]
-DimensionsOption = Annotated[int | None, typer.Option(help="Vector dimensions; default: the model's.")]
-KOption = Annotated[int, typer.Option(help="Neighbours each example asks the HNSW index for.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+ProviderOption = Annotated[str, option("DEDUP_PROVIDER", "Embedding provider: local | openai | hashing.")]
+ModelOption = Annotated[str | None, option("DEDUP_MODEL", "Embedding model; default: the provider's.")]
+DimensionsOption = Annotated[int | None, option("DEDUP_DIMENSIONS", "Vector dimensions; default: the model's.")]
+KOption = Annotated[int, option("DEDUP_K", "Neighbours each example asks the HNSW index for.")]
+JsonOption = Annotated[bool, option("QUALITY_JSON", "Print the report as JSON.", "--json")]
 Model = TypeVar("Model", bound=BaseModel)
 
 
@@ -65,11 +65,11 @@ def _bars(console: Console, *, disable: bool) -> Iterator[ProgressFn]:
 def split(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    train: Annotated[float, typer.Option(help="Share of the train split.")] = 0.8,
-    validation: Annotated[float, typer.Option(help="Share of the validation split.")] = 0.1,
-    test: Annotated[float, typer.Option(help="Share of the test split.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the split; another seed gives another split.")] = 0,
-    stratified: Annotated[bool, typer.Option("--stratified", help="Give every label its share of each split.")]
+    train: Annotated[float, option("SPLIT_TRAIN", "Share of the train split.")] = 0.8,
+    validation: Annotated[float, option("SPLIT_VALIDATION", "Share of the validation split.")] = 0.1,
+    test: Annotated[float, option("SPLIT_TEST", "Share of the test split.")] = 0.1,
+    seed: Annotated[int, option("SPLIT_SEED", "Seed of the split; another seed gives another split.")] = 0,
+    stratified: Annotated[bool, option("SPLIT_STRATIFIED", "Give every label its share of each split.", "--stratified")]
     = False,
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
@@ -97,12 +97,12 @@ def split(
 def dedup(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    near: Annotated[float | None, typer.Option(help="Also find near duplicates at this cosine similarity (0.95).")]
+    near: Annotated[float | None, option("DEDUP_NEAR", "Also find near duplicates at this cosine similarity (0.95).")]
     = None,
     k: KOption = 10,
-    exact: Annotated[bool, typer.Option("--exact/--no-exact", help="Report exact duplicates (same text hash).")]
+    exact: Annotated[bool, option("DEDUP_EXACT", "Report exact duplicates (same text hash).", "--exact/--no-exact")]
     = True,
-    drop: Annotated[bool, typer.Option("--drop", help="Keep the first example of every cluster, remove the rest.")]
+    drop: Annotated[bool, option("DEDUP_DROP", "Keep the first example of every cluster, remove the rest.", "--drop")]
     = False,
     provider: ProviderOption = "local",
     model: ModelOption = None,
@@ -143,7 +143,7 @@ def dedup(
 def leakage(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
-    threshold: Annotated[float, typer.Option(help="Least cosine similarity of a near duplicate.")] = 0.95,
+    threshold: Annotated[float, option("LEAKAGE_THRESHOLD", "Least cosine similarity of a near duplicate.")] = 0.95,
     k: KOption = 10,
     provider: ProviderOption = "local",
     model: ModelOption = None,

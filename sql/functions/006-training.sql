@@ -41,7 +41,7 @@ AS $$
     -- different; the label does. One expression, so PostgreSQL can inline it.
     SELECT pg_catalog.sha256(pg_catalog.convert_to(
         pg_catalog.regexp_replace(pg_catalog.regexp_replace(pg_catalog.lower((CASE WHEN format = 'chat'
-            THEN pg_catalog.jsonb_path_query_array(input, 'strict $.messages[*] ? (@.role != "system").content')
+            THEN pg_catalog.jsonb_path_query_array(input, 'lax $.messages[*] ? (@.role != "system").content')
             ELSE pg_catalog.jsonb_path_query_array(
                 pg_catalog.jsonb_build_array(input, output), 'strict $.** ? (@.type() == "string")')
         END)::text), '(\s|\\[nrt])+', ' ', 'g'), ' ?" ?', '"', 'g')
@@ -107,6 +107,11 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     rule memora.dataset;
+    block_name text;
+    block text;
+    seq_next bigint;
+    block_end bigint;
+    size bigint := 0;
 BEGIN
     -- The app fills every column itself (one statement per batch); this serves rows written from psql.
     IF NEW.content_hash IS NULL THEN
@@ -117,21 +122,37 @@ BEGIN
     IF NEW.text_hash IS NULL THEN
         NEW.text_hash := memora.text_hash(NEW.format, NEW.input, NEW.output, NEW.label, NEW.labels);
     END IF;
-    IF NEW.seq IS NULL OR NEW.split IS NULL THEN
-        UPDATE memora.dataset SET next_seq = next_seq + (NEW.seq IS NULL)::int
-        WHERE id = NEW.dataset_id
-        RETURNING * INTO rule;
-        IF NEW.seq IS NULL THEN
-            NEW.seq := rule.next_seq - 1;
+    IF NEW.seq IS NULL THEN
+        -- Numbers are reserved from dataset.next_seq in blocks that double within a transaction (1, 2, 4, ...
+        -- 1024), kept as "next:end:size" in a transaction-local setting: an UPDATE of the dataset row per row
+        -- would make a bulk INSERT ... SELECT slower with every row. Unused numbers are gaps, which seq allows.
+        block_name := 'memora.seq_block_' || NEW.dataset_id;
+        block := nullif(current_setting(block_name, true), '');
+        IF block IS NOT NULL THEN
+            seq_next := split_part(block, ':', 1)::bigint;
+            block_end := split_part(block, ':', 2)::bigint;
+            size := split_part(block, ':', 3)::bigint;
         END IF;
-        IF NEW.split IS NULL THEN
-            -- An exact twin of a live example joins its split; anything else gets the split its hash says.
-            NEW.split := coalesce(
-                (SELECT t.split FROM memora.example t
-                 WHERE t.dataset_id = NEW.dataset_id AND t.text_hash = NEW.text_hash AND t.deleted_at IS NULL
-                 LIMIT 1),
-                memora.split_of(NEW.text_hash, rule.split_seed, rule.split_ratios));
+        IF seq_next IS NULL OR seq_next >= block_end THEN
+            size := least(1024, greatest(1, 2 * size));
+            UPDATE memora.dataset d SET next_seq = d.next_seq + size
+            WHERE d.id = NEW.dataset_id
+            RETURNING d.next_seq - size, d.next_seq INTO seq_next, block_end;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'dataset % does not exist', NEW.dataset_id USING ERRCODE = 'foreign_key_violation';
+            END IF;
         END IF;
+        NEW.seq := seq_next;
+        PERFORM set_config(block_name, (seq_next + 1) || ':' || block_end || ':' || size, true);
+    END IF;
+    IF NEW.split IS NULL THEN
+        -- An exact twin of a live example joins its split; anything else gets the split its hash says.
+        SELECT * INTO rule FROM memora.dataset d WHERE d.id = NEW.dataset_id;
+        NEW.split := coalesce(
+            (SELECT t.split FROM memora.example t
+             WHERE t.dataset_id = NEW.dataset_id AND t.text_hash = NEW.text_hash AND t.deleted_at IS NULL
+             LIMIT 1),
+            memora.split_of(NEW.text_hash, rule.split_seed, rule.split_ratios));
     END IF;
     RETURN NEW;
 END

@@ -129,3 +129,38 @@ def test_shuffle_position_is_a_permutation(db: Session, n: int) -> None:
     if n >= 7:
         assert positions != list(range(n))
         assert positions != other
+
+
+def test_text_hash_of_a_conversation_with_a_tool_call_and_no_content(db: Session) -> None:
+    messages = (
+        '[{"role": "user", "content": "Weather in Paris?"},'
+        ' {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",'
+        ' "function": {"name": "weather", "arguments": "{}"}}]},'
+        ' {"role": "tool", "tool_call_id": "c1", "content": "sunny"},'
+        ' {"role": "assistant", "content": "Sunny."}]'
+    )
+
+    hashed = db.execute(
+        text("SELECT memora.text_hash('chat', jsonb_build_object('messages', CAST(:m AS jsonb)), NULL, NULL, NULL)"),
+        {"m": messages},
+    ).scalar()
+
+    assert hashed is not None and len(hashed) == 32
+
+
+def test_a_bulk_insert_from_psql_numbers_every_row(db: Session) -> None:
+    dataset = make_dataset(db)
+
+    db.execute(
+        text(
+            "INSERT INTO memora.example (dataset_id, format, input, label) "
+            "SELECT :d, 'classification', jsonb_build_object('text', 'message ' || i), 'ham' "
+            "FROM generate_series(1, 5000) i"
+        ),
+        {"d": dataset.id},
+    )
+
+    seqs = db.execute(text("SELECT seq FROM memora.example WHERE dataset_id = :d"), {"d": dataset.id}).scalars().all()
+    next_seq = db.execute(text("SELECT next_seq FROM memora.dataset WHERE id = :d"), {"d": dataset.id}).scalar()
+    assert len(set(seqs)) == 5000
+    assert max(seqs) < next_seq <= 2 * 5000  # blocks leave gaps, never more than the rows inserted

@@ -1,7 +1,50 @@
-"""/v1/datasets/{name}/...: exports (being written)."""
+"""/v1/datasets/{name}/export: a dataset or snapshot as a training file, streamed."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from app.api.deps import SettingsDep, get_session
+from app.training import export
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+# The session lives until the response is sent (the default scope), so the stream reads through it.
+StreamSessionDep = Annotated[Session, Depends(get_session)]
+
+
+@router.get(
+    "/{name}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The file; X-Memora-Examples says how many examples it holds.",
+            "content": {"application/jsonl": {}, "application/vnd.apache.parquet": {}, "text/csv": {}},
+        },
+        404: {"description": "No such dataset, snapshot or collection."},
+    },
+)
+def export_dataset(
+    name: str,
+    db: StreamSessionDep,
+    settings: SettingsDep,
+    format: Annotated[str | None, Query(description=f"One of {', '.join(export.EXPORT_FORMATS)}.")] = None,
+    split: Annotated[str | None, Query(description="Only this split: train, validation or test.")] = None,
+    snapshot: Annotated[
+        str | None, Query(max_length=200, description="Export this snapshot, not the live dataset.")
+    ] = None,
+    negatives: Annotated[int, Query(description="triplets: hard negatives to mine per example.")] = 0,
+    collection: Annotated[str | None, Query(max_length=200, description="triplets: the collection to mine.")] = None,
+    kind: Annotated[str, Query(description="openai-batch: chat or embeddings requests.")] = "chat",
+    model: Annotated[str | None, Query(max_length=200, description="openai-batch: the model of every request.")] = None,
+) -> StreamingResponse:
+    """Stream the examples as openai-chat, jsonl, parquet, csv, pairs, triplets or openai-batch; every parameter
+    is checked before the first byte, so a bad one is a 404 or 422, never a broken file."""
+    options = export.Options(format, split, snapshot, negatives, collection, kind, model)
+    job = export.prepare(db, name, options)
+    headers = {"Content-Disposition": f'attachment; filename="{job.filename}"', "X-Memora-Examples": str(job.total)}
+    return StreamingResponse(job.chunks(db, settings), media_type=job.media_type, headers=headers)

@@ -1,0 +1,32 @@
+"""/v1/finetune/jobs: the recorded fine-tuning jobs and their lineage, read-only (`memora finetune` starts them)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from app.api.deps import SessionDep
+from app.errors import ConflictError
+from app.training import finetune
+from app.training.finetune import FinetuneJobOut
+
+router = APIRouter(prefix="/v1/finetune", tags=["fine-tuning"])
+
+
+@router.get("/jobs", response_model=list[FinetuneJobOut])
+def list_jobs(
+    db: SessionDep,
+    dataset: Annotated[str | None, Query(max_length=128, description="Only this dataset's jobs")] = None,
+) -> list[FinetuneJobOut]:
+    """Every recorded job, oldest first, as last polled (no call to the fine-tuning service)."""
+    return [FinetuneJobOut.of(job) for job in finetune.find_jobs(db, dataset=dataset)]
+
+
+@router.get("/jobs/{job}", response_model=FinetuneJobOut)
+def get_job(job: str, db: SessionDep) -> FinetuneJobOut:
+    """One job by Memora's id or by the service's job id (ftjob-...)."""
+    found = finetune.find_jobs(db, [job])
+    if len(found) > 1:
+        raise ConflictError(f"{job!r} names {len(found)} jobs (of different services): ask by Memora's id")
+    return FinetuneJobOut.of(found[0])
