@@ -9,7 +9,7 @@ from sqlalchemy import Row, delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, Example
+from app.db.models import Dataset, Example, Snapshot
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.training import dedup, repository
 from app.training.formats import to_record
@@ -49,6 +49,8 @@ def delete_dataset(db: Session, name: str) -> None:
     """Delete a dataset with its examples and snapshots (fine-tuning jobs keep its name in their lineage)."""
     dataset = get(db, name, lock=True)
     dedup.drop_index(db, dataset.id)
+    # Snapshots first: their rows hold examples (RESTRICT), and a cascade from dataset may reach example first.
+    db.execute(delete(Snapshot).where(Snapshot.dataset_id == dataset.id))
     db.delete(dataset)
     db.flush()
 

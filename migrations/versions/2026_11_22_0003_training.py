@@ -1,4 +1,5 @@
-"""Training data: split rules on datasets, example seq/format/hashes/tombstones, snapshots, fine-tuning jobs.
+"""Training data: split rules on datasets, example seq/format/hashes/tombstones, snapshots, fine-tuning jobs,
+and the shuffled batches' permutation (sql/functions/006-training.sql, 007-batches.sql).
 
 Revision ID: 0003
 Revises: 0002
@@ -22,6 +23,7 @@ FORMATS = "'chat', 'completion', 'classification', 'pairs', 'triplets', 'qa', 'c
 
 # Everything 006 creates, dropped in reverse by downgrade (signatures as pg_proc spells them).
 FUNCTIONS = (
+    "shuffle_positions(bigint, bigint, bigint, bigint)",
     "shuffle_position(bigint, bigint, bigint)",
     "create_snapshot(text, text, text)",
     "snapshot_frozen()",
@@ -156,6 +158,7 @@ def upgrade() -> None:
         schema=s,
     )
     apply_sql_file("006-training.sql")
+    apply_sql_file("007-batches.sql")
     # Examples are immutable once 006 is in; the backfill runs with that rule switched off.
     op.execute(f"ALTER TABLE {qualified('example')} DISABLE TRIGGER example_immutable")
     op.execute(

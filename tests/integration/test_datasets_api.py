@@ -300,3 +300,15 @@ def test_csv_columns_can_be_renamed_and_extra_ones_become_metadata(api: TestClie
     ]
     assert bad.status_code == 422
     assert bad.json()["error"]["details"][0]["field"] == "rename"
+
+
+def test_a_dataset_with_snapshots_and_tombstones_can_be_deleted(api: TestClient, dataset: str, db: Session) -> None:
+    api.post(f"/v1/datasets/{dataset}/examples", json=[chat("a?", "b"), chat("c?", "d")])
+    db.execute(text("SELECT memora.create_snapshot('ds', 'v1')"))
+    first = api.get(f"/v1/datasets/{dataset}/examples").json()["items"][0]["id"]
+    api.delete(f"/v1/datasets/{dataset}/examples/{first}")
+
+    assert api.delete(f"/v1/datasets/{dataset}").status_code == 204
+
+    assert db.execute(text("SELECT count(*) FROM memora.example")).scalar() == 0
+    assert db.execute(text("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0

@@ -145,7 +145,8 @@ def test_text_hash_of_a_conversation_with_a_tool_call_and_no_content(db: Session
         {"m": messages},
     ).scalar()
 
-    assert hashed is not None and len(hashed) == 32
+    assert hashed is not None
+    assert len(hashed) == 32
 
 
 def test_a_bulk_insert_from_psql_numbers_every_row(db: Session) -> None:
