@@ -81,4 +81,4 @@ def compose(conn: Connection, statement: str, *names: str) -> str:
     """STATEMENT with Memora's objects NAMES, schema-qualified and quoted, in its {} places: for SQL written as
     text (run with conn.exec_driver_sql and %(name)s parameters), which schema_translate_map does not reach."""
     identifiers = [sql.Identifier(schema_of(conn), name) for name in names]
-    return sql.SQL(statement).format(*identifiers).as_string(conn.connection.driver_connection)  # type: ignore[arg-type]
+    return sql.SQL(statement).format(*identifiers).as_string(conn.connection.driver_connection)

@@ -102,7 +102,7 @@ def import_files(
             kind = importer.file_kind(path.name, None)
             with db.begin(), progress.open(path, "rb", description=path.name) as stream:
                 job = Importer(db, service.get(db, name), mode=mode, format=format, model=model)  # type: ignore[arg-type]
-                job.add(importer.read(stream, kind, format, renames))  # type: ignore[arg-type]
+                job.add(importer.read(stream, kind, format, renames))
                 try:
                     report = job.finish()
                 except AppError as exc:

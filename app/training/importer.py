@@ -238,7 +238,7 @@ class Importer:
             stored=stored,
             duplicates=valid - self.stored if not (self.mode == "strict" and self.invalid) else 0,
             invalid=self.invalid,
-            problems=[p.to_dict() for p in self.problems],  # type: ignore[misc]
+            problems=[p.to_dict() for p in self.problems],
             problems_total=self.problems_total,
             formats=dict(self.tally.formats),
             label_counts=dict(self.tally.labels.most_common()),

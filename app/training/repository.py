@@ -45,7 +45,7 @@ def counts(db: Session, dataset_ids: list[int]) -> dict[int, tuple[dict[str, int
         .group_by(Example.dataset_id, Example.split)
     ).all()
     snapshots = dict(
-        db.execute(  # type: ignore[arg-type]
+        db.execute(
             select(Snapshot.dataset_id, func.count())
             .where(Snapshot.dataset_id.in_(dataset_ids))
             .group_by(Snapshot.dataset_id)
@@ -108,12 +108,10 @@ def sources(db: Session, rows: Sequence[Row[Any]]) -> dict[tuple[int, int | None
     if not keys:
         return {}
     names = dict(
-        db.execute(  # type: ignore[arg-type]
-            select(Collection.id, Collection.name).where(Collection.id.in_({k[0] for k in keys}))
-        ).all()
+        db.execute(select(Collection.id, Collection.name).where(Collection.id.in_({k[0] for k in keys}))).all()
     )
     documents = dict(
-        db.execute(  # type: ignore[arg-type]
+        db.execute(
             select(Document.id, Document.external_id).where(Document.id.in_({k[1] for k in keys if k[1] is not None}))
         ).all()
     )

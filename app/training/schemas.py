@@ -17,13 +17,17 @@ ImportMode = Literal["strict", "skip"]
 Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 
+def _default_ratios() -> dict[SplitName, float]:
+    return {"train": 0.8, "validation": 0.1, "test": 0.1}
+
+
 class SplitRule(BaseModel):
     """How examples are split: by a hash of their normalised text with this seed, in these proportions."""
 
     model_config = ConfigDict(extra="forbid")
 
     ratios: dict[SplitName, Ratio] = Field(
-        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1},
+        default_factory=_default_ratios,
         description="Share of each split; they must add up to 1.",
     )
     seed: int = Field(default=0, ge=-(2**31), lt=2**31, description="Another seed gives another split.")

@@ -63,10 +63,10 @@ def describe(db: Session, datasets: Sequence[Dataset]) -> list[DatasetOut]:
         out.append(
             DatasetOut(
                 name=d.name,
-                task=d.task,  # type: ignore[arg-type]
+                task=d.task,
                 description=d.description,
                 metadata=d.metadata_,
-                split=SplitRule(ratios=d.split_ratios, seed=d.split_seed, stratified=d.split_stratified),  # type: ignore[arg-type]
+                split=SplitRule(ratios=d.split_ratios, seed=d.split_seed, stratified=d.split_stratified),
                 examples=sum(splits.values()),
                 split_counts=splits,
                 snapshots=snapshots,
@@ -128,7 +128,7 @@ def to_out(db: Session, rows: Sequence[Row[Any]]) -> list[ExampleOut]:
             seq=row.seq,
             format=row.format,
             split=row.split,
-            record=to_record(row._mapping),
+            record=to_record(dict(row._mapping)),
             metadata=row.metadata,
             token_count=row.token_count,
             source=sources.get((row.source_collection_id, row.source_document_id, row.source_chunk_id)),

@@ -99,7 +99,7 @@ async def import_file(
     dataset are counted as duplicates and not stored again.
     """
     renames = importer.parse_renames(rename)
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    media_type: str | None = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with tempfile.TemporaryFile() as spool:
         if media_type == "multipart/form-data":
             filename, media_type = await _spool_form(request, spool, settings.max_import_bytes)
