@@ -27,3 +27,14 @@ def test_collections_example(fresh_db_url: str) -> None:
     assert "WITH (m='32', ef_construction='128')" in output
     assert " leave-policy | " in output
     assert " leave-policy |       2" in output  # the update bumped the version
+
+
+def test_training_example(fresh_db_url: str) -> None:
+    output = psql_file(fresh_db_url, EXAMPLES / "05-training.sql")
+
+    assert "INSERT 0 6" in output
+    assert " distinct_texts | examples" in output
+    assert "              5 |        6" in output  # two spellings of one message share a text_hash
+    assert " v1   |        6 |" in output
+    shuffled = [line for line in output.splitlines() if line.strip()[:1].isdigit() and "|" in line][-6:]
+    assert sorted(int(line.split("|")[0]) for line in shuffled) == list(range(6))
