@@ -18,6 +18,7 @@ from app.db import migrate
 from app.db.embedded import EmbeddedPostgres, bin_dir
 from app.db.engine import database_url, libpq_url
 from app.errors import AppError
+from app.rag import commands as rag_commands
 from app.training import cli as training_cli
 
 cli = typer.Typer(
@@ -31,6 +32,7 @@ cli.add_typer(db_cli, name="db")
 collection_cli = typer.Typer(help="Collections of documents.", no_args_is_help=True)
 cli.add_typer(collection_cli, name="collection")
 training_cli.register(cli)
+rag_commands.register(cli)
 
 log = logging.getLogger("memora")
 

@@ -1,9 +1,10 @@
 """A small OpenAI-compatible HTTP server on 127.0.0.1 for tests, with programmable failures.
 
 Routes live in a table keyed by (method, path); a path may hold `{name}` parts, which reach the handler in
-Request.params. More endpoints (/v1/chat/completions with streaming...) are added with `server.route(...)`. A handler
-takes the parsed Request and returns a Response; a Response with `chunks` is streamed (server-sent events) instead of
-sent with a Content-Length. Built in: /v1/embeddings, and /v1/files with /v1/fine_tuning/jobs (FineTuning, below).
+Request.params. More endpoints are added with `server.route(...)`. A handler takes the parsed Request and returns a
+Response; a Response with `chunks` is streamed (server-sent events) instead of sent with a Content-Length. Built
+in: /v1/embeddings, /v1/files with /v1/fine_tuning/jobs (FineTuning, below), and /v1/chat/completions, whole or
+streamed, with scripted replies and failures mid-stream (Chat, below).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ import email.policy
 import itertools
 import json
 import re
+import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -99,6 +102,10 @@ class Fault:
 Handler = Callable[[Request], Response]
 
 
+class DropConnection(Exception):
+    """Raised by a Response's chunks to end the stream with a TCP reset instead of its last bytes."""
+
+
 class OpenAIServer:
     """Start with start() (or a with block); base_url is what openai.OpenAI(base_url=...) takes."""
 
@@ -108,6 +115,8 @@ class OpenAIServer:
         self.routes: dict[tuple[str, str], Handler] = {("POST", "/v1/embeddings"): self.embeddings}
         self.fine_tuning = FineTuning()
         self.fine_tuning.install(self)
+        self.chat = Chat(self)
+        self.chat.install(self)
         self.faults: deque[Fault] = deque()
         self.wrong_dimensions: int | None = None
         self.reverse_data = False
@@ -222,9 +231,19 @@ class OpenAIServer:
             return
         http.send_header("Content-Type", "text/event-stream")
         http.end_headers()
-        for chunk in response.chunks:
-            http.wfile.write(chunk)
-            http.wfile.flush()
+        # HTTP/1.0: the stream ends when the connection closes. Closing the iterator tells it whether it got to
+        # its end or the client went away first (the write raised).
+        chunks = iter(response.chunks)
+        try:
+            for chunk in chunks:
+                http.wfile.write(chunk)
+                http.wfile.flush()
+        except DropConnection:
+            http.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def embeddings(self, request: Request) -> Response:
         """POST /v1/embeddings: hashing vectors, so equal texts get equal vectors and similar ones similar."""
@@ -441,3 +460,142 @@ class FineTuning:
 
 def _missing(kind: str, name: str) -> Response:
     return error(404, f"No such {kind}: {name}", "invalid_request_error")
+
+
+CHAT_MODELS = frozenset({"gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-3.5-turbo"})
+Failure = Literal["error", "drop", "stall"]
+
+
+@dataclass
+class ChatRecord:
+    """One streamed reply: how far it got, and how it ended (finished, aborted by the client, failed on purpose)."""
+
+    model: str
+    pieces: int
+    sent: int = 0
+    outcome: Literal["streaming", "finished", "aborted", "failed"] = "streaming"
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class MidStreamFault:
+    after: int
+    how: Failure
+    seconds: float = 0.0
+    message: str = "The server had an error while processing your request."
+
+
+class Chat:
+    """POST /v1/chat/completions. The reply is the next scripted one (reply()), else one citing every numbered
+    source of the prompt ("[1]" at a line's start) or "I do not know." when there is none. Streamed, it comes a
+    word per chunk in OpenAI's chunk format, usage in a last chunk when stream_options.include_usage, chunk_delay
+    seconds apart; fail_mid_stream() breaks the next stream after some chunks. Unknown models get OpenAI's 404."""
+
+    def __init__(self, server: OpenAIServer) -> None:
+        self.models = set(CHAT_MODELS)
+        self.replies: deque[str] = deque()
+        self.refusals: deque[Response] = deque()
+        self.mid_stream: deque[MidStreamFault] = deque()
+        self.chunk_delay = 0.0
+        self.streams: list[ChatRecord] = []
+        self._server = server
+        self._ids = itertools.count(1)
+
+    def install(self, server: OpenAIServer) -> None:
+        server.route("POST", "/v1/chat/completions", self.completions)
+
+    def reply(self, *texts: str) -> None:
+        """The next replies, in order."""
+        self.replies.extend(texts)
+
+    def refuse_next(self, status: int, message: str, *, code: str | None = None) -> None:
+        """The next chat request gets this error, in OpenAI's shape."""
+        self.refusals.append(error(status, message, "invalid_request_error", code=code))
+
+    def fail_mid_stream(
+        self, after: int = 2, how: Failure = "error", *, seconds: float = 5.0, message: str | None = None
+    ) -> None:
+        """The next stream sends AFTER content chunks, then: an error event with MESSAGE (error), a TCP reset
+        (drop), or silence for SECONDS before it carries on (stall)."""
+        fault = MidStreamFault(after, how, seconds)
+        if message is not None:
+            fault.message = message
+        self.mid_stream.append(fault)
+
+    def completions(self, request: Request) -> Response:
+        body = request.json()
+        if self.refusals:
+            return self.refusals.popleft()
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            return error(400, "'messages' must be a non-empty array of messages", "invalid_request_error",
+                         param="messages")  # fmt: skip
+        if model not in self.models:
+            return error(404, f"The model `{model}` does not exist or you do not have access to it.",
+                         "invalid_request_error", code="model_not_found")  # fmt: skip
+        text = self.replies.popleft() if self.replies else _default_reply(messages)
+        pieces = re.findall(r"\S+\s*|\s+", text)
+        prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
+                 "total_tokens": prompt_tokens + len(pieces)}  # fmt: skip
+        completion_id, created = f"chatcmpl-{next(self._ids)}", int(time.time())
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": text, "refusal": None}
+            return Response(200, {
+                "id": completion_id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+                "usage": usage,
+            })  # fmt: skip
+        record = ChatRecord(model, len(pieces))
+        self.streams.append(record)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        fault = self.mid_stream.popleft() if self.mid_stream else None
+        head = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            return _sse({**head, "choices": [choice], **extra})
+
+        def chunks() -> Iterable[bytes]:
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                for index, piece in enumerate(pieces):
+                    if fault is not None and index == fault.after:
+                        if fault.how == "error":
+                            record.outcome = "failed"
+                            yield _sse({"error": {"message": fault.message, "type": "server_error", "param": None,
+                                                  "code": None}})  # fmt: skip
+                            return
+                        if fault.how == "drop":
+                            record.outcome = "failed"
+                            raise DropConnection
+                        self._server._stopping.wait(fault.seconds)
+                    if self.chunk_delay:
+                        self._server._stopping.wait(self.chunk_delay)
+                    yield chunk({"content": piece})
+                    record.sent += 1
+                yield chunk({}, "stop")
+                if include_usage:
+                    yield _sse({**head, "choices": [], "usage": usage})
+                yield b"data: [DONE]\n\n"
+                record.outcome = "finished"
+            except GeneratorExit:
+                record.outcome = "aborted"
+                raise
+            finally:
+                record.ended.set()
+
+        return Response(200, chunks=chunks())
+
+
+def _sse(data: Any) -> bytes:
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+def _default_reply(messages: list[dict[str, Any]]) -> str:
+    """A reply that cites every numbered source of the last user message, or says it does not know."""
+    users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+    numbers = re.findall(r"^\[(\d+)\]", users[-1] if users else "", re.MULTILINE)
+    if not numbers:
+        return "I do not know."
+    return "The sources answer this " + "".join(f"[{n}]" for n in numbers) + "."

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.api.routes import (
+    answer,
     collections,
     dataset_quality,
     datasets,
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(collections.router)
     app.include_router(documents.router)
     app.include_router(search.router)
+    app.include_router(answer.router)
     app.include_router(datasets.router)
     app.include_router(dataset_quality.router)
     app.include_router(snapshots.router)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
 import numpy as np
-from psycopg.types.json import Jsonb
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.engine import compose
 from app.db.models import Collection, Dataset, Document
 from app.errors import InvalidInputError, UnsupportedMediaTypeError
-from app.training import formats, repository, tokens
+from app.ingest.parsing import unstorable
+from app.training import formats, hashing, repository, tokens
 from app.training.formats import ExampleRow, Problem
 from app.training.schemas import ImportReport, TokenStats
 
@@ -66,6 +66,8 @@ _COLUMNS = (
     "source_collection_id",
     "source_document_id",
     "source_chunk_id",
+    "content_hash",
+    "text_hash",
 )
 
 _STAGE = """
@@ -73,7 +75,7 @@ CREATE TEMP TABLE IF NOT EXISTS memora_import (
     ord bigint, format text, input jsonb, output jsonb, label text, labels text[], input_ids integer[],
     attention_mask integer[], token_type_ids integer[], start_positions integer[], end_positions integer[],
     metadata jsonb, token_count integer, source_collection_id bigint, source_document_id bigint,
-    source_chunk_id bigint
+    source_chunk_id bigint, content_hash bytea, text_hash bytea
 ) ON COMMIT DROP;
 TRUNCATE memora_import
 """
@@ -81,19 +83,18 @@ TRUNCATE memora_import
 # One batch from the stage into the dataset. New content only (a live example with the same content_hash makes
 # a record a duplicate, and so does an earlier one of the batch); a tombstone with that content comes back to life.
 _INSERT = """
-WITH staged AS (
-    SELECT s.*, {}(s.input, s.output, s.label, s.labels, s.input_ids, s.attention_mask, s.token_type_ids,
-                   s.start_positions, s.end_positions) AS content_hash,
-           {}(s.format, s.input, s.output, s.label, s.labels) AS text_hash
+WITH fresh AS (
+    SELECT DISTINCT ON (s.content_hash) s.*
     FROM memora_import s
-), fresh AS (
-    SELECT DISTINCT ON (content_hash) *
-    FROM staged s
-    WHERE NOT EXISTS (
-        SELECT FROM {} e
+    -- One index probe per record (LIMIT 1 keeps it a nested loop): a NOT EXISTS became a hash anti join that read
+    -- every example of the dataset once per batch, and made an import slower with every batch.
+    LEFT JOIN LATERAL (
+        SELECT 1 AS found FROM {} e
         WHERE e.dataset_id = %(dataset)s AND e.content_hash = s.content_hash AND e.deleted_at IS NULL
-    )
-    ORDER BY content_hash, ord
+        LIMIT 1
+    ) live ON true
+    WHERE live.found IS NULL
+    ORDER BY s.content_hash, s.ord
 ), numbered AS (
     SELECT *, row_number() OVER (ORDER BY ord) - 1 AS i FROM fresh
 ), reserved AS (
@@ -167,15 +168,13 @@ class Importer:
         self.received = self.stored = self.invalid = self.problems_total = 0
         self.problems: list[Problem] = []
         self.tally = _Tally()
-        self._batch: list[tuple[Any, ...]] = []
+        self._batch: list[bytes] = []
         self._writer: _Writer | None = None
         self._sources: dict[tuple[str, str | None], tuple[int, int | None] | None] = {}
         self._savepoint = db.begin_nested()
         conn = db.connection()
         self._driver = conn.connection.driver_connection
-        self._insert = compose(
-            conn, _INSERT, "example_hash", "text_hash", "example", "dataset", "example", "example", "split_of"
-        )
+        self._insert = compose(conn, _INSERT, "example", "dataset", "example", "example", "split_of")
         conn.exec_driver_sql(_STAGE)
 
     def add(self, records: Iterable[tuple[int | None, str, Any]]) -> None:
@@ -196,7 +195,16 @@ class Importer:
             self.tally.add(parsed)
             if self.mode == "strict" and self.invalid:
                 continue  # nothing more will be stored; keep reading to report every problem
-            self._batch.append(_stage_row(self.received, parsed, source))
+            try:
+                line_text = _stage_line(self.received, parsed, source)
+                staged = line_text.encode()
+            except ValueError:  # NaN or Infinity (json.loads reads them), or a lone surrogate
+                line_text, staged = "", b""
+            if not staged or ("u0000" in line_text and unstorable(record)):
+                reason = unstorable(record) or "holds NaN or Infinity, which JSON in PostgreSQL cannot store"
+                self._reject([Problem(line, prefix, reason)])
+                continue
+            self._batch.append(staged)
             if len(self._batch) >= BATCH:
                 self._flush()
             if self.progress is not None and self.received % 1000 == 0:
@@ -305,13 +313,13 @@ class _Writer:
 
     def __init__(self, driver: Any, insert: str, dataset_id: int) -> None:
         self._driver, self._insert, self._dataset_id = driver, insert, dataset_id
-        self._queue: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self.stored = 0
         self._thread = threading.Thread(target=self._run, name="memora-import-writer", daemon=True)
         self._thread.start()
 
-    def put(self, batch: list[tuple[Any, ...]]) -> None:
+    def put(self, batch: list[bytes]) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(batch)
@@ -331,8 +339,7 @@ class _Writer:
             try:
                 with self._driver.cursor() as cursor:
                     with cursor.copy(f"COPY memora_import ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
-                        for row in batch:
-                            copy.write_row(row)
+                        copy.write(b"\n".join(batch) + b"\n")
                     cursor.execute(self._insert, {"dataset": self._dataset_id})
                     self.stored += cursor.rowcount
                     cursor.execute("TRUNCATE memora_import")
@@ -352,22 +359,53 @@ def _lookup_source(db: Session, collection: str, external_id: str | None) -> tup
     return None if document_id is None else (collection_id, document_id)
 
 
-def _stage_row(ord_: int, row: ExampleRow, source: _SourceIds | None) -> tuple[Any, ...]:
-    return (
-        ord_,
-        row.format,
-        Jsonb(row.input),
-        None if row.output is None else Jsonb(row.output),
-        row.label,
-        row.labels,
-        row.input_ids,
-        row.attention_mask,
-        row.token_type_ids,
-        row.start_positions,
-        row.end_positions,
-        Jsonb(row.metadata),
-        row.token_count,
-        *(source or (None, None, None)),
+# COPY's text format: a tab between columns, \N for NULL, and backslash escapes for \\ \n \r \t in values.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+_ARRAY_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _text(value: str | None) -> str:
+    return "\\N" if value is None else value.translate(_COPY_ESCAPES)
+
+
+def _json(value: Any) -> str:
+    # JSON text has no raw newline, carriage return or tab: only its backslashes need doubling.
+    return "\\N" if value is None else _dumps(value).replace("\\", "\\\\")
+
+
+def _ints(values: list[int] | None) -> str:
+    return "\\N" if values is None else "{" + ",".join(map(str, values)) + "}"
+
+
+def _strings(values: list[str] | None) -> str:
+    if values is None:
+        return "\\N"
+    return _text("{" + ",".join(f'"{v.translate(_ARRAY_ESCAPES)}"' for v in values) + "}")
+
+
+def _stage_line(ord_: int, row: ExampleRow, source: _SourceIds | None) -> str:
+    """One line of the stage's COPY, built here (in the parsing thread) so the writer only sends bytes."""
+    ids = source or (None, None, None)
+    return "\t".join(
+        (
+            str(ord_),
+            row.format,
+            _json(row.input),
+            _json(row.output),
+            _text(row.label),
+            _strings(row.labels),
+            _ints(row.input_ids),
+            _ints(row.attention_mask),
+            _ints(row.token_type_ids),
+            _ints(row.start_positions),
+            _ints(row.end_positions),
+            _json(row.metadata),
+            "\\N" if row.token_count is None else str(row.token_count),
+            *("\\N" if i is None else str(i) for i in ids),
+            "\\\\x" + hashing.content_hash(row).hex(),
+            "\\\\x" + hashing.text_hash(row).hex(),
+        )
     )
 
 

@@ -36,7 +36,8 @@ CREATE OR REPLACE FUNCTION memora.text_hash(format text, input jsonb, output jso
 RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
-    -- The strings memora.example_text joins, as the text of one JSON array, lower-cased, with ASCII white space
+    -- The strings memora.example_text joins, as the text of one JSON array, with ASCII letters lower-cased
+    -- (COLLATE "C": the same on every server, and what app/training/hashing.py does), ASCII white space
     -- (raw, or escaped as \n \t \r) collapsed to one space and none left at either end of a string: case and
     -- spacing do not make two examples different; the label does. Plain string functions, no regular
     -- expression: this runs once per imported example (~6 us against ~16 us with regexp_replace).
@@ -49,7 +50,7 @@ AS $$
                             input, 'lax $.messages[*] ? (@.role != "system").content')
                         ELSE pg_catalog.jsonb_path_query_array(
                             pg_catalog.jsonb_build_array(input, output), 'strict $.** ? (@.type() == "string")')
-                    END)::text),
+                    END)::text COLLATE "C"),
                     '\n', ' '), '\t', ' '), '\r', ' '),
                 ' '), ''), ' '),
             '" ', '"'), ' "', '"')

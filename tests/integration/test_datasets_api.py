@@ -312,3 +312,18 @@ def test_a_dataset_with_snapshots_and_tombstones_can_be_deleted(api: TestClient,
 
     assert db.execute(text("SELECT count(*) FROM memora.example")).scalar() == 0
     assert db.execute(text("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0
+
+
+def test_text_postgresql_cannot_store_is_a_problem_of_its_line(api: TestClient, dataset: str) -> None:
+    body = jsonl(chat("fine?", "yes"), chat("nul \u0000 inside?", "no"), chat("back\\slash\ttab?", "kept"))
+
+    response = api.post(f"/v1/datasets/{dataset}/import", content=body, headers={"content-type": "application/jsonl"})
+
+    report = response.json()
+    assert (report["stored"], report["invalid"]) == (2, 1)
+    assert report["problems"][0]["line"] == 2
+    assert "NUL" in report["problems"][0]["reason"]
+    questions = [
+        i["record"]["messages"][0]["content"] for i in api.get(f"/v1/datasets/{dataset}/examples").json()["items"]
+    ]
+    assert questions == ["fine?", "back\\slash\ttab?"]

@@ -1,0 +1,162 @@
+"""`memora ask`: a collection's answer to a question, printed as the model writes it, then its sources."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Annotated, Any, TextIO
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import InvalidInputError
+from app.rag.schemas import DEFAULT_K, DEFAULT_MAX_CONTEXT_TOKENS, AnswerRequest, AnswerResponse, Source
+
+
+def ask(
+    settings: Settings,
+    engine: Engine,
+    collection: str,
+    question: str,
+    *,
+    k: int = DEFAULT_K,
+    mode: str = "hybrid",
+    model: str | None = None,
+    temperature: float | None = None,
+    max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS,
+    min_score: float | None = None,
+    system_prompt: str | None = None,
+    filter_json: str | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> AnswerResponse:
+    """Stream the answer to OUT, then the sources it was given, cited ones marked *; usage to ERR.
+
+    MIN_SCORE None means the default floor (docs/answers.md). A failure mid-answer raises after the text so far.
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    fields: dict[str, Any] = {"question": question, "k": k, "mode": mode, "max_context_tokens": max_context_tokens}
+    optional = {"model": model, "temperature": temperature, "min_score": min_score, "system_prompt": system_prompt}
+    fields |= {key: value for key, value in optional.items() if value is not None}
+    if filter_json is not None:
+        fields["filter"] = _json_option("--filter", filter_json)
+    request = _request(fields | {"stream": True})
+
+    with Session(engine) as db:
+        from app.rag import service  # the openai client takes ~0.5 s to import: only `memora ask` loads it
+
+        prepared = service.prepare(db, settings, collection, request)
+    done: dict[str, Any] = {}
+    written = ""
+    with contextlib.closing(service.events(prepared, service.open_stream(settings, prepared))) as events:
+        try:
+            for event, data in events:
+                if event == "delta":
+                    written += data["text"]
+                    out.write(data["text"])
+                    out.flush()
+                elif event == "done":
+                    done = data
+        finally:
+            if written and not written.endswith("\n"):
+                out.write("\n")
+    response = AnswerResponse.model_validate(
+        done | {"sources": [s.model_copy(update={"cited": s.n in done["citations"]}) for s in prepared.sources]}
+    )
+    if response.answer is None:
+        why = "search found nothing"
+        if response.retrieved:
+            why = f"none of the {response.retrieved} chunks found reached min_score {response.min_score}"
+        out.write(f"No relevant sources in {collection}: {why}; the model was not asked.\n")
+        return response
+    out.write("\nSources:\n")
+    for source in response.sources:
+        out.write(_source_line(source))
+    usage = response.usage
+    err.write(
+        f"{response.model}: {usage.context_tokens} context tokens; prompt {usage.prompt_tokens}, completion "
+        f"{usage.completion_tokens} tokens; {response.took_ms:.0f} ms\n"
+    )
+    return response
+
+
+def _source_line(source: Source) -> str:
+    mark = "*" if source.cited else " "
+    where = f"chunk {source.chunk_id}, chars {source.char_start}-{source.char_end}"
+    return f"[{source.n}]{mark} {source.external_id}  {where}  {source.title}".rstrip() + "\n"
+
+
+def _request(fields: dict[str, Any]) -> AnswerRequest:
+    """The request, its errors naming the command's options."""
+    try:
+        return AnswerRequest.model_validate(fields)
+    except ValidationError as exc:
+        problems = [
+            {"field": _flag(str(error["loc"][0]) if error["loc"] else ""), "reason": error["msg"]}
+            for error in exc.errors()
+        ]
+        message = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
+        raise InvalidInputError(message, details=problems) from None
+
+
+def _flag(field: str) -> str:
+    return "QUESTION" if field == "question" else "--" + field.replace("_", "-")
+
+
+def _json_option(flag: str, value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"{flag}: not JSON ({exc})", details=[{"field": flag, "reason": str(exc)}]) from None
+
+
+def _option(name: str, help: str, *flags: str, **extra: Any) -> Any:
+    """An option also read from MEMORA_<NAME>, showing its default, as every option of `memora` does."""
+    return typer.Option(*flags, envvar=f"MEMORA_{name}", show_envvar=True, show_default=True, help=help, **extra)
+
+
+def ask_command(
+    ctx: typer.Context,
+    collection: Annotated[str, typer.Argument(help="Collection to answer from.")],
+    question: Annotated[str, typer.Argument(help="The question.")],
+    k: Annotated[int, _option("ASK_K", "Chunks to retrieve.", "--k", "-k", min=1)] = DEFAULT_K,
+    mode: Annotated[str, _option("ASK_MODE", "Search that retrieves: hybrid, text or vector.", "--mode")] = "hybrid",
+    model: Annotated[
+        str | None, _option("CHAT_MODEL", "Chat model; default gpt-4o-mini.", "--model", "-m")
+    ] = None,
+    temperature: Annotated[
+        float | None, _option("ASK_TEMPERATURE", "Sampling temperature; default: the model's.", "--temperature")
+    ] = None,
+    max_context_tokens: Annotated[
+        int, _option("ASK_MAX_CONTEXT_TOKENS", "Token budget of the sources in the prompt.", "--max-context-tokens")
+    ] = DEFAULT_MAX_CONTEXT_TOKENS,
+    min_score: Annotated[
+        float | None,
+        _option("ASK_MIN_SCORE", "Floor on vector similarity; default 0.25 on cosine collections, -1 for none.",
+                "--min-score"),
+    ] = None,
+    system_prompt: Annotated[
+        str | None, _option("ASK_SYSTEM_PROMPT", "Instructions replacing the default ones.", "--system-prompt")
+    ] = None,
+    filter_json: Annotated[
+        str | None, _option("ASK_FILTER", 'Metadata filter as JSON, e.g. {"team": "hr"}.', "--filter")
+    ] = None,
+) -> None:  # fmt: skip
+    """Answer QUESTION from COLLECTION with a chat model (MEMORA_OPENAI_BASE_URL), citing its sources as [n]."""
+    from app.db.engine import make_engine
+
+    settings: Settings = ctx.obj
+    ask(
+        settings, make_engine(settings, "cli"), collection, question, k=k, mode=mode, model=model,
+        temperature=temperature, max_context_tokens=max_context_tokens, min_score=min_score,
+        system_prompt=system_prompt, filter_json=filter_json,
+    )  # fmt: skip
+
+
+def register(cli: typer.Typer) -> None:
+    """Add `memora ask` to CLI."""
+    cli.command("ask")(ask_command)
