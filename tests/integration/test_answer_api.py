@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import get_session
 from app.api.main import create_app
-from app.api.routes import answer as answer_routes
 from app.config import Settings
 from app.embeddings.hashing import HashingEmbedder
 from app.rag import prompt
@@ -65,10 +64,8 @@ def documents() -> list[dict[str, Any]]:
 
 
 def make_app(settings: Settings, engine: Engine, db: Session) -> FastAPI:
-    """The API on the test's rolled-back transaction, with the answers router whether or not main.py has it yet."""
+    """The API on the test's rolled-back transaction."""
     app = create_app(settings, engine=engine)
-    if not any(getattr(route, "path", None) == "/v1/collections/{name}/answer" for route in app.routes):
-        app.include_router(answer_routes.router)
 
     def session() -> Iterator[Session]:
         yield db
