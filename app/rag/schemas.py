@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.ingest.parsing import unstorable
+from app.rerank.schemas import RerankOptions
 from app.search.schemas import Mode
 
 # Defaults meant to become settings (MEMORA_CHAT_MODEL, MEMORA_ANSWER_*); see docs/answers.md.
@@ -88,6 +89,9 @@ class AnswerRequest(BaseModel):
         description="Replaces the default instructions (answer only from the sources, cite them as [n]).",
     )
     stream: bool = Field(default=False, description="Answer as server-sent events: sources, deltas, done.")
+    rerank: RerankOptions | None = Field(
+        default=None, description="Rerank the retrieved chunks before packing them (docs/rerank.md). Off by default."
+    )
 
 
 class Source(BaseModel):

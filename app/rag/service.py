@@ -195,7 +195,12 @@ def _retrieve(db: Session, settings: Settings, name: str, request: AnswerRequest
     """Search with the question as the query; errors about the query name body.question."""
     try:
         query = SearchRequest(
-            query=request.question, k=request.k, filter=request.filter, mode=request.mode, include=["text", "scores"]
+            query=request.question,
+            k=request.k,
+            filter=request.filter,
+            mode=request.mode,
+            include=["text", "scores"],
+            rerank=request.rerank,
         )
     except ValidationError as exc:
         problems = [

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from app.errors import InvalidInputError
 from app.ingest.parsing import unstorable
+from app.rerank.schemas import RerankOptions
 
 Mode = Literal["hybrid", "text", "vector"]
 Fusion = Literal["convex", "rrf"]
@@ -113,6 +114,11 @@ class SearchRequest(BaseModel):
         default_factory=lambda: list(DEFAULT_INCLUDE),
         description="What each result carries beyond ids, offsets, title and score.",
     )
+    rerank: RerankOptions | None = Field(
+        default=None,
+        description="Re-score the best top_n results with a reranker and return them in its order (needs query "
+        "text; see docs/rerank.md). Off by default.",
+    )
 
 
 class TextScores(BaseModel):
@@ -126,14 +132,21 @@ class VectorScores(BaseModel):
     distance: float = Field(description="pgvector's distance for the collection's metric.")
 
 
+class RerankScores(BaseModel):
+    score: float = Field(description="The reranker's score, on its model's own scale.")
+    rank: int = Field(description="Rank after reranking, 1 = best.")
+    original_rank: int = Field(description="Rank before reranking (the search's own order).")
+
+
 class Scores(BaseModel):
     """Each ranking's view of a result; null where the result was not among that ranking's candidates."""
 
     text: TextScores | None = None
     vector: VectorScores | None = None
     fused: float | None = Field(
-        default=None, description="Hybrid: the fused score, convex or RRF (also the result's score)."
+        default=None, description="Hybrid: the fused score, convex or RRF (also the result's score unless reranked)."
     )
+    rerank: RerankScores | None = Field(default=None, description="With rerank: the reranker's view; null past top_n.")
 
 
 class SearchResult(BaseModel):
@@ -146,7 +159,9 @@ class SearchResult(BaseModel):
     char_start: int = Field(description="The chunk is the document's content[char_start:char_end].")
     char_end: int
     title: str = Field(description="What the chunk is indexed under: document title and heading path.")
-    score: float = Field(description="What results are ordered by: BM25, similarity, or the fused score.")
+    score: float = Field(
+        description="What results are ordered by: BM25, similarity, the fused score, or the reranker's score."
+    )
     text: str | None = None
     metadata: dict[str, Any] | None = Field(default=None, description="The document's metadata.")
     chunk_metadata: dict[str, Any] | None = Field(default=None, description="The chunk's own: headings, page.")

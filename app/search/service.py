@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import time
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,12 @@ from app.collections import service as collections
 from app.config import Settings
 from app.embeddings.registry import get_embedder
 from app.errors import AppError, EmbeddingProviderError
+from app.rerank.service import Reranked, candidates_for, get_reranker, rerank
 from app.search import repository
 from app.search.repository import START, STOP, Vector
 from app.search.schemas import (
     Mode,
+    RerankScores,
     Scores,
     SearchRequest,
     SearchResponse,
@@ -42,7 +45,10 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             raise field_error("embedding", "text search does not use an embedding; choose mode vector or hybrid")
     elif query is None and request.embedding is None:
         raise field_error("query", "give a query with words in it, an embedding, or both")
+    if request.rerank is not None and query is None:
+        raise field_error("rerank", "reranking needs a query with words in it")
     filter_ = request.filter or None
+    fetch = candidates_for(request.k, request.rerank)
 
     embedding: Vector | None = None
     if request.embedding is not None:
@@ -55,11 +61,11 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
 
     if mode == "text":
         assert query is not None
-        rows = repository.search_text(db, name, query, request.k, filter_)
+        rows = repository.search_text(db, name, query, fetch, filter_)
     elif mode == "vector":
         assert embedding is not None
         rows = repository.search_vector(
-            db, name, embedding, request.k, filter_, ef_search=request.ef_search, exact=request.exact
+            db, name, embedding, fetch, filter_, ef_search=request.ef_search, exact=request.exact
         )
     else:
         assert query is not None
@@ -68,7 +74,7 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             name,
             query,
             embedding,
-            request.k,
+            fetch,
             filter_,
             fusion=request.fusion,
             rrf_k=request.rrf_k,
@@ -79,10 +85,20 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             exact=request.exact,
         )
 
+    reranked: dict[int, Reranked[RowMapping]] = {}
+    if request.rerank is not None and rows:
+        assert query is not None
+        # End the read before calling the reranker's server, as before calling an embedding model.
+        db.commit()
+        with closing(get_reranker(request.rerank, settings)) as reranker:
+            outcome = rerank(reranker, query, rows, request.rerank.top_n, lambda row: f"{row['title']}\n{row['text']}")
+        rows = [item.hit for item in outcome.hits[: request.k]]
+        reranked = {item.hit["chunk_id"]: item for item in outcome.hits[: request.k]}
+
     highlights: dict[int, str | None] = {}
     if "highlights" in request.include and query is not None and rows:
         highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
-    results = [_result(row, mode, set(request.include), highlights) for row in rows]
+    results = [_result(row, mode, set(request.include), highlights, reranked.get(row["chunk_id"])) for row in rows]
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     return SearchResponse(results=results, mode=mode, k=request.k, took_ms=took_ms)
 
@@ -104,12 +120,20 @@ def _embed_query(db: Session, settings: Settings, name: str, query: str) -> Vect
     return np.asarray(vectors[0], dtype=np.float32)
 
 
-def _result(row: RowMapping, mode: Mode, include: set[str], highlights: dict[int, str | None]) -> SearchResult:
+def _result(
+    row: RowMapping,
+    mode: Mode,
+    include: set[str],
+    highlights: dict[int, str | None],
+    reranked: Reranked[RowMapping] | None = None,
+) -> SearchResult:
     """A result with the fields INCLUDE asks for; the others are left unset, so the response leaves them out."""
     fields: dict[str, Any] = {
         key: row[key] for key in ("chunk_id", "document_id", "external_id", "ordinal", "char_start", "char_end")
     }
     fields |= {"title": row["title"], "score": row["score"]}
+    if reranked is not None and reranked.score is not None:
+        fields["score"] = reranked.score
     if "text" in include:
         fields["text"] = row["text"]
     if "metadata" in include:
@@ -119,6 +143,10 @@ def _result(row: RowMapping, mode: Mode, include: set[str], highlights: dict[int
         fields["highlight"] = _highlight(highlights.get(row["chunk_id"]))
     if "scores" in include:
         fields["scores"] = _scores(row, mode)
+        if reranked is not None and reranked.score is not None:
+            fields["scores"].rerank = RerankScores(
+                score=reranked.score, rank=reranked.rank, original_rank=reranked.original_rank
+            )
     return SearchResult(**fields)
 
 

@@ -1,0 +1,1 @@
+"""Re-scoring the best search candidates with a reranker (a cross-encoder behind an OpenAI-compatible server)."""
