@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Most examples one POST .../examples (JSON) may carry."
     )
 
+    # Answers (app/rag/).
+    chat_model: str = Field(
+        default="gpt-4o-mini",
+        min_length=1,
+        description="Chat model that answers questions when a request names none (any OpenAI-compatible server).",
+    )
+
     # Search.
     search_max_k: int = Field(
         default=100, ge=1, le=1000, description="Most results one search may ask for (k); the SQL functions allow 1000."

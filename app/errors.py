@@ -72,3 +72,17 @@ class EmbeddingProviderError(AppError):
 
     status = 502
     code = "embedding_provider"
+
+
+class ChatProviderError(AppError):
+    """The chat model's server failed or refused; the message says which server and model, and why."""
+
+    status = 502
+    code = "chat_provider"
+
+
+class UpstreamTimeoutError(AppError):
+    """An upstream server (chat model, reranker) did not answer, or stopped sending, within the timeout."""
+
+    status = 504
+    code = "upstream_timeout"

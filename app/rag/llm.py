@@ -23,7 +23,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from app.config import Settings
 from app.embeddings.openai_provider import retry_after_seconds
-from app.errors import AppError
+from app.errors import AppError, ChatProviderError, UpstreamTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,6 @@ _RETRY_STATUSES = frozenset({408, 409, 429})
 _DETAIL_CHARS = 500
 _MAX_WAIT_SECONDS = 30.0
 _T = TypeVar("_T")
-
-
-class ChatProviderError(AppError):
-    """The chat model's server failed or refused; the message says which server and model, and why."""
-
-    status = 502
-    code = "chat_provider"
-
-
-class UpstreamTimeoutError(AppError):
-    """The chat model's server did not answer (or stopped sending) within the timeout."""
-
-    status = 504
-    code = "upstream_timeout"
 
 
 @dataclass(frozen=True)

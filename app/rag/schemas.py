@@ -11,7 +11,6 @@ from app.rerank.schemas import RerankOptions
 from app.search.schemas import Mode
 
 # Defaults meant to become settings (MEMORA_CHAT_MODEL, MEMORA_ANSWER_*); see docs/answers.md.
-DEFAULT_CHAT_MODEL = "gpt-4o-mini"
 DEFAULT_K = 8
 DEFAULT_MAX_CONTEXT_TOKENS = 4000
 MAX_CONTEXT_TOKENS = 200_000
@@ -66,7 +65,7 @@ class AnswerRequest(BaseModel):
         min_length=1,
         max_length=256,
         description="Chat model on the OpenAI-compatible server (MEMORA_OPENAI_BASE_URL); "
-        f"default {DEFAULT_CHAT_MODEL}.",
+        "default MEMORA_CHAT_MODEL (gpt-4o-mini).",
     )
     temperature: float | None = Field(
         default=None, ge=0, le=2, allow_inf_nan=False, description="Sampling temperature; unset: the model's own."

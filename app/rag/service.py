@@ -21,7 +21,6 @@ from app.errors import InvalidInputError
 from app.rag import prompt
 from app.rag.llm import ChatClient, ChatStream, TokenUsage
 from app.rag.schemas import (
-    DEFAULT_CHAT_MODEL,
     NO_RELEVANT_SOURCES,
     AnswerRequest,
     AnswerResponse,
@@ -87,7 +86,7 @@ def prepare(db: Session, settings: Settings, name: str, request: AnswerRequest) 
     # Only cosine similarity has a scale on which one default floor means the same in every collection.
     explicit = "min_score" in request.model_fields_set
     floor = request.min_score if explicit or collection.metric == "cosine" else None
-    model = request.model or DEFAULT_CHAT_MODEL
+    model = request.model or settings.chat_model
     results = _retrieve(db, settings, name, request)
     db.commit()
     relevant = [result for result in results if _relevant(result, floor)]

@@ -22,8 +22,8 @@ import openai
 
 from app.config import Settings
 from app.embeddings.openai_provider import retry_after_seconds
-from app.errors import AppError
-from app.rag.llm import UpstreamTimeoutError, _without_userinfo
+from app.errors import AppError, UpstreamTimeoutError
+from app.rag.llm import _without_userinfo
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,12 @@ from app.api.main import create_app
 from app.config import Settings
 from app.embeddings.hashing import HashingEmbedder
 from app.rag import prompt
-from app.rag.schemas import DEFAULT_CHAT_MODEL
 from app.rag.service import pack
 from app.search.schemas import Scores, SearchResult, TextScores, VectorScores
 from app.training.tokens import count_text_tokens
 from tests.openai_server import OpenAIServer
+
+DEFAULT_CHAT_MODEL = Settings.model_fields["chat_model"].default  # MEMORA_CHAT_MODEL
 
 URL = "/v1/collections/kb/answer"
 CHAT = "/v1/chat/completions"

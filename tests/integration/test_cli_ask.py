@@ -17,10 +17,9 @@ from app.config import Settings
 from app.db import engine as db_engine
 from app.db.engine import make_engine
 from app.embeddings.hashing import HashingEmbedder
-from app.errors import InvalidInputError
+from app.errors import ChatProviderError, InvalidInputError
 from app.rag import commands
 from app.rag.commands import ask
-from app.rag.llm import ChatProviderError
 from tests.openai_server import OpenAIServer
 
 CHAT = "/v1/chat/completions"

@@ -10,8 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from app.config import Settings
-from app.errors import InvalidInputError
-from app.rag.llm import UpstreamTimeoutError
+from app.errors import InvalidInputError, UpstreamTimeoutError
 from app.rerank.llm import OpenAICompatibleReranker, RerankProviderError
 from app.rerank.schemas import RerankOptions
 from app.rerank.service import candidates_for, get_reranker, rerank
