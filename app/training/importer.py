@@ -192,9 +192,6 @@ class Importer:
             if isinstance(source, Problem):
                 self._reject([source])
                 continue
-            self.tally.add(parsed)
-            if self.mode == "strict" and self.invalid:
-                continue  # nothing more will be stored; keep reading to report every problem
             try:
                 line_text = _stage_line(self.received, parsed, source)
                 staged = line_text.encode()
@@ -204,6 +201,9 @@ class Importer:
                 reason = unstorable(record) or "holds NaN or Infinity, which JSON in PostgreSQL cannot store"
                 self._reject([Problem(line, prefix, reason)])
                 continue
+            self.tally.add(parsed)
+            if self.mode == "strict" and self.invalid:
+                continue  # nothing more will be stored; keep reading to report every problem
             self._batch.append(staged)
             if len(self._batch) >= BATCH:
                 self._flush()

@@ -320,10 +320,22 @@ def test_text_postgresql_cannot_store_is_a_problem_of_its_line(api: TestClient, 
     response = api.post(f"/v1/datasets/{dataset}/import", content=body, headers={"content-type": "application/jsonl"})
 
     report = response.json()
-    assert (report["stored"], report["invalid"]) == (2, 1)
+    assert (report["stored"], report["invalid"], report["duplicates"]) == (2, 1, 0)
+    assert report["formats"] == {"chat": 2}
     assert report["problems"][0]["line"] == 2
     assert "NUL" in report["problems"][0]["reason"]
     questions = [
         i["record"]["messages"][0]["content"] for i in api.get(f"/v1/datasets/{dataset}/examples").json()["items"]
     ]
     assert questions == ["fine?", "back\\slash\ttab?"]
+
+
+def test_nan_in_a_record_is_a_problem_of_its_line(api: TestClient) -> None:
+    api.post("/v1/datasets", json={"name": "tok", "task": "custom"})
+    body = b'{"input_ids": [1, 2], "score": NaN}\n{"input_ids": [3], "score": 0.5}\n'
+
+    report = api.post("/v1/datasets/tok/import", content=body, headers={"content-type": "application/jsonl"}).json()
+
+    assert (report["stored"], report["invalid"]) == (1, 1)
+    assert report["problems"][0]["line"] == 1
+    assert "NaN" in report["problems"][0]["reason"]
