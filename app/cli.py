@@ -170,13 +170,13 @@ def eval_command(
                           help="Collection to search.")
     ],
     queries: Annotated[
-        Path, typer.Option("--queries", envvar="MEMORA_EVAL_QUERIES", show_envvar=True, show_default=True,
-                           help='BEIR queries.jsonl: {"_id": ..., "text": ...} per line.')
-    ],
+        Path | None, typer.Option("--queries", envvar="MEMORA_EVAL_QUERIES", show_envvar=True, show_default=True,
+                                  help='BEIR queries.jsonl: {"_id": ..., "text": ...} per line (or --dataset).')
+    ] = None,
     qrels: Annotated[
-        Path, typer.Option("--qrels", envvar="MEMORA_EVAL_QRELS", show_envvar=True, show_default=True,
-                           help="Judgments: BEIR qrels TSV (query-id, corpus-id, score) or TREC qrels.")
-    ],
+        Path | None, typer.Option("--qrels", envvar="MEMORA_EVAL_QRELS", show_envvar=True, show_default=True,
+                                  help="Judgments: BEIR qrels TSV (query-id, corpus-id, score) or TREC qrels.")
+    ] = None,
     mode: Annotated[
         str, typer.Option("--mode", envvar="MEMORA_EVAL_MODES", show_envvar=True, show_default=True,
                           help="Comma-separated search modes: text, vector, hybrid.")
@@ -214,6 +214,32 @@ def eval_command(
         int | None, typer.Option("--ef-search", envvar="MEMORA_EVAL_EF_SEARCH", show_envvar=True, show_default=True,
                                  help="Vector and hybrid: HNSW ef_search (raised to the chunks asked for).")
     ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", envvar="MEMORA_EVAL_DATASET", show_envvar=True, show_default=True,
+                                 help="Judged queries from this dataset's pairs examples, instead of --queries and "
+                                 "--qrels.")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", envvar="MEMORA_EVAL_REPORT", show_envvar=True, show_default=True,
+                                  file_okay=False, help="Write report.md and PNG charts into this directory.")
+    ] = None,
+    tune: Annotated[
+        bool, typer.Option("--tune", envvar="MEMORA_EVAL_TUNE", show_envvar=True, show_default=True,
+                           help="Choose hybrid's fusion settings on a dev split of the queries; compare them with "
+                           "the defaults on the rest.")
+    ] = False,
+    save: Annotated[
+        bool, typer.Option("--save", envvar="MEMORA_EVAL_SAVE", show_envvar=True, show_default=True,
+                           help="With --tune: store the chosen settings as the collection's search defaults.")
+    ] = False,
+    dev_fraction: Annotated[
+        float, typer.Option("--dev-fraction", envvar="MEMORA_EVAL_DEV_FRACTION", show_envvar=True,
+                            show_default=True, min=0, max=1, help="With --tune: share of the queries tuned on.")
+    ] = 0.5,
+    seed: Annotated[
+        int, typer.Option("--seed", envvar="MEMORA_EVAL_SEED", show_envvar=True, show_default=True,
+                          help="With --tune: seed of the dev/holdout split.")
+    ] = 0,
 ) -> None:  # fmt: skip
     """Measure search quality on judged queries: nDCG@10, recall@10/100, MRR@10 and latency per mode."""
     from app.db.engine import make_engine
@@ -225,7 +251,8 @@ def eval_command(
     params = FusionParams(parse_fusion(fusion), rrf_k, text_weight, vector_weight, candidates, ef_search)
     run_eval(
         settings, make_engine(settings, "cli"), collection, queries, qrels,
-        modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json,
+        modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json, dataset=dataset,
+        report_dir=report, tune=tune, save=save, dev_fraction=dev_fraction, seed=seed,
     )  # fmt: skip
 
 

@@ -18,7 +18,9 @@ from app.collections import service as collections
 from app.config import Settings
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
-from app.eval import service
+from app.errors import InvalidInputError, NotFoundError
+from app.eval import datasets, report, repository, service
+from app.eval import tune as tune_service
 from app.eval.repository import FusionParams
 
 
@@ -41,20 +43,34 @@ def run_eval(
     settings: Settings,
     engine: Engine,
     collection: str,
-    queries_path: Path,
-    qrels_path: Path,
+    queries_path: Path | None,
+    qrels_path: Path | None,
     *,
     modes: list[str],
     depth: int,
     params: FusionParams,
     as_json: bool,
+    dataset: str | None = None,
+    report_dir: Path | None = None,
+    tune: bool = False,
+    save: bool = False,
+    dev_fraction: float = 0.5,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate MODES on the judged queries; print a table, or with AS_JSON one JSON object; return the summary."""
-    queries = service.judged_queries(service.load_queries(queries_path), service.load_qrels(qrels_path))
+    """Evaluate MODES on the judged queries (QUERIES_PATH and QRELS_PATH, or DATASET's pairs); print a table, or
+    with AS_JSON one JSON object; with TUNE also choose hybrid's settings (and with SAVE store them on the
+    collection); with REPORT_DIR write report.md and charts there. Return the summary."""
+    if save and not tune:
+        raise InvalidInputError("--save stores what --tune chooses: give --tune too", details={"field": "save"})
+    queries = _judged_queries(engine, queries_path, qrels_path, dataset)
+    if tune:
+        tune_service.split_queries(queries, dev_fraction, seed)  # refuse a bad split before any work
     embeddings, embed_ms = None, list[float]()
     err = Console(stderr=True)
+    sweep: list[report.SweepPoint] = []
+    tuned: tune_service.TuneResult | None = None
     with _progress(err) as progress:
-        if any(mode != "text" for mode in modes):
+        if tune or any(mode != "text" for mode in modes):
             embedder = collection_embedder(settings, engine, collection)
             task = progress.add_task(f"embedding queries ({embedder.model})", total=None)
             embeddings, embed_ms = service.embed_queries(embedder, [q.text for q in queries], settings.embed_batch_size)
@@ -68,15 +84,73 @@ def run_eval(
                     advance=partial(progress.advance, task),
                 )  # fmt: skip
                 conn.rollback()
-    summary = {"modes": {mode: result.summary() for mode, result in results.items()}}
+            if report_dir is not None:
+                configs = report.sweep_configs(modes, params)
+                task = progress.add_task("latency sweep", total=len(configs) * len(queries))
+                sweep = report.run_sweep(
+                    conn, collection, queries, embeddings, embed_ms, configs, advance=partial(progress.advance, task)
+                )
+            if tune:
+                assert embeddings is not None
+                grid = tune_service.grid()
+                dev_size = len(tune_service.split_queries(queries, dev_fraction, seed)[0])
+                task = progress.add_task("tuning on the dev queries", total=len(grid) * dev_size)
+                tuned = tune_service.tune(
+                    conn, collection, queries, embeddings, embed_ms, dev_fraction=dev_fraction, seed=seed,
+                    settings=grid, advance=partial(progress.advance, task),
+                )  # fmt: skip
+    summary: dict[str, Any] = {"modes": {mode: result.summary() for mode, result in results.items()}}
+    if tuned is not None:
+        summary["tune"] = tuned.summary()
+        if save:
+            summary["tune"]["saved"] = save_search_defaults(engine, collection, tune_service.search_defaults(tuned))
+    if report_dir is not None:
+        path = report.write_report(
+            report_dir, collection=collection, queries=queries, results=results, sweep=sweep, params=params,
+            depth=depth, tuning=summary.get("tune"),
+        )  # fmt: skip
+        summary["report"] = str(path)
     if as_json:
         print(json.dumps(summary))
     else:
         # Wide enough for the table when the output goes to a file or a pipe.
-        Console(width=None if sys.stdout.isatty() else 120).print(
-            _table(f"{collection}: {len(queries)} judged queries", summary["modes"])
-        )
+        out = Console(width=None if sys.stdout.isatty() else 120)
+        source = f"dataset {dataset}" if dataset else "judged queries"
+        out.print(_table(f"{collection}: {len(queries)} {source}", summary["modes"]))
+        if "tune" in summary:
+            out.print(_tune_table(summary["tune"]))
+            if save:
+                out.print(f"saved as {collection}'s search defaults (collection metadata, key search_defaults)")
+        if "report" in summary:
+            out.print(f"report: {summary['report']}")
     return summary
+
+
+def save_search_defaults(engine: Engine, collection: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Store DEFAULTS as collection.metadata["search_defaults"]; what was stored."""
+    with engine.begin() as conn:
+        stored = repository.save_search_defaults(conn, collection, json.dumps(defaults))
+    if stored is None:
+        raise NotFoundError(f"no collection named {collection!r}")
+    return stored
+
+
+def _judged_queries(
+    engine: Engine, queries_path: Path | None, qrels_path: Path | None, dataset: str | None
+) -> list[service.Query]:
+    """The judged queries of the files, or of the dataset; exactly one of the two must be given."""
+    files = queries_path is not None or qrels_path is not None
+    if dataset is not None and files:
+        raise InvalidInputError("give --dataset or --queries and --qrels, not both", details={"field": "dataset"})
+    if dataset is not None:
+        with engine.connect() as conn:
+            return datasets.dataset_queries(conn, dataset)
+    if queries_path is None or qrels_path is None:
+        missing = "--queries" if queries_path is None else "--qrels"
+        raise InvalidInputError(
+            f"{missing}: give --queries and --qrels (or --dataset NAME)", details={"field": missing.lstrip("-")}
+        )
+    return service.judged_queries(service.load_queries(queries_path), service.load_qrels(qrels_path))
 
 
 def _table(title: str, modes: dict[str, dict[str, float | int]]) -> Table:
@@ -88,6 +162,24 @@ def _table(title: str, modes: dict[str, dict[str, float | int]]) -> Table:
     for mode, figures in modes.items():
         quality = [f"{figures[key]:.4f}" for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10")]
         table.add_row(mode, *quality, f"{figures['p50_ms']:.1f}", f"{figures['p95_ms']:.1f}", str(figures["queries"]))
+    return table
+
+
+def _tune_table(tuning: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"hybrid tuned on {tuning['dev_queries']} dev queries ({tuning['tried']} settings, seed "
+        f"{tuning['seed']}), checked on {tuning['holdout_queries']} held back; k {tuning['k']}",
+        title_justify="left",
+    )
+    for column in ("setting", "fusion", "rrf_k", "text : vector", "candidates", "dev nDCG@10", "holdout nDCG@10"):
+        table.add_column(column, justify="left" if column in ("setting", "fusion") else "right")
+    for name in ("default", "best"):
+        s = tuning[name]
+        table.add_row(
+            name, s["fusion"], str(s["rrf_k"]), f"{s['weights']['text']:g} : {s['weights']['vector']:g}",
+            f"{s['candidates_factor']} x k", f"{tuning['dev'][name]['ndcg@10']:.4f}",
+            f"{tuning['holdout'][name]['ndcg@10']:.4f}",
+        )  # fmt: skip
     return table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -66,3 +67,41 @@ def search(
             },
         )
     return [str(row[0]) for row in rows]
+
+
+_DATASET = text("SELECT task FROM memora.dataset WHERE name = :name")
+# Each pairs example's query, the external ids its metadata names relevant, and its source document's external id.
+_PAIRS = text(
+    "SELECT e.id, coalesce(e.input->>'query', e.input->>'anchor') AS query, e.metadata->'relevant' AS relevant, "
+    "d.external_id AS source "
+    "FROM memora.example e JOIN memora.dataset ds ON ds.id = e.dataset_id "
+    "LEFT JOIN memora.document d ON d.collection_id = e.source_collection_id AND d.id = e.source_document_id "
+    "WHERE ds.name = :name AND e.format = 'pairs' AND e.deleted_at IS NULL "
+    "AND (CAST(:split AS text) IS NULL OR e.split = :split) "
+    "ORDER BY e.seq"
+)
+_SAVE_DEFAULTS = text(
+    "UPDATE memora.collection SET metadata = metadata || jsonb_build_object('search_defaults', CAST(:value AS jsonb)), "
+    "updated_at = now() WHERE name = :name RETURNING metadata->'search_defaults'"
+)
+
+
+def dataset_task(conn: Connection, name: str) -> str | None:
+    """The task of dataset NAME, None when there is no such dataset."""
+    task = conn.execute(_DATASET, {"name": name}).scalar_one_or_none()
+    return None if task is None else str(task)
+
+
+PairsRow = tuple[int, str | None, Any, str | None]
+
+
+def pairs_examples(conn: Connection, name: str, split: str | None = None) -> list[PairsRow]:
+    """(example id, query text, metadata.relevant, source document's external id) of each live pairs example."""
+    rows = conn.execute(_PAIRS, {"name": name, "split": split})
+    return [(int(row.id), row.query, row.relevant, row.source) for row in rows]
+
+
+def save_search_defaults(conn: Connection, collection: str, value: str) -> dict[str, Any] | None:
+    """Store VALUE (JSON text) as collection.metadata["search_defaults"]; what was stored, None for no collection."""
+    stored = conn.execute(_SAVE_DEFAULTS, {"name": collection, "value": value}).scalar_one_or_none()
+    return None if stored is None else dict(stored)

@@ -45,6 +45,7 @@ class ModeResult:
     mode: str
     scores: list[QueryScores] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    rankings: list[list[str]] = field(default_factory=list)  # each query's documents, best first (for curves)
 
     def summary(self) -> dict[str, float | int]:
         """Mean metrics, p50/p95 latency in ms and the number of queries, as `memora eval --json` prints them."""
@@ -177,6 +178,7 @@ def evaluate_mode(
         elapsed_ms = (time.perf_counter() - began) * 1000
         result.latencies_ms.append(elapsed_ms + (embed_ms[i] if mode != "text" else 0.0))
         result.scores.append(score(ranking, query.judgments))
+        result.rankings.append(ranking[: max(documents, DOCUMENTS)])
         if advance is not None:
             advance()
     return result

@@ -15,11 +15,12 @@ import numpy.typing as npt
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import RowMapping
+from sqlalchemy import RowMapping, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db.engine import schema_of
+from app.db.models import Collection
 from app.errors import InvalidInputError, NotFoundError
 from app.search.schemas import field_error
 
@@ -176,3 +177,8 @@ def _app_error(error: BaseException | None, collection: str) -> InvalidInputErro
         reason = message.removeprefix(f"{detail}: ")
         return field_error(_FIELDS.get(detail, detail), reason)
     return None
+
+
+def saved_search_defaults(db: Session, collection: str) -> Any:
+    """collection.metadata["search_defaults"] (written by `memora eval --tune --save`), or None."""
+    return db.scalar(select(Collection.metadata_["search_defaults"]).where(Collection.name == collection))

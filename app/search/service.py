@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 from sqlalchemy import RowMapping
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,7 @@ from app.search.schemas import (
     SearchResult,
     TextScores,
     VectorScores,
+    Weights,
     field_error,
 )
 
@@ -58,6 +60,8 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         embedding = _embed_query(db, settings, name, query)
     if mode == "hybrid" and query is None:
         mode = "vector"
+    if mode == "hybrid":
+        request = _with_saved_defaults(db, name, request)
 
     if mode == "text":
         assert query is not None
@@ -118,6 +122,31 @@ def _embed_query(db: Session, settings: Settings, name: str, query: str) -> Vect
     except Exception as exc:
         raise EmbeddingProviderError(f"embedding model {model} ({provider}) could not embed the query: {exc}") from exc
     return np.asarray(vectors[0], dtype=np.float32)
+
+
+_TUNABLE = {"fusion", "rrf_k", "weights", "candidates"}
+
+
+def _with_saved_defaults(db: Session, name: str, request: SearchRequest) -> SearchRequest:
+    """REQUEST with the hybrid settings it leaves unset taken from the collection's saved defaults, which
+    `memora eval --tune --save` stores in collection.metadata["search_defaults"]. A malformed entry is ignored."""
+    unset = _TUNABLE - request.model_fields_set
+    saved = repository.saved_search_defaults(db, name) if unset else None
+    if not isinstance(saved, dict):
+        return request
+    update: dict[str, Any] = {}
+    if "fusion" in unset and saved.get("fusion") in ("convex", "rrf"):
+        update["fusion"] = saved["fusion"]
+    if "rrf_k" in unset and isinstance(saved.get("rrf_k"), int) and 0 <= saved["rrf_k"] <= 100_000:
+        update["rrf_k"] = saved["rrf_k"]
+    weights = saved.get("weights")
+    if "weights" in unset and isinstance(weights, dict):
+        with suppress(ValidationError):
+            update["weights"] = Weights.model_validate(weights)
+    factor = saved.get("candidates_factor")
+    if "candidates" in unset and isinstance(factor, int | float) and 1 <= factor <= 100:
+        update["candidates"] = min(10_000, max(request.k, round(factor * request.k)))
+    return request.model_copy(update=update) if update else request
 
 
 def _result(

@@ -632,3 +632,22 @@ def test_statistics_follow_the_workers_chunking(fresh_db_url: str) -> None:
     assert "pangolin" not in relanguaged[1]
     assert {result["external_id"] for result in found["results"]} == {"d0"}
     assert left == [0, 0]
+
+
+def test_hybrid_takes_the_collections_saved_defaults_for_what_a_request_leaves_unset(
+    api: TestClient, connection: Connection
+) -> None:
+    saved = '{"fusion": "rrf", "rrf_k": 10, "weights": {"text": 1, "vector": 1}, "candidates_factor": 4}'
+    connection.execute(
+        text("UPDATE memora.collection SET metadata = jsonb_build_object('search_defaults', CAST(:v AS jsonb))"),
+        {"v": saved},
+    )
+
+    tuned = search(api, query="aardvark", embedding=QUERY)
+    explicit = search(api, query="aardvark", embedding=QUERY, fusion="convex")
+
+    first = tuned["results"][0]
+    ranks = [first["scores"][side]["rank"] for side in ("text", "vector") if first["scores"].get(side)]
+    assert first["score"] == pytest.approx(sum(1 / (10 + rank) for rank in ranks))
+    assert explicit["results"][0]["scores"]["fused"] <= 2.0  # convex: at most the sum of the weights
+    assert explicit["results"][0]["score"] != pytest.approx(first["score"])
