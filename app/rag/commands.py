@@ -31,6 +31,8 @@ def ask(
     min_score: float | None = None,
     system_prompt: str | None = None,
     filter_json: str | None = None,
+    rerank_model: str | None = None,
+    rerank_top_n: int = 50,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> AnswerResponse:
@@ -44,6 +46,8 @@ def ask(
     fields |= {key: value for key, value in optional.items() if value is not None}
     if filter_json is not None:
         fields["filter"] = _json_option("--filter", filter_json)
+    if rerank_model is not None:
+        fields["rerank"] = {"model": rerank_model, "top_n": rerank_top_n}
     request = _request(fields | {"stream": True})
 
     with Session(engine) as db:
@@ -145,6 +149,13 @@ def ask_command(
     filter_json: Annotated[
         str | None, _option("ASK_FILTER", 'Metadata filter as JSON, e.g. {"team": "hr"}.', "--filter")
     ] = None,
+    rerank_model: Annotated[
+        str | None, _option("ASK_RERANK_MODEL", "Rerank the retrieved chunks with this model on the server's "
+                            "/v1/rerank first (docs/rerank.md).", "--rerank-model")
+    ] = None,
+    rerank_top_n: Annotated[
+        int, _option("ASK_RERANK_TOP_N", "With --rerank-model: chunks the reranker re-scores.", "--rerank-top-n", min=1)
+    ] = 50,
 ) -> None:  # fmt: skip
     """Answer QUESTION from COLLECTION with a chat model (MEMORA_OPENAI_BASE_URL), citing its sources as [n]."""
     from app.db.engine import make_engine
@@ -153,7 +164,7 @@ def ask_command(
     ask(
         settings, make_engine(settings, "cli"), collection, question, k=k, mode=mode, model=model,
         temperature=temperature, max_context_tokens=max_context_tokens, min_score=min_score,
-        system_prompt=system_prompt, filter_json=filter_json,
+        system_prompt=system_prompt, filter_json=filter_json, rerank_model=rerank_model, rerank_top_n=rerank_top_n,
     )  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from app.embeddings.hashing import HashingEmbedder
 from app.errors import ChatProviderError, InvalidInputError
 from app.rag import commands
 from app.rag.commands import ask
-from tests.openai_server import OpenAIServer
+from tests.openai_server import OpenAIServer, Request, Response
 
 CHAT = "/v1/chat/completions"
 QUESTION = "What does the aardvark eat?"
@@ -155,7 +155,25 @@ def test_the_ask_command(
     assert "[2]" not in result.stdout
     command = typer.main.get_command(cli).commands["ask"]  # type: ignore[attr-defined]
     options: list[Any] = [param for param in command.params if param.param_type_name == "option"]
-    assert len(options) == 8
+    assert len(options) == 10
     for option in options:
         assert str(option.envvar).startswith("MEMORA_"), option.name
         assert option.show_default, option.name
+
+
+def test_rerank_options_rerank_the_chunks_before_the_model_sees_them(
+    setup: tuple[Settings, Engine], openai_server: OpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def reverse(request: Request) -> Response:
+        documents = request.json()["documents"]
+        scored = [{"index": i, "relevance_score": float(i)} for i in range(len(documents))]  # the last first
+        return Response(body={"results": sorted(scored, key=lambda r: -r["relevance_score"])})
+
+    openai_server.route("POST", "/v1/rerank", reverse)
+    plain = ask(*setup, "kb", QUESTION, min_score=-1)
+    reranked = ask(*setup, "kb", QUESTION, min_score=-1, rerank_model="reverse-ranker", rerank_top_n=10)
+
+    (sent,) = [request.json() for request in openai_server.requests_to("/v1/rerank")]
+    assert sent["model"] == "reverse-ranker"
+    assert sent["top_n"] == len(sent["documents"]) == len(plain.sources)  # all retrieved chunks, at most 10
+    assert [s.chunk_id for s in reranked.sources] == [s.chunk_id for s in reversed(plain.sources)]
