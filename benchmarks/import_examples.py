@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import make_engine
 from app.db.models import Dataset, Example
-from app.training import formats, importer
+from app.training import formats, readers
 from app.training.importer import Importer
 
 SQUAD = REPO_ROOT.parent / "shared/data/squad/dev-v2.0.json"
@@ -106,7 +106,7 @@ def run_memora(url: str, path: Path, rows: int) -> dict[str, Any]:
         started = time.perf_counter()
         with db.begin(), bar.open(path, "rb") as stream:
             job = Importer(db, dataset, mode="skip")
-            job.add(importer.read_jsonl(stream))
+            job.add(readers.read_jsonl(stream))
             report = job.finish()
         seconds = time.perf_counter() - started
     engine.dispose()

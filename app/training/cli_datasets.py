@@ -86,12 +86,12 @@ def import_files(
 ) -> None:  # fmt: skip
     """Import examples from files, each in one transaction, with a progress bar over the bytes read."""
     from app.errors import AppError, InvalidInputError
-    from app.training import importer, service
+    from app.training import readers, service
     from app.training.importer import Importer
 
     if mode not in ("strict", "skip"):
         raise InvalidInputError(f"--mode: must be strict or skip, not {mode!r}")
-    renames = importer.parse_renames(rename or [])
+    renames = readers.parse_renames(rename or [])
     console = Console(stderr=True)
     reports: dict[str, object] = {}
     failed = False
@@ -99,10 +99,10 @@ def import_files(
                TimeRemainingColumn())  # fmt: skip
     with _session(ctx) as db, Progress(*columns, console=console, disable=as_json) as progress:
         for path in files:
-            kind = importer.file_kind(path.name, None)
+            kind = readers.file_kind(path.name, None)
             with db.begin(), progress.open(path, "rb", description=path.name) as stream:
                 job = Importer(db, service.get(db, name), mode=mode, format=format, model=model)  # type: ignore[arg-type]
-                job.add(importer.read(stream, kind, format, renames))
+                job.add(readers.read(stream, kind, format, renames))
                 try:
                     report = job.finish()
                 except AppError as exc:

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep, SettingsDep
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
-from app.training import importer, repository, service
+from app.training import readers, repository, service
 from app.training.importer import Importer
 from app.training.schemas import (
     DatasetCreate,
@@ -77,7 +77,7 @@ async def add_examples(
             f"{len(body)} examples in one request; the limit is {settings.max_examples_per_request} "
             "(import a file for more)"
         )
-    return await run_in_threadpool(_import, db, name, importer.records_of(body), mode, format, model)
+    return await run_in_threadpool(_import, db, name, readers.records_of(body), mode, format, model)
 
 
 @router.post("/{name}/import", response_model=ImportReport)
@@ -98,7 +98,7 @@ async def import_file(
     The file is streamed to disk (never held in memory) and read a record at a time. Records already in the
     dataset are counted as duplicates and not stored again.
     """
-    renames = importer.parse_renames(rename)
+    renames = readers.parse_renames(rename)
     media_type: str | None = request.headers.get("content-type", "").split(";")[0].strip().lower()
     with tempfile.TemporaryFile() as spool:
         if media_type == "multipart/form-data":
@@ -106,9 +106,9 @@ async def import_file(
         else:
             filename = None
             await _spool_body(request, spool, settings.max_import_bytes)
-        kind = importer.file_kind(filename, media_type)
+        kind = readers.file_kind(filename, media_type)
         spool.seek(0)
-        records = importer.read(spool, kind, format, renames)
+        records = readers.read(spool, kind, format, renames)
         return await run_in_threadpool(_import, db, name, records, mode, format, model)
 
 
