@@ -1,36 +1,22 @@
 """Chat completions from any OpenAI-compatible server, with errors a user can act on and the API key kept out.
 
 Every failure becomes ChatProviderError (502) or UpstreamTimeoutError (504) with the server's own message, the key
-masked in case a server echoes it. The first request is retried on 408, 409, 429, 5xx and lost connections, as
-the embedding provider retries; a timeout is not retried, since a model that did not answer within the timeout
-rarely answers the second time, and the caller is waiting. A stream is never retried once it has started.
+masked in case a server echoes it; the request is retried as app/upstream.py retries. A stream is never retried
+once it has started.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import random
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from app.config import Settings
-from app.embeddings.openai_provider import retry_after_seconds
-from app.errors import AppError, ChatProviderError, UpstreamTimeoutError
-
-log = logging.getLogger(__name__)
-
-_RETRY_STATUSES = frozenset({408, 409, 429})
-_DETAIL_CHARS = 500
-_MAX_WAIT_SECONDS = 30.0
-_T = TypeVar("_T")
+from app.errors import AppError, ChatProviderError
+from app.upstream import DETAIL_CHARS, Upstream
 
 
 @dataclass(frozen=True)
@@ -54,48 +40,18 @@ class Completion:
     usage: TokenUsage
 
 
-class ChatClient:
+class ChatClient(Upstream):
     """One server's chat completions; use it in a with block, or close() it."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        base_url: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        secret = settings.openai_api_key
-        key = (secret.get_secret_value() if secret else None) or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise ChatProviderError(
-                "the chat model needs an API key: set MEMORA_OPENAI_API_KEY or OPENAI_API_KEY (any value for a server "
-                "that does not check keys)"
-            )
-        self._key = key
-        self.timeout = settings.openai_timeout_seconds
-        self.max_retries = settings.openai_max_retries
-        self._sleep = sleep
-        # The client's own retries are off: _create retries, but not timeouts, and logs each retry.
-        self._client = openai.OpenAI(
-            api_key=key, base_url=base_url or settings.openai_base_url, timeout=self.timeout, max_retries=0
-        )
-        self.server = _without_userinfo(str(self._client.base_url))
-
-    def __enter__(self) -> ChatClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
+    error = ChatProviderError
+    needed_by = "the chat model"
 
     def complete(
         self, model: str, messages: Sequence[ChatCompletionMessageParam], temperature: float | None
     ) -> Completion:
         """The model's whole reply to MESSAGES."""
-        response = self._create(
-            model,
+        response = self.call(
+            self._where(model),
             lambda: self._client.chat.completions.create(
                 model=model, messages=messages, temperature=_given(temperature)
             ),
@@ -111,8 +67,8 @@ class ChatClient:
     ) -> ChatStream:
         """The model's reply as it is written. The request is made here, so refusals raise here, not mid-stream;
         the stream owns the client from now on and closes it."""
-        raw = self._create(
-            model,
+        raw = self.call(
+            self._where(model),
             lambda: self._client.chat.completions.create(
                 model=model,
                 messages=messages,
@@ -123,61 +79,20 @@ class ChatClient:
         )
         return ChatStream(self, raw, model)
 
-    def _create(self, model: str, call: Callable[[], _T]) -> _T:
-        attempt = 0
-        while True:
-            wait = None
-            try:
-                return call()
-            except openai.APITimeoutError:
-                raise self.timed_out(model) from None
-            except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}: {self._detail(exc)}"
-                retry = exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
-                wait = retry_after_seconds(exc.response.headers)
-            except openai.APIConnectionError as exc:
-                reason, retry = f"connection failed ({self.scrub(str(exc.__cause__ or exc))})", True
-            except (openai.OpenAIError, ValueError) as exc:
-                reason, retry = self.scrub(f"{type(exc).__name__}: {exc}"), False
-            if not retry or attempt >= self.max_retries:
-                tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise ChatProviderError(f"{self._where(model)}{tries}: {reason}") from None
-            if wait is None:
-                wait = 0.5 * 2**attempt * random.uniform(0.5, 1.0)
-            wait = min(wait, _MAX_WAIT_SECONDS)
-            attempt += 1
-            log.warning("%s: %s; retry %d of %d in %.2fs", self._where(model), reason, attempt, self.max_retries, wait)
-            self._sleep(wait)
-
     def failed(self, model: str, exc: Exception) -> AppError:
         """EXC, raised while reading a stream, as the error to report."""
         if isinstance(exc, openai.APITimeoutError):
-            return self.timed_out(model)
+            return self.timed_out(self._where(model))
         if isinstance(exc, openai.APIConnectionError):
             reason = f"connection lost ({self.scrub(str(exc.__cause__ or exc))})"
         elif isinstance(exc, openai.APIError):
-            reason = self._detail(exc)
+            reason = self.detail(exc)
         else:
-            reason = self.scrub(f"unreadable stream: {type(exc).__name__}: {exc}")[:_DETAIL_CHARS]
+            reason = self.scrub(f"unreadable stream: {type(exc).__name__}: {exc}")[:DETAIL_CHARS]
         return ChatProviderError(f"{self._where(model)} failed mid-answer: {reason}")
-
-    def timed_out(self, model: str) -> UpstreamTimeoutError:
-        return UpstreamTimeoutError(f"{self._where(model)}: no answer within {self.timeout:g}s")
-
-    def scrub(self, text: str) -> str:
-        """TEXT with the API key masked."""
-        return text.replace(self._key, "***")
 
     def _where(self, model: str) -> str:
         return f"chat model {model} at {self.server}"
-
-    def _detail(self, exc: openai.APIError) -> str:
-        body = exc.body
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            body = body["error"]
-        if isinstance(body, dict) and "message" in body:
-            body = body["message"]
-        return self.scrub(str(body if body is not None else exc.message))[:_DETAIL_CHARS]
 
 
 class ChatStream:
@@ -228,14 +143,3 @@ class ChatStream:
 
 def _given(value: float | None) -> float | openai.Omit:
     return openai.omit if value is None else value
-
-
-def _without_userinfo(url: str) -> str:
-    """URL without user:password@, which would otherwise reach error messages."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url.rstrip("/")
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc)).rstrip("/")

@@ -9,7 +9,6 @@ files already uploaded are deleted again (docs/training-finetune.md).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from app import upstream
 from app.config import Settings
 from app.db.models import FinetuneJob
 from app.embeddings.openai_provider import retry_after_seconds
@@ -77,14 +77,7 @@ class Service:
 
     def __init__(self, settings: Settings, base_url: str | None = None, *, sleep: Callable[[float], None] = time.sleep):
         self.base_url = (base_url or settings.openai_base_url or DEFAULT_BASE_URL).rstrip("/")
-        secret = settings.openai_api_key
-        key = (secret.get_secret_value() if secret else None) or os.environ.get("OPENAI_API_KEY")
-        if not key:
-            raise InvalidInputError(
-                "fine-tuning needs an API key: set MEMORA_OPENAI_API_KEY or OPENAI_API_KEY (any value for a server "
-                "that does not check keys)"
-            )
-        self._key = key
+        self._key = key = upstream.api_key(settings, "fine-tuning", InvalidInputError)
         self.max_retries = settings.openai_max_retries
         self._sleep = sleep
         # The client retries uploads and reads (408, 409, 429, 5xx, lost connections); job creation has its own loop.
@@ -137,7 +130,7 @@ class Service:
         try:
             return call(*args, **kwargs)
         except openai.APIStatusError as exc:
-            message = f"{where}: HTTP {exc.status_code}: {self._detail(exc)}"
+            message = f"{where}: HTTP {exc.status_code}: {upstream.error_detail(exc, self._key, _DETAIL_CHARS)}"
             if exc.status_code == 429:
                 raise _RateLimited(message, wait=retry_after_seconds(exc.response.headers)) from None
             raise FinetuneServiceError(message) from None
@@ -147,14 +140,6 @@ class Service:
             raise FinetuneServiceError(
                 f"{where}: connection failed ({self._scrub(str(exc.__cause__ or exc))})"
             ) from None
-
-    def _detail(self, exc: openai.APIStatusError) -> str:
-        body = exc.body
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            body = body["error"]
-        if isinstance(body, dict) and "message" in body:
-            body = body["message"]
-        return self._scrub(str(body if body is not None else exc.message))[:_DETAIL_CHARS]
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***")
