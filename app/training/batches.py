@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.db.engine import compose
 from app.db.models import Dataset, Snapshot
 from app.errors import InvalidInputError
+from app.training import formats
 from app.training.formats import to_record
 
 MAX_BATCH = 10_000
@@ -46,19 +47,7 @@ FIELDS = (
 )
 DEFAULT_FIELDS = ("id", "split", "record")
 # The columns formats.to_record reads.
-_RECORD = (
-    "format",
-    "input",
-    "output",
-    "label",
-    "labels",
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "start_positions",
-    "end_positions",
-    "metadata",
-)
+_RECORD = (*formats.COLUMNS, "metadata")
 # Positions probed per query at most, when a split filter or deletions leave few examples among them.
 _MAX_PROBE = 100_000
 _CURSOR_VERSION = 1

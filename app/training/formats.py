@@ -18,6 +18,7 @@ from app.training.formats_files import csv_records, squad_records
 from app.training.formats_rules import INT_ARRAYS, MAX_INT32, MIN_INT32, Columns, Found, type_name
 
 __all__ = [
+    "COLUMNS",
     "FORMATS",
     "INT_ARRAYS",
     "MAX_INT32",
@@ -32,6 +33,9 @@ __all__ = [
     "to_record",
     "training_messages",
 ]
+
+# The columns of memora.example that hold an example's content, which to_record reads (with metadata).
+COLUMNS = ("format", "input", "output", "label", "labels", *INT_ARRAYS)
 
 # The same as app.db.models.EXAMPLE_FORMATS (a test holds them equal); no database import here.
 FORMATS = ("chat", "completion", "classification", "pairs", "triplets", "qa", "custom")

@@ -38,16 +38,7 @@ MAX_PROBLEMS = 1_000
 
 _COLUMNS = (
     "ord",
-    "format",
-    "input",
-    "output",
-    "label",
-    "labels",
-    "input_ids",
-    "attention_mask",
-    "token_type_ids",
-    "start_positions",
-    "end_positions",
+    *formats.COLUMNS,
     "metadata",
     "token_count",
     "source_collection_id",

@@ -10,20 +10,26 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import compose
 from app.db.models import Chunk, Collection, Dataset, Document, Example, Snapshot, SnapshotExample
+from app.training import formats
 
 # The columns that make up an example's content (formats.to_record turns them back into a record).
-CONTENT = (
-    Example.format,
-    Example.input,
-    Example.output,
-    Example.label,
-    Example.labels,
-    Example.input_ids,
-    Example.attention_mask,
-    Example.token_type_ids,
-    Example.start_positions,
-    Example.end_positions,
-)
+CONTENT = tuple(getattr(Example, column) for column in formats.COLUMNS)
+
+
+def out_columns(seq: Any, split: Any) -> tuple[Any, ...]:
+    """What service.to_out reads of an example, with SEQ and SPLIT from the live row or from a snapshot's."""
+    return (
+        Example.id,
+        seq,
+        split,
+        Example.metadata_.label("metadata"),
+        Example.token_count,
+        Example.created_at,
+        Example.source_collection_id,
+        Example.source_document_id,
+        Example.source_chunk_id,
+        *CONTENT,
+    )
 
 
 def by_name(db: Session, name: str, *, lock: bool = False) -> Dataset | None:
@@ -61,18 +67,7 @@ def page(
     db: Session, dataset: Dataset, *, after: int, limit: int, split: str | None, label: str | None
 ) -> Sequence[Row[Any]]:
     query = (
-        select(
-            Example.id,
-            Example.seq,
-            Example.split,
-            Example.metadata_.label("metadata"),
-            Example.token_count,
-            Example.created_at,
-            Example.source_collection_id,
-            Example.source_document_id,
-            Example.source_chunk_id,
-            *CONTENT,
-        )
+        select(*out_columns(Example.seq, Example.split))
         .where(Example.dataset_id == dataset.id, Example.deleted_at.is_(None), Example.seq > after)
         .order_by(Example.seq)
         .limit(limit)
@@ -86,18 +81,9 @@ def page(
 
 def one(db: Session, dataset: Dataset, example_id: int) -> Row[Any] | None:
     rows = db.execute(
-        select(
-            Example.id,
-            Example.seq,
-            Example.split,
-            Example.metadata_.label("metadata"),
-            Example.token_count,
-            Example.created_at,
-            Example.source_collection_id,
-            Example.source_document_id,
-            Example.source_chunk_id,
-            *CONTENT,
-        ).where(Example.dataset_id == dataset.id, Example.id == example_id, Example.deleted_at.is_(None))
+        select(*out_columns(Example.seq, Example.split)).where(
+            Example.dataset_id == dataset.id, Example.id == example_id, Example.deleted_at.is_(None)
+        )
     ).all()
     return rows[0] if rows else None
 

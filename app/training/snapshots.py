@@ -118,25 +118,9 @@ def frozen_errors() -> Iterator[None]:
         raise
 
 
-def _columns() -> tuple[Any, ...]:
-    """What service.to_out reads, with the snapshot's seq and split in place of the live ones."""
-    return (
-        Example.id,
-        SnapshotExample.seq,
-        SnapshotExample.split,
-        Example.metadata_.label("metadata"),
-        Example.token_count,
-        Example.created_at,
-        Example.source_collection_id,
-        Example.source_document_id,
-        Example.source_chunk_id,
-        *repository.CONTENT,
-    )
-
-
 def _rows(snapshot: Snapshot) -> Any:
     return (
-        select(*_columns())
+        select(*repository.out_columns(SnapshotExample.seq, SnapshotExample.split))
         .join(Example, (Example.dataset_id == SnapshotExample.dataset_id) & (Example.id == SnapshotExample.example_id))
         .where(SnapshotExample.snapshot_id == snapshot.id)
     )
