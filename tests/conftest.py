@@ -31,7 +31,7 @@ from app.db import migrate
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine, sqlalchemy_url
 
-pytest_plugins = ["tests.openai_fixtures"]
+pytest_plugins = ["tests.openai_fixtures", "tests.beir_fixtures"]
 
 
 def _docker_answers() -> bool:

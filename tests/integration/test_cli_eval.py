@@ -4,35 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from app.eval.metrics import mean_scores, score
 from app.eval.service import judged_queries, load_qrels, load_queries
+from tests.beir_fixtures import QRELS, QUERIES, memora
 
-BEIR = Path(__file__).resolve().parents[1] / "fixtures" / "beir"
-QUERIES, QRELS = BEIR / "queries.jsonl", BEIR / "qrels" / "test.tsv"
 SUMMARY_KEYS = {"ndcg@10", "recall@10", "recall@100", "mrr@10", "p50_ms", "p95_ms", "queries"}
-
-
-def memora(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "app", "--database-url", url, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def beir_db(fresh_db_url: str) -> str:
-    """A database whose collection `beir` holds the fixture corpus, embedded by the hashing provider."""
-    created = memora(fresh_db_url, "collection", "create", "beir", "--provider", "hashing", "--dimensions", "64")
-    ingested = memora(fresh_db_url, "ingest", str(BEIR / "corpus.jsonl"), "--collection", "beir", "--wait")
-    assert created.returncode == 0, created.stderr
-    assert ingested.returncode == 0, ingested.stderr
-    assert "ready: 12" in ingested.stdout
-    return fresh_db_url
 
 
 def test_eval_prints_one_json_object_of_every_mode(beir_db: str) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,36 +11,12 @@ import pytest
 from sqlalchemy import Engine
 
 from app.config import Settings
-from app.db.engine import make_engine
 from app.errors import InvalidInputError
 from app.eval import service, tune
 from app.eval.commands import collection_embedder, run_eval
 from app.eval.repository import FusionParams
 from app.eval.service import Query, judged_queries, load_qrels, load_queries
-
-BEIR = Path(__file__).resolve().parents[1] / "fixtures" / "beir"
-QUERIES, QRELS = BEIR / "queries.jsonl", BEIR / "qrels" / "test.tsv"
-
-
-def memora(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "app", "--database-url", url, *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture
-def beir_db(fresh_db_url: str) -> str:
-    created = memora(fresh_db_url, "collection", "create", "beir", "--provider", "hashing", "--dimensions", "64")
-    ingested = memora(fresh_db_url, "ingest", str(BEIR / "corpus.jsonl"), "--collection", "beir", "--wait")
-    assert created.returncode == 0, created.stderr
-    assert ingested.returncode == 0, ingested.stderr
-    return fresh_db_url
-
-
-@pytest.fixture
-def beir_engine(beir_db: str) -> Iterator[Engine]:
-    engine = make_engine(Settings(database_url=beir_db), "test")
-    yield engine
-    engine.dispose()
+from tests.beir_fixtures import QRELS, QUERIES
 
 
 def evaluate(url: str, engine: Engine, **options: Any) -> dict[str, Any]:
