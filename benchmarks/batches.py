@@ -22,7 +22,6 @@ import psycopg
 from common import code_version, console, machine, print_facts, print_table, scratch_database, server_facts, write_json
 from sqlalchemy.orm import Session
 
-from app.db import sqlfiles
 from app.db.engine import make_engine
 from app.db.models import Dataset, Snapshot
 from app.training import batches
@@ -49,9 +48,6 @@ WHERE d.name = 'bench'
 def build(url: str, rows: int) -> None:
     """The dataset (seq and hashes filled in the INSERT, as the importer does), 1% deleted, and snapshot v1."""
     with psycopg.connect(url, autocommit=True) as conn:
-        function = "SELECT to_regprocedure('memora.shuffle_positions(bigint,bigint,bigint,bigint)')"
-        if conn.execute(function).fetchone() == (None,):  # until a migration applies the file
-            conn.execute(sqlfiles.read("007-batches.sql"))
         conn.execute("INSERT INTO memora.dataset (name, task) VALUES ('bench', 'classification')")
         step = 200_000
         with console.status("") as status:

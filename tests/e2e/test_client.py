@@ -10,14 +10,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import uvicorn
 
 from app.api.main import create_app
 from app.client import Batch, ExampleStream, MemoraAPIError, MemoraClient
 from app.config import Settings
-from app.db import sqlfiles
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
@@ -32,8 +30,6 @@ def _free_port() -> int:
 @pytest.fixture
 def base_url(fresh_db_url: str) -> Iterator[str]:
     """The API served by uvicorn on 127.0.0.1, in a thread, on a database of the test's own."""
-    with psycopg.connect(fresh_db_url) as conn:  # until a migration applies 007
-        conn.execute(sqlfiles.read("007-batches.sql"))
     port = _free_port()
     config = uvicorn.Config(create_app(Settings(database_url=fresh_db_url)), host="127.0.0.1", port=port,
                             log_level="warning")  # fmt: skip

@@ -12,17 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.db import sqlfiles
 from app.training.batches import MAX_BATCH, Cursor
-
-
-@pytest.fixture(autouse=True)
-def batch_functions(db: Session) -> None:
-    """sql/functions/007-batches.sql, until a migration applies it (rolled back with the test)."""
-    conn = db.connection()
-    if conn.exec_driver_sql("SELECT to_regprocedure('memora.shuffle_positions(bigint,bigint,bigint,bigint)')").scalar():
-        return
-    conn.exec_driver_sql(sqlfiles.read("007-batches.sql"))
 
 
 def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:

@@ -13,18 +13,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.db import sqlfiles
 from app.errors import ConflictError
 from app.training import snapshots
-
-
-@pytest.fixture(autouse=True)
-def batch_functions(db: Session) -> None:
-    """sql/functions/007-batches.sql, until a migration applies it (rolled back with the test)."""
-    conn = db.connection()
-    if conn.exec_driver_sql("SELECT to_regprocedure('memora.shuffle_positions(bigint,bigint,bigint,bigint)')").scalar():
-        return
-    conn.exec_driver_sql(sqlfiles.read("007-batches.sql"))
 
 
 def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:
