@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.config import Settings
+from app.db.models import Collection
 from app.embeddings.registry import get_embedder
 from app.errors import AppError, EmbeddingProviderError
 from app.rerank.service import Reranked, candidates_for, get_reranker, rerank
@@ -31,6 +32,10 @@ from app.search.schemas import (
     Weights,
     field_error,
 )
+
+# The hybrid settings a collection's saved defaults may fill (memora eval --tune --save).
+_TUNABLE = {"fusion", "rrf_k", "weights", "candidates"}
+_NOT_READ = object()
 
 
 def search(db: Session, settings: Settings, name: str, request: SearchRequest) -> SearchResponse:
@@ -53,15 +58,20 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
     fetch = candidates_for(request.k, request.rerank)
 
     embedding: Vector | None = None
+    saved: Any = _NOT_READ
     if request.embedding is not None:
         embedding = np.asarray(request.embedding, dtype=np.float32)
     elif mode == "vector" or (mode == "hybrid" and request.weights.vector > 0):
         assert query is not None
-        embedding = _embed_query(db, settings, name, query)
+        collection = collections.get(db, name)
+        saved = collection.metadata_.get("search_defaults")  # read now: embedding ends the transaction
+        embedding = _embed_query(db, settings, collection, query)
     if mode == "hybrid" and query is None:
         mode = "vector"
-    if mode == "hybrid":
-        request = _with_saved_defaults(db, name, request)
+    if mode == "hybrid" and _TUNABLE - request.model_fields_set:
+        if saved is _NOT_READ:
+            saved = repository.saved_search_defaults(db, name)
+        request = _with_saved_defaults(request, saved)
 
     if mode == "text":
         assert query is not None
@@ -107,9 +117,8 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
     return SearchResponse(results=results, mode=mode, k=request.k, took_ms=took_ms)
 
 
-def _embed_query(db: Session, settings: Settings, name: str, query: str) -> Vector:
+def _embed_query(db: Session, settings: Settings, collection: Collection, query: str) -> Vector:
     """The query's vector under the collection's model."""
-    collection = collections.get(db, name)
     provider, model, dimensions = collection.embedding_provider, collection.embedding_model, collection.dimensions
     # End the read before calling the model: a remote provider may take seconds, and the connection should not
     # sit idle in a transaction meanwhile.
@@ -124,14 +133,10 @@ def _embed_query(db: Session, settings: Settings, name: str, query: str) -> Vect
     return np.asarray(vectors[0], dtype=np.float32)
 
 
-_TUNABLE = {"fusion", "rrf_k", "weights", "candidates"}
-
-
-def _with_saved_defaults(db: Session, name: str, request: SearchRequest) -> SearchRequest:
-    """REQUEST with the hybrid settings it leaves unset taken from the collection's saved defaults, which
+def _with_saved_defaults(request: SearchRequest, saved: Any) -> SearchRequest:
+    """REQUEST with the hybrid settings it leaves unset taken from SAVED, the collection's defaults that
     `memora eval --tune --save` stores in collection.metadata["search_defaults"]. A malformed entry is ignored."""
     unset = _TUNABLE - request.model_fields_set
-    saved = repository.saved_search_defaults(db, name) if unset else None
     if not isinstance(saved, dict):
         return request
     update: dict[str, Any] = {}

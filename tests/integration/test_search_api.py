@@ -651,3 +651,14 @@ def test_hybrid_takes_the_collections_saved_defaults_for_what_a_request_leaves_u
     assert first["score"] == pytest.approx(sum(1 / (10 + rank) for rank in ranks))
     assert explicit["results"][0]["scores"]["fused"] <= 2.0  # convex: at most the sum of the weights
     assert explicit["results"][0]["score"] != pytest.approx(first["score"])
+
+
+def test_saved_defaults_apply_when_the_query_is_embedded_too(api: TestClient, connection: Connection) -> None:
+    connection.execute(
+        text('UPDATE memora.collection SET metadata = \'{"search_defaults": {"fusion": "rrf", "rrf_k": 10}}\'')
+    )
+
+    first = search(api, query="aardvark")["results"][0]
+
+    ranks = [first["scores"][side]["rank"] for side in ("text", "vector") if first["scores"].get(side)]
+    assert first["score"] == pytest.approx(sum(1 / (10 + rank) for rank in ranks))
