@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.collections import repository
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate, Hnsw
 from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
+from app.db.writes import add_named
 from app.embeddings.registry import check_model, default_model, max_chunk_tokens
-from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.errors import InvalidInputError, NotFoundError
 
 
 def create(db: Session, data: CollectionCreate) -> Collection:
@@ -36,16 +36,7 @@ def create(db: Session, data: CollectionCreate) -> Collection:
         bm25_b=data.bm25_b,
         metadata_=data.metadata,
     )
-    db.add(collection)
-    try:
-        with db.begin_nested():
-            db.flush()
-    except IntegrityError as exc:
-        if "uq_collection_name" in str(exc.orig):
-            raise ConflictError(f"a collection named {data.name!r} exists already", details={"field": "name"}) from None
-        raise
-    db.refresh(collection)
-    return collection
+    return add_named(db, collection, "uq_collection_name", f"a collection named {data.name!r} exists already")
 
 
 def get(db: Session, name: str, *, lock: bool = False) -> Collection:

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, delete
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Example, Snapshot
-from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.db.writes import add_named
+from app.errors import InvalidInputError, NotFoundError
 from app.training import dedup, repository
 from app.training.formats import to_record
 from app.training.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
@@ -26,16 +26,7 @@ def create(db: Session, data: DatasetCreate) -> Dataset:
         split_ratios=data.split.ratios,
         split_stratified=data.split.stratified,
     )
-    db.add(dataset)
-    try:
-        with db.begin_nested():
-            db.flush()
-    except IntegrityError as exc:
-        if "uq_dataset_name" in str(exc.orig):
-            raise ConflictError(f"a dataset named {data.name!r} exists already", details={"field": "name"}) from None
-        raise
-    db.refresh(dataset)
-    return dataset
+    return add_named(db, dataset, "uq_dataset_name", f"a dataset named {data.name!r} exists already")
 
 
 def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
