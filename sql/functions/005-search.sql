@@ -103,6 +103,52 @@ COMMENT ON FUNCTION memora.search_tsquery(regconfig, text) IS
     'The OR query of search_text: any of the query''s lexemes. Use it with ts_headline to highlight results.';
 
 
+CREATE OR REPLACE FUNCTION memora.bm25_bound_query(
+    lexemes text[],
+    bounds double precision[],
+    threshold double precision,
+    depth integer DEFAULT 3
+)
+RETURNS tsquery
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer := coalesce(cardinality(lexemes), 0);
+    rest double precision := 0;    -- the bounds of lexemes j..n together
+    alternatives text[] := '{}';
+    inner_query tsquery;
+BEGIN
+    -- A chunk's bound is the sum of BOUNDS over the LEXEMES it has. Its bound is above THRESHOLD if, for the first
+    -- lexeme j it has, bounds[j] is above it, or its lexemes after j are worth more than THRESHOLD - bounds[j]: one
+    -- alternative per j, each the same question one level down. Below DEPTH levels an alternative asks only for
+    -- any of the lexemes after j, which matches more chunks than needed (never fewer): the tsquery stays small.
+    -- Lexemes come in decreasing bound, so the loop stops once those left cannot reach THRESHOLD.
+    SELECT coalesce(sum(b), 0) INTO rest FROM unnest(bounds) b;
+    FOR j IN 1..n LOOP
+        EXIT WHEN rest <= threshold;
+        IF bounds[j] > threshold THEN
+            alternatives := alternatives || memora.lexeme_tsquery(lexemes[j:j])::text;
+        ELSE
+            inner_query := CASE WHEN depth <= 1 THEN memora.lexeme_tsquery(lexemes[j + 1:])
+                                ELSE memora.bm25_bound_query(lexemes[j + 1:], bounds[j + 1:],
+                                                             threshold - bounds[j], depth - 1) END;
+            IF inner_query IS NOT NULL THEN
+                alternatives := alternatives
+                    || format('%s & (%s)', memora.lexeme_tsquery(lexemes[j:j]), inner_query);
+            END IF;
+        END IF;
+        rest := rest - bounds[j];
+    END LOOP;
+    RETURN nullif(array_to_string(alternatives, ' | '), '')::tsquery;
+END
+$$;
+
+COMMENT ON FUNCTION memora.bm25_bound_query(text[], double precision[], double precision, integer) IS
+    'A tsquery that matches every tsvector whose BOUNDS (one per lexeme of LEXEMES, in decreasing order) add up to '
+    'more than THRESHOLD; NULL if none can. Exact to DEPTH levels, a superset beyond.';
+
+
 CREATE OR REPLACE FUNCTION memora.bm25_candidates(
     p_collection_id bigint,
     p_query text,
@@ -120,9 +166,8 @@ DECLARE
     lexemes text[];     -- the query's terms that occur in the collection, rarest first
     dfs bigint[];
     idfs double precision[];
-    needed integer;
-    bound double precision;  -- the most a chunk can score from the terms not searched
-    essential integer;       -- how many of the rarest terms the candidates come from
+    essential integer;       -- how many of the rarest terms pass 1 reads
+    wanted tsquery;          -- pass 2's chunks
     ids bigint[];
     scores double precision[];
     more_ids bigint[];       -- pass 2's best
@@ -147,68 +192,62 @@ BEGIN
         RETURN;
     END IF;
     -- score = sum over the query's terms in the chunk of idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len / avglen)),
-    -- tf from the positions of the term in the chunk's tsvector, len the chunk's number of distinct terms. The three
-    -- %s are the filter's join, its predicate, and pass 2's check of which chunks are worth scoring.
-    statement :=
+    -- written idf * (k1 + 1) * (1 - K / (tf + K)) so that tf appears once, with K = k1 * (1 - b + b * len / avglen);
+    -- len is the chunk's number of distinct terms. tf is the number of positions of the term in the chunk's tsvector,
+    -- read without unnesting it: with every weight 1, ts_rank of a one-term query is (1 + 1/4 + ... + 1/tf^2) /
+    -- (pi^2 / 6), and 1 / (pi^2 / 6 * (1 - rank)) - 1/2 rounds to tf (exactly, for every tf a tsvector can hold:
+    -- 0 to 255; tests/integration/test_search_sql.py checks it). It costs a third of unnesting the tsvector.
+    -- The two %s are the filter's join and its predicate; $3 says which chunks to score.
+    statement := format(
         $sql$
-        WITH matches AS (
-            SELECT c.id, c.tsv
-            FROM memora.chunk c %s
-            WHERE c.collection_id = $1 AND c.tsv @@ $3 AND %s AND %s
-        ),
-        scored AS (
-            -- Only the query's terms of the tsvector: mark them with weight C, which chunk tsvectors never have
-            -- (titles are A, text B), and keep weight C.
-            SELECT m.id,
-                   (SELECT sum($4[array_position($2, x.lexeme)] * x.tf * ($6 + 1)
-                               / (x.tf + $6 * (1 - $7 + $7 * length(m.tsv) / $5)))
-                    FROM (SELECT u.lexeme, coalesce(cardinality(u.positions), 1) AS tf
-                          FROM unnest(ts_filter(setweight(m.tsv, 'C', $2), '{c}')) u) x) AS score
-            FROM matches m
-        )
         SELECT array_agg(id), array_agg(score)
-        FROM (SELECT id, score FROM scored ORDER BY score DESC, id LIMIT $8) best
-        $sql$;
+        FROM (SELECT c.id, ($6 + 1) * (%s) AS score
+              FROM memora.chunk c %%s
+              CROSS JOIN LATERAL (SELECT $6 * (1 - $7 + $7 * length(c.tsv) / $5)) k (v)
+              WHERE c.collection_id = $1 AND c.tsv @@ $3 AND %%s
+              ORDER BY 2 DESC, 1
+              LIMIT $8) best
+        $sql$,
+        (SELECT string_agg(format('$4[%s] * (1 - coalesce(k.v / nullif(k.v + round(1 / (1.6449340668 * (1 - '
+                                  'ts_rank(''{1,1,1,1}'', c.tsv, $2[%1$s]))) - 0.5), 0), 1))', i), ' + ')
+         FROM generate_series(1, cardinality(lexemes)) i)
+    );
     joins := CASE WHEN p_filter IS NULL THEN ''
                   ELSE 'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END;
     -- Top-k pruning as in MaxScore, in at most two passes; the result is exact. A chunk scores less than the sum of
     -- idf * (k1 + 1) over the query's terms it has (its bound). Pass 1 scores the chunks that have one of the rarest
-    -- terms (up to about 1,000 postings). Its k-th best score says which further terms a chunk must have to enter the
-    -- top k: the fewest rarest ones whose complement cannot reach it. Pass 2 reads the chunks that have one of those
-    -- and none of pass 1's terms, and scores only those whose bound is above that score: checking the bound with @@
-    -- costs a fraction of scoring, and leaves out most chunks of common terms (benchmarks/search_speed.py).
-    -- (memora.bm25_first_pass, a setting, changes the 1,000: tests set it to 1 to make every query take pass 2.)
+    -- terms: up to about 1,000 postings, and at least P_LIMIT when there are that many. Its k-th best score is what
+    -- the other chunks must beat, and pass 2 scores only those whose bound is above it. Which those are, the GIN
+    -- index answers without reading a row: memora.bm25_bound_query writes the condition as a tsquery (with two
+    -- common terms worth 3 each and a score of 5 to beat, a chunk must have both). Most chunks of common terms are
+    -- left out that way (benchmarks/search_speed.py). (memora.bm25_first_pass, a setting, changes the 1,000: tests
+    -- set it to 1 to make every query take pass 2.)
     SELECT count(*) INTO essential
     FROM unnest(dfs) WITH ORDINALITY x (df, i)
-    WHERE i = 1 OR (SELECT sum(y) FROM unnest(dfs[:i]) y)
-                   <= coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 1000);
-    EXECUTE format(statement, joins, f.predicate, 'true') INTO ids, scores
-    USING p_collection_id, lexemes, memora.lexeme_tsquery(lexemes[:essential]), idfs,
+    WHERE i = 1
+       OR (SELECT sum(y) FROM unnest(dfs[:i - 1]) y) < p_limit
+       OR (SELECT sum(y) FROM unnest(dfs[:i]) y)
+          <= coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 1000);
+    EXECUTE format(statement, joins, f.predicate) INTO ids, scores
+    USING p_collection_id, ARRAY(SELECT memora.lexeme_tsquery(ARRAY[t]) FROM unnest(lexemes) t),
+          memora.lexeme_tsquery(lexemes[:essential]), idfs,
           s.total_length::double precision / s.chunks, c.bm25_k1::double precision, c.bm25_b::double precision,
           p_limit, f.keys, f.vals;
     IF essential < cardinality(lexemes) THEN
-        -- Fewest rarest terms whose complement cannot reach the k-th score (all of them if fewer than k rows).
-        needed := essential;
-        LOOP
-            SELECT coalesce(sum(x * (c.bm25_k1 + 1)), 0) INTO bound FROM unnest(idfs[needed + 1:]) x;
-            EXIT WHEN needed = cardinality(lexemes)
-                OR (coalesce(cardinality(ids), 0) >= p_limit AND bound <= scores[p_limit]);
-            needed := needed + 1;
-        END LOOP;
-        IF needed > essential THEN
-            -- Bound of the chunk over the terms pass 1 did not read ($11: each one's tsquery, $12: its idf * (k1 + 1)),
-            -- against the k-th score so far ($13).
-            EXECUTE format(statement, joins, f.predicate, format('(%s) > $13', (
-                SELECT string_agg(format('CASE WHEN c.tsv @@ $11[%s] THEN $12[%1$s] ELSE 0 END', i), ' + ')
-                FROM generate_series(1, cardinality(lexemes) - essential) i)))
+        -- The chunks that hold none of pass 1's terms and could still beat its k-th score (all of them if it found
+        -- fewer than k): those whose bound over the other terms is above it, a tsquery the GIN index answers.
+        wanted := memora.bm25_bound_query(
+            lexemes[essential + 1:],
+            ARRAY(SELECT x * (c.bm25_k1 + 1) FROM unnest(idfs[essential + 1:]) x),
+            CASE WHEN coalesce(cardinality(ids), 0) >= p_limit THEN scores[p_limit] ELSE -1 END
+        );
+        IF wanted IS NOT NULL THEN
+            EXECUTE format(statement, joins, f.predicate)
             INTO more_ids, more_scores
-            USING p_collection_id, lexemes,
-                  memora.lexeme_tsquery(lexemes[essential + 1:needed]) && !! memora.lexeme_tsquery(lexemes[:essential]),
-                  idfs, s.total_length::double precision / s.chunks, c.bm25_k1::double precision,
-                  c.bm25_b::double precision, p_limit, f.keys, f.vals,
-                  ARRAY(SELECT memora.lexeme_tsquery(ARRAY[t]) FROM unnest(lexemes[essential + 1:]) t),
-                  ARRAY(SELECT x * (c.bm25_k1 + 1) FROM unnest(idfs[essential + 1:]) x),
-                  CASE WHEN coalesce(cardinality(ids), 0) >= p_limit THEN scores[p_limit] ELSE 0 END;
+            USING p_collection_id, ARRAY(SELECT memora.lexeme_tsquery(ARRAY[t]) FROM unnest(lexemes) t),
+                  wanted && !! memora.lexeme_tsquery(lexemes[:essential]), idfs,
+                  s.total_length::double precision / s.chunks, c.bm25_k1::double precision,
+                  c.bm25_b::double precision, p_limit, f.keys, f.vals;
             SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r.score DESC, r.id)
             INTO ids, scores
             FROM (SELECT r.id, r.score FROM unnest(ids || more_ids, scores || more_scores) r (id, score)
@@ -221,6 +260,23 @@ $$;
 
 COMMENT ON FUNCTION memora.bm25_candidates(bigint, text, integer, jsonb) IS
     'The P_LIMIT best chunks of a collection by BM25 (k1, b of the collection) for a query, with a filter.';
+
+
+CREATE OR REPLACE FUNCTION memora.hnsw_ef_search(requested integer, k integer)
+RETURNS integer
+LANGUAGE sql STABLE
+AS $$
+    -- REQUESTED, else the session's hnsw.ef_search if it was SET to other than pgvector's default of 40, else 64,
+    -- which finds more of the true neighbours than 40 (0.96 of the top 10 against 0.93 on the passage queries of
+    -- docs/benchmarks.md) for ~0.3 ms more. An HNSW scan returns at most ef_search rows, so it is at least K;
+    -- pgvector allows at most 1,000 (past that, vector_candidates' iterative scan supplies the rest).
+    SELECT least(greatest(
+        coalesce(requested, nullif(nullif(current_setting('hnsw.ef_search', true), ''), '40')::integer, 64),
+        k), 1000)
+$$;
+
+COMMENT ON FUNCTION memora.hnsw_ef_search(integer, integer) IS
+    'The hnsw.ef_search of a vector search for K rows: REQUESTED, else the session''s if SET (not 40), else 64.';
 
 
 CREATE OR REPLACE FUNCTION memora.vector_candidates(
@@ -259,10 +315,7 @@ BEGIN
     ELSE
         key := format('(e.embedding::%I.%s(%s))', ext, c.storage, c.dimensions);
         query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
-        -- An HNSW scan returns at most ef_search rows (40 by default), so it searches at least P_LIMIT deep;
-        -- pgvector allows at most 1,000, and past that the iterative scan below supplies the rest.
-        PERFORM set_config('hnsw.ef_search', least(greatest(
-            coalesce(p_ef_search, nullif(old_ef_search, '')::integer, 40), p_limit), 1000)::text, true);
+        PERFORM set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
         -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT rows
         -- pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
         IF p_filter IS NOT NULL OR p_limit > 1000 THEN

@@ -164,20 +164,63 @@ def test_refresh_recounts_statistics(db: Session) -> None:
 # BM25 search
 
 
+@pytest.mark.parametrize("k", [10, 40])
 @pytest.mark.parametrize("first_pass", ["", "1"])
-def test_search_text_is_exact_bm25(db: Session, first_pass: str) -> None:
+def test_search_text_is_exact_bm25(db: Session, first_pass: str, k: int) -> None:
     collection = _corpus(db)
-    # "1" makes every query read only its rarest term first, so the pruned second pass decides the result.
+    # "1" makes every query read only its rarest terms first (as few as give k chunks), so the pruned second pass
+    # decides the result.
     db.execute(text("SELECT set_config('memora.bm25_first_pass', :v, true)"), {"v": first_pass})
     rng = random.Random(11)
     queries = [" ".join(rng.sample(WORDS[:60], rng.randint(3, 8))) for _ in range(25)]
     queries += ["w0x w1x w2x", "w0x w399x", "w398x", "w1x w1x w5x"]
 
     for query in queries:
-        expected = _bm25(db, collection, query)[:10]
-        found = _search_text(db, collection, query, 10)
+        expected = _bm25(db, collection, query)[:k]
+        found = _search_text(db, collection, query, k)
         assert [score for _, score in found] == pytest.approx([score for _, score in expected], rel=1e-6), query
         assert {chunk for chunk, _ in found} == {chunk for chunk, _ in expected}, query
+
+
+@pytest.mark.parametrize("depth", [1, 2, 6])
+def test_bm25_bound_query_matches_every_chunk_whose_bound_is_above_the_threshold(db: Session, depth: int) -> None:
+    rng = random.Random(depth)
+    lexemes = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    # Every subset of the six lexemes, as the tsvector of a chunk that has just those.
+    subsets = [[x for i, x in enumerate(lexemes) if mask >> i & 1] for mask in range(1, 2 ** len(lexemes))]
+    for _ in range(20):
+        bounds = sorted((round(rng.uniform(0.5, 9), 2) for _ in lexemes), reverse=True)
+        threshold = round(rng.uniform(-1, sum(bounds) + 1), 2)
+        worth = {x: bound for x, bound in zip(lexemes, bounds, strict=True)}
+        matched = db.execute(
+            text(
+                "SELECT coalesce(array_to_tsvector(CAST(s AS text[])) "
+                "@@ memora.bm25_bound_query(:lexemes, :bounds, :threshold, :depth), false) "
+                "FROM unnest(CAST(:subsets AS text[])) WITH ORDINALITY u (s, i) ORDER BY i"
+            ),
+            {"lexemes": lexemes, "bounds": bounds, "threshold": threshold, "depth": depth,
+             "subsets": ["{" + ",".join(s) + "}" for s in subsets]},
+        ).scalars().all()  # fmt: skip
+        for subset, match in zip(subsets, matched, strict=True):
+            above = sum(worth[x] for x in subset) > threshold
+            if depth >= len(lexemes):
+                assert match == above, (bounds, threshold, subset)
+            else:  # a superset below DEPTH levels, never a chunk too few
+                assert match or not above, (bounds, threshold, subset)
+
+
+def test_search_text_counts_every_term_frequency_a_tsvector_holds(db: Session) -> None:
+    # BM25 reads a term's frequency from ts_rank (sql/functions/005-search.sql): exact up to 255 positions.
+    collection = make_collection(db)
+    document = make_document(db, collection, title="")
+    for ordinal, tf in enumerate([1, 2, 3, 4, 7, 10, 31, 64, 100, 150, 200, 254, 255, 300]):
+        make_chunk(db, document, ordinal=ordinal, title="", text=" ".join(["w1x"] * tf + ["w2x", f"w{ordinal + 3}x"]))
+
+    found = _search_text(db, collection, "w1x w2x", 20)
+
+    expected = _bm25(db, collection, "w1x w2x")
+    assert [score for _, score in found] == pytest.approx([score for _, score in expected], rel=1e-6)
+    assert [chunk for chunk, _ in found] == [chunk for chunk, _ in expected]
 
 
 def test_search_text_uses_the_collection_k1_and_b(db: Session) -> None:

@@ -1,4 +1,4 @@
-"""Vector search returns k rows for any k, not the ef_search (40 by default) rows one HNSW scan yields."""
+"""Vector search returns k rows for any k, not the ef_search (64 by default) rows one HNSW scan yields."""
 
 from __future__ import annotations
 
@@ -41,6 +41,21 @@ def test_search_vector_returns_k_rows_past_the_default_ef_search(db: Session) ->
     assert len(shallow) == 120
     assert len(set(indexed) & set(exact)) >= 115
     assert setting in {None, "", "40"}  # the function's setting does not outlive it
+
+
+def test_ef_search_is_the_argument_else_the_session_setting_else_64(db: Session) -> None:
+    def ef_search(requested: int | None, k: int) -> int:
+        return int(db.execute(text("SELECT memora.hnsw_ef_search(:r, :k)"), {"r": requested, "k": k}).scalar_one())
+
+    db.execute(text("SELECT set_config('hnsw.ef_search', '40', true)"))  # pgvector's default: Memora's applies
+    assert ef_search(None, 10) == 64
+    assert ef_search(20, 10) == 20
+    assert ef_search(20, 120) == 120  # a scan returns at most ef_search rows
+    assert ef_search(None, 5000) == 1000  # pgvector's limit; the iterative scan does the rest
+
+    db.execute(text("SELECT set_config('hnsw.ef_search', '150', true)"))  # SET by the session
+    assert ef_search(None, 10) == 150
+    assert ef_search(30, 10) == 30
 
 
 def test_hybrid_gets_every_vector_candidate(db: Session) -> None:
