@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from app.db.embedded import EmbeddedPostgres, server_major_version
+from app.db.embedded import EmbeddedPostgres, server_major_version, shared_buffers
 from app.errors import EmbeddedPostgresError
 
 
@@ -26,6 +26,20 @@ def test_starts_once_and_is_found_again(data_dir: Path) -> None:
         assert version == (server_major_version(),)
         assert extension.fetchone() is not None
     assert (data_dir / "pg.password").stat().st_mode & 0o077 == 0
+
+
+def test_shared_buffers_is_a_quarter_of_memory_within_bounds(data_dir: Path) -> None:
+    assert shared_buffers(24 * 2**30) == "2048MB"
+    assert shared_buffers(2 * 2**30) == "512MB"
+    assert shared_buffers(256 * 2**20) == "128MB"
+
+    server = EmbeddedPostgres(data_dir).ensure_running()
+    with psycopg.connect(server.url()) as conn:
+        same = conn.execute(
+            "SELECT pg_size_bytes(current_setting('shared_buffers')) = pg_size_bytes(%s)", (shared_buffers(),)
+        ).fetchone()
+
+    assert same == (True,)
 
 
 def test_refuses_connections_without_the_password(data_dir: Path) -> None:
