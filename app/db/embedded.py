@@ -44,7 +44,6 @@ SERVICE_USER = "memora-postgres"
 START_TIMEOUT_S = 60
 
 
-
 def shared_buffers(memory: int | None = None) -> str:
     """A quarter of MEMORY (default: what this machine, or the container's memory limit, has), 128MB to 2GB.
 
