@@ -172,6 +172,7 @@ DECLARE
     terms tsquery[];         -- a tsquery of each term
     bar double precision;    -- the score pass 2's chunks must beat
     wanted tsquery;          -- pass 2's chunks
+    bound_check text;
     ids bigint[];
     scores double precision[];
     more_ids bigint[];       -- pass 2's best
@@ -253,10 +254,12 @@ BEGIN
         -- fewer than k).
         bar := CASE WHEN coalesce(cardinality(ids), 0) >= p_limit THEN scores[p_limit] ELSE -1 END;
         wanted := memora.bm25_bound_query(lexemes[essential + 1:], bounds[essential + 1:], bar);
+        -- Past 20 terms the tsquery asks only for one of the terms a chunk needs: each chunk's bound is checked too.
+        bound_check := CASE WHEN cardinality(lexemes) - essential <= 20 THEN 'true' ELSE format('(%s) > $13', (
+            SELECT string_agg(format('CASE WHEN c.tsv @@ $11[%s] THEN $12[%1$s] ELSE 0 END', i), ' + ')
+            FROM generate_series(essential + 1, cardinality(lexemes)) i)) END;
         IF wanted IS NOT NULL THEN
-            EXECUTE format(statement, joins, f.predicate, CASE WHEN cardinality(lexemes) - essential <= 20 THEN 'true'
-                ELSE format('(%s) > $13', (SELECT string_agg(format('CASE WHEN c.tsv @@ $11[%s] THEN $12[%1$s] ELSE 0 END', i), ' + ')
-                                           FROM generate_series(essential + 1, cardinality(lexemes)) i)) END)
+            EXECUTE format(statement, joins, f.predicate, bound_check)
             INTO more_ids, more_scores
             USING p_collection_id, lexemes, wanted && !! memora.lexeme_tsquery(lexemes[:essential]), idfs,
                   s.total_length::double precision / s.chunks, c.bm25_k1::double precision,
