@@ -27,6 +27,7 @@ FUNCTIONS = (
     "search_text_v1(text, text, integer, jsonb)",
     "search_hybrid_v1(text, text, vector, integer, jsonb, text, integer, double precision, double precision, "
     "integer, integer, boolean)",
+    "check_search_arguments(memora.collection, integer, integer, vector)",
     "min_max(double precision, double precision, double precision)",
     "vector_similarity(text, double precision)",
     "vector_candidates(bigint, vector, integer, jsonb, integer, boolean)",

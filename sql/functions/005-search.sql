@@ -391,6 +391,32 @@ COMMENT ON FUNCTION memora.min_max(double precision, double precision, double pr
     'VALUE scaled from [LOW, HIGH] to [0, 1]; 1 when LOW = HIGH, NULL when VALUE is NULL.';
 
 
+CREATE OR REPLACE FUNCTION memora.check_search_arguments(
+    c memora.collection,
+    k integer,
+    ef_search integer,
+    query_embedding vector
+)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF k IS NULL OR k < 1 OR k > 1000 THEN
+        PERFORM memora.argument_error('k', 'must be between 1 and 1000');
+    ELSIF ef_search IS NOT NULL AND (ef_search < 1 OR ef_search > 1000) THEN
+        PERFORM memora.argument_error('ef_search', 'must be between 1 and 1000');
+    ELSIF query_embedding IS NOT NULL AND cardinality(query_embedding::real[]) <> c.dimensions THEN
+        PERFORM memora.argument_error('query_embedding', format('has %s dimensions; collection %L has %s',
+            cardinality(query_embedding::real[]), c.name, c.dimensions));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION memora.check_search_arguments(memora.collection, integer, integer, vector) IS
+    'Refuse (22023, the argument''s name as DETAIL) a K, EF_SEARCH or QUERY_EMBEDDING that C cannot be searched with.';
+
+
 CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
     collection text,
     query text,
@@ -418,9 +444,8 @@ DECLARE
     use_text boolean := coalesce(btrim(query), '') <> '' AND text_weight > 0;
     use_vector boolean := query_embedding IS NOT NULL AND vector_weight > 0;
 BEGIN
-    IF k IS NULL OR k < 1 OR k > 1000 THEN
-        PERFORM memora.argument_error('k', 'must be between 1 and 1000');
-    ELSIF depth < k OR depth > 10000 THEN
+    PERFORM memora.check_search_arguments(c, k, ef_search, query_embedding);
+    IF depth < k OR depth > 10000 THEN
         PERFORM memora.argument_error('candidates', 'must be between k and 10000');
     ELSIF fusion IS NULL OR fusion NOT IN ('convex', 'rrf') THEN
         PERFORM memora.argument_error('fusion', 'must be convex or rrf');
@@ -430,11 +455,6 @@ BEGIN
         PERFORM memora.argument_error('text_weight', 'must be a finite number, 0 or more');
     ELSIF vector_weight IS NULL OR vector_weight < 0 OR vector_weight = 'Infinity' THEN
         PERFORM memora.argument_error('vector_weight', 'must be a finite number, 0 or more');
-    ELSIF ef_search IS NOT NULL AND (ef_search < 1 OR ef_search > 1000) THEN
-        PERFORM memora.argument_error('ef_search', 'must be between 1 and 1000');
-    ELSIF query_embedding IS NOT NULL AND cardinality(query_embedding::real[]) <> c.dimensions THEN
-        PERFORM memora.argument_error('query_embedding', format('has %s dimensions; collection %L has %s',
-            cardinality(query_embedding::real[]), c.name, c.dimensions));
     ELSIF NOT use_text AND NOT use_vector THEN
         PERFORM memora.argument_error('query', 'give a query text, a query embedding, or both');
     END IF;
@@ -511,13 +531,27 @@ CREATE OR REPLACE FUNCTION memora.search_vector_v1(
     exact boolean DEFAULT false
 )
 RETURNS SETOF memora.search_hit
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT chunk_id, document_id, external_id, ordinal, title, text, metadata, chunk_metadata, char_start, char_end,
-           vector_score, NULL::integer, NULL::double precision, vector_rank, vector_score, vector_distance
-    FROM memora.search_hybrid_v1(collection, NULL, query_embedding, k, filter, candidates => k, text_weight => 0,
-                                 ef_search => ef_search, exact => exact)
+DECLARE
+    c memora.collection := memora.search_collection(collection);
+BEGIN
+    PERFORM memora.check_search_arguments(c, k, ef_search, query_embedding);
+    IF query_embedding IS NULL THEN
+        PERFORM memora.argument_error('query_embedding', 'is required');
+    END IF;
+    -- What search_hybrid_v1 returns with text_weight 0, without its fusion: 0.17 ms less a search (of ~2).
+    RETURN QUERY
+    SELECT v.chunk_id, d.id, d.external_id, ch.ordinal, ch.title, ch.text, d.metadata, ch.metadata,
+           ch.char_start, ch.char_end, memora.vector_similarity(c.metric, v.distance), NULL::integer,
+           NULL::double precision, v.rank, memora.vector_similarity(c.metric, v.distance), v.distance
+    FROM (SELECT * FROM memora.vector_candidates(c.id, query_embedding, k, filter, ef_search, exact) LIMIT k) v
+    JOIN memora.chunk ch ON ch.collection_id = c.id AND ch.id = v.chunk_id
+    JOIN memora.document d ON d.collection_id = c.id AND d.id = ch.document_id
+    ORDER BY v.rank;
+END
 $$;
 
 COMMENT ON FUNCTION memora.search_vector_v1(text, vector, integer, jsonb, integer, boolean) IS

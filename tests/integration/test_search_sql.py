@@ -527,6 +527,7 @@ def test_filter_keys_and_values_are_data(db: Session, hostile: str) -> None:
         ("memora.search_text(:name, '   ', 5)", "query"),
         ("memora.search_vector(:name, '[1, 2]', 5)", "query_embedding"),
         ("memora.search_vector(:name, '[1, 2, 3]', 5, ef_search => 0)", "ef_search"),
+        ("memora.search_vector(:name, NULL, 5)", "query_embedding"),
         ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, rrf_k => -1)", "rrf_k"),
         ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, fusion => 'borda')", "fusion"),
         ("memora.search_hybrid(:name, 'w0x', '[1, 2, 3]', 5, fusion => NULL)", "fusion"),
