@@ -49,13 +49,15 @@ def shared_buffers(memory: int | None = None) -> str:
 
     A quarter is PostgreSQL's usual starting point. Search wants its working set there: with 100,000 chunks the HNSW
     index, the chunks and their GIN index are 360MB, and at 256MB every vector search pushed out pages that the next
-    text search read again from the kernel (hybrid SQL p50 19 -> 10 ms at 1GB, docs/benchmarks.md section 4).
+    text search read again from the kernel (a hybrid query's first run: 19 ms at 256MB, 10 ms at 1GB;
+    docs/benchmarks.md section 4).
     """
     if memory is None:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         with contextlib.suppress(OSError, ValueError):
             limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-            memory = min(memory, int(limit)) if limit != "max" else memory
+            if limit != "max":
+                memory = min(memory, int(limit))
     return f"{min(max(memory // 4 // 2**20, 128), 2048)}MB"
 
 
