@@ -4,7 +4,8 @@ Loads a corpus of topical bags of real words with all-MiniLM-L6-v2 vectors (benc
 vectors are computed once, 35-50 min here, and cached in benchmarks/.cache/) into a scratch database with the HNSW
 index dropped and rebuilt around the load. Then, over one psycopg connection: the exact scans of every query, then
 memora.search_text / search_vector / search_hybrid and their filtered forms for every query, in a shuffled order per
-query, then default vector search again for every query back to back (as the exact scans are timed). Reports latency percentiles measured by the client and the server's CPU per call, recall@k of HNSW against
+query, then default vector search again for every query back to back (as the exact scans are timed). Reports
+latency percentiles measured by the client and the server's CPU per call, recall@k of HNSW against
 search_vector(..., exact => true) for several ef_search (keyword queries and passage-like ones), the share of
 filtered queries that still get k rows, POST /v1/collections/{name}/search through `memora serve` on loopback and,
 with --hnsw-sweep, vector search again with other index parameters. docs/benchmarks.md describes the data and the
@@ -56,9 +57,6 @@ GOALS = {
     "vector SQL p50 ms: keyword queries": ("<=", 2.0),
     "vector SQL p50 ms: passage queries": ("<=", 2.0),
     "exact / HNSW p50 (keyword queries)": (">=", 20.0),
-    "vector SQL p50 ms, back to back: keyword queries": ("<=", 2.0),
-    "vector SQL p50 ms, back to back: passage queries": ("<=", 2.0),
-    "exact / HNSW p50, both back to back (keyword queries)": (">=", 20.0),
     "text SQL p50 ms (3-8 words)": ("<=", 10.0),
     "hybrid SQL p50 ms": ("<=", 15.0),
     "hybrid REST p50 ms (with query embedding)": ("<=", 25.0),
@@ -115,8 +113,7 @@ def cases() -> list[Case]:
 
 def back_to_back(all_cases: list[Case]) -> list[Case]:
     """Default vector search again, each query after the last with nothing in between, as ANN benchmarks time it
-    and as the exact scans are timed here: in the shuffled run, a text or hybrid search has often just pushed the
-    graph out of the CPU's caches."""
+    and as the exact scans are timed here (in the shuffled run, text and hybrid searches come between)."""
     return [
         Case(name.replace("vector", "vector, back to back"), case.statement, case.truth)
         for case in all_cases
@@ -279,9 +276,6 @@ def verdicts(summary: dict[str, dict[str, Any]], rest: dict[str, Any] | None) ->
         "vector SQL p50 ms: keyword queries": summary["vector"]["p50_ms"],
         "vector SQL p50 ms: passage queries": summary["vector (passages)"]["p50_ms"],
         "exact / HNSW p50 (keyword queries)": summary["vector"]["exact_over_hnsw_p50"],
-        "vector SQL p50 ms, back to back: keyword queries": summary["vector, back to back"]["p50_ms"],
-        "vector SQL p50 ms, back to back: passage queries": summary["vector, back to back (passages)"]["p50_ms"],
-        "exact / HNSW p50, both back to back (keyword queries)": summary["vector, back to back"]["exact_over_hnsw_p50"],
         "text SQL p50 ms (3-8 words)": summary["text"]["p50_ms"],
         "hybrid SQL p50 ms": summary["hybrid"]["p50_ms"],
         "hybrid REST p50 ms (with query embedding)": rest["p50_ms"] if rest and "p50_ms" in rest else None,
