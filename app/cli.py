@@ -311,12 +311,13 @@ def collection_list(ctx: typer.Context) -> None:
     """List collections with their documents by status."""
     from sqlalchemy.orm import Session
 
-    from app.collections import repository
     from app.collections import service as collections
     from app.db.engine import make_engine
+    from app.db.models import Collection
+    from app.db.repository import all_named
 
     with Session(make_engine(_settings(ctx), "cli")) as db:
-        for out in collections.describe(db, repository.all_collections(db)):
+        for out in collections.describe(db, all_named(db, Collection)):
             counts = ", ".join(f"{k} {v}" for k, v in sorted(out.documents.items())) or "empty"
             typer.echo(f"{out.name}\t{out.embedding_provider}/{out.embedding_model}\t{out.dimensions}d\t{counts}")
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+Problem = dict[str, Any]
+"""One thing wrong with an input: {"field": where, "reason": why}, plus "line" when it comes from a file."""
+
+SHOWN_PROBLEMS = 5
 
 
 class AppError(Exception):
@@ -34,14 +43,67 @@ class ConflictError(AppError):
 
 
 class InvalidInputError(AppError):
+    """Input that cannot be used; details list every problem, each naming its field and reason."""
+
     status = 422
     code = "invalid_input"
+
+    @classmethod
+    def for_field(cls, field: str, reason: str, **extra: Any) -> Self:
+        """One bad field: "FIELD: REASON", with the problem as details (as the API's validation errors have it)."""
+        return cls(f"{field}: {reason}", details=[{"field": field, "reason": reason, **extra}])
+
+    @classmethod
+    def for_problems(cls, problems: Sequence[Problem], what: str = "invalid request") -> Self:
+        """Several problems: "WHAT: field: reason; ..." (the first few), all of them as details."""
+        return cls(f"{what}: {summary(problems)}", details=list(problems))
+
+    @property
+    def problems(self) -> list[Problem]:
+        """The problems in details (none when details hold something else, such as an import report)."""
+        details = self.details if isinstance(self.details, list) else []
+        return [p for p in details if isinstance(p, dict) and "field" in p]
+
+    def renamed(self, old: str, new: str) -> InvalidInputError:
+        """The same error with field OLD (and fields under it) called NEW, for a request that names it so."""
+
+        def rename(field: str) -> str:
+            return new + field[len(old) :] if field == old or field.startswith((old + ".", old + "[")) else field
+
+        details = [{**p, "field": rename(str(p["field"]))} for p in self.problems] or self.details
+        return type(self)(self.message.replace(old, new), details=details)
+
+
+def summary(problems: Sequence[Mapping[str, Any]], shown: int = SHOWN_PROBLEMS) -> str:
+    """The problems as one line: "field: reason; field: reason (and 3 more)"."""
+    text = "; ".join(f"{p['field']}: {p['reason']}" if p.get("field") else str(p["reason"]) for p in problems[:shown])
+    return text + (f" (and {len(problems) - shown} more)" if len(problems) > shown else "")
+
+
+def problems_of(exc: ValidationError, field: Callable[[Sequence[int | str]], str] | None = None) -> list[Problem]:
+    """Pydantic's errors as problems; FIELD names a location (default: "a.b[2].c")."""
+    name = field or location
+    return [{"field": name(error["loc"]), "reason": error["msg"]} for error in exc.errors()]
+
+
+def location(parts: Iterable[int | str], prefix: str = "") -> str:
+    """("documents", 1, "content") -> "documents[1].content": list positions in brackets, keys after dots."""
+    text = prefix
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 class UnreadableFileError(InvalidInputError):
     """A file in a supported format whose content cannot be read: bad encoding, a damaged PDF, a bad JSON line."""
 
     code = "unreadable_file"
+
+    @classmethod
+    def at_line(cls, file: str, line: int, reason: str, field: str | None = None) -> Self:
+        """A problem on LINE of FILE (of FIELD in that line's record, when there is one)."""
+        where = f"{file} line {line}: " + (f"{field}: " if field else "")
+        return cls(where + reason, details=[{"file": file, "line": line, "field": field, "reason": reason}])
 
 
 class PayloadTooLargeError(AppError):

@@ -6,7 +6,6 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -99,9 +98,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's validation errors in Memora's error body, each naming its field and reason."""
     assert isinstance(exc, RequestValidationError)
-    problems: list[dict[str, Any]] = [
-        {"field": ".".join(str(part) for part in error["loc"]), "reason": error["msg"]} for error in exc.errors()
-    ]
-    summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
-    error = InvalidInputError(f"invalid request: {summary}", details=problems)
+    problems = [{"field": ".".join(map(str, e["loc"])), "reason": e["msg"]} for e in exc.errors()]
+    error = InvalidInputError.for_problems(problems)
     return JSONResponse(error.to_dict(), status_code=error.status)

@@ -6,17 +6,9 @@ from psycopg import sql
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from app.db.engine import execute_identifiers, schema_of
+from app.db.engine import execute_identifiers
 from app.db.models import Chunk, Collection, Document, embedding_partition
-
-
-def by_name(db: Session, name: str, *, lock: bool = False) -> Collection | None:
-    query = select(Collection).where(Collection.name == name)
-    return db.scalar(query.with_for_update() if lock else query)
-
-
-def all_collections(db: Session) -> list[Collection]:
-    return list(db.scalars(select(Collection).order_by(Collection.name)))
+from app.db.query import schema_of
 
 
 def status_counts(db: Session, collection_ids: list[int]) -> dict[int, dict[str, int]]:

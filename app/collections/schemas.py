@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.ingest.parsing import unstorable
+from app.db.storable import Storable
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 Provider = Literal["local", "openai", "hashing"]
@@ -49,17 +49,11 @@ Bm25K1 = Annotated[
 Bm25B = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, description="BM25 b, length normalisation (0 to 1).")]
 
 
-def _storable(value: Any) -> Any:
-    if reason := unstorable(value):
-        raise ValueError(reason)
-    return value
-
-
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, examples=["handbook"])
-    description: Annotated[str, AfterValidator(_storable)] = ""
+    description: Annotated[str, Storable] = ""
     embedding_provider: Provider = "local"
     embedding_model: str | None = Field(default=None, description="Default: the provider's default model.")
     dimensions: int | None = Field(default=None, ge=1, le=4000, description="Default: the model's dimensions.")
@@ -70,7 +64,7 @@ class CollectionCreate(BaseModel):
     hnsw: Hnsw = Field(default_factory=Hnsw)
     bm25_k1: Bm25K1 = 0.9
     bm25_b: Bm25B = 0.4
-    metadata: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
 
 
 class CollectionUpdate(BaseModel):
@@ -79,7 +73,7 @@ class CollectionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: Annotated[str, AfterValidator(_storable)] | None = None
+    description: Annotated[str, Storable] | None = None
     embedding_provider: Provider | None = None
     embedding_model: str | None = None
     dimensions: int | None = Field(default=None, ge=1, le=4000)
@@ -90,7 +84,7 @@ class CollectionUpdate(BaseModel):
     hnsw: Hnsw | None = None
     bm25_k1: Bm25K1 | None = None
     bm25_b: Bm25B | None = None
-    metadata: Annotated[dict[str, Any], AfterValidator(_storable)] | None = None
+    metadata: Annotated[dict[str, Any], Storable] | None = None
 
 
 class CollectionOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -9,9 +10,9 @@ from sqlalchemy.orm import Session
 from app.collections import repository
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate, Hnsw
 from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
-from app.db.writes import add_named
+from app.db.repository import add_named, get_named
 from app.embeddings.registry import check_model, default_model, max_chunk_tokens
-from app.errors import InvalidInputError, NotFoundError
+from app.errors import InvalidInputError
 
 
 def create(db: Session, data: CollectionCreate) -> Collection:
@@ -36,14 +37,12 @@ def create(db: Session, data: CollectionCreate) -> Collection:
         bm25_b=data.bm25_b,
         metadata_=data.metadata,
     )
-    return add_named(db, collection, "uq_collection_name", f"a collection named {data.name!r} exists already")
+    return add_named(db, collection, "uq_collection_name")
 
 
 def get(db: Session, name: str, *, lock: bool = False) -> Collection:
-    collection = repository.by_name(db, name, lock=lock)
-    if collection is None:
-        raise NotFoundError(f"no collection named {name!r}")
-    return collection
+    """Collection NAME, or a 404."""
+    return get_named(db, Collection, name, lock=lock)
 
 
 def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
@@ -123,7 +122,7 @@ def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
     )
 
 
-def describe(db: Session, collections: list[Collection]) -> list[CollectionOut]:
+def describe(db: Session, collections: Sequence[Collection]) -> list[CollectionOut]:
     counts = repository.status_counts(db, [c.id for c in collections])
     return [to_out(c, counts[c.id]) for c in collections]
 
@@ -133,9 +132,7 @@ def _model_and_dimensions(provider: str, model: str | None, dimensions: int | No
     model = model or default_name
     dimensions = dimensions or (default_dimensions if model == default_name else None)
     if dimensions is None:
-        raise InvalidInputError(
-            f"dimensions: required for model {model!r} of provider {provider!r}", details={"field": "dimensions"}
-        )
+        raise InvalidInputError.for_field("dimensions", f"required for model {model!r} of provider {provider!r}")
     check_model(provider, model, dimensions)
     return model, dimensions
 
@@ -143,26 +140,25 @@ def _model_and_dimensions(provider: str, model: str | None, dimensions: int | No
 def _check_dimensions(dimensions: int, storage: str) -> None:
     limit = MAX_INDEXED_DIMENSIONS[storage]
     if dimensions > limit:
-        raise InvalidInputError(
-            f"dimensions: HNSW indexes at most {limit} dimensions of {storage}; use storage 'halfvec' (up to 4000) "
+        raise InvalidInputError.for_field(
+            "dimensions",
+            f"HNSW indexes at most {limit} dimensions of {storage}; use storage 'halfvec' (up to 4000) "
             "or a model with fewer dimensions",
-            details={"field": "dimensions"},
         )
 
 
 def _check_chunk_size(provider: str, size: int) -> None:
     most = max_chunk_tokens(provider)
     if size > most:
-        raise InvalidInputError(
-            f"chunking.size: at most {most} tokens for the {provider} provider, whose model reads no more than "
+        raise InvalidInputError.for_field(
+            "chunking.size",
+            f"at most {most} tokens for the {provider} provider, whose model reads no more than "
             f"{most} tokens of chunk text beside its title; the rest would be cut from the vector",
-            details={"field": "chunking.size"},
         )
 
 
 def _check_language(db: Session, language: str) -> None:
     if not repository.text_search_config_exists(db, language):
-        raise InvalidInputError(
-            f"language: {language!r} is not a text search configuration of this PostgreSQL (see \\dF in psql)",
-            details={"field": "language"},
+        raise InvalidInputError.for_field(
+            "language", f"{language!r} is not a text search configuration of this PostgreSQL (see \\dF in psql)"
         )

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db.embedded import EmbeddedPostgres
 from app.db.models import SCHEMA
+from app.db.query import schema_of
 
 
 def database_url(settings: Settings) -> str:
@@ -62,13 +63,6 @@ def _register_vector(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def schema_of(conn: Connection) -> str:
-    """The schema Memora's tables live in on this connection (MEMORA_DB_SCHEMA through schema_translate_map)."""
-    translate = conn.get_execution_options().get("schema_translate_map") or {}
-    schema: str = translate.get(SCHEMA, SCHEMA)
-    return schema
 
 
 def execute_identifiers(conn: Connection, statement: sql.Composable) -> None:

@@ -158,10 +158,10 @@ class LocalEmbedder:
 
     def __init__(self, model_dir: Path | None = None, model: str = BUNDLED_MODEL) -> None:
         if model_dir is None and model != BUNDLED_MODEL:
-            raise InvalidInputError(
-                f"embedding_model: the local provider runs {BUNDLED_MODEL} unless MEMORA_LOCAL_MODEL_DIR names a "
+            raise InvalidInputError.for_field(
+                "embedding_model",
+                f"the local provider runs {BUNDLED_MODEL} unless MEMORA_LOCAL_MODEL_DIR names a "
                 f"directory with another model, not {model!r}",
-                details={"field": "embedding_model"},
             )
         self.model = model
         self.files = bundled_files() if model_dir is None else directory_files(model_dir)

@@ -23,14 +23,12 @@ _LOCK = threading.Lock()
 _EMBEDDERS: dict[tuple[Hashable, ...], Embedder] = {}
 
 
-def _invalid(field: str, reason: str) -> InvalidInputError:
-    return InvalidInputError(f"{field}: {reason}", details={"field": field})
-
-
 def default_model(provider: str) -> tuple[str, int]:
     """The model a provider uses when none is named, and its dimensions."""
     if provider not in _DEFAULTS:
-        raise _invalid("embedding_provider", f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
+        raise InvalidInputError.for_field(
+            "embedding_provider", f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}"
+        )
     return _DEFAULTS[provider]
 
 
@@ -53,19 +51,23 @@ def check_model(provider: str, model: str, dimensions: int, settings: Settings |
     """
     default_name, default_dimensions = default_model(provider)
     if dimensions < 1:
-        raise _invalid("dimensions", f"must be at least 1, not {dimensions}")
+        raise InvalidInputError.for_field("dimensions", f"must be at least 1, not {dimensions}")
     if provider == "hashing" and model != default_name:
-        raise _invalid("embedding_model", f"the hashing provider has one model, {default_name!r}, not {model!r}")
+        raise InvalidInputError.for_field(
+            "embedding_model", f"the hashing provider has one model, {default_name!r}, not {model!r}"
+        )
     if provider == "local" and model == default_name and dimensions != default_dimensions:
-        raise _invalid("dimensions", f"{model} gives {default_dimensions}-dimensional vectors, not {dimensions}")
+        raise InvalidInputError.for_field(
+            "dimensions", f"{model} gives {default_dimensions}-dimensional vectors, not {dimensions}"
+        )
     if provider == "local" and model != default_name and settings is not None and settings.local_model_dir is None:
-        raise _invalid(
+        raise InvalidInputError.for_field(
             "embedding_model", f"the local provider runs {default_name} unless MEMORA_LOCAL_MODEL_DIR is set"
         )
     most = _OPENAI_DIMENSIONS.get(model) if provider == "openai" else None
     if most is not None and (dimensions > most or (model == "text-embedding-ada-002" and dimensions != most)):
         allowed = f"exactly {most}" if model == "text-embedding-ada-002" else f"at most {most}"
-        raise _invalid("dimensions", f"{model} gives {allowed} dimensions, not {dimensions}")
+        raise InvalidInputError.for_field("dimensions", f"{model} gives {allowed} dimensions, not {dimensions}")
 
 
 def get_embedder(provider: str, model: str, dimensions: int, settings: Settings) -> Embedder:
@@ -117,7 +119,7 @@ def _build(provider: str, model: str, dimensions: int, settings: Settings) -> Em
 
     embedder = LocalEmbedder(settings.local_model_dir, model)
     if embedder.dimensions != dimensions:
-        raise _invalid(
+        raise InvalidInputError.for_field(
             "dimensions", f"{model} in {settings.local_model_dir} gives {embedder.dimensions}-dimensional vectors"
         )
     return embedder

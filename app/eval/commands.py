@@ -61,7 +61,7 @@ def run_eval(
     with AS_JSON one JSON object; with TUNE also choose hybrid's settings (and with SAVE store them on the
     collection); with REPORT_DIR write report.md and charts there. Return the summary."""
     if save and not tune:
-        raise InvalidInputError("--save stores what --tune chooses: give --tune too", details={"field": "save"})
+        raise InvalidInputError.for_field("--save", "stores what --tune chooses: give --tune too")
     queries = _judged_queries(engine, queries_path, qrels_path, dataset)
     if tune:
         tune_service.split_queries(queries, dev_fraction, seed)  # refuse a bad split before any work
@@ -141,15 +141,13 @@ def _judged_queries(
     """The judged queries of the files, or of the dataset; exactly one of the two must be given."""
     files = queries_path is not None or qrels_path is not None
     if dataset is not None and files:
-        raise InvalidInputError("give --dataset or --queries and --qrels, not both", details={"field": "dataset"})
+        raise InvalidInputError.for_field("--dataset", "give --dataset or --queries and --qrels, not both")
     if dataset is not None:
         with engine.connect() as conn:
             return datasets.dataset_queries(conn, dataset)
     if queries_path is None or qrels_path is None:
         missing = "--queries" if queries_path is None else "--qrels"
-        raise InvalidInputError(
-            f"{missing}: give --queries and --qrels (or --dataset NAME)", details={"field": missing.lstrip("-")}
-        )
+        raise InvalidInputError.for_field(missing, "give --queries and --qrels (or --dataset NAME)")
     return service.judged_queries(service.load_queries(queries_path), service.load_qrels(qrels_path))
 
 

@@ -62,17 +62,15 @@ def parse_modes(value: str) -> list[str]:
     modes = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
     unknown = [mode for mode in modes if mode not in MODES]
     if unknown or not modes:
-        raise InvalidInputError(
-            f"mode: {', '.join(map(repr, unknown)) or 'none given'}; choose from {', '.join(MODES)}",
-            details={"field": "mode"},
-        )
+        given = ", ".join(map(repr, unknown)) or "none given"
+        raise InvalidInputError.for_field("mode", f"{given}; choose from {', '.join(MODES)}")
     return modes
 
 
 def parse_fusion(value: str) -> str:
     """A fusion search_hybrid_v1 knows: convex or rrf."""
     if value not in FUSIONS:
-        raise InvalidInputError(f"fusion: {value!r}; choose from {', '.join(FUSIONS)}", details={"field": "fusion"})
+        raise InvalidInputError.for_field("fusion", f"{value!r}; choose from {', '.join(FUSIONS)}")
     return value
 
 
@@ -85,9 +83,9 @@ def load_queries(path: Path) -> dict[str, str]:
         try:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise _bad_line(path, number, f"not valid JSON ({exc.msg})") from None
+            raise UnreadableFileError.at_line(str(path), number, f"not valid JSON ({exc.msg})") from None
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or item.get("_id") is None:
-            raise _bad_line(path, number, 'expected an object with "_id" and "text"')
+            raise UnreadableFileError.at_line(str(path), number, 'expected an object with "_id" and "text"')
         queries[str(item["_id"])] = item["text"]
     return queries
 
@@ -100,12 +98,12 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
         if not fields or (number == 1 and fields[0] == "query-id"):
             continue
         if len(fields) not in (3, 4):
-            raise _bad_line(path, number, "expected query-id, corpus-id and score")
+            raise UnreadableFileError.at_line(str(path), number, "expected query-id, corpus-id and score")
         query_id, document_id, grade = fields[0], fields[-2], fields[-1]
         try:
             qrels.setdefault(query_id, {})[document_id] = int(grade)
         except ValueError:
-            raise _bad_line(path, number, f"score {grade!r} is not an integer") from None
+            raise UnreadableFileError.at_line(str(path), number, f"score {grade!r} is not an integer") from None
     return qrels
 
 
@@ -207,7 +205,3 @@ def _lines(path: Path) -> list[str]:
         raise InvalidInputError(f"{path}: no such file", details={"file": str(path)}) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UnreadableFileError(f"{path}: cannot be read ({exc})", details={"file": str(path)}) from None
-
-
-def _bad_line(path: Path, number: int, reason: str) -> UnreadableFileError:
-    return UnreadableFileError(f"{path} line {number}: {reason}", details={"file": str(path), "line": number})

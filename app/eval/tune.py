@@ -70,7 +70,7 @@ def split_queries(queries: Sequence[Query], dev_fraction: float, seed: int) -> t
     """Positions of the dev and holdout queries: ordered by SHA-256 of seed and id, the first round(n * DEV_FRACTION)
     (at least one, and one left) are dev."""
     if not 0 < dev_fraction < 1:
-        raise InvalidInputError("dev_fraction: must be between 0 and 1 (exclusive)", details={"field": "dev_fraction"})
+        raise InvalidInputError.for_field("dev_fraction", "must be between 0 and 1 (exclusive)")
     if len(queries) < 2:
         raise InvalidInputError(
             f"tuning needs at least 2 judged queries (one to tune on, one to check), got {len(queries)}"

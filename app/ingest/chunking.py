@@ -25,10 +25,6 @@ _ATX_HEADING = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t\r]*"
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 
 
-def _invalid(field: str, reason: str) -> InvalidInputError:
-    return InvalidInputError(f"chunking.{field}: {reason}", details={"field": f"chunking.{field}"})
-
-
 @dataclass(frozen=True)
 class ChunkingSpec:
     """How a collection cuts its documents; size and overlap count tokens of the embedding model."""
@@ -39,29 +35,29 @@ class ChunkingSpec:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise _invalid("strategy", f"must be one of {', '.join(STRATEGIES)}")
+            raise InvalidInputError.for_field("chunking.strategy", f"must be one of {', '.join(STRATEGIES)}")
         if self.size < 1:
-            raise _invalid("size", "must be at least 1")
+            raise InvalidInputError.for_field("chunking.size", "must be at least 1")
         if self.overlap < 0:
-            raise _invalid("overlap", "must not be negative")
+            raise InvalidInputError.for_field("chunking.overlap", "must not be negative")
         if self.overlap >= self.size:
-            raise _invalid("overlap", "must be smaller than chunking.size")
+            raise InvalidInputError.for_field("chunking.overlap", "must be smaller than chunking.size")
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> ChunkingSpec:
         """The spec in a collection's chunking object; InvalidInputError names the first bad field."""
         if not isinstance(value, Mapping):
-            raise InvalidInputError("chunking: must be an object", details={"field": "chunking"})
+            raise InvalidInputError.for_field("chunking", "must be an object")
         unknown = sorted(set(value) - {"strategy", "size", "overlap"})
         if unknown:
-            raise _invalid(str(unknown[0]), "unknown field")
+            raise InvalidInputError.for_field(f"chunking.{unknown[0]}", "unknown field")
         strategy = value.get("strategy", "recursive")
         if not isinstance(strategy, str) or strategy not in STRATEGIES:
-            raise _invalid("strategy", f"must be one of {', '.join(STRATEGIES)}")
+            raise InvalidInputError.for_field("chunking.strategy", f"must be one of {', '.join(STRATEGIES)}")
         numbers = {name: value.get(name, getattr(cls, name)) for name in ("size", "overlap")}
         for name, number in numbers.items():
             if not isinstance(number, int) or isinstance(number, bool):
-                raise _invalid(name, "must be an integer")
+                raise InvalidInputError.for_field(f"chunking.{name}", "must be an integer")
         return cls(cast(Strategy, strategy), numbers["size"], numbers["overlap"])
 
 

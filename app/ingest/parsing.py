@@ -14,6 +14,7 @@ from typing import Any
 from pypdf import PdfReader
 
 from app.db.models import CONTENT_TYPES  # one list, also behind the table's CHECK
+from app.db.storable import unstorable
 from app.errors import InvalidInputError, UnreadableFileError, UnsupportedMediaTypeError
 from app.ingest.chunking import markdown_headings
 
@@ -223,7 +224,9 @@ def _jsonl(filename: str, data: bytes) -> list[ParsedDocument]:
             document = _jsonl_line(filename, number, line)
             if document.external_id is not None:
                 if document.external_id in seen:
-                    raise _bad_line(filename, number, "external_id", f"repeats line {seen[document.external_id]}")
+                    raise UnreadableFileError.at_line(
+                        filename, number, f"repeats line {seen[document.external_id]}", field="external_id"
+                    )
                 seen[document.external_id] = number
             documents.append(document)
     if not documents:
@@ -231,57 +234,41 @@ def _jsonl(filename: str, data: bytes) -> list[ParsedDocument]:
     return documents
 
 
-def _bad_line(filename: str, number: int, field: str, reason: str) -> UnreadableFileError:
-    return UnreadableFileError(
-        f"{filename} line {number}: {field}: {reason}", details={"file": filename, "line": number, "field": field}
-    )
-
-
-def unstorable(value: Any) -> str | None:
-    """Why PostgreSQL could not store VALUE's strings (NUL, or a lone surrogate from a \\u escape), else None."""
-    if isinstance(value, dict):
-        return next(filter(None, map(unstorable, [*value.keys(), *value.values()])), None)
-    if isinstance(value, list):
-        return next(filter(None, map(unstorable, value)), None)
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "holds a NUL character, which PostgreSQL cannot store"
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return "holds an unpaired surrogate, which is not text"
-    return None
-
-
 def _jsonl_line(filename: str, number: int, line: str) -> ParsedDocument:
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise _bad_line(filename, number, "line", f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise UnreadableFileError.at_line(
+            filename, number, f"not valid JSON ({exc.msg} at column {exc.colno})", field="line"
+        ) from None
     if not isinstance(item, dict):
-        raise _bad_line(filename, number, "line", "must be a JSON object")
+        raise UnreadableFileError.at_line(filename, number, "must be a JSON object", field="line")
     key = "content" if "content" in item else "text"
     content = item.get(key)
     if not isinstance(content, str):
-        raise _bad_line(filename, number, key, "must be a string" if key in item else "missing (give content or text)")
+        raise UnreadableFileError.at_line(
+            filename, number, "must be a string" if key in item else "missing (give content or text)", field=key
+        )
     content_type = item.get("content_type") or "text/plain"
     if content_type not in CONTENT_TYPES:
-        raise _bad_line(filename, number, "content_type", f"must be one of {', '.join(CONTENT_TYPES)}")
+        raise UnreadableFileError.at_line(
+            filename, number, f"must be one of {', '.join(CONTENT_TYPES)}", field="content_type"
+        )
     title = item.get("title")
     if title is not None and not isinstance(title, str):
-        raise _bad_line(filename, number, "title", "must be a string")
+        raise UnreadableFileError.at_line(filename, number, "must be a string", field="title")
     id_key = next((k for k in _ID_KEYS if item.get(k) is not None), "external_id")
     external_id = item.get(id_key)
     if isinstance(external_id, int) and not isinstance(external_id, bool):
         external_id = str(external_id)
     if external_id is not None and (not isinstance(external_id, str) or not external_id.strip()):
-        raise _bad_line(filename, number, id_key, "must be a non-empty string")
+        raise UnreadableFileError.at_line(filename, number, "must be a non-empty string", field=id_key)
     metadata = item.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        raise _bad_line(filename, number, "metadata", "must be an object")
+        raise UnreadableFileError.at_line(filename, number, "must be an object", field="metadata")
     for name, value in (("content", content), ("title", title), ("metadata", metadata)):
         if reason := unstorable(value):
-            raise _bad_line(filename, number, key if name == "content" else name, reason)
+            raise UnreadableFileError.at_line(filename, number, reason, field=key if name == "content" else name)
 
     content = _newlines(content)
     if content_type == "text/html":
@@ -290,7 +277,7 @@ def _jsonl_line(filename: str, number: int, line: str) -> ParsedDocument:
     elif content_type == "text/markdown":
         title = title or _markdown_title(content)
     if not content.strip():
-        raise _bad_line(filename, number, key, "has no text")
+        raise UnreadableFileError.at_line(filename, number, "has no text", field=key)
     return ParsedDocument(content, content_type, title or None, external_id, metadata or {})
 
 

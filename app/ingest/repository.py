@@ -15,8 +15,8 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, 
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.types import LargeBinary
 
-from app.db.engine import schema_of
 from app.db.models import Chunk, Collection, Document, Embedding
+from app.db.query import schema_of
 from app.embeddings.base import Vectors
 
 

@@ -14,9 +14,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, Document
+from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline
-from app.ingest.parsing import unstorable
 from app.ingest.pipeline import ChunkInput
 from app.ingest.repository import ClaimedDocument
 
@@ -72,8 +72,7 @@ def validate(inputs: list[DocumentInput], field_prefix: str = "documents") -> li
                 problems.append({"field": f"{where}.{name}", "reason": reason})
         problems += _chunk_problems(doc, where)
     if problems:
-        summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
-        raise InvalidInputError(f"invalid documents: {summary}", details=problems)
+        raise InvalidInputError.for_problems(problems, "invalid documents")
     return inputs
 
 
@@ -222,7 +221,7 @@ def decode_cursor(cursor: str) -> int:
     except (ValueError, UnicodeDecodeError):
         value = -1
     if not 0 <= value < 2**63:
-        raise InvalidInputError("cursor: not a cursor this API returned", details={"field": "cursor"})
+        raise InvalidInputError.for_field("cursor", "not a cursor this API returned")
     return value
 
 
@@ -232,9 +231,9 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
     try:
         value = json.loads(raw, parse_constant=reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata: not JSON ({exc})", details={"field": "metadata"}) from None
+        raise InvalidInputError.for_field("metadata", f"not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise InvalidInputError("metadata: must be a JSON object", details={"field": "metadata"})
+        raise InvalidInputError.for_field("metadata", "must be a JSON object")
     return value
 
 
@@ -249,7 +248,7 @@ def page(
 ) -> tuple[list[Row[Any]], str | None]:
     """One page of documents in id order (keyset pagination) and the cursor of the next page."""
     if status is not None and status not in DOCUMENT_STATUSES:
-        raise InvalidInputError(f"status: must be one of {', '.join(DOCUMENT_STATUSES)}", details={"field": "status"})
+        raise InvalidInputError.for_field("status", f"must be one of {', '.join(DOCUMENT_STATUSES)}")
     query = _summary().where(Document.collection_id == collection.id)
     if cursor is not None:
         query = query.where(Document.id > decode_cursor(cursor))

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, problems_of
 from app.rag.schemas import DEFAULT_K, DEFAULT_MAX_CONTEXT_TOKENS, AnswerRequest, AnswerResponse, Source
 
 
@@ -99,12 +99,8 @@ def _request(fields: dict[str, Any]) -> AnswerRequest:
     try:
         return AnswerRequest.model_validate(fields)
     except ValidationError as exc:
-        problems = [
-            {"field": _flag(str(error["loc"][0]) if error["loc"] else ""), "reason": error["msg"]}
-            for error in exc.errors()
-        ]
-        message = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
-        raise InvalidInputError(message, details=problems) from None
+        problems = problems_of(exc, lambda loc: _flag(str(loc[0]) if loc else ""))
+        raise InvalidInputError.for_problems(problems, "invalid options") from None
 
 
 def _flag(field: str) -> str:
@@ -115,7 +111,7 @@ def _json_option(flag: str, value: str) -> Any:
     try:
         return json.loads(value)
     except ValueError as exc:
-        raise InvalidInputError(f"{flag}: not JSON ({exc})", details=[{"field": flag, "reason": str(exc)}]) from None
+        raise InvalidInputError.for_field(flag, f"not JSON ({exc})") from None
 
 
 def _option(name: str, help: str, *flags: str, **extra: Any) -> Any:

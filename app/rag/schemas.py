@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.ingest.parsing import unstorable
+from app.db.storable import Storable, unstorable
 from app.rerank.schemas import RerankOptions
 from app.search.schemas import Mode
 
@@ -31,12 +31,6 @@ def _text(value: str) -> str:
     return value
 
 
-def _storable(value: Any) -> Any:
-    if reason := unstorable(value):
-        raise ValueError(reason)
-    return value
-
-
 class AnswerRequest(BaseModel):
     """A question about a collection, answered by a chat model from the chunks search finds."""
 
@@ -56,7 +50,7 @@ class AnswerRequest(BaseModel):
     k: int = Field(
         default=DEFAULT_K, ge=1, description="Chunks to retrieve, at most MEMORA_SEARCH_MAX_K (default 100)."
     )
-    filter: Annotated[dict[str, Any], AfterValidator(_storable)] | None = Field(
+    filter: Annotated[dict[str, Any], Storable] | None = Field(
         default=None, description="Conditions on metadata and document fields, as search takes them (docs/rest.md)."
     )
     mode: Mode = Field(default="hybrid", description="The search that retrieves: hybrid, text or vector.")

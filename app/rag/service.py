@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.config import Settings
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, location, problems_of
 from app.rag import prompt
 from app.rag.llm import ChatClient, ChatStream, TokenUsage
 from app.rag.schemas import (
@@ -28,7 +28,7 @@ from app.rag.schemas import (
     Usage,
 )
 from app.search import service as search
-from app.search.schemas import SearchRequest, SearchResult, field_error
+from app.search.schemas import SearchRequest, SearchResult
 from app.training.tokens import count_text_tokens
 
 # The blank line between two sources: one token in o200k_base and cl100k_base.
@@ -170,8 +170,8 @@ def pack(results: Sequence[SearchResult], model: str, budget: int) -> tuple[list
         cost = tokens + (SEPARATOR_TOKENS if sources else 0)
         if used + cost > budget:
             if not sources:
-                raise field_error(
-                    "max_context_tokens",
+                raise InvalidInputError.for_field(
+                    "body.max_context_tokens",
                     f"the best source (chunk {result.chunk_id} of {result.external_id!r}) takes {tokens} tokens, "
                     f"more than the budget of {budget}",
                 )
@@ -202,13 +202,7 @@ def _retrieve(db: Session, settings: Settings, name: str, request: AnswerRequest
             rerank=request.rerank,
         )
     except ValidationError as exc:
-        problems = [
-            {"field": "body." + ".".join(str(part) for part in error["loc"]), "reason": error["msg"]}
-            for error in exc.errors()
-        ]
-        raise _renamed(
-            InvalidInputError("; ".join(f"{p['field']}: {p['reason']}" for p in problems), details=problems)
-        ) from None
+        raise _renamed(InvalidInputError.for_problems(problems_of(exc, lambda loc: location(loc, "body")))) from None
     try:
         return search.search(db, settings, name, query).results
     except InvalidInputError as exc:
@@ -217,17 +211,7 @@ def _retrieve(db: Session, settings: Settings, name: str, request: AnswerRequest
 
 def _renamed(exc: InvalidInputError) -> InvalidInputError:
     """EXC with the search's body.query called body.question, the field this request has."""
-    if "body.query" not in exc.message:
-        return exc
-    details = exc.details
-    if isinstance(details, list):
-        details = [
-            {**item, "field": str(item.get("field", "")).replace("body.query", "body.question")}
-            if isinstance(item, dict)
-            else item
-            for item in details
-        ]
-    return InvalidInputError(exc.message.replace("body.query", "body.question"), details=details)
+    return exc.renamed("body.query", "body.question")
 
 
 def _relevant(result: SearchResult, floor: float | None) -> bool:

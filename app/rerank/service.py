@@ -43,9 +43,7 @@ def get_reranker(options: RerankOptions, settings: Settings, *, base_url: str | 
             "no local cross-encoder is installed (no PyPI package ships one's weights); use provider openai with a "
             "server that serves /v1/rerank"
         )
-        raise InvalidInputError(
-            f"body.rerank.provider: {reason}", details=[{"field": "body.rerank.provider", "reason": reason}]
-        )
+        raise InvalidInputError.for_field("body.rerank.provider", reason)
     return OpenAICompatibleReranker(settings, options.model, base_url=base_url)
 
 

@@ -19,10 +19,9 @@ from sqlalchemy import RowMapping, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.db.engine import schema_of
 from app.db.models import Collection
+from app.db.query import schema_of
 from app.errors import InvalidInputError, NotFoundError
-from app.search.schemas import field_error
 
 Vector = npt.NDArray[np.float32]
 
@@ -175,7 +174,7 @@ def _app_error(error: BaseException | None, collection: str) -> InvalidInputErro
     if error.sqlstate == "22023":
         message = error.diag.message_primary or ""
         reason = message.removeprefix(f"{detail}: ")
-        return field_error(_FIELDS.get(detail, detail), reason)
+        return InvalidInputError.for_field("body." + _FIELDS.get(detail, detail), reason)
     return None
 
 

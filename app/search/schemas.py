@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.errors import InvalidInputError
-from app.ingest.parsing import unstorable
+from app.db.storable import Storable
 from app.rerank.schemas import RerankOptions
 
 Mode = Literal["hybrid", "text", "vector"]
@@ -22,28 +20,6 @@ MAX_VECTOR_DIMENSIONS = 16_000
 
 Component = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
 Weight = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e6)]
-
-
-def field_error(field: str, reason: str) -> InvalidInputError:
-    """A 422 naming one field of the request body, in the shape of the API's validation errors."""
-    location = f"body.{field}"
-    return InvalidInputError(f"{location}: {reason}", details=[{"field": location, "reason": reason}])
-
-
-def _storable(value: Any) -> Any:
-    """What PostgreSQL can take as text or jsonb: no NaN or infinity, no NUL or lone surrogate."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("holds NaN or infinity, which JSON does not have")
-        if isinstance(item, dict):
-            pending += [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            pending += item
-        elif reason := unstorable(item):
-            raise ValueError(reason)
-    return value
 
 
 class Weights(BaseModel):
@@ -74,7 +50,7 @@ class SearchRequest(BaseModel):
         },
     )
 
-    query: Annotated[str, AfterValidator(_storable)] | None = Field(
+    query: Annotated[str, Storable] | None = Field(
         default=None,
         description="Text to search for. Text search matches any of its words (BM25); vector and hybrid search "
         "embed it with the collection's model unless `embedding` is given.",
@@ -91,7 +67,7 @@ class SearchRequest(BaseModel):
         "vector: nearest neighbours. Hybrid with an embedding and no query runs as vector.",
     )
     k: int = Field(default=10, ge=1, description="How many results, at most MEMORA_SEARCH_MAX_K (default 100).")
-    filter: Annotated[dict[str, Any], AfterValidator(_storable)] | None = Field(
+    filter: Annotated[dict[str, Any], Storable] | None = Field(
         default=None,
         description='Conditions on metadata and document fields, e.g. {"year": {"$gte": 2020}} (see docs/rest.md).',
     )

@@ -16,7 +16,7 @@ from app.collections import service as collections
 from app.config import Settings
 from app.db.models import Collection
 from app.embeddings.registry import get_embedder
-from app.errors import AppError, EmbeddingProviderError
+from app.errors import AppError, EmbeddingProviderError, InvalidInputError
 from app.rerank.service import Reranked, candidates_for, get_reranker, rerank
 from app.search import repository
 from app.search.repository import START, STOP, Vector
@@ -30,7 +30,6 @@ from app.search.schemas import (
     TextScores,
     VectorScores,
     Weights,
-    field_error,
 )
 
 # The hybrid settings a collection's saved defaults may fill (memora eval --tune --save).
@@ -42,18 +41,20 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
     """Run one search of collection NAME."""
     started = time.perf_counter()
     if request.k > settings.search_max_k:
-        raise field_error("k", f"must be at most {settings.search_max_k} (MEMORA_SEARCH_MAX_K)")
+        raise InvalidInputError.for_field("body.k", f"must be at most {settings.search_max_k} (MEMORA_SEARCH_MAX_K)")
     query = request.query if request.query is not None and request.query.strip() else None
     mode: Mode = request.mode
     if mode == "text":
         if query is None:
-            raise field_error("query", "text search needs a query with words in it")
+            raise InvalidInputError.for_field("body.query", "text search needs a query with words in it")
         if request.embedding is not None:
-            raise field_error("embedding", "text search does not use an embedding; choose mode vector or hybrid")
+            raise InvalidInputError.for_field(
+                "body.embedding", "text search does not use an embedding; choose mode vector or hybrid"
+            )
     elif query is None and request.embedding is None:
-        raise field_error("query", "give a query with words in it, an embedding, or both")
+        raise InvalidInputError.for_field("body.query", "give a query with words in it, an embedding, or both")
     if request.rerank is not None and query is None:
-        raise field_error("rerank", "reranking needs a query with words in it")
+        raise InvalidInputError.for_field("body.rerank", "reranking needs a query with words in it")
     filter_ = request.filter or None
     fetch = candidates_for(request.k, request.rerank)
 

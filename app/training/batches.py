@@ -106,7 +106,7 @@ def _digest(payload: bytes) -> bytes:
 
 
 def _cursor_error(reason: str) -> InvalidInputError:
-    return InvalidInputError(f"cursor: {reason}", details=[{"field": "cursor", "reason": reason}])
+    return InvalidInputError.for_field("cursor", reason)
 
 
 def parse_fields(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -117,7 +117,7 @@ def parse_fields(values: Sequence[str] | None) -> tuple[str, ...]:
     unknown = [name for name in names if name not in FIELDS]
     if unknown:
         reason = f"unknown field {unknown[0]!r}; fields are {', '.join(FIELDS)}"
-        raise InvalidInputError(f"fields: {reason}", details=[{"field": "fields", "reason": reason}])
+        raise InvalidInputError.for_field("fields", reason)
     return tuple(names) or DEFAULT_FIELDS
 
 

@@ -50,10 +50,12 @@ def create(
 @dataset_cli.command("list")
 def list_datasets(ctx: typer.Context) -> None:
     """List datasets with their examples by split."""
-    from app.training import repository, service
+    from app.db.models import Dataset
+    from app.db.repository import all_named
+    from app.training import service
 
     with _session(ctx) as db:
-        for out in service.describe(db, repository.all_datasets(db)):
+        for out in service.describe(db, all_named(db, Dataset)):
             splits = ", ".join(f"{k} {v}" for k, v in sorted(out.split_counts.items())) or "empty"
             typer.echo(f"{out.name}\t{out.task}\t{out.examples} examples ({splits})\t{out.snapshots} snapshots")
 

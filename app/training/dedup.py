@@ -20,8 +20,9 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.engine import compose, execute_identifiers, schema_of
+from app.db.engine import compose, execute_identifiers
 from app.db.models import MAX_INDEXED_DIMENSIONS, Dataset
+from app.db.query import schema_of
 from app.embeddings.base import Embedder
 from app.embeddings.registry import default_model, get_embedder
 from app.errors import InvalidInputError
@@ -102,19 +103,17 @@ def embedder_for(choice: EmbeddingChoice, settings: Settings) -> Embedder:
     model = choice.model or default_name
     dimensions = choice.dimensions or (default_dimensions if model == default_name else None)
     if dimensions is None:
-        raise _invalid("dimensions", f"is required for a model other than {default_name}")
+        raise InvalidInputError.for_field("dimensions", f"is required for a model other than {default_name}")
     if dimensions > MAX_INDEXED_DIMENSIONS["vector"]:
-        raise _invalid("dimensions", f"HNSW indexes at most {MAX_INDEXED_DIMENSIONS['vector']} dimensions")
+        raise InvalidInputError.for_field(
+            "dimensions", f"HNSW indexes at most {MAX_INDEXED_DIMENSIONS['vector']} dimensions"
+        )
     try:
         return get_embedder(choice.provider, model, dimensions, settings)
     except InvalidInputError as exc:
-        named = exc.details.get("field", "") if isinstance(exc.details, dict) else ""
-        field = {"embedding_provider": "provider", "embedding_model": "model"}.get(named, "dimensions")
-        raise _invalid(field, exc.message.partition(": ")[2] or exc.message) from None
-
-
-def _invalid(field: str, reason: str) -> InvalidInputError:
-    return InvalidInputError(f"{field}: {reason}", details=[{"field": field, "reason": reason}])
+        problem = exc.problems[0] if exc.problems else {"field": "", "reason": exc.message}
+        field = {"embedding_provider": "provider", "embedding_model": "model"}.get(problem["field"], "dimensions")
+        raise InvalidInputError.for_field(field, problem["reason"]) from None
 
 
 def _chosen(embedder: Embedder) -> EmbeddingChoice:

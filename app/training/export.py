@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.rows import dict_row
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.engine import compose
 from app.db.models import Collection, Dataset
-from app.errors import InvalidInputError, NotFoundError
+from app.db.repository import get_named
+from app.errors import InvalidInputError
 from app.training import formats, negatives, service, snapshots
 from app.training.formats_rules import INT_ARRAYS
 
@@ -393,10 +393,6 @@ def _without_weight(message: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in message.items() if key != "weight"}
 
 
-def _invalid(field_name: str, reason: str) -> InvalidInputError:
-    return InvalidInputError(f"{field_name}: {reason}", details=[{"field": field_name, "reason": reason}])
-
-
 def prepare(db: Session, dataset_name: str, options: Options) -> Export:
     """Check an export before a byte of it is written: 404 for an unknown dataset, snapshot or collection, 422
     naming the field for the rest (an example format the export cannot write among them)."""
@@ -405,9 +401,7 @@ def prepare(db: Session, dataset_name: str, options: Options) -> Export:
     snapshot_id = snapshots.get(db, dataset, options.snapshot).id if options.snapshot is not None else None
     collection = None
     if options.collection is not None:
-        collection = db.scalars(select(Collection).where(Collection.name == options.collection)).one_or_none()
-        if collection is None:
-            raise NotFoundError(f"no collection named {options.collection!r}")
+        collection = get_named(db, Collection, options.collection)
     export = Export(dataset, options, snapshot_id, collection)
     sql, params = export.statement(
         db, f"SELECT e.format, count(*) AS n, count(*) FILTER (WHERE {_UNANSWERED}) AS unanswered", "GROUP BY e.format"
@@ -417,7 +411,9 @@ def prepare(db: Session, dataset_name: str, options: Options) -> Export:
     accepted = CHAT_FORMATS if (export.format, options.kind) == ("openai-batch", "chat") else ACCEPTS[export.format]
     if accepted is not None and (others := [f for f in formats.FORMATS if f in export.counts and f not in accepted]):
         found = ", ".join(f"{export.counts[f]} {f}" for f in others)
-        raise _invalid("format", f"{export.format} takes {', '.join(accepted)} examples; this export has {found}")
+        raise InvalidInputError.for_field(
+            "format", f"{export.format} takes {', '.join(accepted)} examples; this export has {found}"
+        )
     if accepted == CHAT_FORMATS and (unanswered := sum(row.unanswered for row in rows)):
         export.skipped = unanswered
         export.counts["qa"] -= unanswered
@@ -431,27 +427,35 @@ def prepare(db: Session, dataset_name: str, options: Options) -> Export:
         )
         export.custom_keys = sorted(row.key for row in db.connection().exec_driver_sql(sql, params))
         if taken := [key for key in export.custom_keys if key in PARQUET_RESERVED]:
-            raise _invalid("format", f"custom records have the field {', '.join(taken)}: parquet has its own column")
+            raise InvalidInputError.for_field(
+                "format", f"custom records have the field {', '.join(taken)}: parquet has its own column"
+            )
     return export
 
 
 def _check(options: Options) -> None:
     if options.format is None:
-        raise _invalid("format", f"is required: one of {', '.join(EXPORT_FORMATS)}")
+        raise InvalidInputError.for_field("format", f"is required: one of {', '.join(EXPORT_FORMATS)}")
     if options.format not in EXPORT_FORMATS:
-        raise _invalid("format", f"unknown format {options.format!r}: expected one of {', '.join(EXPORT_FORMATS)}")
+        raise InvalidInputError.for_field(
+            "format", f"unknown format {options.format!r}: expected one of {', '.join(EXPORT_FORMATS)}"
+        )
     if options.split is not None and options.split not in SPLITS:
-        raise _invalid("split", f"unknown split {options.split!r}: expected one of {', '.join(SPLITS)}")
+        raise InvalidInputError.for_field(
+            "split", f"unknown split {options.split!r}: expected one of {', '.join(SPLITS)}"
+        )
     if not 0 <= options.negatives <= negatives.MAX_NEGATIVES:
-        raise _invalid("negatives", f"must be between 0 and {negatives.MAX_NEGATIVES}")
+        raise InvalidInputError.for_field("negatives", f"must be between 0 and {negatives.MAX_NEGATIVES}")
     if options.negatives and options.format != "triplets":
-        raise _invalid("negatives", "mined negatives go into triplets: export format triplets")
+        raise InvalidInputError.for_field("negatives", "mined negatives go into triplets: export format triplets")
     if options.negatives and options.collection is None:
-        raise _invalid("collection", "mining negatives needs the collection to search")
+        raise InvalidInputError.for_field("collection", "mining negatives needs the collection to search")
     if options.collection is not None and not options.negatives:
-        raise _invalid("negatives", "give how many negatives to mine from the collection (1 or more)")
+        raise InvalidInputError.for_field(
+            "negatives", "give how many negatives to mine from the collection (1 or more)"
+        )
     if options.format == "openai-batch":
         if options.kind not in BATCH_KINDS:
-            raise _invalid("kind", f"unknown kind {options.kind!r}: expected chat or embeddings")
+            raise InvalidInputError.for_field("kind", f"unknown kind {options.kind!r}: expected chat or embeddings")
         if not options.model:
-            raise _invalid("model", "the Batch API needs the model each request goes to")
+            raise InvalidInputError.for_field("model", "the Batch API needs the model each request goes to")

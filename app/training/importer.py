@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import compose
 from app.db.models import Collection, Dataset, Document
+from app.db.storable import unstorable
 from app.errors import InvalidInputError
-from app.ingest.parsing import unstorable
 from app.training import formats, hashing, repository, tokens
 from app.training.formats import ExampleRow, Problem
 from app.training.schemas import ImportReport, TokenStats

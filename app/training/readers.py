@@ -57,10 +57,7 @@ def parse_renames(pairs: Iterable[str]) -> dict[str, str]:
     for pair in pairs:
         field, sep, column = pair.partition("=")
         if not sep or not field.strip() or not column.strip():
-            raise InvalidInputError(
-                f"rename: {pair!r} is not FIELD=COLUMN",
-                details=[{"field": "rename", "reason": f"{pair!r} is not FIELD=COLUMN (e.g. label=spam)"}],
-            )
+            raise InvalidInputError.for_field("rename", f"{pair!r} is not FIELD=COLUMN (e.g. label=spam)")
         renames[column.strip()] = field.strip()
     return renames
 

@@ -32,17 +32,6 @@ def out_columns(seq: Any, split: Any) -> tuple[Any, ...]:
     )
 
 
-def by_name(db: Session, name: str, *, lock: bool = False) -> Dataset | None:
-    query = select(Dataset).where(Dataset.name == name)
-    if lock:
-        query = query.with_for_update()
-    return db.scalars(query).one_or_none()
-
-
-def all_datasets(db: Session) -> Sequence[Dataset]:
-    return db.scalars(select(Dataset).order_by(Dataset.name)).all()
-
-
 def counts(db: Session, dataset_ids: list[int]) -> dict[int, tuple[dict[str, int], int]]:
     """Live examples by split, and snapshots, of each dataset."""
     splits = db.execute(

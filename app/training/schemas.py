@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.collections.schemas import NAME_PATTERN
+from app.db.storable import StorableObject, StorableText
 
 Task = Literal["chat", "completion", "classification", "pairs", "triplets", "qa", "custom"]
 Format = Task
@@ -49,8 +50,8 @@ class DatasetCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '_', '.', '-'; at most 128 characters.")
     task: Task
-    description: str = Field(default="", max_length=10_000)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    description: StorableText = Field(default="", max_length=10_000)
+    metadata: StorableObject = Field(default_factory=dict)
     split: SplitRule = Field(default_factory=SplitRule)
 
 

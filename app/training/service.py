@@ -9,7 +9,7 @@ from sqlalchemy import Row, delete
 from sqlalchemy.orm import Session
 
 from app.db.models import Dataset, Example, Snapshot
-from app.db.writes import add_named
+from app.db.repository import add_named, get_named
 from app.errors import InvalidInputError, NotFoundError
 from app.training import dedup, repository
 from app.training.formats import to_record
@@ -26,14 +26,12 @@ def create(db: Session, data: DatasetCreate) -> Dataset:
         split_ratios=data.split.ratios,
         split_stratified=data.split.stratified,
     )
-    return add_named(db, dataset, "uq_dataset_name", f"a dataset named {data.name!r} exists already")
+    return add_named(db, dataset, "uq_dataset_name")
 
 
 def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
-    dataset = repository.by_name(db, name, lock=lock)
-    if dataset is None:
-        raise NotFoundError(f"no dataset named {name!r}")
-    return dataset
+    """Dataset NAME, or a 404."""
+    return get_named(db, Dataset, name, lock=lock)
 
 
 def delete_dataset(db: Session, name: str) -> None:
@@ -75,13 +73,9 @@ def parse_cursor(cursor: str | None) -> int:
     try:
         value = int(cursor)
     except ValueError:
-        raise InvalidInputError(
-            "cursor: not a cursor this API gave out", details=[{"field": "cursor", "reason": "not a cursor"}]
-        ) from None
+        raise InvalidInputError.for_field("cursor", "not a cursor this API gave out") from None
     if value < -1:
-        raise InvalidInputError(
-            "cursor: not a cursor this API gave out", details=[{"field": "cursor", "reason": "negative"}]
-        )
+        raise InvalidInputError.for_field("cursor", "not a cursor this API gave out")
     return value
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.collections.schemas import NAME_PATTERN
 from app.db.engine import compose
 from app.db.models import Dataset, Example, Snapshot, SnapshotExample
+from app.db.repository import get_named
 from app.errors import ConflictError, NotFoundError
 from app.training import repository, service
 from app.training.schemas import ExampleOut
@@ -76,12 +77,7 @@ def create(db: Session, dataset: Dataset, data: SnapshotCreate) -> Snapshot:
 
 
 def get(db: Session, dataset: Dataset, name: str) -> Snapshot:
-    snapshot = db.scalars(
-        select(Snapshot).where(Snapshot.dataset_id == dataset.id, Snapshot.name == name)
-    ).one_or_none()
-    if snapshot is None:
-        raise NotFoundError(f"dataset {dataset.name!r} has no snapshot named {name!r}")
-    return snapshot
+    return get_named(db, Snapshot, name, within=dataset)
 
 
 def all_of(db: Session, dataset: Dataset) -> Sequence[Snapshot]:

@@ -72,7 +72,7 @@ def test_a_taken_name_is_409(api: TestClient, dataset: str) -> None:
     response = api.post("/v1/datasets", json={"name": dataset, "task": "qa"})
 
     assert response.status_code == 409
-    assert response.json()["error"]["details"] == {"field": "name"}
+    assert response.json()["error"]["details"] == [{"field": "name", "reason": "is taken"}]
 
 
 def test_json_examples_are_stored_with_a_report(api: TestClient, dataset: str) -> None:

@@ -98,5 +98,5 @@ def test_registry_defaults() -> None:
 def test_registry_rejects_what_cannot_work(provider: str, model: str, dimensions: int, field: str) -> None:
     with pytest.raises(InvalidInputError, match=f"^{field}: ") as caught:
         get_embedder(provider, model, dimensions, Settings(local_model_dir=None))
-    assert caught.value.details == {"field": field}
+    assert [problem["field"] for problem in caught.value.problems] == [field]
     assert caught.value.status == 422

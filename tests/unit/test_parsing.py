@@ -289,4 +289,7 @@ def test_a_bad_jsonl_line_names_its_number_and_field(line: str, field: str, reas
         parse_file("corpus.jsonl", data.encode())
     assert caught.value.message.startswith(f"corpus.jsonl line 3: {field}: ")
     assert reason in caught.value.message
-    assert caught.value.details == {"file": "corpus.jsonl", "line": 3, "field": field}
+    assert caught.value.details == [
+        {"file": "corpus.jsonl", "line": 3, "field": field, "reason": caught.value.details[0]["reason"]}
+    ]
+    assert reason in caught.value.details[0]["reason"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from app.api.deps import SessionDep
-from app.collections import repository, service
+from app.collections import service
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate
+from app.db.models import Collection
+from app.db.repository import all_named
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
@@ -19,7 +21,7 @@ def create_collection(body: CollectionCreate, db: SessionDep) -> CollectionOut:
 
 @router.get("", response_model=list[CollectionOut])
 def list_collections(db: SessionDep) -> list[CollectionOut]:
-    return service.describe(db, repository.all_collections(db))
+    return service.describe(db, all_named(db, Collection))
 
 
 @router.get("/{name}", response_model=CollectionOut)

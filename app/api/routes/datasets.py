@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep, SettingsDep
+from app.db.models import Dataset
+from app.db.repository import all_named
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from app.training import readers, repository, service
 from app.training.importer import Importer
@@ -45,7 +47,7 @@ def create_dataset(body: DatasetCreate, db: SessionDep) -> DatasetOut:
 
 @router.get("", response_model=list[DatasetOut])
 def list_datasets(db: SessionDep) -> list[DatasetOut]:
-    return service.describe(db, repository.all_datasets(db))
+    return service.describe(db, all_named(db, Dataset))
 
 
 @router.get("/{name}", response_model=DatasetOut)

@@ -13,7 +13,14 @@ from starlette.datastructures import UploadFile
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import DocumentDetail, DocumentIn, DocumentPage, DocumentSummary, UploadResponse, UploadResult
 from app.collections import service as collections
-from app.errors import AppError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.errors import (
+    AppError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    location,
+    problems_of,
+)
 from app.ingest import service
 from app.ingest.parsing import parse_file
 from app.ingest.service import DocumentInput
@@ -131,25 +138,15 @@ def _from_json(body: bytes) -> list[DocumentInput]:
     try:
         documents = _many.validate_python(parsed) if many else [DocumentIn.model_validate(parsed)]
     except ValidationError as exc:
-        problems = [{"field": _location(error["loc"]), "reason": error["msg"]} for error in exc.errors()]
-        summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems[:5])
-        raise InvalidInputError(f"invalid request: {summary}", details=problems) from None
+        raise InvalidInputError.for_problems(problems_of(exc, lambda loc: location(loc, "body"))) from None
     return [doc.to_input() for doc in documents]
-
-
-def _location(loc: tuple[int | str, ...]) -> str:
-    """("body", 1, "content") -> "body[1].content"."""
-    text = "body"
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
 
 
 async def _from_files(request: Request, limit: int) -> tuple[list[DocumentInput], list[UploadResult]]:
     async with request.form(max_files=10_000, max_part_size=limit) as form:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not uploads:
-            raise InvalidInputError("files: the multipart body holds no file", details={"field": "files"})
+            raise InvalidInputError.for_field("files", "the multipart body holds no file")
         for upload in uploads:
             if upload.size is not None and upload.size > limit:
                 raise PayloadTooLargeError(f"{upload.filename}: {upload.size} bytes exceeds the limit of {limit}")

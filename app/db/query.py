@@ -1,0 +1,72 @@
+"""SQL written as text, held one way: a `Query` constant beside the code that runs it.
+
+A query names Memora's objects as `memora.<name>`, as docs/sql.md and psql users spell them, and takes its values
+as psycopg parameters (`%(name)s`, so a literal percent sign is `%%`). At run time `memora.` becomes the schema
+the connection works in (MEMORA_DB_SCHEMA, carried by the engine's schema_translate_map), the same rewrite the
+SQL files get (app/db/sqlfiles.py). Names that are data, such as a collection's partition or a dataset's index,
+go in `{name}` slots filled through psycopg.sql.Identifier, never by string formatting.
+
+Queries that SQLAlchemy Core can say (select(Document)...) stay Core: schema_translate_map reaches those itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg import sql
+from sqlalchemy import Connection, CursorResult
+from sqlalchemy.orm import Session
+
+from app.db.models import SCHEMA
+
+_QUALIFIED = re.compile(r'(?<![\w"$.])memora(?=\.)')
+
+
+def in_schema(text: str, schema: str) -> str:
+    """TEXT with every `memora.` qualification pointing at SCHEMA (a plain identifier; quoted, so any name works)."""
+    return text if schema == SCHEMA else _QUALIFIED.sub(f'"{schema}"', text)
+
+
+def schema_of(conn: Connection) -> str:
+    """The schema Memora's tables live in on this connection (MEMORA_DB_SCHEMA through schema_translate_map)."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    schema: str = translate.get(SCHEMA, SCHEMA)
+    return schema
+
+
+class Query:
+    """One statement as SQL text, run in the connection's schema."""
+
+    __slots__ = ("_by_schema", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._by_schema: dict[str, str] = {}
+
+    def sql(self, conn: Connection | Session, **identifiers: str) -> str:
+        """The statement for CONN's schema, with IDENTIFIERS quoted into their {slots}."""
+        conn = _connection(conn)
+        schema = schema_of(conn)
+        text = self._by_schema.get(schema)
+        if text is None:
+            text = self._by_schema[schema] = in_schema(self.text, schema)
+        if not identifiers:
+            return text
+        names = {slot: sql.Identifier(name) for slot, name in identifiers.items()}
+        return sql.SQL(text).format(**names).as_string(conn.connection.driver_connection)
+
+    def run(
+        self, conn: Connection | Session, params: Mapping[str, Any] | None = None, **identifiers: str
+    ) -> CursorResult[Any]:
+        """Execute the statement with PARAMS (and IDENTIFIERS in its {slots}); rows come back as SQLAlchemy's."""
+        conn = _connection(conn)
+        return conn.exec_driver_sql(self.sql(conn, **identifiers), dict(params) if params is not None else None)
+
+    def __repr__(self) -> str:
+        return f"Query({self.text!r})"
+
+
+def _connection(conn: Connection | Session) -> Connection:
+    return conn.connection() if isinstance(conn, Session) else conn
