@@ -3,7 +3,7 @@
 The file: N chat conversations (a system prompt, a user question, an assistant answer), built from the SQuAD
 questions and answers in ../shared/data/squad when that is there (synthetic sentences otherwise), each line made
 unique with its number; every 50th line is broken on purpose (skip mode reports it). Both variants read the same
-file, validate each record with app/training/formats.py and count its tokens; they differ in how rows reach
+file, validate each record with app/training/formats/records.py and count its tokens; they differ in how rows reach
 PostgreSQL:
 
 - memora: app/training/importer.Importer (COPY into a staging table, one INSERT ... SELECT per 5,000 records that
@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import make_engine
 from app.db.models import Dataset, Example
-from app.training import formats, readers
-from app.training.importer import Importer
+from app.training.formats import records
+from app.training.imports import readers
+from app.training.imports.importer import Importer
 
 SQUAD = REPO_ROOT.parent / "shared/data/squad/dev-v2.0.json"
 
@@ -123,7 +124,7 @@ def run_orm(url: str, path: Path, rows: int) -> dict[str, Any]:
             for number, line in enumerate(stream, start=1):
                 if number > rows:
                     break
-                parsed = formats.parse_record(json.loads(line), None, line=number)
+                parsed = records.parse_record(json.loads(line), None, line=number)
                 if isinstance(parsed, list):
                     invalid += 1
                     continue

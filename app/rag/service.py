@@ -29,7 +29,7 @@ from app.rag.schemas import (
 )
 from app.search import service as search
 from app.search.schemas import SearchRequest, SearchResult
-from app.training.tokens import count_text_tokens
+from app.training.formats.tokens import count_text_tokens
 
 # The blank line between two sources: one token in o200k_base and cl100k_base.
 SEPARATOR_TOKENS = 1

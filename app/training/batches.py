@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from app.db.engine import compose
 from app.db.models import Dataset, Snapshot
 from app.errors import InvalidInputError
-from app.training import formats
-from app.training.formats import to_record
+from app.training.formats import records
+from app.training.formats.records import to_record
 
 MAX_BATCH = 10_000
 MAX_SEED = 2**63 - 5  # memora.shuffle_position adds up to 4 to the seed.
@@ -46,8 +46,8 @@ FIELDS = (
     "token_count",
 )
 DEFAULT_FIELDS = ("id", "split", "record")
-# The columns formats.to_record reads.
-_RECORD = (*formats.COLUMNS, "metadata")
+# The columns records.to_record reads.
+_RECORD = (*records.COLUMNS, "metadata")
 # Positions probed per query at most, when a split filter or deletions leave few examples among them.
 _MAX_PROBE = 100_000
 _CURSOR_VERSION = 1

@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.training.cli import dataset_cli, option
-from app.training.schemas import DatasetCreate, ImportReport
+from app.training.datasets.schemas import DatasetCreate
+from app.training.imports.schemas import ImportReport
 
 
 def _session(ctx: typer.Context) -> Session:
@@ -36,7 +37,7 @@ def create(
     seed: Annotated[int, option("SPLIT_SEED", "Seed of the split.")] = 0,
 ) -> None:
     """Create a dataset."""
-    from app.training import service
+    from app.training.datasets import service
 
     body = DatasetCreate.model_validate(
         {"name": name, "task": task, "description": description,
@@ -52,7 +53,7 @@ def list_datasets(ctx: typer.Context) -> None:
     """List datasets with their examples by split."""
     from app.db.models import Dataset
     from app.db.repository import all_named
-    from app.training import service
+    from app.training.datasets import service
 
     with _session(ctx) as db:
         for out in service.describe(db, all_named(db, Dataset)):
@@ -63,7 +64,7 @@ def list_datasets(ctx: typer.Context) -> None:
 @dataset_cli.command("delete")
 def delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """Delete a dataset with its examples and snapshots."""
-    from app.training import service
+    from app.training.datasets import service
 
     with _session(ctx) as db, db.begin():
         service.delete_dataset(db, name)
@@ -88,8 +89,9 @@ def import_files(
 ) -> None:  # fmt: skip
     """Import examples from files, each in one transaction, with a progress bar over the bytes read."""
     from app.errors import AppError, InvalidInputError
-    from app.training import readers, service
-    from app.training.importer import Importer
+    from app.training.datasets import service
+    from app.training.imports import readers
+    from app.training.imports.importer import Importer
 
     if mode not in ("strict", "skip"):
         raise InvalidInputError(f"--mode: must be strict or skip, not {mode!r}")

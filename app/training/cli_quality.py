@@ -75,7 +75,7 @@ def split(
 ) -> None:  # fmt: skip
     """Reassign every example's split by a hash of its text (the same rule gives the same split)."""
     from app.training import splits
-    from app.training.schemas import SplitRule
+    from app.training.datasets.schemas import SplitRule
 
     rule = _validated(
         SplitRule,

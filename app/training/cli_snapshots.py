@@ -41,7 +41,8 @@ def create(
     from pydantic import ValidationError
 
     from app.errors import InvalidInputError
-    from app.training import service, snapshots
+    from app.training import snapshots
+    from app.training.datasets import service
     from app.training.snapshots import SnapshotCreate
 
     try:
@@ -58,7 +59,8 @@ def create(
 @snapshot_cli.command("list")
 def list_snapshots(ctx: typer.Context, dataset: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """List a dataset's snapshots, oldest first."""
-    from app.training import service, snapshots
+    from app.training import snapshots
+    from app.training.datasets import service
 
     with _session(ctx) as db:
         for snapshot in snapshots.all_of(db, service.get(db, dataset)):
@@ -74,7 +76,8 @@ def delete(
     name: Annotated[str, typer.Argument(help="Snapshot name.")],
 ) -> None:
     """Delete a snapshot; examples deleted from the dataset that only it held are purged."""
-    from app.training import service, snapshots
+    from app.training import snapshots
+    from app.training.datasets import service
 
     with _session(ctx) as db, db.begin():
         purged = snapshots.delete(db, service.get(db, dataset), name)

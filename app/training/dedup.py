@@ -26,7 +26,7 @@ from app.db.query import schema_of
 from app.embeddings.base import Embedder
 from app.embeddings.registry import default_model, get_embedder
 from app.errors import InvalidInputError
-from app.training import service
+from app.training.datasets import service
 
 Provider = Literal["local", "openai", "hashing"]
 # Progress of a long step: (step, done, total); the CLI draws it as a bar.

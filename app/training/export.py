@@ -25,8 +25,10 @@ from app.db.engine import compose
 from app.db.models import Collection, Dataset
 from app.db.repository import get_named
 from app.errors import InvalidInputError
-from app.training import formats, negatives, service, snapshots
-from app.training.formats_rules import INT_ARRAYS
+from app.training import negatives, snapshots
+from app.training.datasets import service
+from app.training.formats import records
+from app.training.formats.rules import INT_ARRAYS
 
 EXPORT_FORMATS = ("openai-chat", "jsonl", "parquet", "csv", "pairs", "triplets", "openai-batch")
 SPLITS = ("train", "validation", "test")
@@ -64,7 +66,7 @@ PARQUET_RESERVED = ("example_id", "split", "format", "label", "labels", "metadat
 
 Progress = Callable[[int], None]
 
-# What a row of the source gives the Python writers (and formats.to_record / training_messages).
+# What a row of the source gives the Python writers (and records.to_record / training_messages).
 _COLUMNS = (
     "SELECT e.id, {split} AS split, e.format, e.input, e.output, e.label, e.labels, e.input_ids, e.attention_mask, "
     "e.token_type_ids, e.start_positions, e.end_positions, e.metadata"
@@ -88,7 +90,7 @@ _CHAT_LINE = (
     )
     + " || '}}'"
 )
-# The jsonl line of a chat example: formats.to_record gives its input, with its metadata when it has any.
+# The jsonl line of a chat example: records.to_record gives its input, with its metadata when it has any.
 _CHAT_RECORD = (
     "CASE WHEN e.metadata = '{{}}' THEN e.input::text "
     "ELSE left(e.input::text, -1) || ', \"metadata\": ' || e.metadata::text || '}}' END"
@@ -227,7 +229,7 @@ class Export:
 
         fields = [(name, pa.int64()) for name in ("example_id",)] + [(n, pa.string()) for n in ("split", "format")]
         record_fields: list[str] = []
-        for fmt in formats.FORMATS:
+        for fmt in records.FORMATS:
             if fmt in self.counts:
                 extra = self.custom_keys if fmt == "custom" else PARQUET_FIELDS[fmt]
                 record_fields += [name for name in extra if name not in record_fields]
@@ -251,7 +253,7 @@ class Export:
 
 
 def _parquet_row(row: Mapping[str, Any], columns: dict[str, list[Any]], record_fields: list[str]) -> None:
-    record = formats.to_record(row)
+    record = records.to_record(row)
     columns["example_id"].append(row["id"])
     columns["split"].append(row["split"])
     columns["format"].append(row["format"])
@@ -325,8 +327,8 @@ def _blocks(lines: Iterator[bytes]) -> Iterator[bytes]:
 
 
 def chat_object(row: Mapping[str, Any]) -> dict[str, Any]:
-    """{"messages": formats.training_messages(row)}, with a chat example's tools, parallel_tool_calls, functions."""
-    line: dict[str, Any] = {"messages": formats.training_messages(row)}
+    """{"messages": records.training_messages(row)}, with a chat example's tools, parallel_tool_calls, functions."""
+    line: dict[str, Any] = {"messages": records.training_messages(row)}
     if row["format"] == "chat":
         for key in CHAT_KEYS:
             if row["input"].get(key) is not None:
@@ -340,8 +342,8 @@ def chat_line(row: Mapping[str, Any]) -> str:
 
 
 def record_line(row: Mapping[str, Any]) -> str:
-    """The jsonl line of an example: its record as formats.to_record gives it, what the importer takes."""
-    return json.dumps(formats.to_record(row), ensure_ascii=False)
+    """The jsonl line of an example: its record as records.to_record gives it, what the importer takes."""
+    return json.dumps(records.to_record(row), ensure_ascii=False)
 
 
 def _csv_lines(rows: Iterator[dict[str, Any]], tick: Progress) -> Iterator[bytes]:
@@ -378,7 +380,7 @@ def _batch_lines(rows: Iterator[dict[str, Any]], dataset: str, options: Options,
             body = {"model": options.model, "messages": [_without_weight(m) for m in messages], **chat}
             url = "/v1/chat/completions"
         else:
-            body = {"model": options.model, "input": formats.example_text(row)}
+            body = {"model": options.model, "input": records.example_text(row)}
             url = "/v1/embeddings"
         request = {"custom_id": f"{dataset}-{row['id']}", "method": "POST", "url": url, "body": body}
         yield json.dumps(request, ensure_ascii=False).encode() + b"\n"
@@ -409,7 +411,7 @@ def prepare(db: Session, dataset_name: str, options: Options) -> Export:
     rows = db.connection().exec_driver_sql(sql, params).all()
     export.counts = {row.format: row.n for row in rows}
     accepted = CHAT_FORMATS if (export.format, options.kind) == ("openai-batch", "chat") else ACCEPTS[export.format]
-    if accepted is not None and (others := [f for f in formats.FORMATS if f in export.counts and f not in accepted]):
+    if accepted is not None and (others := [f for f in records.FORMATS if f in export.counts and f not in accepted]):
         found = ", ".join(f"{export.counts[f]} {f}" for f in others)
         raise InvalidInputError.for_field(
             "format", f"{export.format} takes {', '.join(accepted)} examples; this export has {found}"

@@ -24,8 +24,8 @@ from app.db.engine import compose
 from app.db.models import Dataset, Example, Snapshot, SnapshotExample
 from app.db.repository import get_named
 from app.errors import ConflictError, NotFoundError
-from app.training import repository, service
-from app.training.schemas import ExampleOut
+from app.training.datasets import repository, service
+from app.training.datasets.schemas import ExampleOut
 
 
 class SnapshotCreate(BaseModel):

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import compose
 from app.db.models import Dataset
-from app.training import service
-from app.training.schemas import SplitName, SplitRule
+from app.training.datasets import service
+from app.training.datasets.schemas import SplitName, SplitRule
 
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 # Who gets an example first when a label has fewer keys than there are splits: training needs one most, then

@@ -28,7 +28,7 @@ from app.embeddings.hashing import HashingEmbedder
 from app.rag import prompt
 from app.rag.service import pack
 from app.search.schemas import Scores, SearchResult, TextScores, VectorScores
-from app.training.tokens import count_text_tokens
+from app.training.formats.tokens import count_text_tokens
 from tests.openai_server import OpenAIServer
 
 DEFAULT_CHAT_MODEL = Settings.model_fields["chat_model"].default  # MEMORA_CHAT_MODEL

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.training import importer
+from app.training.imports import importer
 
 CHAT = {
     "messages": [

@@ -15,7 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.training import export, formats
+from app.training import export
+from app.training.formats import records
 
 URL = "/v1/datasets/{}/export"
 
@@ -147,7 +148,7 @@ def test_sql_chat_lines_equal_python_lines_byte_for_byte(api: TestClient, db: Se
 
     fast = run(db, settings, "mixed", format="jsonl")
     slow = run(db, settings, "mixed", format="jsonl", fast=False)
-    expected = "".join(json.dumps(formats.to_record(row), ensure_ascii=False) + "\n" for row in rows(db, "mixed"))
+    expected = "".join(json.dumps(records.to_record(row), ensure_ascii=False) + "\n" for row in rows(db, "mixed"))
     assert fast == slow == expected.encode()
 
     make(api, "chatty", CHAT_ABLE)
@@ -183,7 +184,7 @@ def test_openai_chat_refuses_formats_without_a_chat_form(api: TestClient, record
     assert response.status_code == 422
     detail = response.json()["error"]["details"][0]
     assert detail["field"] == "format"
-    assert formats.detect_format(record) in detail["reason"]
+    assert records.detect_format(record) in detail["reason"]
 
 
 def test_jsonl_re_imports_as_the_same_examples(api: TestClient, db: Session) -> None:
@@ -223,7 +224,7 @@ def test_split_and_snapshot(api: TestClient, db: Session) -> None:
     assert b"a new one" not in before
     assert b'"text number 0"' in before
     assert b'"text number 0"' not in live
-    expected_train = [formats.to_record(row) for row in all_rows if row["split"] == "train"]
+    expected_train = [records.to_record(row) for row in all_rows if row["split"] == "train"]
     assert lines(train) == expected_train
     assert 0 < len(expected_train) < 40
     assert train.headers["x-memora-examples"] == str(len(expected_train))
@@ -348,7 +349,7 @@ def test_openai_batch_chat_and_embeddings(api: TestClient, db: Session) -> None:
     assert {(line["method"], line["url"]) for line in embeddings} == {("POST", "/v1/embeddings")}
     assert [line["body"] for line in embeddings] == [
         {"model": "text-embedding-3-small", "input": "2+2?\n4"},
-        {"model": "text-embedding-3-small", "input": formats.example_text(rows(db, "label-me")[1])},
+        {"model": "text-embedding-3-small", "input": records.example_text(rows(db, "label-me")[1])},
         {"model": "text-embedding-3-small", "input": f"{SPAM['text']}"},
     ]
 

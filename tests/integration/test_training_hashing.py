@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.training import formats, hashing
-from app.training.formats import ExampleRow
-from app.training.importer import Importer
+from app.training.formats import hashing, records
+from app.training.formats.records import ExampleRow
+from app.training.imports.importer import Importer
 from tests.factories import make_dataset
 
 TOOLS = [
@@ -75,7 +75,7 @@ RECORDS: list[Any] = [
 
 
 def parsed(record: Any) -> ExampleRow:
-    row = formats.parse_record(record, "custom" if "input_ids" in record else None)
+    row = records.parse_record(record, "custom" if "input_ids" in record else None)
     assert isinstance(row, ExampleRow), row
     return row
 

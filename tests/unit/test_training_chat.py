@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from app.training.formats import ExampleRow
-from app.training.tokens import count_chat_tokens
+from app.training.formats.records import ExampleRow
+from app.training.formats.tokens import count_chat_tokens
 from tests.unit.training_support import parsed, problems, row_of
 
 USER = {"role": "user", "content": "Hi"}

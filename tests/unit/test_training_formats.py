@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from app.db.models import EXAMPLE_FORMATS
-from app.training.formats import FORMATS, ExampleRow, Problem, detect_format, parse_record, training_messages
-from app.training.tokens import count_chat_tokens
+from app.training.formats.records import FORMATS, ExampleRow, Problem, detect_format, parse_record, training_messages
+from app.training.formats.tokens import count_chat_tokens
 from tests.unit.training_support import parsed, problems, row_of
 
 NO_FORMAT = (

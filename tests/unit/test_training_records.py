@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from app.training.formats import (
+from app.training.formats.files import csv_records, squad_records
+from app.training.formats.records import (
     FORMATS,
     ExampleRow,
     Problem,
-    csv_records,
     example_text,
     parse_record,
-    squad_records,
     to_record,
     training_messages,
 )

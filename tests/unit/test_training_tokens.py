@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.training import tokens
-from app.training.tokens import (
+from app.training.formats import tokens
+from app.training.formats.tokens import (
     count_chat_tokens,
     count_text_tokens,
     encoding_name,

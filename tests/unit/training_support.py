@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.training.formats import ExampleRow, Problem, parse_record
+from app.training.formats.records import ExampleRow, Problem, parse_record
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "training"
 

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep, SettingsDep
-from app.training import dedup, service, splits
+from app.training import dedup, splits
+from app.training.datasets import service
+from app.training.datasets.schemas import SplitRule
 from app.training.dedup import DedupReport, DedupRequest, EmbeddingChoice, LeakageReport, Provider
-from app.training.schemas import SplitRule
 from app.training.splits import SplitReport
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])

@@ -15,19 +15,19 @@ from app.api.deps import SessionDep, SettingsDep
 from app.db.models import Dataset
 from app.db.repository import all_named
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
-from app.training import readers, repository, service
-from app.training.importer import Importer
-from app.training.schemas import (
+from app.training.datasets import repository, service
+from app.training.datasets.schemas import (
     DatasetCreate,
     DatasetOut,
     ExampleOut,
     ExamplePage,
     Format,
-    ImportMode,
-    ImportReport,
     LabelCount,
     SplitName,
 )
+from app.training.imports import readers
+from app.training.imports.importer import Importer
+from app.training.imports.schemas import ImportMode, ImportReport
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

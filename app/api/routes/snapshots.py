@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import SessionDep
-from app.training import batches, service, snapshots
+from app.training import batches, snapshots
 from app.training.batches import MAX_BATCH, MAX_SEED, Batch
-from app.training.schemas import ExampleOut, ExamplePage, SplitName
+from app.training.datasets import service
+from app.training.datasets.schemas import ExampleOut, ExamplePage, SplitName
 from app.training.snapshots import SnapshotCreate, SnapshotOut
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import IO, Any, Literal
 
 from app.errors import InvalidInputError, UnsupportedMediaTypeError
-from app.training import formats
-from app.training.formats import Problem
+from app.training.formats.files import csv_records, squad_records
+from app.training.formats.records import Problem
 
 FileKind = Literal["jsonl", "csv", "json"]
 Record = tuple[int | None, str, Any]
@@ -92,7 +92,7 @@ def read_csv(stream: IO[bytes], format: str | None, rename: Mapping[str, str] | 
             yield {rename.get(k, k): v for k, v in row.items()} if rename else row
 
     try:
-        for record in formats.csv_records(rows(), format):
+        for record in csv_records(rows(), format):
             yield lines[-1] if lines else None, "", record
     except UnicodeDecodeError:
         line = lines[-1] + 1 if lines else 1
@@ -112,7 +112,7 @@ def read_json(stream: IO[bytes]) -> Iterator[Record]:
         return
     if isinstance(document, dict) and "data" in document:
         try:
-            yield from ((None, path, record) for path, record in formats.squad_records(document))
+            yield from ((None, path, record) for path, record in squad_records(document))
         except ValueError as exc:  # not SQuAD-shaped after all
             yield None, "", Problem(None, "", str(exc))
     elif isinstance(document, list):

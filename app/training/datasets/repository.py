@@ -9,11 +9,11 @@ from sqlalchemy import Row, any_, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.db.engine import compose
-from app.db.models import Chunk, Collection, Dataset, Document, Example, Snapshot, SnapshotExample
-from app.training import formats
+from app.db.models import Collection, Dataset, Document, Example, Snapshot, SnapshotExample
+from app.training.formats import records
 
-# The columns that make up an example's content (formats.to_record turns them back into a record).
-CONTENT = tuple(getattr(Example, column) for column in formats.COLUMNS)
+# The columns that make up an example's content (records.to_record turns them back into a record).
+CONTENT = tuple(getattr(Example, column) for column in records.COLUMNS)
 
 
 def out_columns(seq: Any, split: Any) -> tuple[Any, ...]:
@@ -99,10 +99,6 @@ def sources(db: Session, rows: Sequence[Row[Any]]) -> dict[tuple[int, int | None
             source["chunk_id"] = chunk_id
         result[(collection_id, document_id, chunk_id)] = source
     return result
-
-
-def chunk_document(db: Session, collection_id: int, chunk_id: int) -> int | None:
-    return db.scalar(select(Chunk.document_id).where(Chunk.collection_id == collection_id, Chunk.id == chunk_id))
 
 
 def held_by_snapshot(db: Session, dataset: Dataset, example_id: int) -> bool:

@@ -2,8 +2,8 @@
 
 A record is one parsed JSON object (a JSONL line, a CSV row through csv_records, a SQuAD question through
 squad_records). parse_record turns it into an ExampleRow, the columns of memora.example, or into every problem
-it has; to_record turns a row back into the record. The rules of each format live in formats_rules and
-formats_chat.
+it has; to_record turns a row back into the record. The rules of each format live in rules.py and
+chat.py.
 """
 
 from __future__ import annotations
@@ -13,26 +13,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.training import formats_chat, formats_rules, tokens
-from app.training.formats_files import csv_records, squad_records
-from app.training.formats_rules import INT_ARRAYS, MAX_INT32, MIN_INT32, Columns, Found, type_name
-
-__all__ = [
-    "COLUMNS",
-    "FORMATS",
-    "INT_ARRAYS",
-    "MAX_INT32",
-    "MIN_INT32",
-    "ExampleRow",
-    "Problem",
-    "csv_records",
-    "detect_format",
-    "example_text",
-    "parse_record",
-    "squad_records",
-    "to_record",
-    "training_messages",
-]
+from app.training.formats import chat, rules, tokens
+from app.training.formats.rules import INT_ARRAYS, Columns, Found, type_name
 
 # The columns of memora.example that hold an example's content, which to_record reads (with metadata).
 COLUMNS = ("format", "input", "output", "label", "labels", *INT_ARRAYS)
@@ -41,13 +23,13 @@ COLUMNS = ("format", "input", "output", "label", "labels", *INT_ARRAYS)
 FORMATS = ("chat", "completion", "classification", "pairs", "triplets", "qa", "custom")
 
 _RULES: dict[str, Callable[[Mapping[str, Any], Found], Columns]] = {
-    "chat": formats_chat.chat,
-    "completion": formats_rules.completion,
-    "classification": formats_rules.classification,
-    "pairs": formats_rules.pairs,
-    "triplets": formats_rules.triplets,
-    "qa": formats_rules.qa,
-    "custom": formats_rules.custom,
+    "chat": chat.chat,
+    "completion": rules.completion,
+    "classification": rules.classification,
+    "pairs": rules.pairs,
+    "triplets": rules.triplets,
+    "qa": rules.qa,
+    "custom": rules.custom,
 }
 _UNDETECTED = (
     "matches no format: expected messages (chat), prompt and completion, question and context (qa), anchor, "
@@ -89,7 +71,7 @@ class ExampleRow:
 
 def detect_format(record: Any) -> str | None:
     """The format a parsed JSON record has the fields of, or None (also for anything but an object)."""
-    return formats_rules.detect(record) if isinstance(record, dict) else None
+    return rules.detect(record) if isinstance(record, dict) else None
 
 
 def parse_record(
@@ -104,12 +86,12 @@ def parse_record(
         raise ValueError(f"unknown format {format!r}: expected one of {', '.join(FORMATS)}")
     if not isinstance(record, dict):
         return [Problem(line, "", f"must be a JSON object, got {type_name(record)}")]
-    format = format or formats_rules.detect(record)
+    format = format or rules.detect(record)
     if format is None:
         return [Problem(line, "", _UNDETECTED)]
     found: Found = []
     extras = {}
-    for key in formats_rules.EXTRA_KEYS:
+    for key in rules.EXTRA_KEYS:
         value = record.get(key)
         if value is not None and not isinstance(value, dict):
             found.append((key, f"must be a JSON object, got {type_name(value)}"))

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from app.training.formats_rules import INT_ARRAYS
+from app.training.formats.rules import INT_ARRAYS
 
 # Columns kept even when their cell is empty, so that parse_record says "must not be empty" about them.
 _TEXT_COLUMNS = frozenset(

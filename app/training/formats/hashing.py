@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from app.training.formats import ExampleRow
+from app.training.formats.records import ExampleRow
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _string = json.JSONEncoder(ensure_ascii=False).encode  # escapes as PostgreSQL's escape_json does

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.training.formats_rules import Columns, Found, type_name, unknown_keys
+from app.training.formats.rules import Columns, Found, type_name, unknown_keys
 
 ROLES = ("system", "user", "assistant", "tool", "function")
 MESSAGE_KEYS = ("role", "content", "name", "function_call", "tool_calls", "tool_call_id", "weight", "refusal")

@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, Example, Snapshot
 from app.db.repository import add_named, get_named
 from app.errors import InvalidInputError, NotFoundError
-from app.training import dedup, repository
-from app.training.formats import to_record
-from app.training.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
+from app.training import dedup
+from app.training.datasets import repository
+from app.training.datasets.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
+from app.training.formats.records import to_record
 
 
 def create(db: Session, data: DatasetCreate) -> Dataset:
