@@ -25,7 +25,7 @@ _DATASET_INDEX = re.compile(r"^ix_example_embedding_d\d+$")
 
 def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
     """What autogenerate compares: Memora's schema, less the version table, per-collection partitions and the
-    per-dataset embedding indexes that deduplication creates (app/training/dedup.py)."""
+    per-dataset embedding indexes that deduplication creates (app/training/quality/index.py)."""
     if type_ == "schema":
         return name == SCHEMA
     if type_ == "table":

@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from psycopg import sql
+from psycopg.sql import SQL, Composable, Identifier
 from sqlalchemy import Connection, CursorResult
 from sqlalchemy.orm import Session
 
@@ -45,8 +45,9 @@ class Query:
         self.text = text
         self._by_schema: dict[str, str] = {}
 
-    def sql(self, conn: Connection | Session, **identifiers: str) -> str:
-        """The statement for CONN's schema, with IDENTIFIERS quoted into their {slots}."""
+    def sql(self, conn: Connection | Session, **identifiers: str | Composable) -> str:
+        """The statement for CONN's schema with IDENTIFIERS in their {slots}: a str is quoted as an identifier, a
+        psycopg.sql.Composable (a Literal, or SQL built from them) goes in as it is."""
         conn = _connection(conn)
         schema = schema_of(conn)
         text = self._by_schema.get(schema)
@@ -54,11 +55,15 @@ class Query:
             text = self._by_schema[schema] = in_schema(self.text, schema)
         if not identifiers:
             return text
-        names = {slot: sql.Identifier(name) for slot, name in identifiers.items()}
-        return sql.SQL(text).format(**names).as_string(conn.connection.driver_connection)
+        names = {slot: Identifier(v) if isinstance(v, str) else v for slot, v in identifiers.items()}
+        return SQL(text).format(**names).as_string(conn.connection.driver_connection)
 
     def run(
-        self, conn: Connection | Session, params: Mapping[str, Any] | None = None, **identifiers: str
+        self,
+        conn: Connection | Session,
+        params: Mapping[str, Any] | None = None,
+        /,
+        **identifiers: str | Composable,
     ) -> CursorResult[Any]:
         """Execute the statement with PARAMS (and IDENTIFIERS in its {slots}); rows come back as SQLAlchemy's."""
         conn = _connection(conn)

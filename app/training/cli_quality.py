@@ -17,7 +17,7 @@ from app.config import Settings
 from app.training.cli import dataset_cli, option
 
 if TYPE_CHECKING:
-    from app.training.dedup import ProgressFn
+    from app.training.quality.index import ProgressFn
 
 ProviderOption = Annotated[str, option("DEDUP_PROVIDER", "Embedding provider: local | openai | hashing.")]
 ModelOption = Annotated[str | None, option("DEDUP_MODEL", "Embedding model; default: the provider's.")]
@@ -74,8 +74,8 @@ def split(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Reassign every example's split by a hash of its text (the same rule gives the same split)."""
-    from app.training import splits
     from app.training.datasets.schemas import SplitRule
+    from app.training.quality import splits
 
     rule = _validated(
         SplitRule,
@@ -110,8 +110,8 @@ def dedup(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Report clusters of exact and near duplicates; with --drop, remove all but one of each."""
-    from app.training import dedup as service
-    from app.training.dedup import DedupRequest
+    from app.training.quality import dedup as service
+    from app.training.quality.schemas import DedupRequest
 
     request = _validated(
         DedupRequest, {"exact": exact, "near": None if near is None else {"threshold": near, "k": k}, "drop": drop,
@@ -151,8 +151,8 @@ def leakage(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """List train examples that are exact or near duplicates of validation or test examples."""
-    from app.training import dedup as service
-    from app.training.dedup import EmbeddingChoice, NearRule
+    from app.training.quality import leakage as service
+    from app.training.quality.schemas import EmbeddingChoice, NearRule
 
     _validated(NearRule, {"threshold": threshold, "k": k})
     choice = _validated(EmbeddingChoice, {"provider": provider, "model": model, "dimensions": dimensions})

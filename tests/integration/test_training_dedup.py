@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.models import Dataset
 from app.embeddings.registry import get_embedder
-from app.training import dedup
+from app.training.quality import index as dataset_index
+from app.training.quality import neighbours
 from tests.factories import make_dataset
 
 HASHING = {"provider": "hashing"}
@@ -176,7 +177,7 @@ def test_new_examples_are_embedded_and_another_model_re_embeds(api: TestClient, 
     ).all()
     assert dims == [(64,)]
     definition = db.scalar(
-        text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"), {"i": dedup.index_name(dataset.id)}
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"), {"i": dataset_index.index_name(dataset.id)}
     )
     assert "vector(64)" in definition
     assert len(clusters(other, "near")) == 2
@@ -189,19 +190,19 @@ def test_the_hnsw_index_serves_the_neighbour_queries(db: Session, settings: Sett
     first, second = make_dataset(db), make_dataset(db)
     add(db, first, [sentence(rng) for _ in range(2000)])
     add(db, second, [sentence(rng) for _ in range(2000)])
-    dedup.ensure_embeddings(db, first, embedder, batch_size=500)
-    dedup.ensure_embeddings(db, second, embedder, batch_size=500)
+    dataset_index.ensure_embeddings(db, first, embedder, batch_size=500)
+    dataset_index.ensure_embeddings(db, second, embedder, batch_size=500)
     db.execute(text("ANALYZE memora.example"))
     conn = db.connection()
-    dedup.search_settings(conn, 10)  # as dedup.neighbours runs them
+    neighbours.search_settings(conn, 10)  # as neighbours.neighbours runs them
 
     for dataset in (first, second):
-        index = dedup.index_name(dataset.id)
+        index = dataset_index.index_name(dataset.id)
         # An index its own transaction may not use (built over HOT chains it made) would leave only scans.
         usable = "SELECT NOT indcheckxmin AND indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)"
         assert db.scalar(text(usable), {"i": f"memora.{index}"}) is True
         for mode in ("all", "distinct", "leakage"):
-            statement = dedup.neighbour_statement(conn, dataset.id, 256, mode)  # type: ignore[arg-type]
+            statement = neighbours.neighbour_statement(conn, dataset.id, 256, mode)  # type: ignore[arg-type]
             params = {"k": 10, "after": -1, "upto": 255}
             plan = "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + statement, params))
             assert f"Index Scan using {index} on example x" in plan, plan

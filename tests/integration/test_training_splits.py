@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.training.splits import quotas
+from app.training.quality.splits import quotas
 from tests.factories import make_dataset, make_example
 
 RULE = {"ratios": {"train": 0.8, "validation": 0.1, "test": 0.1}, "seed": 7}

@@ -7,11 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep, SettingsDep
-from app.training import dedup, splits
-from app.training.datasets import service
+from app.training.datasets import service as datasets
 from app.training.datasets.schemas import SplitRule
-from app.training.dedup import DedupReport, DedupRequest, EmbeddingChoice, LeakageReport, Provider
-from app.training.splits import SplitReport
+from app.training.quality import dedup, leakage, splits
+from app.training.quality.schemas import (
+    DedupReport,
+    DedupRequest,
+    EmbeddingChoice,
+    LeakageReport,
+    Provider,
+    SplitReport,
+)
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -26,7 +32,7 @@ def split_dataset(name: str, body: SplitRule, db: SessionDep) -> SplitReport:
 @router.get("/{name}/split", response_model=SplitReport)
 def get_split(name: str, db: SessionDep) -> SplitReport:
     """The dataset's split rule and its live examples per split (and per label when stratified)."""
-    return splits.report(db, service.get(db, name))
+    return splits.report(db, datasets.get(db, name))
 
 
 @router.post("/{name}/dedup", response_model=DedupReport)
@@ -38,7 +44,7 @@ def dedup_dataset(name: str, body: DedupRequest, db: SessionDep, settings: Setti
 
 
 @router.get("/{name}/leakage", response_model=LeakageReport)
-def leakage(
+def leakage_report(
     name: str,
     db: SessionDep,
     settings: SettingsDep,
@@ -52,4 +58,4 @@ def leakage(
     """Pairs of a train example and a validation or test example that are exact or near duplicates. Examples
     without an embedding are embedded first (and keep it, so the next report is quick)."""
     choice = EmbeddingChoice(provider=provider, model=model, dimensions=dimensions)
-    return dedup.leakage(db, name, settings, threshold=threshold, k=k, choice=choice, limit=limit)
+    return leakage.leakage(db, name, settings, threshold=threshold, k=k, choice=choice, limit=limit)

@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset, Example, Snapshot
 from app.db.repository import add_named, get_named
 from app.errors import InvalidInputError, NotFoundError
-from app.training import dedup
 from app.training.datasets import repository
 from app.training.datasets.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
 from app.training.formats.records import to_record
+from app.training.quality import index
 
 
 def create(db: Session, data: DatasetCreate) -> Dataset:
@@ -38,7 +38,7 @@ def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
 def delete_dataset(db: Session, name: str) -> None:
     """Delete a dataset with its examples and snapshots (fine-tuning jobs keep its name in their lineage)."""
     dataset = get(db, name, lock=True)
-    dedup.drop_index(db, dataset.id)
+    index.drop_index(db, dataset.id)
     # Snapshots first: their rows hold examples (RESTRICT), and a cascade from dataset may reach example first.
     db.execute(delete(Snapshot).where(Snapshot.dataset_id == dataset.id))
     db.delete(dataset)

@@ -12,38 +12,19 @@ from __future__ import annotations
 import json
 import math
 
-from pydantic import BaseModel, Field
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
-from app.db.engine import compose
 from app.db.models import Dataset
-from app.training.datasets import service
+from app.training.datasets import service as datasets
 from app.training.datasets.schemas import SplitName, SplitRule
+from app.training.quality import repository
+from app.training.quality.schemas import LabelSplits, SplitReport
 
 SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 # Who gets an example first when a label has fewer keys than there are splits: training needs one most, then
 # evaluation; validation last.
 _MINIMUM_ORDER: tuple[SplitName, ...] = ("train", "test", "validation")
-
-
-class LabelSplits(BaseModel):
-    label: str | None = Field(
-        description="The label (a multi-label example's first label in sorted order); null: none."
-    )
-    train: int
-    validation: int
-    test: int
-
-
-class SplitReport(BaseModel):
-    """What a split did: the rule now stored, how many examples moved, and the counts it left."""
-
-    rule: SplitRule
-    examples: int = Field(description="Live examples.")
-    changed: int = Field(description="Live examples whose split changed.")
-    counts: dict[SplitName, int] = Field(description="Live examples per split.")
-    by_label: list[LabelSplits] | None = Field(description="Live examples per label and split (stratified only).")
 
 
 def quotas(keys: int, ratios: dict[str, float]) -> dict[SplitName, int]:
@@ -65,53 +46,10 @@ def quotas(keys: int, ratios: dict[str, float]) -> dict[SplitName, int]:
     return quota
 
 
-# A key's point: the bigint that memora.split_of divides by 2^56.
-_POINT = "('x' || encode(substr(sha256(int4send(%(seed)s::int) || e.text_hash), 1, 7), 'hex'))::bit(56)::bigint"
-# The stratum of an example: its label, or a multi-label example's first label; NULL groups the unlabeled.
-_GROUP = "coalesce(e.label, (SELECT min(l) FROM unnest(e.labels) l))"
-
-_UNSTRATIFIED = """
-    UPDATE {} e SET split = {}(e.text_hash, %(seed)s, %(ratios)s::jsonb)
-    WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL
-      AND e.split IS DISTINCT FROM {}(e.text_hash, %(seed)s, %(ratios)s::jsonb)
-"""
-
-_KEYS_PER_GROUP = f"""
-    SELECT g IS NULL AS unlabeled, coalesce(g, '') AS g, count(DISTINCT text_hash) AS keys
-    FROM (SELECT {_GROUP} AS g, e.text_hash FROM {{}} e WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL) x
-    GROUP BY 1, 2
-"""
-
-_STRATIFIED = f"""
-    WITH keyed AS (
-        SELECT e.id, {_GROUP} AS g, e.text_hash, {_POINT} AS u
-        FROM {{}} e WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL
-    ), ranked AS (
-        SELECT id, g, dense_rank() OVER (PARTITION BY g ORDER BY u, text_hash) - 1 AS r FROM keyed
-    ), assigned AS (
-        SELECT r.id, CASE WHEN r.r < q.train THEN 'train' WHEN r.r < q.train + q.validation THEN 'validation'
-                          ELSE 'test' END AS split
-        FROM ranked r
-        JOIN unnest(%(unlabeled)s::bool[], %(groups)s::text[], %(train)s::bigint[], %(validation)s::bigint[])
-             AS q(unlabeled, g, train, validation)
-          ON q.unlabeled = (r.g IS NULL) AND q.g = coalesce(r.g, '')
-    )
-    UPDATE {{}} e SET split = a.split
-    FROM assigned a
-    WHERE e.dataset_id = %(dataset)s AND e.id = a.id AND e.split IS DISTINCT FROM a.split
-"""
-
-_COUNTS = f"""
-    SELECT CASE WHEN %(by_label)s THEN {_GROUP} END AS label, e.split, count(*) AS n
-    FROM {{}} e WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL
-    GROUP BY 1, 2
-"""
-
-
 def split(db: Session, name: str, rule: SplitRule) -> SplitReport:
     """Store RULE on dataset NAME and reassign every live example's split by it, in one UPDATE."""
     # Locking the dataset row waits for imports in flight (they bump next_seq) and holds new ones off until commit.
-    dataset = service.get(db, name, lock=True)
+    dataset = datasets.get(db, name, lock=True)
     ratios: dict[str, float] = {s: float(rule.ratios.get(s, 0.0)) for s in SPLITS}
     dataset.split_seed, dataset.split_ratios, dataset.split_stratified = rule.seed, ratios, rule.stratified
     dataset.updated_at = func.now()
@@ -119,7 +57,7 @@ def split(db: Session, name: str, rule: SplitRule) -> SplitReport:
     conn = db.connection()
     params = {"dataset": dataset.id, "seed": rule.seed, "ratios": json.dumps(ratios)}
     if rule.stratified:
-        groups = conn.exec_driver_sql(compose(conn, _KEYS_PER_GROUP, "example"), params).all()
+        groups = repository.KEYS_PER_GROUP.run(conn, params).all()
         quota = [quotas(row.keys, ratios) for row in groups]
         params |= {
             "unlabeled": [row.unlabeled for row in groups],
@@ -127,19 +65,16 @@ def split(db: Session, name: str, rule: SplitRule) -> SplitReport:
             "train": [q["train"] for q in quota],
             "validation": [q["validation"] for q in quota],
         }
-        changed = conn.exec_driver_sql(compose(conn, _STRATIFIED, "example", "example"), params).rowcount
+        changed = repository.SPLIT_STRATIFIED.run(conn, params).rowcount
     else:
-        statement = compose(conn, _UNSTRATIFIED, "example", "split_of", "split_of")
-        changed = conn.exec_driver_sql(statement, params).rowcount
+        changed = repository.SPLIT_UNSTRATIFIED.run(conn, params).rowcount
     return report(db, dataset, changed=int(changed))
 
 
 def report(db: Session, dataset: Dataset, *, changed: int = 0) -> SplitReport:
     """The dataset's split rule and its live examples per split (and per label, when stratified)."""
-    conn = db.connection()
-    rows = conn.exec_driver_sql(
-        compose(conn, _COUNTS, "example"), {"dataset": dataset.id, "by_label": dataset.split_stratified}
-    ).all()
+    params = {"dataset": dataset.id, "by_label": dataset.split_stratified}
+    rows = repository.SPLIT_COUNTS.run(db, params).all()
     counts: dict[SplitName, int] = dict.fromkeys(SPLITS, 0)
     labels: dict[str | None, dict[SplitName, int]] = {}
     for row in rows:

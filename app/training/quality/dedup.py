@@ -1,0 +1,93 @@
+"""Duplicates in a dataset: exact ones (same text_hash) and near ones (embedding cosine >= a threshold, found
+through the dataset's HNSW index), joined into clusters with union-find; with drop, all but one of each leave.
+
+An example's text is memora.example_text, the same text that, normalised, gives its text_hash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.training.datasets import service as datasets
+from app.training.quality import repository
+from app.training.quality.index import ProgressFn, chosen, embedder_for, ensure_embeddings, no_progress
+from app.training.quality.neighbours import Mode, neighbours
+from app.training.quality.schemas import Cluster, DedupReport, DedupRequest
+
+
+def dedup(
+    db: Session, name: str, request: DedupRequest, settings: Settings, *, progress: ProgressFn = no_progress
+) -> DedupReport:
+    """Report exact and near duplicate clusters of dataset NAME; with request.drop, keep one of each."""
+    dataset = datasets.get(db, name)
+    embedder = embedder_for(request, settings) if request.near is not None else None
+    conn = db.connection()
+    clusters: list[Cluster] = []
+    first: dict[int, int] = {}
+    seq: dict[int, int] = {}
+    if request.exact:
+        for r in repository.EXACT_CLUSTERS.run(conn, {"d": dataset.id}):
+            clusters.append(Cluster(kind="exact", keep=r.ids[0], members=r.ids, max_similarity=1, min_similarity=1))
+            first |= dict.fromkeys(r.ids, r.ids[0])
+            seq |= dict(zip(r.ids, r.seqs, strict=True))
+    embedded = 0
+    if request.near is not None and embedder is not None:
+        embedded = ensure_embeddings(db, dataset, embedder, batch_size=settings.embed_batch_size, progress=progress)
+        mode: Mode = "distinct" if request.exact else "all"
+        near = request.near
+        found = neighbours(conn, dataset, embedder.dimensions, mode, near.k, near.threshold, progress=progress)
+        # With exact clusters reported, a near cluster joins their first examples (the ones that stay).
+        clusters += _near_clusters(found, first, seq)
+    drop = [member for c in clusters for member in c.members if member != c.keep]
+    tombstoned, deleted = repository.remove(conn, dataset.id, drop) if request.drop else (0, 0)
+    counts = {
+        "exact_clusters": sum(c.kind == "exact" for c in clusters),
+        "near_clusters": sum(c.kind == "near" for c in clusters),
+        "duplicates": len(drop),
+        "embedded": embedded,
+        "dropped": tombstoned + deleted,
+        "tombstoned": tombstoned,
+        "deleted": deleted,
+    }
+    choice = chosen(embedder) if embedder is not None else None
+    return DedupReport(clusters=clusters[: request.limit], counts=counts, embedding=choice)
+
+
+def _near_clusters(pairs: Iterable[Any], first: dict[int, int], seq: dict[int, int]) -> list[Cluster]:
+    """Union-find over the pairs, each end mapped to the first example of its exact cluster (FIRST; SEQ has their
+    seqs)."""
+    parent: dict[int, int] = {}
+    seq = dict(seq)
+
+    def root(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edges: list[tuple[int, int, float]] = []
+    for p in pairs:
+        a, b = first.get(p.a, p.a), first.get(p.b, p.b)
+        if a == b:
+            continue
+        seq[p.a], seq[p.b] = p.a_seq, p.b_seq
+        edges.append((a, b, float(p.similarity)))
+        parent[root(a)] = root(b)
+    members: dict[int, list[int]] = {}
+    for x in parent:
+        members.setdefault(root(x), []).append(x)
+    similarities: dict[int, list[float]] = {}
+    for a, _, similarity in edges:
+        similarities.setdefault(root(a), []).append(similarity)
+    clusters = []
+    for r, ids in members.items():
+        ids.sort(key=lambda x: seq.get(x, 0))
+        s = similarities[r]
+        clusters.append(Cluster(kind="near", keep=ids[0], members=ids, max_similarity=max(s), min_similarity=min(s)))
+    clusters.sort(key=lambda c: seq.get(c.keep, 0))
+    return clusters
