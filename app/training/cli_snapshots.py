@@ -41,9 +41,9 @@ def create(
     from pydantic import ValidationError
 
     from app.errors import InvalidInputError
-    from app.training import snapshots
     from app.training.datasets import service
-    from app.training.snapshots import SnapshotCreate
+    from app.training.snapshots import service as snapshots
+    from app.training.snapshots.schemas import SnapshotCreate
 
     try:
         body = SnapshotCreate.model_validate({"name": name, "description": description})
@@ -59,8 +59,8 @@ def create(
 @snapshot_cli.command("list")
 def list_snapshots(ctx: typer.Context, dataset: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """List a dataset's snapshots, oldest first."""
-    from app.training import snapshots
     from app.training.datasets import service
+    from app.training.snapshots import service as snapshots
 
     with _session(ctx) as db:
         for snapshot in snapshots.all_of(db, service.get(db, dataset)):
@@ -76,8 +76,8 @@ def delete(
     name: Annotated[str, typer.Argument(help="Snapshot name.")],
 ) -> None:
     """Delete a snapshot; examples deleted from the dataset that only it held are purged."""
-    from app.training import snapshots
     from app.training.datasets import service
+    from app.training.snapshots import service as snapshots
 
     with _session(ctx) as db, db.begin():
         purged = snapshots.delete(db, service.get(db, dataset), name)

@@ -25,10 +25,11 @@ from app.db.engine import compose
 from app.db.models import Collection, Dataset
 from app.db.repository import get_named
 from app.errors import InvalidInputError
-from app.training import negatives, snapshots
+from app.training import negatives
 from app.training.datasets import service
 from app.training.formats import records
 from app.training.formats.rules import INT_ARRAYS
+from app.training.snapshots import service as snapshots
 
 EXPORT_FORMATS = ("openai-chat", "jsonl", "parquet", "csv", "pairs", "triplets", "openai-batch")
 SPLITS = ("train", "validation", "test")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.errors import ConflictError
-from app.training import snapshots
+from app.training.snapshots import service as snapshots
 
 
 def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:

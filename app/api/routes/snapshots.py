@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import SessionDep
-from app.training import batches, snapshots
+from app.training import batches
 from app.training.batches import MAX_BATCH, MAX_SEED, Batch
 from app.training.datasets import service
 from app.training.datasets.schemas import ExampleOut, ExamplePage, SplitName
-from app.training.snapshots import SnapshotCreate, SnapshotOut
+from app.training.snapshots import service as snapshots
+from app.training.snapshots.schemas import SnapshotCreate, SnapshotOut
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -19,17 +20,17 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 @router.post("/{name}/snapshots", status_code=status.HTTP_201_CREATED, response_model=SnapshotOut)
 def create_snapshot(name: str, body: SnapshotCreate, db: SessionDep) -> SnapshotOut:
     """Freeze the live examples (ids, content hashes, splits) as a named, immutable version."""
-    return snapshots.out(snapshots.create(db, service.get(db, name), body))
+    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name), body))
 
 
 @router.get("/{name}/snapshots", response_model=list[SnapshotOut])
 def list_snapshots(name: str, db: SessionDep) -> list[SnapshotOut]:
-    return [snapshots.out(s) for s in snapshots.all_of(db, service.get(db, name))]
+    return [SnapshotOut.model_validate(s) for s in snapshots.all_of(db, service.get(db, name))]
 
 
 @router.get("/{name}/snapshots/{snapshot}", response_model=SnapshotOut)
 def get_snapshot(name: str, snapshot: str, db: SessionDep) -> SnapshotOut:
-    return snapshots.out(snapshots.get(db, service.get(db, name), snapshot))
+    return SnapshotOut.model_validate(snapshots.get(db, service.get(db, name), snapshot))
 
 
 @router.delete("/{name}/snapshots/{snapshot}", status_code=status.HTTP_204_NO_CONTENT)

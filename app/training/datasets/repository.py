@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Row, any_, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from app.db.engine import compose
 from app.db.models import Collection, Dataset, Document, Example, Snapshot, SnapshotExample
+from app.db.query import Query
 from app.training.formats import records
 
 # The columns that make up an example's content (records.to_record turns them back into a record).
@@ -119,28 +119,17 @@ def tombstone(db: Session, dataset: Dataset, example_id: int) -> None:
     )
 
 
-def purge_tombstones(db: Session, dataset_id: int) -> int:
-    """Delete the tombstones no snapshot holds any more (after a snapshot is deleted)."""
-    conn = db.connection()
-    statement = """
-        DELETE FROM {} e
-        WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NOT NULL
-          AND NOT EXISTS (SELECT FROM {} s WHERE s.dataset_id = e.dataset_id AND s.example_id = e.id)
-    """
-    result = conn.exec_driver_sql(compose(conn, statement, "example", "snapshot_example"), {"dataset": dataset_id})
-    return int(result.rowcount)
+_LABEL_COUNTS = Query("""
+    SELECT l.label, count(*) AS n
+    FROM memora.example e
+    CROSS JOIN LATERAL (SELECT e.label WHERE e.label IS NOT NULL UNION ALL SELECT unnest(e.labels)) l(label)
+    WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL AND (%(split)s::text IS NULL OR e.split = %(split)s)
+    GROUP BY l.label
+    ORDER BY n DESC, l.label
+""")
 
 
 def label_counts(db: Session, dataset: Dataset, split: str | None) -> list[tuple[str, int]]:
     """Live examples per label (a multi-label example counts once for each of its labels)."""
-    conn = db.connection()
-    statement = """
-        SELECT l.label, count(*) AS n
-        FROM {} e
-        CROSS JOIN LATERAL (SELECT e.label WHERE e.label IS NOT NULL UNION ALL SELECT unnest(e.labels)) l(label)
-        WHERE e.dataset_id = %(dataset)s AND e.deleted_at IS NULL AND (%(split)s::text IS NULL OR e.split = %(split)s)
-        GROUP BY l.label
-        ORDER BY n DESC, l.label
-    """
-    rows = conn.exec_driver_sql(compose(conn, statement, "example"), {"dataset": dataset.id, "split": split}).all()
+    rows = _LABEL_COUNTS.run(db, {"dataset": dataset.id, "split": split}).all()
     return [(row.label, row.n) for row in rows]

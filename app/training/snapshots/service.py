@@ -10,60 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Row, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.collections.schemas import NAME_PATTERN
-from app.db.engine import compose
-from app.db.models import Dataset, Example, Snapshot, SnapshotExample
+from app.db.models import Dataset, Snapshot
 from app.db.repository import get_named
 from app.errors import ConflictError, NotFoundError
-from app.training.datasets import repository, service
+from app.training.datasets import service as datasets
 from app.training.datasets.schemas import ExampleOut
-
-
-class SnapshotCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '_', '.', '-'; at most 128 characters.")
-    description: str = Field(default="", max_length=10_000)
-
-
-class SnapshotOut(BaseModel):
-    name: str
-    description: str
-    examples: int = Field(description="Examples frozen in the snapshot.")
-    split_counts: dict[str, int] = Field(description="Examples per split at freezing time.")
-    created_at: datetime
-
-
-def out(snapshot: Snapshot) -> SnapshotOut:
-    return SnapshotOut(
-        name=snapshot.name,
-        description=snapshot.description,
-        examples=snapshot.examples,
-        split_counts=snapshot.split_counts,
-        created_at=snapshot.created_at,
-    )
+from app.training.snapshots import repository
+from app.training.snapshots.schemas import SnapshotCreate
 
 
 def create(db: Session, dataset: Dataset, data: SnapshotCreate) -> Snapshot:
     """Freeze the live examples of DATASET as snapshot DATA.name (memora.create_snapshot)."""
     try:
         with db.begin_nested():
-            conn = db.connection()
-            statement = compose(
-                conn, "SELECT (s).id FROM {}(%(dataset)s, %(name)s, %(description)s) s", "create_snapshot"
-            )
-            snapshot_id = conn.exec_driver_sql(
-                statement, {"dataset": dataset.name, "name": data.name, "description": data.description}
-            ).scalar_one()
+            snapshot_id = repository.create(db, dataset.name, data.name, data.description)
     except DBAPIError as exc:
         if isinstance(exc.orig, psycopg.errors.UniqueViolation):
             raise ConflictError(
@@ -81,7 +46,8 @@ def get(db: Session, dataset: Dataset, name: str) -> Snapshot:
 
 
 def all_of(db: Session, dataset: Dataset) -> Sequence[Snapshot]:
-    return db.scalars(select(Snapshot).where(Snapshot.dataset_id == dataset.id).order_by(Snapshot.created_at)).all()
+    """The dataset's snapshots, oldest first."""
+    return repository.all_of(db, dataset.id)
 
 
 def delete(db: Session, dataset: Dataset, name: str) -> int:
@@ -95,7 +61,7 @@ def delete(db: Session, dataset: Dataset, name: str) -> int:
 
 def refuse_write(db: Session, dataset_name: str, name: str) -> None:
     """Writes through a snapshot: 404 for an unknown dataset or snapshot, else 409."""
-    dataset = service.get(db, dataset_name)
+    dataset = datasets.get(db, dataset_name)
     get(db, dataset, name)
     raise ConflictError(
         f"snapshot {name!r} of dataset {dataset_name!r} is immutable: add or delete examples in the live dataset "
@@ -114,28 +80,16 @@ def frozen_errors() -> Iterator[None]:
         raise
 
 
-def _rows(snapshot: Snapshot) -> Any:
-    return (
-        select(*repository.out_columns(SnapshotExample.seq, SnapshotExample.split))
-        .join(Example, (Example.dataset_id == SnapshotExample.dataset_id) & (Example.id == SnapshotExample.example_id))
-        .where(SnapshotExample.snapshot_id == snapshot.id)
-    )
-
-
 def page(
     db: Session, snapshot: Snapshot, *, limit: int, cursor: str | None, split: str | None
 ) -> tuple[list[ExampleOut], str | None]:
     """The snapshot's examples in its seq order (0 .. examples-1), a page at a time; tombstones included."""
-    query = _rows(snapshot).where(SnapshotExample.seq > service.parse_cursor(cursor))
-    if split is not None:
-        query = query.where(SnapshotExample.split == split)
-    rows: Sequence[Row[Any]] = db.execute(query.order_by(SnapshotExample.seq).limit(limit)).all()
-    return service.to_out(db, rows), (str(rows[-1].seq) if len(rows) == limit else None)
+    rows = repository.page(db, snapshot.id, after=datasets.parse_cursor(cursor), limit=limit, split=split)
+    return datasets.to_out(db, rows), (str(rows[-1].seq) if len(rows) == limit else None)
 
 
 def one(db: Session, dataset: Dataset, snapshot: Snapshot, example_id: int) -> ExampleOut:
-    query = _rows(snapshot).where(SnapshotExample.dataset_id == dataset.id, SnapshotExample.example_id == example_id)
-    rows = db.execute(query).all()
-    if not rows:
+    row = repository.one(db, snapshot.id, dataset.id, example_id)
+    if row is None:
         raise NotFoundError(f"snapshot {snapshot.name!r} of dataset {dataset.name!r} has no example {example_id}")
-    return service.to_out(db, rows)[0]
+    return datasets.to_out(db, [row])[0]
