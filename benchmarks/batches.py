@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import make_engine
 from app.db.models import Dataset, Snapshot
-from app.training import batches
-from app.training.batches import Cursor
+from app.training.batches import service as batches
+from app.training.batches.cursor import Cursor
 
 FILLER = "a plain review of a product that arrived on time and works as described, nothing more to say"
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from app.training.batches import MAX_BATCH, Cursor
+from app.training.batches.cursor import Cursor
+from app.training.batches.service import MAX_BATCH
 
 
 def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:
@@ -187,7 +188,7 @@ def test_records_carry_their_metadata(api: TestClient, db: Session, dataset: str
 
 
 def test_every_field_is_served(api: TestClient, dataset: str) -> None:
-    from app.training.batches import FIELDS
+    from app.training.batches.service import FIELDS
 
     api.post(f"/v1/datasets/{dataset}/snapshots", json={"name": "v1"})
     for params in ({}, {"snapshot": "v1"}, {"shuffle_seed": 1}, {"snapshot": "v1", "shuffle_seed": 1}):

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import SessionDep
-from app.training import batches
-from app.training.batches import MAX_BATCH, MAX_SEED, Batch
+from app.training.batches import service as batches
+from app.training.batches.schemas import Batch
+from app.training.batches.service import MAX_BATCH, MAX_SEED
 from app.training.datasets import service
 from app.training.datasets.schemas import ExampleOut, ExamplePage, SplitName
 from app.training.snapshots import service as snapshots
