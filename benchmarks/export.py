@@ -5,7 +5,7 @@ the size of the file it writes four times a second, which shows whether memory s
 Variants:
   memora          app.training.cli_export.run_export, what `memora export DATASET --format openai-chat` runs:
                   one COPY in which PostgreSQL writes each chat line
-  python-lines    the same COPY with rows as JSON, each line made by Python (formats.training_messages, json.dumps)
+  python-lines    the same COPY with rows as JSON, each line made by Python (exports/lines.chat_line)
   cursor-lines    the lines made by PostgreSQL, fetched through a server-side cursor 2,000 at a time
   orm-fetchall    the naive way: SQLAlchemy ORM .all(), then json.dumps per example (first --baseline-rows only)
 
@@ -78,8 +78,9 @@ def child(variant: str, url: str, output: Path, limit: int) -> dict[str, Any]:
 
     from app.db.engine import make_engine
     from app.db.models import Dataset, Example
-    from app.training import export
     from app.training.cli_export import run_export
+    from app.training.exports import lines, repository
+    from app.training.exports import service as export
 
     settings = Settings(database_url=url)
     engine = make_engine(settings, "cli")
@@ -91,23 +92,20 @@ def child(variant: str, url: str, output: Path, limit: int) -> dict[str, Any]:
         job, _ = run_export(settings, engine, DATASET, export.Options("openai-chat"), str(output))
         examples = job.total
     elif variant == "python-lines":
-        original = export.Export.chunks
-
-        def slow(self: export.Export, *args: Any, **kwargs: Any) -> Any:
-            self.fast = False
-            return original(self, *args, **kwargs)
-
-        export.Export.chunks = slow  # type: ignore[method-assign]
-        job, _ = run_export(settings, engine, DATASET, export.Options("openai-chat"), str(output))
-        examples = job.total
+        with engine.connect() as conn, Session(bind=conn) as db, output.open("wb") as file:
+            job = export.prepare(db, DATASET, export.Options("openai-chat"))
+            repository.unbounded(db)
+            for data in repository.copy(db, job.source, repository.ROW_JSON):  # every row as JSON, for Python
+                file.write(lines.chat_line(json.loads(bytes(data[1:]))).encode() + b"\n")
+            examples = job.total
     elif variant == "cursor-lines":
         with engine.connect() as conn, Session(bind=conn) as db, output.open("wb") as file:
             job = export.prepare(db, DATASET, export.Options("openai-chat"))
-            sql, params = job.statement(db, f"SELECT {export._CHAT_LINE}")
+            query, params = job.source.statement(f"SELECT {repository.CHAT_LINE}")
             driver = db.connection().connection.driver_connection
             examples = 0
             with driver.cursor(name="bench") as cursor:  # type: ignore[union-attr]
-                cursor.execute(sql, params)
+                cursor.execute(query.sql(db), params)
                 while rows := cursor.fetchmany(2000):
                     file.write(("\n".join(row[0] for row in rows) + "\n").encode())
                     examples += len(rows)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.training.export import EXPORT_FORMATS, Export, Options, prepare
+from app.training.exports.service import EXPORT_FORMATS, Export, Options, prepare
 
 
 def export(

@@ -27,7 +27,7 @@ from app.config import Settings
 from app.db.models import FinetuneJob
 from app.embeddings.openai_provider import retry_after_seconds
 from app.errors import AppError, InvalidInputError, NotFoundError
-from app.training import export
+from app.training.exports import service as export
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def spool(db: Session, settings: Settings, dataset: str, snapshot: str, split: s
     try:
         prepared = export.prepare(db, dataset, options)
     except InvalidInputError as exc:
-        reason = exc.details[0]["reason"] if exc.details else exc.message
+        reason = exc.problems[0]["reason"] if exc.problems else exc.message
         raise InvalidInputError(
             f"snapshot {snapshot!r} of dataset {dataset!r} cannot be fine-tuned on: {reason}",
             details=[{"field": "snapshot", "reason": reason}],
@@ -178,7 +178,9 @@ def spool(db: Session, settings: Settings, dataset: str, snapshot: str, split: s
     with path.open("wb") as file:
         for block in prepared.chunks(db, settings):
             file.write(block)
-    return Spooled(path, prepared.filename, prepared.total, prepared.skipped, prepared.dataset.id, prepared.snapshot_id)
+    return Spooled(
+        path, prepared.filename, prepared.total, prepared.skipped, prepared.dataset.id, prepared.source.snapshot_id
+    )
 
 
 def start(

@@ -15,7 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.training import export
+from app.training.exports import parquet
+from app.training.exports import service as export
+from app.training.exports.lines import chat_line
 from app.training.formats import records
 
 URL = "/v1/datasets/{}/export"
@@ -119,9 +121,8 @@ def rows(db: Session, name: str) -> list[dict[str, Any]]:
     return [dict(row) for row in result.mappings()]
 
 
-def run(db: Session, settings: Settings, name: str, *, fast: bool = True, **options: Any) -> bytes:
+def run(db: Session, settings: Settings, name: str, **options: Any) -> bytes:
     job = export.prepare(db, name, export.Options(**options))
-    job.fast = fast
     return b"".join(job.chunks(db, settings))
 
 
@@ -146,16 +147,15 @@ def test_openai_chat_lines_are_exact(api: TestClient) -> None:
 def test_sql_chat_lines_equal_python_lines_byte_for_byte(api: TestClient, db: Session, settings: Settings) -> None:
     make(api, "mixed", EVERYTHING)
 
-    fast = run(db, settings, "mixed", format="jsonl")
-    slow = run(db, settings, "mixed", format="jsonl", fast=False)
+    exported = run(db, settings, "mixed", format="jsonl")
     expected = "".join(json.dumps(records.to_record(row), ensure_ascii=False) + "\n" for row in rows(db, "mixed"))
-    assert fast == slow == expected.encode()
+    assert exported == expected.encode()
 
     make(api, "chatty", CHAT_ABLE)
-    fast = run(db, settings, "chatty", format="openai-chat")
-    slow = run(db, settings, "chatty", format="openai-chat", fast=False)
-    assert fast == slow
-    assert fast.decode().count("\n") == len(CHAT_ABLE)
+    exported = run(db, settings, "chatty", format="openai-chat")
+    expected = "".join(chat_line(row) + "\n" for row in rows(db, "chatty"))
+    assert exported == expected.encode()
+    assert exported.decode().count("\n") == len(CHAT_ABLE)
 
 
 def test_openai_chat_of_every_chat_able_format(api: TestClient) -> None:
@@ -291,7 +291,7 @@ def test_parquet_row_groups_stream(
     api: TestClient, db: Session, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make(api, "groups", [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(25)], task="completion")
-    monkeypatch.setattr(export, "ROW_GROUP", 10)
+    monkeypatch.setattr(parquet, "ROW_GROUP", 10)
 
     job = export.prepare(db, "groups", export.Options("parquet"))
     blocks = list(job.chunks(db, settings))

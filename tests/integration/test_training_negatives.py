@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.models import Collection
 from app.embeddings.hashing import HashingEmbedder
-from app.training import negatives
+from app.training.exports import negatives
 
 DIMENSIONS = 64
 POSITIVE = "The Eiffel Tower is in Paris."

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.api.deps import SettingsDep, get_session
-from app.training import export
+from app.training.exports import service as export
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 

@@ -20,8 +20,8 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.engine import compose
 from app.db.models import Collection
+from app.db.query import Query
 from app.embeddings.registry import get_embedder
 from app.errors import AppError, EmbeddingProviderError
 
@@ -33,14 +33,14 @@ _WORD = re.compile(r"\w+")
 
 # One round trip for a batch of anchors: memora.search_hybrid_v1 for each, with each hit's cosine similarity to
 # its example's positive (from the vector stored for the hit under the collection's model).
-_SEARCH = """
+_SEARCH = Query("""
 SELECT q.i, h.text, 1 - (v.embedding <=> q.positive) AS positive_cosine
 FROM unnest(%(queries)s::text[], %(embeddings)s::vector[], %(positives)s::vector[])
      WITH ORDINALITY AS q(query, embedding, positive, i)
-CROSS JOIN LATERAL {}(%(collection)s, q.query, q.embedding, %(k)s::integer) WITH ORDINALITY AS h
-LEFT JOIN {} v ON v.collection_id = %(collection_id)s AND v.chunk_id = h.chunk_id AND v.model = %(model)s
+CROSS JOIN LATERAL memora.search_hybrid_v1(%(collection)s, q.query, q.embedding, %(k)s::integer) WITH ORDINALITY AS h
+LEFT JOIN memora.embedding v ON v.collection_id = %(collection_id)s AND v.chunk_id = h.chunk_id AND v.model = %(model)s
 ORDER BY q.i, h.ordinality
-"""
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +90,6 @@ class Miner:
         )
         # Room for the results that get skipped; search_hybrid_v1 returns at most 1,000.
         self.k = min(1000, 3 * per_example + 10)
-        conn = db.connection()
-        self._search = compose(conn, _SEARCH, "search_hybrid_v1", "embedding")
 
     def mine(self, pairs: Sequence[Pair]) -> list[list[str]]:
         """The mined negatives of each pair, best first."""
@@ -109,8 +107,8 @@ class Miner:
             "k": self.k,
         }
         hits: list[list[tuple[str, float | None]]] = [[] for _ in pairs]
-        for i, text, cosine in self.db.connection().exec_driver_sql(self._search, params):
-            hits[i - 1].append((text, cosine))
+        for row in _SEARCH.run(self.db, params):
+            hits[row.i - 1].append((row.text, row.positive_cosine))
         return [self._choose(pair, found) for pair, found in zip(pairs, hits, strict=True)]
 
     def _choose(self, pair: Pair, hits: list[tuple[str, float | None]]) -> list[str]:
