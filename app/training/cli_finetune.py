@@ -19,7 +19,7 @@ from app.errors import InvalidInputError, NotFoundError
 from app.training.cli import finetune_cli
 
 if TYPE_CHECKING:  # the openai client takes ~0.5 s to import: only the commands that talk to a service load it
-    from app.training import finetune
+    from app.training.finetune import client
 
 
 def _option(*flags: str, env: str, help: str) -> Any:
@@ -70,17 +70,18 @@ def start(
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
     """Upload a snapshot's chat export, start a fine-tuning job and record which snapshot trains which model."""
-    from app.training import finetune
+    from app.training.finetune import client, schemas
+    from app.training.finetune import service as finetune
 
     settings: Settings = ctx.obj
     with _refusals(), _session(ctx) as db, tempfile.TemporaryDirectory(prefix="memora-finetune-") as directory:
-        service = finetune.Service(settings, base_url)
+        service = client.Service(settings, base_url)
         job = finetune.start(
             db, settings, service, Path(directory), dataset_name=dataset, snapshot_name=snapshot, model=model,
             suffix=suffix, epochs=epochs, validation=validation,
         )  # fmt: skip
     if as_json:
-        typer.echo(finetune.FinetuneJobOut.of(job).model_dump_json())
+        typer.echo(schemas.FinetuneJobOut.of(job).model_dump_json())
         return
     files = job.training_file_id + (f" + validation {job.validation_file_id}" if job.validation_file_id else "")
     typer.echo(f"started {job.provider_job_id} at {job.base_url}: {model} on {dataset}/{snapshot} ({files})")
@@ -103,21 +104,22 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """Ask the service how jobs are doing and record it (exit 1: a service could not be asked, or a job failed)."""
-    from app.training import finetune
+    from app.training.finetune import client, repository
+    from app.training.finetune import service as finetune
 
     settings: Settings = ctx.obj
-    services: dict[str, finetune.Service] = {}
+    services: dict[str, client.Service] = {}
 
-    def service_of(url: str) -> finetune.Service:
+    def service_of(url: str) -> client.Service:
         if url not in services:
-            services[url] = finetune.Service(settings, url)
+            services[url] = client.Service(settings, url)
         return services[url]
 
     with _refusals(), _session(ctx) as db:
-        found = finetune.find_jobs(db, jobs or (), pending=not jobs)
+        found = repository.find_jobs(db, jobs or (), pending=not jobs)
         while True:
-            problems = finetune.poll(db, [job for job in found if job.status not in finetune.TERMINAL], service_of)
-            if not wait or problems or all(job.status in finetune.TERMINAL for job in found):
+            problems = finetune.poll(db, [job for job in found if job.status not in repository.TERMINAL], service_of)
+            if not wait or problems or all(job.status in repository.TERMINAL for job in found):
                 break
             time.sleep(interval)
     _show(found, as_json, "no unfinished fine-tuning jobs (`memora finetune list` shows every job)")
@@ -136,17 +138,17 @@ def list_jobs(
     as_json: JsonOption = False,
 ) -> None:
     """The recorded jobs (no network): which snapshot of which dataset trained which model, and how it went."""
-    from app.training import finetune
+    from app.training.finetune import repository
 
     with _session(ctx) as db:
-        _show(finetune.find_jobs(db, dataset=dataset), as_json)
+        _show(repository.find_jobs(db, dataset=dataset), as_json)
 
 
 def _show(jobs: Sequence[FinetuneJob], as_json: bool, empty: str = "no fine-tuning jobs") -> None:
-    from app.training import finetune
+    from app.training.finetune import schemas
 
     if as_json:
-        typer.echo(json.dumps([finetune.FinetuneJobOut.of(job).model_dump(mode="json") for job in jobs]))
+        typer.echo(json.dumps([schemas.FinetuneJobOut.of(job).model_dump(mode="json") for job in jobs]))
         return
     from rich.console import Console
     from rich.table import Table

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import Dataset, Example, FinetuneJob, Snapshot
-from app.training import finetune
+from app.training.finetune import client as finetune_client
+from app.training.finetune import service as finetune
 from tests.conftest import sqlalchemy_engine
 from tests.openai_server import OpenAIServer, trained_tokens
 
@@ -283,9 +284,9 @@ def test_a_job_that_cannot_be_recorded_is_cancelled(support: Engine, server: Ope
                            training_file_id="f", provider_job_id="ftjob-3", status="succeeded"))  # fmt: skip
     settings = Settings(openai_api_key=KEY, openai_max_retries=0)  # type: ignore[arg-type]
 
+    service = finetune_client.Service(settings, server.base_url)
     with Session(support, expire_on_commit=False) as db, pytest.raises(Exception, match="uq_finetune_job"):
-        finetune.start(db, settings, finetune.Service(settings, server.base_url), tmp_path, dataset_name="support",
-                       snapshot_name="v1", model="gpt-4o-mini")  # fmt: skip
+        finetune.start(db, settings, service, tmp_path, dataset_name="support", snapshot_name="v1", model="gpt-4o-mini")
 
     assert server.fine_tuning.jobs["ftjob-3"]["status"] == "cancelled"
     assert [job.status for job in jobs(support)] == ["succeeded"]
@@ -299,7 +300,7 @@ def test_the_rest_view_reads_the_lineage(support: Engine, server: OpenAIServer, 
 
     settings = Settings(openai_api_key=KEY)  # type: ignore[arg-type]
     with Session(support, expire_on_commit=False) as db:
-        service = finetune.Service(settings, server.base_url)
+        service = finetune_client.Service(settings, server.base_url)
         job = finetune.start(db, settings, service, tmp_path, dataset_name="support", snapshot_name="v1",
                              model="gpt-4o-mini", suffix="s")  # fmt: skip
     app = create_app(settings, engine=support)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
 from app.errors import ConflictError
-from app.training import finetune
-from app.training.finetune import FinetuneJobOut
+from app.training.finetune import repository
+from app.training.finetune.schemas import FinetuneJobOut
 
 router = APIRouter(prefix="/v1/finetune", tags=["fine-tuning"])
 
@@ -20,13 +20,13 @@ def list_jobs(
     dataset: Annotated[str | None, Query(max_length=128, description="Only this dataset's jobs")] = None,
 ) -> list[FinetuneJobOut]:
     """Every recorded job, oldest first, as last polled (no call to the fine-tuning service)."""
-    return [FinetuneJobOut.of(job) for job in finetune.find_jobs(db, dataset=dataset)]
+    return [FinetuneJobOut.of(job) for job in repository.find_jobs(db, dataset=dataset)]
 
 
 @router.get("/jobs/{job}", response_model=FinetuneJobOut)
 def get_job(job: str, db: SessionDep) -> FinetuneJobOut:
     """One job by Memora's id or by the service's job id (ftjob-...)."""
-    found = finetune.find_jobs(db, [job])
+    found = repository.find_jobs(db, [job])
     if len(found) > 1:
         raise ConflictError(f"{job!r} names {len(found)} jobs (of different services): ask by Memora's id")
     return FinetuneJobOut.of(found[0])
