@@ -3,7 +3,7 @@
 Each variant runs in a process of its own, so its peak RSS is its own; the parent samples the child's VmRSS and
 the size of the file it writes four times a second, which shows whether memory stays flat while the file grows.
 Variants:
-  memora          app.training.cli_export.run_export, what `memora export DATASET --format openai-chat` runs:
+  memora          app.cli.exports.run_export, what `memora export DATASET --format openai-chat` runs:
                   one COPY in which PostgreSQL writes each chat line
   python-lines    the same COPY with rows as JSON, each line made by Python (exports/lines.chat_line)
   cursor-lines    the lines made by PostgreSQL, fetched through a server-side cursor 2,000 at a time
@@ -76,9 +76,9 @@ def child(variant: str, url: str, output: Path, limit: int) -> dict[str, Any]:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
+    from app.cli.exports import run_export
     from app.db.engine import make_engine
     from app.db.models import Dataset, Example
-    from app.training.cli_export import run_export
     from app.training.exports import lines, repository
     from app.training.exports import service as export
 

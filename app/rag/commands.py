@@ -5,9 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Annotated, Any, TextIO
+from typing import Any, TextIO
 
-import typer
 from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -112,58 +111,3 @@ def _json_option(flag: str, value: str) -> Any:
         return json.loads(value)
     except ValueError as exc:
         raise InvalidInputError.for_field(flag, f"not JSON ({exc})") from None
-
-
-def _option(name: str, help: str, *flags: str, **extra: Any) -> Any:
-    """An option also read from MEMORA_<NAME>, showing its default, as every option of `memora` does."""
-    return typer.Option(*flags, envvar=f"MEMORA_{name}", show_envvar=True, show_default=True, help=help, **extra)
-
-
-def ask_command(
-    ctx: typer.Context,
-    collection: Annotated[str, typer.Argument(help="Collection to answer from.")],
-    question: Annotated[str, typer.Argument(help="The question.")],
-    k: Annotated[int, _option("ASK_K", "Chunks to retrieve.", "--k", "-k", min=1)] = DEFAULT_K,
-    mode: Annotated[str, _option("ASK_MODE", "Search that retrieves: hybrid, text or vector.", "--mode")] = "hybrid",
-    model: Annotated[
-        str | None, _option("CHAT_MODEL", "Chat model; default gpt-4o-mini.", "--model", "-m")
-    ] = None,
-    temperature: Annotated[
-        float | None, _option("ASK_TEMPERATURE", "Sampling temperature; default: the model's.", "--temperature")
-    ] = None,
-    max_context_tokens: Annotated[
-        int, _option("ASK_MAX_CONTEXT_TOKENS", "Token budget of the sources in the prompt.", "--max-context-tokens")
-    ] = DEFAULT_MAX_CONTEXT_TOKENS,
-    min_score: Annotated[
-        float | None,
-        _option("ASK_MIN_SCORE", "Floor on vector similarity; default 0.25 on cosine collections, -1 for none.",
-                "--min-score"),
-    ] = None,
-    system_prompt: Annotated[
-        str | None, _option("ASK_SYSTEM_PROMPT", "Instructions replacing the default ones.", "--system-prompt")
-    ] = None,
-    filter_json: Annotated[
-        str | None, _option("ASK_FILTER", 'Metadata filter as JSON, e.g. {"team": "hr"}.', "--filter")
-    ] = None,
-    rerank_model: Annotated[
-        str | None, _option("ASK_RERANK_MODEL", "Rerank the retrieved chunks with this model on the server's "
-                            "/v1/rerank first (docs/rerank.md).", "--rerank-model")
-    ] = None,
-    rerank_top_n: Annotated[
-        int, _option("ASK_RERANK_TOP_N", "With --rerank-model: chunks the reranker re-scores.", "--rerank-top-n", min=1)
-    ] = 50,
-) -> None:  # fmt: skip
-    """Answer QUESTION from COLLECTION with a chat model (MEMORA_OPENAI_BASE_URL), citing its sources as [n]."""
-    from app.db.engine import make_engine
-
-    settings: Settings = ctx.obj
-    ask(
-        settings, make_engine(settings, "cli"), collection, question, k=k, mode=mode, model=model,
-        temperature=temperature, max_context_tokens=max_context_tokens, min_score=min_score,
-        system_prompt=system_prompt, filter_json=filter_json, rerank_model=rerank_model, rerank_top_n=rerank_top_n,
-    )  # fmt: skip
-
-
-def register(cli: typer.Typer) -> None:
-    """Add `memora ask` to CLI."""
-    cli.command("ask")(ask_command)

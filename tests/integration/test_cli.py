@@ -103,3 +103,33 @@ def test_every_option_has_an_env_var_and_a_shown_default() -> None:
     for option in options:
         assert str(option.envvar).startswith("MEMORA_"), option.name
         assert option.show_default, option.name
+
+
+def test_db_psql_passes_psql_options_through(fresh_db_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "q.sql"
+    script.write_text("SELECT 40 + 2;\n")
+
+    inline = memora("--database-url", fresh_db_url, "db", "psql", "-At", "-c", "SELECT count(*) FROM memora.dataset")
+    from_file = memora("--database-url", fresh_db_url, "db", "psql", "-At", "-f", str(script))
+
+    assert inline.returncode == 0, inline.stderr
+    assert inline.stdout.strip() == "0"
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout.strip() == "42"
+
+
+def test_help_keeps_square_brackets_and_names_every_command() -> None:
+    ask = runner.invoke(cli, ["ask", "--help"], terminal_width=200)
+    top = runner.invoke(cli, ["--help"], terminal_width=200)
+
+    assert "citing its sources as [n]" in ask.output
+    for command in ("serve", "worker", "ingest", "collection", "eval", "embed", "ask", "dataset", "export", "finetune"):
+        assert f" {command} " in top.output, command
+
+
+def test_a_bad_option_names_its_flag_not_a_setting(fresh_db_url: str) -> None:
+    result = memora("--database-url", fresh_db_url, "dataset", "create", "d", "--task", "chat", "--train", "2")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: invalid options: --train: ")
+    assert "MEMORA_" not in result.stderr

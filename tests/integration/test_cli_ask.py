@@ -13,12 +13,12 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from app.api.main import create_app
+from app.cli import answer
 from app.config import Settings
 from app.db import engine as db_engine
 from app.db.engine import make_engine
 from app.embeddings.hashing import HashingEmbedder
 from app.errors import ChatProviderError, InvalidInputError
-from app.rag import commands
 from app.rag.commands import ask
 from tests.openai_server import OpenAIServer, Request, Response
 
@@ -129,14 +129,14 @@ def test_bad_options_name_the_option(setup: tuple[Settings, Engine]) -> None:
 
 
 def cli_with_ask(settings: Settings) -> typer.Typer:
-    """A `memora`-like app whose root callback sets the settings, with `ask` registered as app/cli.py would."""
+    """A `memora`-like app whose root callback sets the settings, with `ask` added as app/cli/__init__.py adds it."""
     cli = typer.Typer()
 
     @cli.callback()
     def root(ctx: typer.Context) -> None:
         ctx.obj = settings
 
-    commands.register(cli)
+    cli.add_typer(answer.cli)
     return cli
 
 

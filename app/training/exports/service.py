@@ -20,13 +20,12 @@ from app.db.models import Collection, Dataset
 from app.db.repository import get_named
 from app.errors import InvalidInputError
 from app.training.datasets import service as datasets
-from app.training.exports import lines, negatives, parquet, repository
+from app.training.exports import EXPORT_FORMATS, lines, negatives, parquet, repository
 from app.training.exports.lines import CHUNK_BYTES, Progress
 from app.training.exports.repository import Source
 from app.training.formats import records
 from app.training.snapshots import service as snapshots
 
-EXPORT_FORMATS = ("openai-chat", "jsonl", "parquet", "csv", "pairs", "triplets", "openai-batch")
 SPLITS = ("train", "validation", "test")
 BATCH_KINDS = ("chat", "embeddings")
 CHAT_FORMATS = ("chat", "completion", "classification", "qa")

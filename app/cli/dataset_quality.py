@@ -1,67 +1,23 @@
-"""`memora dataset split | dedup | leakage`: splits, duplicates and train/test leakage from the command line."""
+"""`memora dataset split | dedup | leakage`: splits, duplicates and train/test leakage (routes: dataset_quality.py)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from pydantic import BaseModel, ValidationError
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.training.cli import dataset_cli, option
+from app.cli.options import JsonOption, option, session, settings, stderr, step_bars, validated
 
-if TYPE_CHECKING:
-    from app.training.quality.index import ProgressFn
+cli = typer.Typer()
 
 ProviderOption = Annotated[str, option("DEDUP_PROVIDER", "Embedding provider: local | openai | hashing.")]
 ModelOption = Annotated[str | None, option("DEDUP_MODEL", "Embedding model; default: the provider's.")]
 DimensionsOption = Annotated[int | None, option("DEDUP_DIMENSIONS", "Vector dimensions; default: the model's.")]
 KOption = Annotated[int, option("DEDUP_K", "Neighbours each example asks the HNSW index for.")]
-JsonOption = Annotated[bool, option("QUALITY_JSON", "Print the report as JSON.", "--json")]
-Model = TypeVar("Model", bound=BaseModel)
 
 
-def _validated(model: type[Model], data: dict[str, Any]) -> Model:
-    """DATA as MODEL; a bad option is one line naming it (--ratios.train is --train), not a traceback."""
-    from app.errors import InvalidInputError
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [(str(e["loc"][-1]) if e["loc"] else "options", e["msg"]) for e in exc.errors()]
-        details = [{"field": f, "reason": r} for f, r in problems]
-        raise InvalidInputError("; ".join(f"--{f}: {r}" for f, r in problems), details=details) from None
-
-
-def _session(ctx: typer.Context) -> Session:
-    from app.db.engine import make_engine
-
-    settings: Settings = ctx.obj
-    return Session(make_engine(settings, "cli"))
-
-
-@contextmanager
-def _bars(console: Console, *, disable: bool) -> Iterator[ProgressFn]:
-    """A progress callback drawing one bar per step (embedding, searching) on stderr."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=disable) as progress:
-        tasks: dict[str, object] = {}
-
-        def update(step: str, done: int, total: int) -> None:
-            if step not in tasks:
-                tasks[step] = progress.add_task(step, total=total)
-            progress.update(tasks[step], completed=done, total=total)  # type: ignore[arg-type]
-
-        yield update
-
-
-@dataset_cli.command("split")
+@cli.command("split")
 def split(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
@@ -77,11 +33,11 @@ def split(
     from app.training.datasets.schemas import SplitRule
     from app.training.quality import splits
 
-    rule = _validated(
+    rule = validated(
         SplitRule,
         {"ratios": {"train": train, "validation": validation, "test": test}, "seed": seed, "stratified": stratified},
     )
-    with _session(ctx) as db, db.begin():
+    with session(ctx) as db, db.begin():
         report = splits.split(db, name, rule)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
@@ -93,7 +49,7 @@ def split(
         typer.echo(f"  {label}\ttrain {row.train}\tvalidation {row.validation}\ttest {row.test}")
 
 
-@dataset_cli.command("dedup")
+@cli.command("dedup")
 def dedup(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
@@ -113,13 +69,13 @@ def dedup(
     from app.training.quality import dedup as service
     from app.training.quality.schemas import DedupRequest
 
-    request = _validated(
+    request = validated(
         DedupRequest, {"exact": exact, "near": None if near is None else {"threshold": near, "k": k}, "drop": drop,
          "provider": provider, "model": model, "dimensions": dimensions, "limit": 100_000}
     )  # fmt: skip
-    console = Console(stderr=True)
-    with _session(ctx) as db, db.begin(), _bars(console, disable=as_json) as progress:
-        report = service.dedup(db, name, request, ctx.obj, progress=progress)
+    console = stderr()
+    with session(ctx) as db, db.begin(), step_bars(console, disable=as_json) as progress:
+        report = service.dedup(db, name, request, settings(ctx), progress=progress)
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
@@ -139,7 +95,7 @@ def dedup(
     typer.echo(summary)
 
 
-@dataset_cli.command("leakage")
+@cli.command("leakage")
 def leakage(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
@@ -154,12 +110,12 @@ def leakage(
     from app.training.quality import leakage as service
     from app.training.quality.schemas import EmbeddingChoice, NearRule
 
-    _validated(NearRule, {"threshold": threshold, "k": k})
-    choice = _validated(EmbeddingChoice, {"provider": provider, "model": model, "dimensions": dimensions})
-    console = Console(stderr=True)
-    with _session(ctx) as db, db.begin(), _bars(console, disable=as_json) as progress:
+    validated(NearRule, {"threshold": threshold, "k": k})
+    choice = validated(EmbeddingChoice, {"provider": provider, "model": model, "dimensions": dimensions})
+    console = stderr()
+    with session(ctx) as db, db.begin(), step_bars(console, disable=as_json) as progress:
         report = service.leakage(
-            db, name, ctx.obj, threshold=threshold, k=k, choice=choice, limit=100_000, progress=progress
+            db, name, settings(ctx), threshold=threshold, k=k, choice=choice, limit=100_000, progress=progress
         )
     if as_json:
         typer.echo(json.dumps(report.model_dump(), indent=2))

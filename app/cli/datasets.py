@@ -1,31 +1,24 @@
-"""`memora dataset create | list | delete | import`."""
+"""`memora dataset create | list | delete | import`: datasets of labeled examples (routes: datasets.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
-from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.training.cli import dataset_cli, option
-from app.training.datasets.schemas import DatasetCreate
-from app.training.imports.schemas import ImportReport
+from app.cli.options import option, session, stderr, validated
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def _session(ctx: typer.Context) -> Session:
-    from app.db.engine import make_engine
+    from app.training.imports.schemas import ImportReport
 
-    settings: Settings = ctx.obj
-    return Session(make_engine(settings, "cli"))
+cli = typer.Typer(help="Datasets of labeled training examples.", no_args_is_help=True)
 
 
-@dataset_cli.command("create")
+@cli.command("create")
 def create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset name.")],
@@ -38,40 +31,40 @@ def create(
 ) -> None:
     """Create a dataset."""
     from app.training.datasets import service
+    from app.training.datasets.schemas import DatasetCreate
 
-    body = DatasetCreate.model_validate(
-        {"name": name, "task": task, "description": description,
-         "split": {"ratios": {"train": train, "validation": validation, "test": test}, "seed": seed}}
-    )  # fmt: skip
-    with _session(ctx) as db, db.begin():
+    split = {"ratios": {"train": train, "validation": validation, "test": test}, "seed": seed}
+    data = {"name": name, "task": task, "description": description, "split": split}
+    body = validated(DatasetCreate, data, {"name": "NAME", "ratios": "--train/--validation/--test"})
+    with session(ctx) as db, db.begin():
         created = service.create(db, body)
         typer.echo(f"created {created.name} ({created.task})")
 
 
-@dataset_cli.command("list")
+@cli.command("list")
 def list_datasets(ctx: typer.Context) -> None:
     """List datasets with their examples by split."""
     from app.db.models import Dataset
     from app.db.repository import all_named
     from app.training.datasets import service
 
-    with _session(ctx) as db:
+    with session(ctx) as db:
         for out in service.describe(db, all_named(db, Dataset)):
             splits = ", ".join(f"{k} {v}" for k, v in sorted(out.split_counts.items())) or "empty"
             typer.echo(f"{out.name}\t{out.task}\t{out.examples} examples ({splits})\t{out.snapshots} snapshots")
 
 
-@dataset_cli.command("delete")
+@cli.command("delete")
 def delete(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]) -> None:
     """Delete a dataset with its examples and snapshots."""
     from app.training.datasets import service
 
-    with _session(ctx) as db, db.begin():
+    with session(ctx) as db, db.begin():
         service.delete_dataset(db, name)
     typer.echo(f"deleted {name}")
 
 
-@dataset_cli.command("import")
+@cli.command("import")
 def import_files(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Dataset to import into.")],
@@ -88,20 +81,23 @@ def import_files(
     as_json: Annotated[bool, option("IMPORT_JSON", "Print the reports as JSON.", "--json")] = False,
 ) -> None:  # fmt: skip
     """Import examples from files, each in one transaction, with a progress bar over the bytes read."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
     from app.errors import AppError, InvalidInputError
     from app.training.datasets import service
     from app.training.imports import readers
     from app.training.imports.importer import Importer
+    from app.training.imports.schemas import ImportReport
 
     if mode not in ("strict", "skip"):
-        raise InvalidInputError(f"--mode: must be strict or skip, not {mode!r}")
+        raise InvalidInputError.for_field("--mode", f"must be strict or skip, not {mode!r}")
     renames = readers.parse_renames(rename or [])
-    console = Console(stderr=True)
+    console = stderr()
     reports: dict[str, object] = {}
     failed = False
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())  # fmt: skip
-    with _session(ctx) as db, Progress(*columns, console=console, disable=as_json) as progress:
+    with session(ctx) as db, Progress(*columns, console=console, disable=as_json) as progress:
         for path in files:
             kind = readers.file_kind(path.name, None)
             with db.begin(), progress.open(path, "rb", description=path.name) as stream:
@@ -123,6 +119,8 @@ def import_files(
 
 
 def _print_report(console: Console, title: str, report: ImportReport) -> None:
+    from rich.table import Table
+
     table = Table(title=title, show_header=False)
     table.add_row("records", str(report.received))
     table.add_row("stored", str(report.stored))

@@ -1,4 +1,5 @@
-"""`memora finetune start|status|list`: fine-tuning jobs on an OpenAI-compatible service, with their lineage."""
+"""`memora finetune start | status | list`: fine-tuning jobs on an OpenAI-compatible service, with their lineage
+(routes: finetune.py)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,18 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
-from app.config import Settings
-from app.db.models import FinetuneJob
+from app.cli.options import JsonOption, option, session, settings
 from app.errors import InvalidInputError, NotFoundError
-from app.training.cli import finetune_cli
 
 if TYPE_CHECKING:  # the openai client takes ~0.5 s to import: only the commands that talk to a service load it
+    from app.db.models import FinetuneJob
     from app.training.finetune import client
 
-
-def _option(*flags: str, env: str, help: str) -> Any:
-    return typer.Option(*flags, envvar=f"MEMORA_{env}", show_envvar=True, show_default=True, help=help)
-
-
-JsonOption = Annotated[bool, _option("--json", env="FINETUNE_JSON", help="Print JSON instead of a table.")]
+cli = typer.Typer(help="Fine-tuning jobs on an OpenAI-compatible service.", no_args_is_help=True)
 
 
 @contextmanager
@@ -39,33 +33,26 @@ def _refusals() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
-def _session(ctx: typer.Context) -> Session:
-    from app.db.engine import make_engine
-
-    settings: Settings = ctx.obj
-    return Session(make_engine(settings, "cli"), expire_on_commit=False)
-
-
-@finetune_cli.command("start")
+@cli.command("start")
 def start(
     ctx: typer.Context,
-    dataset: Annotated[str, _option("--dataset", "-d", env="FINETUNE_DATASET", help="Dataset name.")],
-    snapshot: Annotated[str, _option("--snapshot", "-s", env="FINETUNE_SNAPSHOT", help="Snapshot to train on.")],
-    model: Annotated[str, _option("--model", "-m", env="FINETUNE_MODEL", help="Base model to fine-tune.")],
+    dataset: Annotated[str, option("FINETUNE_DATASET", "Dataset name.", "--dataset", "-d")],
+    snapshot: Annotated[str, option("FINETUNE_SNAPSHOT", "Snapshot to train on.", "--snapshot", "-s")],
+    model: Annotated[str, option("FINETUNE_MODEL", "Base model to fine-tune.", "--model", "-m")],
     suffix: Annotated[
-        str | None, _option("--suffix", env="FINETUNE_SUFFIX", help="Added to the fine-tuned model's name.")
+        str | None, option("FINETUNE_SUFFIX", "Added to the fine-tuned model's name.", "--suffix")
     ] = None,
     base_url: Annotated[
         str | None,
-        _option("--base-url", env="OPENAI_BASE_URL", help="OpenAI-compatible API base URL; unset: api.openai.com."),
+        option("OPENAI_BASE_URL", "OpenAI-compatible API base URL; unset: api.openai.com.", "--base-url"),
     ] = None,
     epochs: Annotated[
-        int | None, _option("--epochs", env="FINETUNE_EPOCHS", help="Training epochs; unset: the service chooses.")
+        int | None, option("FINETUNE_EPOCHS", "Training epochs; unset: the service chooses.", "--epochs")
     ] = None,
     validation: Annotated[
         bool,
-        _option("--validation/--no-validation", env="FINETUNE_VALIDATION",
-                help="Upload the validation split as the validation file (when it has examples)."),
+        option("FINETUNE_VALIDATION", "Upload the validation split as the validation file (when it has examples).",
+               "--validation/--no-validation"),
     ] = True,
     as_json: JsonOption = False,
 ) -> None:  # fmt: skip
@@ -73,11 +60,12 @@ def start(
     from app.training.finetune import client, schemas
     from app.training.finetune import service as finetune
 
-    settings: Settings = ctx.obj
-    with _refusals(), _session(ctx) as db, tempfile.TemporaryDirectory(prefix="memora-finetune-") as directory:
-        service = client.Service(settings, base_url)
+    config = settings(ctx)
+    spool = tempfile.TemporaryDirectory(prefix="memora-finetune-")
+    with _refusals(), session(ctx, expire_on_commit=False) as db, spool as directory:
+        service = client.Service(config, base_url)
         job = finetune.start(
-            db, settings, service, Path(directory), dataset_name=dataset, snapshot_name=snapshot, model=model,
+            db, config, service, Path(directory), dataset_name=dataset, snapshot_name=snapshot, model=model,
             suffix=suffix, epochs=epochs, validation=validation,
         )  # fmt: skip
     if as_json:
@@ -88,7 +76,7 @@ def start(
     typer.echo(f"status: {job.status}; follow it with: memora finetune status {job.provider_job_id} --wait")
 
 
-@finetune_cli.command("status")
+@cli.command("status")
 def status(
     ctx: typer.Context,
     jobs: Annotated[
@@ -96,10 +84,10 @@ def status(
         typer.Argument(help="Memora job ids or the service's job ids; none: every job not finished yet."),
     ] = None,
     wait: Annotated[
-        bool, _option("--wait", env="FINETUNE_WAIT", help="Poll until every job has succeeded, failed or stopped.")
+        bool, option("FINETUNE_WAIT", "Poll until every job has succeeded, failed or stopped.", "--wait")
     ] = False,
     interval: Annotated[
-        float, _option("--interval", env="FINETUNE_POLL_SECONDS", help="Seconds between polls with --wait.")
+        float, option("FINETUNE_POLL_SECONDS", "Seconds between polls with --wait.", "--interval")
     ] = 30.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -107,15 +95,15 @@ def status(
     from app.training.finetune import client, repository
     from app.training.finetune import service as finetune
 
-    settings: Settings = ctx.obj
+    config = settings(ctx)
     services: dict[str, client.Service] = {}
 
     def service_of(url: str) -> client.Service:
         if url not in services:
-            services[url] = client.Service(settings, url)
+            services[url] = client.Service(config, url)
         return services[url]
 
-    with _refusals(), _session(ctx) as db:
+    with _refusals(), session(ctx, expire_on_commit=False) as db:
         found = repository.find_jobs(db, jobs or (), pending=not jobs)
         while True:
             problems = finetune.poll(db, [job for job in found if job.status not in repository.TERMINAL], service_of)
@@ -129,18 +117,16 @@ def status(
         raise typer.Exit(1)
 
 
-@finetune_cli.command("list")
+@cli.command("list")
 def list_jobs(
     ctx: typer.Context,
-    dataset: Annotated[
-        str | None, _option("--dataset", "-d", env="FINETUNE_DATASET", help="Only this dataset.")
-    ] = None,
+    dataset: Annotated[str | None, option("FINETUNE_DATASET", "Only this dataset.", "--dataset", "-d")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """The recorded jobs (no network): which snapshot of which dataset trained which model, and how it went."""
     from app.training.finetune import repository
 
-    with _session(ctx) as db:
+    with session(ctx, expire_on_commit=False) as db:
         _show(repository.find_jobs(db, dataset=dataset), as_json)
 
 

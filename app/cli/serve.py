@@ -1,0 +1,62 @@
+"""`memora serve`, `memora worker` and `memora version`: the processes Memora runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app import __version__
+from app.cli.options import DEFAULTS, option, setting, settings
+
+cli = typer.Typer()
+
+
+@cli.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, setting("host", "--host")] = DEFAULTS["host"],
+    port: Annotated[int, setting("port", "--port")] = DEFAULTS["port"],
+    migrate_on_start: Annotated[bool, setting("migrate_on_start", "--migrate/--no-migrate")]
+    = DEFAULTS["migrate_on_start"],
+    worker_in_serve: Annotated[bool, setting("worker_in_serve", "--worker/--no-worker")] = DEFAULTS["worker_in_serve"],
+) -> None:  # fmt: skip
+    """Serve the REST API (OpenAPI docs at /docs) with an ingestion worker, migrating the database first."""
+    import uvicorn
+
+    from app.api.main import create_app
+    from app.db import migrate
+
+    update = {"host": host, "port": port, "migrate_on_start": migrate_on_start, "worker_in_serve": worker_in_serve}
+    config = settings(ctx).model_copy(update=update)
+    if config.migrate_on_start:
+        migrate.upgrade(config)
+    typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
+    app = create_app(config, worker=config.worker_in_serve)
+    uvicorn.run(app, host=host, port=port, log_level=config.log_level)
+
+
+@cli.command()
+def worker(
+    ctx: typer.Context,
+    until_empty: Annotated[
+        bool, option("WORKER_UNTIL_EMPTY", "Exit when the queue is empty instead of waiting for more work.",
+                     "--until-empty")
+    ] = False,
+) -> None:  # fmt: skip
+    """Chunk and embed queued documents until SIGTERM (which lets the current batch finish)."""
+    from app.db.engine import make_engine
+    from app.ingest.commands import run_worker
+
+    config = settings(ctx)
+    stats = run_worker(config, make_engine(config, "worker"), until_empty=until_empty)
+    typer.echo(
+        f"processed {stats.documents} documents ({stats.failed} failed, {stats.superseded} superseded), "
+        f"embedded {stats.texts_embedded} texts"
+    )
+
+
+@cli.command()
+def version() -> None:
+    """Print Memora's version."""
+    typer.echo(__version__)
