@@ -10,6 +10,7 @@ import typer
 from app.cli.options import JsonOption, option, session, settings, stderr, step_bars, validated
 
 cli = typer.Typer()
+EMPTY = "the rule is stored and applies to the examples you import (memora dataset import)"
 
 ProviderOption = Annotated[str, option("DEDUP_PROVIDER", "Embedding provider: local | openai | hashing.")]
 ModelOption = Annotated[str | None, option("DEDUP_MODEL", "Embedding model; default: the provider's.")]
@@ -44,6 +45,8 @@ def split(
         return
     counts = ", ".join(f"{s} {n}" for s, n in report.counts.items())
     typer.echo(f"{name}: {report.examples} examples ({counts}); {report.changed} changed split")
+    if report.examples == 0:
+        typer.echo(f"warning: dataset {name!r} has no examples yet; {EMPTY}", err=True)
     for row in report.by_label or []:
         label = row.label if row.label is not None else "(no label)"
         typer.echo(f"  {label}\ttrain {row.train}\tvalidation {row.validation}\ttest {row.test}")

@@ -28,6 +28,8 @@ def create(
         snapshot = snapshots.create(db, service.get(db, dataset), body)
         splits = ", ".join(f"{k} {v}" for k, v in sorted(snapshot.split_counts.items())) or "empty"
         typer.echo(f"created snapshot {snapshot.name} of {dataset}: {snapshot.examples} examples ({splits})")
+        if snapshot.examples == 0:
+            typer.echo(f"warning: snapshot {name!r} is empty: dataset {dataset!r} has no live examples", err=True)
 
 
 @cli.command("list")

@@ -133,3 +133,18 @@ def test_a_bad_option_names_its_flag_not_a_setting(fresh_db_url: str) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: invalid options: --train: ")
     assert "MEMORA_" not in result.stderr
+
+
+def test_commands_on_an_empty_dataset_say_so(fresh_db_url: str, tmp_path: Path) -> None:
+    base = ("--database-url", fresh_db_url)
+    assert memora(*base, "dataset", "create", "empty", "--task", "chat").returncode == 0
+
+    split = memora(*base, "dataset", "split", "empty")
+    snapshot = memora(*base, "dataset", "snapshot", "create", "empty", "v1")
+    exported = memora(*base, "export", "empty", "--format", "openai-chat", "-o", str(tmp_path / "out.jsonl"))
+
+    assert split.returncode == snapshot.returncode == exported.returncode == 0
+    assert "warning: dataset 'empty' has no examples yet" in split.stderr
+    assert "warning: snapshot 'v1' is empty: dataset 'empty' has no live examples" in snapshot.stderr
+    assert "is empty: the dataset has no examples" in exported.stderr
+    assert (tmp_path / "out.jsonl").read_bytes() == b""
