@@ -3,8 +3,7 @@ memora_migrations (which the CLI, `memora serve` and the tests use through here)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import cache
 
 from sqlalchemy import Connection
@@ -46,14 +45,9 @@ def sql_script(settings: Settings, start: str, end: str, *, downgrade: bool = Fa
 
 
 def _run(command: Callable[..., None], url: str, revision: str, schema: str) -> None:
-    with _as_app_error():
-        command(url, revision, schema=schema)
-
-
-@contextmanager
-def _as_app_error() -> Iterator[None]:
-    """memora_migrations' refusals (a server too old, without pgvector) as the service's error, one line in the CLI."""
+    """COMMAND, with memora_migrations' refusals (a server too old, without pgvector) as the service's error: one
+    line in the CLI, not a traceback."""
     try:
-        yield
+        command(url, revision, schema=schema)
     except memora_migrations.MigrationError as exc:
         raise DatabaseUnavailableError(str(exc)) from exc
