@@ -6,6 +6,7 @@ WORKDIR /srv/memora
 
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
+COPY memora_migrations ./memora_migrations
 COPY migrations ./migrations
 COPY sql ./sql
 RUN pip install --no-cache-dir . && rm -rf /root/.cache

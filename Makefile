@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy app
+	$(BIN)/mypy app memora_migrations
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)

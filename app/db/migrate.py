@@ -1,90 +1,53 @@
-"""Running Memora's migrations from Python: the CLI, `memora serve` and the tests call these."""
+"""Memora's migrations for the service: Settings, and the embedded server's URL, turned into calls of
+memora_migrations (which the CLI, `memora serve` and the tests use through here)."""
 
 from __future__ import annotations
 
-import io
-import re
-from collections.abc import Mapping
-from contextlib import redirect_stdout
+from collections.abc import Callable
 from functools import cache
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Connection, MetaData, String, Table, create_engine, func, select
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection
 
+import memora_migrations
 from app.config import Settings
-from app.db.models import SCHEMA
-from app.resources import ALEMBIC_INI, MIGRATIONS_DIR
-
-VERSION_TABLE = "alembic_version"
-_PARTITION = re.compile(r"^embedding_c\d+$")
-_DATASET_INDEX = re.compile(r"^ix_example_embedding_d\d+$")
-
-
-def include_name(name: str | None, type_: str, parent_names: Mapping[str, str | None]) -> bool:
-    """What autogenerate compares: Memora's schema, less the version table, per-collection partitions and the
-    per-dataset embedding indexes that deduplication creates (app/training/quality/index.py)."""
-    if type_ == "schema":
-        return name == SCHEMA
-    if type_ == "table":
-        return name != VERSION_TABLE and not _PARTITION.match(name or "")
-    if type_ == "index":
-        return not _DATASET_INDEX.match(name or "")
-    return True
-
-
-def alembic_config(settings: Settings, url: str | None = None, connection: Connection | None = None) -> Config:
-    """Alembic's Config for Memora's migrations, targeting settings.db_schema."""
-    config = Config(str(ALEMBIC_INI))
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["settings"] = settings
-    if url is not None:
-        config.attributes["url"] = url
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
+from app.db.engine import database_url
+from app.errors import DatabaseUnavailableError
 
 
 def upgrade(settings: Settings, revision: str = "head", url: str | None = None) -> None:
-    command.upgrade(alembic_config(settings, url), revision)
+    """Upgrade settings.db_schema to REVISION in URL, else in settings' database (starting the embedded server)."""
+    _run(memora_migrations.upgrade, url or database_url(settings), revision, settings.db_schema)
 
 
 def downgrade(settings: Settings, revision: str, url: str | None = None) -> None:
-    command.downgrade(alembic_config(settings, url), revision)
+    _run(memora_migrations.downgrade, url or database_url(settings), revision, settings.db_schema)
 
 
 @cache
 def head_revision() -> str | None:
-    """The newest revision in migrations/ (read once: reading the scripts takes ~8 ms, and GET /healthz asks)."""
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    """The newest revision (read once: reading the scripts takes ~8 ms, and GET /healthz asks)."""
+    return memora_migrations.head_revision()
 
 
 def current_revision(url: str, schema: str) -> str | None:
     """The revision the database is at, or None before the first migration."""
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return current_revision_of(conn, schema)
-    finally:
-        engine.dispose()
+    return memora_migrations.current_revision(url, schema=schema)
 
 
 def current_revision_of(conn: Connection, schema: str) -> str | None:
-    """Read SCHEMA.alembic_version directly (cheap enough for every health check)."""
-    if conn.execute(select(func.to_regclass(f"{schema}.{VERSION_TABLE}"))).scalar() is None:
-        return None
-    table = Table(VERSION_TABLE, MetaData(), Column("version_num", String), schema=schema)
-    return conn.execute(select(table.c.version_num)).scalar()
+    """The same on an open connection (cheap enough for every health check)."""
+    return memora_migrations.current_revision(conn, schema=schema)
 
 
 def sql_script(settings: Settings, start: str, end: str, *, downgrade: bool = False) -> str:
     """The SQL that migrating from START to END would run (Alembic's offline mode), for psql users."""
-    config = alembic_config(settings)
-    buffer = io.StringIO()
-    config.output_buffer = buffer
-    run = command.downgrade if downgrade else command.upgrade
-    with redirect_stdout(buffer):
-        run(config, f"{start}:{end}", sql=True)
-    return buffer.getvalue()
+    return memora_migrations.sql_script(start, end, schema=settings.db_schema, downgrade=downgrade)
+
+
+def _run(command: Callable[..., None], url: str, revision: str, schema: str) -> None:
+    """COMMAND, with memora_migrations' refusals (a server too old, without pgvector) as the service's error: one
+    line in the CLI, not a traceback."""
+    try:
+        command(url, revision, schema=schema)
+    except memora_migrations.MigrationError as exc:
+        raise DatabaseUnavailableError(str(exc)) from exc

@@ -33,15 +33,9 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL, REGCONFIG, TSVECT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
-SCHEMA = "memora"
+from memora_migrations.naming import NAMING_CONVENTION
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+SCHEMA = "memora"
 
 PROVIDERS = ("local", "openai", "hashing")
 CONTENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/pdf")
@@ -122,7 +116,7 @@ class Collection(Base):
     language: Mapped[str] = mapped_column(REGCONFIG, nullable=False, server_default="english")
     hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False, server_default="16")
     hnsw_ef_construction: Mapped[int] = mapped_column(Integer, nullable=False, server_default="64")
-    # BM25 parameters of text search (sql/functions/005-search.sql).
+    # BM25 parameters of text search (sql/idempotent/005-search-bm25.sql).
     bm25_k1: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.9")
     bm25_b: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.4")
     metadata_: Mapped[dict[str, Any]] = _metadata()
@@ -160,7 +154,7 @@ class Document(Base):
     content: Mapped[str] = mapped_column(Text, nullable=False)
     # What content is: plain text, Markdown, text extracted from HTML, or PDF text with a form feed between pages.
     content_type: Mapped[str] = mapped_column(Text, nullable=False, server_default="text/plain")
-    # Filled by a trigger (sql/functions), so rows inserted from psql get it too.
+    # Filled by a trigger (sql/idempotent), so rows inserted from psql get it too.
     content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, server_default=FetchedValue())
     metadata_: Mapped[dict[str, Any]] = _metadata()
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
@@ -220,7 +214,7 @@ class Embedding(Base):
     """The vector of one chunk under one embedding model.
 
     Partitioned by collection: each collection gets its own partition with an HNSW index whose opclass matches
-    the collection's metric and storage type (created by a trigger on collection, sql/functions/).
+    the collection's metric and storage type (created by a trigger on collection, sql/idempotent/).
     """
 
     __tablename__ = "embedding"
@@ -237,7 +231,7 @@ class Embedding(Base):
 
 
 class TextStats(Base):
-    """BM25 statistics of a collection's chunks, kept by triggers on chunk (sql/functions/003-text-stats.sql)."""
+    """BM25 statistics of a collection's chunks, kept by triggers on chunk (sql/idempotent/003-text-stats.sql)."""
 
     __tablename__ = "text_stats"
 

@@ -3,15 +3,14 @@
 A query names Memora's objects as `memora.<name>`, as docs/sql.md and psql users spell them, and takes its values
 as psycopg parameters (`%(name)s`, so a literal percent sign is `%%`). At run time `memora.` becomes the schema
 the connection works in (MEMORA_DB_SCHEMA, carried by the engine's schema_translate_map), the same rewrite the
-SQL files get (app/db/sqlfiles.py). Names that are data, such as a collection's partition or a dataset's index,
-go in `{name}` slots filled through psycopg.sql.Identifier, never by string formatting.
+SQL files get (memora_migrations.files.for_schema). Names that are data, such as a collection's partition or a
+dataset's index, go in `{name}` slots filled through psycopg.sql.Identifier, never by string formatting.
 
 Queries that SQLAlchemy Core can say (select(Document)...) stay Core: schema_translate_map reaches those itself.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,13 +19,7 @@ from sqlalchemy import Connection, CursorResult
 from sqlalchemy.orm import Session
 
 from app.db.models import SCHEMA
-
-_QUALIFIED = re.compile(r'(?<![\w"$.])memora(?=\.)')
-
-
-def in_schema(text: str, schema: str) -> str:
-    """TEXT with every `memora.` qualification pointing at SCHEMA (a plain identifier; quoted, so any name works)."""
-    return text if schema == SCHEMA else _QUALIFIED.sub(f'"{schema}"', text)
+from memora_migrations.files import for_schema as in_schema
 
 
 def schema_of(conn: Connection) -> str:

@@ -1,5 +1,8 @@
 """Initial schema: collections, documents, chunks, embeddings, datasets, examples.
 
+Their functions and triggers (sql/idempotent/001-collection-storage.sql, 002-row-maintenance.sql) are not this
+revision's: every migration run applies them after the revisions (memora_migrations.idempotent).
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-21
@@ -12,7 +15,7 @@ from alembic import op
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy.dialects import postgresql
 
-from app.db.migration_ops import apply_sql_file, qualified, schema
+from memora_migrations.ops import qualified, schema
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -308,23 +311,16 @@ def upgrade() -> None:
         schema=s,
         postgresql_where=sa.text("source_document_id IS NOT NULL"),
     )
-    apply_sql_file("001-collection-storage.sql")
-    apply_sql_file("002-row-maintenance.sql")
 
 
 def downgrade() -> None:
     s = schema()
     for table in ("example", "embedding", "chunk", "document", "dataset", "collection"):
-        op.drop_table(table, schema=s)  # drops their indexes, triggers and (embedding) partitions too
+        op.drop_table(table, schema=s)  # drops their indexes and (embedding) partitions too
     op.execute(
         f"""
         DO $$
-        DECLARE
-            fn regprocedure;
         BEGIN
-            FOR fn IN SELECT p.oid::regprocedure FROM pg_proc p WHERE p.pronamespace = '{s}'::regnamespace LOOP
-                EXECUTE format('DROP FUNCTION %s', fn);
-            END LOOP;
             IF EXISTS (SELECT FROM {qualified("meta")} WHERE key = 'created_extension_vector') THEN
                 BEGIN
                     DROP EXTENSION vector;  -- RESTRICT: kept while anything outside Memora uses it

@@ -1,4 +1,8 @@
-"""Search: BM25 statistics kept by triggers, the filter language, search_text/search_vector/search_hybrid.
+"""Search: BM25 statistics (text_stats, term_stats) and parameters (collection.bm25_k1, bm25_b), and the type
+search functions return (sql/incremental/0002-search-hit.sql).
+
+The triggers that keep the statistics and the search functions are sql/idempotent/003-008, which every migration
+run applies once the database is at this revision or past it.
 
 Revision ID: 0002
 Revises: 0001
@@ -10,45 +14,12 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from app.db.migration_ops import apply_sql_file, qualified, schema
+from memora_migrations.ops import apply_incremental, qualified, schema
 
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-# Everything 003-005 create, dropped in reverse by downgrade (signatures as pg_proc spells them).
-FUNCTIONS = (
-    "search_hybrid(text, text, vector, integer, jsonb, text, integer, double precision, double precision, integer, "
-    "integer)",
-    "search_vector(text, vector, integer, jsonb, integer, boolean)",
-    "search_text(text, text, integer, jsonb)",
-    "search_vector_v1(text, vector, integer, jsonb, integer, boolean)",
-    "search_text_v1(text, text, integer, jsonb)",
-    "search_hybrid_v1(text, text, vector, integer, jsonb, text, integer, double precision, double precision, "
-    "integer, integer, boolean)",
-    "check_search_arguments(memora.collection, integer, integer, vector)",
-    "min_max(double precision, double precision, double precision)",
-    "vector_similarity(text, double precision)",
-    "vector_candidates(bigint, vector, integer, jsonb, integer, boolean)",
-    "hnsw_ef_search(integer, integer)",
-    "bm25_candidates(bigint, text, integer, jsonb)",
-    "bm25_bound_query(text[], double precision[], double precision, integer)",
-    "search_tsquery(regconfig, text)",
-    "lexeme_tsquery(text[])",
-    "search_terms(regconfig, text)",
-    "search_collection(text)",
-    "argument_error(text, text)",
-    "compile_filter(jsonb, integer, integer)",
-    "filter_in(jsonb, jsonb)",
-    "filter_eq(jsonb, jsonb)",
-    "filter_field(text, jsonb, text, integer, integer, text[], jsonb[])",
-    "filter_sql(jsonb, text, integer, integer, text[], jsonb[])",
-    "filter_error(text, text)",
-    "refresh_text_stats(bigint)",
-    "chunk_text_stats()",
-    "apply_text_stats(memora.text_stats[], memora.term_stats[])",
-)
 
 
 def upgrade() -> None:
@@ -85,21 +56,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("collection_id", "lexeme", name=op.f("pk_term_stats")),
         schema=s,
     )
-    apply_sql_file("003-text-stats.sql")
-    apply_sql_file("004-filter.sql")
-    apply_sql_file("005-search.sql")
-    # Statistics of the chunks already stored; the triggers keep them from here on.
-    op.execute(f"SELECT {qualified('refresh_text_stats')}(id) FROM {qualified('collection')} ORDER BY id")
+    apply_incremental("0002-search-hit.sql")
+    # Statistics of the chunks already stored (what memora.refresh_text_stats counted when this revision was
+    # written); the triggers keep them from here on.
+    op.execute(
+        f"""
+        INSERT INTO {qualified("text_stats")} (collection_id, chunks, total_length)
+        SELECT c.id, count(ch.id), coalesce(sum(length(ch.tsv)), 0)
+        FROM {qualified("collection")} c LEFT JOIN {qualified("chunk")} ch ON ch.collection_id = c.id
+        GROUP BY c.id
+        """
+    )
+    op.execute(
+        f"""
+        INSERT INTO {qualified("term_stats")} (collection_id, lexeme, df)
+        SELECT ch.collection_id, u.lexeme, count(*)
+        FROM {qualified("chunk")} ch, unnest(ch.tsv) u
+        GROUP BY ch.collection_id, u.lexeme
+        """
+    )
 
 
 def downgrade() -> None:
     s = schema()
-    for event in ("insert", "update", "delete"):
-        op.execute(f"DROP TRIGGER chunk_text_stats_{event} ON {qualified('chunk')}")
-    for signature in FUNCTIONS:
-        name, _, arguments = signature.partition("(")
-        arguments = arguments.replace("memora.", f"{s}.") if s != "memora" else arguments
-        op.execute(f"DROP FUNCTION {qualified(name)}({arguments}")
     op.execute(f"DROP TYPE {qualified('search_hit')}")
     op.drop_table("term_stats", schema=s)
     op.drop_table("text_stats", schema=s)

@@ -1,5 +1,7 @@
-"""Training data: split rules on datasets, example seq/format/hashes/tombstones, snapshots, fine-tuning jobs,
-and the shuffled batches' permutation (sql/functions/006-training.sql, 007-batches.sql).
+"""Training data: split rules on datasets, example seq/format/hashes/tombstones, snapshots, fine-tuning jobs.
+
+The rules examples and snapshots follow, and the shuffled batches' permutation, are sql/idempotent/009-training.sql
+and 010-batches.sql, which every migration run applies once the database is at this revision or past it.
 
 Revision ID: 0003
 Revises: 0002
@@ -12,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from app.db.migration_ops import apply_sql_file, qualified, schema
+from memora_migrations.ops import qualified, schema
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -21,19 +23,24 @@ depends_on: str | Sequence[str] | None = None
 
 FORMATS = "'chat', 'completion', 'classification', 'pairs', 'triplets', 'qa', 'custom'"
 
-# Everything 006 creates, dropped in reverse by downgrade (signatures as pg_proc spells them).
-FUNCTIONS = (
-    "shuffle_positions(bigint, bigint, bigint, bigint)",
-    "shuffle_position(bigint, bigint, bigint)",
-    "create_snapshot(text, text, text)",
-    "snapshot_frozen()",
-    "example_immutable()",
-    "example_before_insert()",
-    "split_of(bytea, integer, jsonb)",
-    "example_hash(jsonb, jsonb, text, text[], integer[], integer[], integer[], integer[], integer[])",
-    "text_hash(text, jsonb, jsonb, text, text[])",
-    "example_text(text, jsonb, jsonb)",
-)
+# memora.text_hash(format, input, output, label, labels) as it was when this revision was written, over an example's
+# columns: the backfill below must hash as this revision's code did, whatever the function becomes.
+TEXT_HASH = r"""
+    sha256(convert_to(
+        replace(replace(
+            array_to_string(array_remove(string_to_array(
+                replace(replace(replace(
+                    lower((CASE WHEN format = 'chat'
+                        THEN jsonb_path_query_array(input, 'lax $.messages[*] ? (@.role != "system").content')
+                        ELSE jsonb_path_query_array(jsonb_build_array(input, output), 'strict $.** ? (@.type() == "string")')
+                    END)::text COLLATE "C"),
+                    '\n', ' '), '\t', ' '), '\r', ' '),
+                ' '), ''), ' '),
+            '" ', '"'), ' "', '"')
+        || E'\x1f' || coalesce(label, '') || E'\x1f' || coalesce(array_to_string(labels, E'\x1e'), ''),
+        'UTF8'
+    ))
+"""
 
 
 def upgrade() -> None:
@@ -157,14 +164,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("base_url", "provider_job_id", name=op.f("uq_finetune_job_base_url_provider_job_id")),
         schema=s,
     )
-    apply_sql_file("006-training.sql")
-    apply_sql_file("007-batches.sql")
-    # Examples are immutable once 006 is in; the backfill runs with that rule switched off.
-    op.execute(f"ALTER TABLE {qualified('example')} DISABLE TRIGGER example_immutable")
-    op.execute(
-        f"UPDATE {qualified('example')} SET text_hash = {qualified('text_hash')}(format, input, output, label, labels)"
-    )
-    op.execute(f"ALTER TABLE {qualified('example')} ENABLE TRIGGER example_immutable")
+    op.execute(f"UPDATE {qualified('example')} SET text_hash = {TEXT_HASH}")
     for column in ("seq", "format", "text_hash"):
         op.alter_column("example", column, nullable=False, schema=s)
     op.create_unique_constraint(op.f("uq_example_dataset_id_seq"), "example", ["dataset_id", "seq"], schema=s)
@@ -178,12 +178,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     s = schema()
     op.drop_table("finetune_job", schema=s)
-    op.drop_table("snapshot_example", schema=s)  # drops its triggers
-    for trigger in ("example_immutable", "example_before_insert"):
-        op.execute(f"DROP TRIGGER {trigger} ON {qualified('example')}")
-    for signature in FUNCTIONS:
-        op.execute(f"DROP FUNCTION {qualified(signature.partition('(')[0])}({signature.partition('(')[2]}")
-    op.drop_table("snapshot", schema=s)  # after create_snapshot(), which returns its row type
+    op.drop_table("snapshot_example", schema=s)
+    op.drop_table("snapshot", schema=s)
     op.drop_index("ix_example_dataset_id_text_hash", table_name="example", schema=s)
     op.drop_index("ix_example_dataset_id_split_seq", table_name="example", schema=s)
     op.create_index("ix_example_dataset_id_split_id", "example", ["dataset_id", "split", "id"], schema=s)

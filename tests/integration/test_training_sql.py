@@ -1,4 +1,4 @@
-"""The rules of sql/functions/006-training.sql as a psql user meets them: defaults, immutability, splits,
+"""The rules of sql/idempotent/009-training.sql as a psql user meets them: defaults, immutability, splits,
 snapshots and the shuffle permutation."""
 
 from __future__ import annotations

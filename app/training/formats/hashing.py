@@ -1,5 +1,5 @@
 """An example's content_hash and text_hash computed in Python, byte for byte as memora.example_hash and
-memora.text_hash (sql/functions/006-training.sql) compute them.
+memora.text_hash (sql/idempotent/009-training.sql) compute them.
 
 The importer hashes here, in the thread that parses, so PostgreSQL only stores rows: hashing in SQL cost the
 server about 20 us of its ~60 us per imported example. A psql INSERT still gets its hashes from the trigger;

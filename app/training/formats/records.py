@@ -214,7 +214,7 @@ def _jsonb_text(value: Any) -> str:
 
 
 def example_text(row: ExampleRow | Mapping[str, Any]) -> str:
-    """The text of an example, as memora.example_text (sql/functions/006-training.sql) gives it: for chat, the
+    """The text of an example, as memora.example_text (sql/idempotent/009-training.sql) gives it: for chat, the
     content of every message but the system ones, joined by newlines (no content: an empty line; content parts:
     their JSON, as SQL's ->> prints them); else every string in input and then output, one per line."""
     input, output = _get(row, "input"), _get(row, "output")

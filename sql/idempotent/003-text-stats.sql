@@ -1,3 +1,5 @@
+-- requires: 0002 (memora.text_stats, memora.term_stats)
+--
 -- Corpus statistics for BM25, kept exact by statement-level triggers on memora.chunk.
 --
 -- BM25 needs, per collection, the number of chunks and their total length (for the average length) and, per

@@ -1,6 +1,8 @@
+-- requires: 0003 (the training data whose batches it shuffles)
+--
 -- Batches for a training loop: many positions of a shuffle at once.
 --
--- memora.shuffle_position (006) answers one position per call in PL/pgSQL, ~9 µs each: 9 ms of a 1,000-example
+-- memora.shuffle_position (009-training.sql) answers one position per call in PL/pgSQL, ~9 µs each: 9 ms of a 1,000-example
 -- batch. This computes the same permutation for a run of positions in one SQL statement, ~1 µs a position. (The
 -- single-position function keeps its own PL/pgSQL loop: calling this one per position costs ~170 µs a call.)
 

@@ -1,3 +1,5 @@
+-- requires: 0003 (memora.snapshot, memora.snapshot_example, the seq/format/text_hash of memora.example)
+--
 -- Training data: the rules every labeled example follows, whoever writes it (the REST API, `memora import`, psql).
 --
 -- An example's content never changes once stored (a changed example is a new one), so a snapshot can hold

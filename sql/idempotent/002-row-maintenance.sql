@@ -1,3 +1,5 @@
+-- requires: 0001 (memora.collection, memora.dataset, memora.document)
+--
 -- Columns the database keeps right by itself, whoever writes the row: the REST API, the worker or psql.
 
 CREATE OR REPLACE FUNCTION memora.touch_updated_at()

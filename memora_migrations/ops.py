@@ -1,10 +1,14 @@
-"""Helpers for revision files: the schema being migrated and the SQL files a revision applies."""
+"""Helpers for revision files: the schema being migrated, and the incremental SQL files a revision applies.
+
+A revision sees none of Memora's functions or triggers (memora_migrations.idempotent drops them before the
+revisions run and applies them after), so its data migrations spell out their SQL, frozen with the revision.
+"""
 
 from __future__ import annotations
 
 from alembic import op
 
-from app.db import sqlfiles
+from memora_migrations.files import INCREMENTAL_DIR, ddl, read
 
 
 def schema() -> str:
@@ -14,18 +18,12 @@ def schema() -> str:
     return name
 
 
-def apply_sql_file(name: str) -> None:
-    """Run sql/functions/NAME in the target schema.
-
-    Function bodies are checked when called, not when created, so a file may refer to objects a later revision
-    adds (pg_dump restores functions the same way).
-    """
-    op.execute("SET LOCAL check_function_bodies = off")
-    op.execute(sqlfiles.ddl(name, schema()))
-    op.execute("SET LOCAL check_function_bodies = on")
-
-
 def qualified(name: str) -> str:
     """NAME in the target schema, quoted as needed, for the few statements written as SQL text."""
     preparer = op.get_context().dialect.identifier_preparer
     return f"{preparer.quote_schema(schema())}.{preparer.quote(name)}"
+
+
+def apply_incremental(name: str) -> None:
+    """Run sql/incremental/NAME in the target schema: once, from the revision whose number starts NAME."""
+    op.execute(ddl(read(INCREMENTAL_DIR / name, schema())))

@@ -1,3 +1,5 @@
+-- requires: 0001 (memora.collection, memora.embedding)
+--
 -- Per-collection vector storage.
 --
 -- memora.embedding is partitioned by collection_id. Each collection gets its own partition, a CHECK that only

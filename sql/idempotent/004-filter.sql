@@ -1,3 +1,5 @@
+-- requires: 0002 (the search functions that use it arrive with revision 0002)
+--
 -- The filter language of search: JSON in, a parameterised SQL predicate out.
 --
 --   {"source": "pubmed"}                            metadata.source is "pubmed" (or an array holding it)
