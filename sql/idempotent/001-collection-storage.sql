@@ -46,6 +46,29 @@ $$;
 COMMENT ON FUNCTION memora.vector_schema() IS 'Schema the vector extension is installed in.';
 
 
+CREATE OR REPLACE FUNCTION memora.hnsw_index_sql(
+    index_name text, table_name text, storage text, dimensions integer, metric text, m integer,
+    ef_construction integer, predicate text DEFAULT NULL
+)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- The column is an untyped vector (shared by every collection, or by every dataset's examples); the index
+    -- casts it to one type and size, so only vectors of that size may reach it (the partition's CHECK, or a
+    -- partial index's predicate).
+    SELECT format(
+        'CREATE INDEX %I ON memora.%I USING hnsw ((embedding::%I.%s(%s)) %I.%I) WITH (m = %s, ef_construction = %s)',
+        index_name, table_name, memora.vector_schema(), storage, dimensions,
+        memora.vector_schema(), memora.hnsw_opclass(metric, storage), m, ef_construction
+    ) || coalesce(' WHERE ' || predicate, '')
+$$;
+
+COMMENT ON FUNCTION memora.hnsw_index_sql(text, text, text, integer, text, integer, integer, text) IS
+    'The CREATE INDEX statement of an HNSW index over TABLE_NAME.embedding cast to STORAGE(DIMENSIONS); every '
+    'HNSW index Memora makes (collections, datasets) is written by this function.';
+
+
 CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
 RETURNS void
 LANGUAGE plpgsql
@@ -53,17 +76,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c memora.collection;
-    ext name := memora.vector_schema();
     part text := memora.embedding_partition(p_collection_id);
 BEGIN
     SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
     EXECUTE format('DROP INDEX IF EXISTS memora.%I', part || '_hnsw');
-    -- The column is an untyped vector shared by all partitions; the index casts it to the collection's type.
-    EXECUTE format(
-        'CREATE INDEX %I ON memora.%I USING hnsw ((embedding::%I.%s(%s)) %I.%I) '
-        'WITH (m = %s, ef_construction = %s)',
-        part || '_hnsw', part, ext, c.storage, c.dimensions,
-        ext, memora.hnsw_opclass(c.metric, c.storage), c.hnsw_m, c.hnsw_ef_construction
+    EXECUTE memora.hnsw_index_sql(
+        part || '_hnsw', part, c.storage, c.dimensions, c.metric, c.hnsw_m, c.hnsw_ef_construction
     );
 END
 $$;

@@ -177,7 +177,7 @@ def test_new_examples_are_embedded_and_another_model_re_embeds(api: TestClient, 
     ).all()
     assert dims == [(64,)]
     definition = db.scalar(
-        text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"), {"i": dataset_index.index_name(dataset.id)}
+        text("SELECT indexdef FROM pg_indexes WHERE indexname = memora.example_index_name(:d)"), {"d": dataset.id}
     )
     assert "vector(64)" in definition
     assert len(clusters(other, "near")) == 2
@@ -197,7 +197,7 @@ def test_the_hnsw_index_serves_the_neighbour_queries(db: Session, settings: Sett
     neighbours.search_settings(conn, 10)  # as neighbours.neighbours runs them
 
     for dataset in (first, second):
-        index = dataset_index.index_name(dataset.id)
+        index = db.scalar(text("SELECT memora.example_index_name(:d)"), {"d": dataset.id})
         # An index its own transaction may not use (built over HOT chains it made) would leave only scans.
         usable = "SELECT NOT indcheckxmin AND indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)"
         assert db.scalar(text(usable), {"i": f"memora.{index}"}) is True
@@ -332,3 +332,15 @@ def test_cli_dedup_and_leakage(fresh_db_url: str) -> None:
     assert remaining == (30,)
     assert bad.returncode == 1
     assert "--threshold" in bad.stderr
+
+
+def test_deleting_a_dataset_in_sql_drops_its_index(db: Session, settings: Settings) -> None:
+    dataset = make_dataset(db)
+    add(db, dataset, ["one example", "another example"])
+    dataset_index.ensure_embeddings(db, dataset, get_embedder("hashing", "hashing", 64, settings))
+    name = db.scalar(text("SELECT memora.example_index_name(:d)"), {"d": dataset.id})
+    assert db.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = :i"), {"i": name}) == 1
+
+    db.execute(text("DELETE FROM memora.dataset WHERE id = :d"), {"d": dataset.id})
+
+    assert db.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = :i"), {"i": name}) == 0

@@ -14,7 +14,6 @@ from app.errors import InvalidInputError, NotFoundError
 from app.training.datasets import repository
 from app.training.datasets.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
 from app.training.formats.records import to_record
-from app.training.quality import index
 
 
 def create(db: Session, data: DatasetCreate) -> Dataset:
@@ -37,8 +36,7 @@ def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
 
 def delete_dataset(db: Session, name: str) -> None:
     """Delete a dataset with its examples and snapshots (fine-tuning jobs keep its name in their lineage)."""
-    dataset = get(db, name, lock=True)
-    index.drop_index(db, dataset.id)
+    dataset = get(db, name, lock=True)  # its embedding index goes with it (memora.dataset_index_trigger)
     # Snapshots first: their rows hold examples (RESTRICT), and a cascade from dataset may reach example first.
     db.execute(delete(Snapshot).where(Snapshot.dataset_id == dataset.id))
     db.delete(dataset)

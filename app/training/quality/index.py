@@ -56,23 +56,19 @@ def chosen(embedder: Embedder) -> EmbeddingChoice:
     return EmbeddingChoice(provider=embedder.provider, model=embedder.model, dimensions=embedder.dimensions)
 
 
-def index_name(dataset_id: int) -> str:
-    return f"ix_example_embedding_d{int(dataset_id)}"
-
-
 _STATE = Query("""
     SELECT obj_description(c.oid, 'pg_class') AS note
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = %(schema)s AND c.relname = %(index)s
+    WHERE n.nspname = %(schema)s AND c.relname = memora.example_index_name(%(d)s)
 """)
 # CREATE/DROP INDEX lock the whole example table; one at a time, so two of them never deadlock.
 _LOCK = Query("SELECT pg_advisory_xact_lock(hashtextextended('memora.example_embedding_index', 0))")
 _CLEAR = Query("UPDATE memora.example SET embedding = NULL WHERE dataset_id = %(d)s AND embedding IS NOT NULL")
-_DROP = Query("DROP INDEX IF EXISTS memora.{index}")
+_DROP = Query("SELECT memora.drop_example_index(%(d)s)")
 _OTHER_INDEXES = Query(r"""
     SELECT EXISTS (
         SELECT FROM pg_indexes WHERE schemaname = %(schema)s AND tablename = 'example'
-        AND indexname LIKE 'ix\_example\_embedding\_d%%' AND indexname <> %(ours)s
+        AND indexname LIKE 'ix\_example\_embedding\_d%%' AND indexname <> memora.example_index_name(%(d)s)
     )
 """)
 _MISSING_COUNT = Query(
@@ -85,19 +81,14 @@ _MISSING = Query("""
     ORDER BY e.seq LIMIT %(n)s
 """)
 _SET_EMBEDDING = Query("UPDATE memora.example SET embedding = %(e)s WHERE dataset_id = %(d)s AND id = %(id)s")
-# The predicate names the dimensions, so vectors of another model (rows being re-embedded in this transaction)
-# stay out of the index instead of failing its cast.
-_CREATE = Query("""
-    CREATE INDEX {index} ON memora.example USING hnsw ((embedding::{vec}) {ops})
-    WHERE dataset_id = {d} AND {ndims}(embedding) = {dims} AND deleted_at IS NULL
-""")
-_COMMENT = Query("COMMENT ON INDEX memora.{index} IS {note}")
-_VECTOR_SCHEMA = Query("SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'vector'")
+# The index and its comment, written by the SQL that writes every collection's index too (sql/idempotent/011).
+_CREATE = Query("SELECT memora.create_example_index(%(d)s, %(dimensions)s, %(model)s::jsonb)")
+_VECTOR_SCHEMA = Query("SELECT memora.vector_schema()")
 
 
 def _recorded_model(conn: Connection, dataset_id: int) -> dict[str, Any] | None:
     """The model the dataset's index comment records; None without an index (or with a comment of no use)."""
-    row = _STATE.run(conn, {"schema": schema_of(conn), "index": index_name(dataset_id)}).one_or_none()
+    row = _STATE.run(conn, {"schema": schema_of(conn), "d": dataset_id}).one_or_none()
     if row is None:
         return None
     try:
@@ -126,13 +117,13 @@ def ensure_embeddings(
     # when another dataset's index covers the column; otherwise into the new index, row by row.
     _CLEAR.run(conn, {"d": dataset.id})
     if recorded is not None:
-        _DROP.run(conn, index=index_name(dataset.id))
-    other = _OTHER_INDEXES.run(conn, {"schema": schema_of(conn), "ours": index_name(dataset.id)}).scalar_one()
-    if other:
+        _DROP.run(conn, {"d": dataset.id})
+    create = {"d": dataset.id, "dimensions": embedder.dimensions, "model": json.dumps(wanted)}
+    if _OTHER_INDEXES.run(conn, {"schema": schema_of(conn), "d": dataset.id}).scalar_one():
         embedded = _embed_missing(conn, dataset.id, embedder, batch_size, progress)
-        _create_index(conn, dataset.id, embedder.dimensions, json.dumps(wanted))
+        _CREATE.run(conn, create)
         return embedded
-    _create_index(conn, dataset.id, embedder.dimensions, json.dumps(wanted))
+    _CREATE.run(conn, create)
     return _embed_missing(conn, dataset.id, embedder, batch_size, progress)
 
 
@@ -151,7 +142,8 @@ def _embed_missing(conn: Connection, dataset_id: int, embedder: Embedder, batch_
 
 
 def vector_parts(conn: Connection, dimensions: int) -> dict[str, sql.Composable]:
-    """The pieces of SQL that name pgvector's objects in the schema it is installed in, for DIMENSIONS."""
+    """The pieces of SQL that name pgvector's objects in the schema it is installed in, for DIMENSIONS: the neighbour
+    queries write the index's expression with them, so the planner can use the index."""
     if not isinstance(dimensions, int) or not 1 <= dimensions <= MAX_INDEXED_DIMENSIONS["vector"]:
         raise ValueError(f"not a dimension count: {dimensions!r}")
     schema = sql.Identifier(_VECTOR_SCHEMA.run(conn).scalar_one())
@@ -160,17 +152,5 @@ def vector_parts(conn: Connection, dimensions: int) -> dict[str, sql.Composable]
         "vec": sql.SQL("{}.vector({})").format(schema, dims),
         "dist": sql.SQL("OPERATOR({}.<=>)").format(schema),
         "ndims": sql.SQL("{}.vector_dims").format(schema),
-        "ops": sql.SQL("{}.vector_cosine_ops").format(schema),
         "dims": dims,
     }
-
-
-def _create_index(conn: Connection, dataset_id: int, dimensions: int, note: str) -> None:
-    parts = vector_parts(conn, dimensions)
-    _CREATE.run(conn, index=index_name(dataset_id), d=sql.Literal(int(dataset_id)), **parts)
-    _COMMENT.run(conn, index=index_name(dataset_id), note=sql.Literal(note))
-
-
-def drop_index(db: Session, dataset_id: int) -> None:
-    """Drop a dataset's embedding index (call when the dataset is deleted; its predicate matches nothing then)."""
-    _DROP.run(db, index=index_name(dataset_id))
