@@ -8,7 +8,7 @@ import pytest
 
 from app.training.formats.records import ExampleRow
 from app.training.formats.tokens import count_chat_tokens
-from tests.unit.training_support import parsed, problems, row_of
+from tests.unit.training.support import parsed, problems, row_of
 
 USER = {"role": "user", "content": "Hi"}
 ASSISTANT = {"role": "assistant", "content": "Hello"}

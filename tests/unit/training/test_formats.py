@@ -10,7 +10,7 @@ import pytest
 from app.db.models import EXAMPLE_FORMATS
 from app.training.formats.records import FORMATS, ExampleRow, Problem, detect_format, parse_record, training_messages
 from app.training.formats.tokens import count_chat_tokens
-from tests.unit.training_support import parsed, problems, row_of
+from tests.unit.training.support import parsed, problems, row_of
 
 NO_FORMAT = (
     "matches no format: expected messages (chat), prompt and completion, question and context (qa), anchor, "

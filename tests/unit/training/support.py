@@ -8,7 +8,7 @@ from typing import Any
 
 from app.training.formats.records import ExampleRow, Problem, parse_record
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "training"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "training"
 
 
 def jsonl(name: str) -> list[tuple[int, Any]]:

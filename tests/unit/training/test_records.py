@@ -20,7 +20,7 @@ from app.training.formats.records import (
     to_record,
     training_messages,
 )
-from tests.unit.training_support import FIXTURES, jsonl, row_of
+from tests.unit.training.support import FIXTURES, jsonl, row_of
 
 CONTEXT = "Paris is the capital of France."
 USER = {"role": "user", "content": "Hi"}
