@@ -43,7 +43,7 @@ METRICS = ("cosine", "l2", "inner_product")
 STORAGE_TYPES = ("vector", "halfvec")
 DOCUMENT_STATUSES = ("pending", "processing", "ready", "failed")
 TASKS = ("chat", "completion", "classification", "pairs", "triplets", "qa", "custom")
-# The shapes an example can have (app/training/formats.py); a dataset of any task may mix them.
+# The shapes an example can have (app/training/formats/records.py); a dataset of any task may mix them.
 EXAMPLE_FORMATS = TASKS
 # HNSW indexes at most 2,000 dimensions of vector and 4,000 of halfvec (pgvector).
 MAX_INDEXED_DIMENSIONS = {"vector": 2000, "halfvec": 4000}
@@ -380,7 +380,7 @@ class SnapshotExample(Base):
 
     __tablename__ = "snapshot_example"
     __table_args__ = (
-        # RESTRICT: an example a snapshot holds is tombstoned, never deleted (app/training/service.py).
+        # RESTRICT: an example a snapshot holds is tombstoned, never deleted (app/training/datasets/service.py).
         ForeignKeyConstraint(["dataset_id", "example_id"], [Example.dataset_id, Example.id], ondelete="RESTRICT"),
         Index("ix_snapshot_example_snapshot_id_split_seq", "snapshot_id", "split", "seq"),
         Index("ix_snapshot_example_dataset_id_example_id", "dataset_id", "example_id"),

@@ -3,7 +3,7 @@ memora.text_hash (sql/idempotent/009-training.sql) compute them.
 
 The importer hashes here, in the thread that parses, so PostgreSQL only stores rows: hashing in SQL cost the
 server about 20 us of its ~60 us per imported example. A psql INSERT still gets its hashes from the trigger;
-tests/integration/test_training_hashing.py holds the two equal on every kind of value (nested keys, numbers
+tests/integration/training/test_hashing.py holds the two equal on every kind of value (nested keys, numbers
 written with exponents, escapes, Unicode, tool calls without content).
 """
 
