@@ -28,10 +28,11 @@ _QUALIFIED = re.compile(r'(?<![\w"$.])memora(?=\.)')
 
 
 def for_schema(text: str, schema: str) -> str:
-    """TEXT, written for schema memora, for SCHEMA: every `memora.` qualification becomes SCHEMA, quoted (a plain
-    lower-case identifier, as the settings require, so the quotes only keep a reserved word such as "user" a name).
-    The SQL files and the queries the app holds as text (app/db/query.py) both go through here."""
-    return text if schema == DEFAULT_SCHEMA else _QUALIFIED.sub(f'"{schema}"', text)
+    """TEXT, written for schema memora, for SCHEMA: every `memora.` qualification becomes `SCHEMA.`. The SQL files
+    and the queries the app holds as text (app/db/query.py) both go through here. SCHEMA is a plain lower-case
+    identifier (the settings check it) and is not quoted: it also prefixes names that are not identifiers, such as
+    the transaction settings memora.example_before_insert keeps its seq blocks in."""
+    return text if schema == DEFAULT_SCHEMA else _QUALIFIED.sub(schema, text)
 
 
 def read(path: Path, schema: str = DEFAULT_SCHEMA) -> str:

@@ -12,7 +12,7 @@ def test_in_schema_rewrites_qualified_names_only() -> None:
     statement = "SELECT memora.f(x.memora), 'memora' FROM memora.collection c, \"memora\".dataset, memoranda.y"
     assert in_schema(statement, "memora") == statement
     assert in_schema(statement, "ml") == (
-        'SELECT "ml".f(x.memora), \'memora\' FROM "ml".collection c, "memora".dataset, memoranda.y'
+        "SELECT ml.f(x.memora), 'memora' FROM ml.collection c, \"memora\".dataset, memoranda.y"
     )
 
 
