@@ -20,6 +20,7 @@ from app.api.routes import (
     collections,
     dataset_quality,
     datasets,
+    docs,
     documents,
     exports,
     finetune,
@@ -65,11 +66,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",
         lifespan=lifespan,
         responses={422: {"model": ErrorResponse, "description": "Invalid input"}},
+        docs_url=None,  # served by routes/docs.py, without a CDN
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(collections.router)
     app.include_router(documents.router)
