@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -36,6 +37,13 @@ class ConflictError(AppError):
 class InvalidInputError(AppError):
     status = 422
     code = "invalid_input"
+
+
+def invalid_json(exc: json.JSONDecodeError, field: str = "body") -> InvalidInputError:
+    """FIELD is not JSON: where, as line and column (not a character offset), and why."""
+    reason = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    problem = {"field": field, "reason": reason, "line": exc.lineno, "column": exc.colno}
+    return InvalidInputError(f"invalid request: {field}: {reason}", details=[problem])
 
 
 class UnreadableFileError(InvalidInputError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,7 +32,7 @@ from app.api.routes import (
 from app.api.schemas import ErrorResponse
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
-from app.errors import AppError, InvalidInputError
+from app.errors import AppError, InvalidInputError, invalid_json
 from app.ingest.worker import Worker
 
 
@@ -104,9 +105,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's validation errors in Memora's error body, each naming its field and reason."""
     assert isinstance(exc, RequestValidationError)
+    if unparsable := _json_error(exc):
+        error = invalid_json(unparsable)
+        return JSONResponse(error.to_dict(), status_code=error.status)
     problems: list[dict[str, Any]] = [
         {"field": ".".join(str(part) for part in error["loc"]), "reason": error["msg"]} for error in exc.errors()
     ]
     summary = "; ".join(f"{p['field']}: {p['reason']}" for p in problems)
     error = InvalidInputError(f"invalid request: {summary}", details=problems)
     return JSONResponse(error.to_dict(), status_code=error.status)
+
+
+def _json_error(exc: RequestValidationError) -> json.JSONDecodeError | None:
+    """The JSON syntax error behind EXC, if the body was not JSON: FastAPI gives its position as a character offset
+    in `loc` ("body", 21) and the text as `body`, from which the error recovers line and column."""
+    for error in exc.errors():
+        if error["type"] == "json_invalid" and isinstance(exc.body, str) and isinstance(error["loc"][-1], int):
+            return json.JSONDecodeError(error.get("ctx", {}).get("error", error["msg"]), exc.body, error["loc"][-1])
+    return None

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep, SettingsDep
-from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError, invalid_json
 from app.training import readers, repository, service
 from app.training.importer import Importer
 from app.training.schemas import (
@@ -164,6 +164,8 @@ async def _read_json(request: Request, limit: int) -> Any:
             raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
     try:
         return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise invalid_json(exc) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(
             f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]

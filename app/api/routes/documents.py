@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import DocumentDetail, DocumentIn, DocumentPage, DocumentSummary, UploadResponse, UploadResult
 from app.collections import service as collections
-from app.errors import AppError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.errors import AppError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError, invalid_json
 from app.ingest import service
 from app.ingest.parsing import parse_file
 from app.ingest.service import DocumentInput
@@ -123,7 +123,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _from_json(body: bytes) -> list[DocumentInput]:
     try:
         parsed = json.loads(body, parse_constant=service.reject_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
+        raise invalid_json(exc) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(
             f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
         ) from None
