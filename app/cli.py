@@ -87,17 +87,17 @@ def serve(
     ].default,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs) with an ingestion worker, migrating the database first."""
-    import uvicorn
-
     from app.api.main import create_app
+    from app.api.serving import listen, run
 
     update = {"host": host, "port": port, "migrate_on_start": migrate_on_start, "worker_in_serve": worker_in_serve}
     settings = _settings(ctx).model_copy(update=update)
+    sockets = listen(host, port)
     if settings.migrate_on_start:
         migrate.upgrade(settings)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
     app = create_app(settings, worker=settings.worker_in_serve)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level)
+    run(app, sockets, settings.log_level)
 
 
 @cli.command()
