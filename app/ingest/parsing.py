@@ -14,6 +14,7 @@ from typing import Any
 from pypdf import PdfReader
 
 from app.db.models import CONTENT_TYPES  # one list, also behind the table's CHECK
+from app.db.storable import unstorable as unstorable  # it lived here; importers elsewhere still find it here
 from app.errors import InvalidInputError, UnreadableFileError, UnsupportedMediaTypeError
 from app.ingest.chunking import markdown_headings
 
@@ -235,22 +236,6 @@ def _bad_line(filename: str, number: int, field: str, reason: str) -> Unreadable
     return UnreadableFileError(
         f"{filename} line {number}: {field}: {reason}", details={"file": filename, "line": number, "field": field}
     )
-
-
-def unstorable(value: Any) -> str | None:
-    """Why PostgreSQL could not store VALUE's strings (NUL, or a lone surrogate from a \\u escape), else None."""
-    if isinstance(value, dict):
-        return next(filter(None, map(unstorable, [*value.keys(), *value.values()])), None)
-    if isinstance(value, list):
-        return next(filter(None, map(unstorable, value)), None)
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "holds a NUL character, which PostgreSQL cannot store"
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return "holds an unpaired surrogate, which is not text"
-    return None
 
 
 def _jsonl_line(filename: str, number: int, line: str) -> ParsedDocument:

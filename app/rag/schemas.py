@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.ingest.parsing import unstorable
+from app.db.storable import unstorable
 from app.rerank.schemas import RerankOptions
 from app.search.schemas import Mode
 

@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.db.storable import unstorable
 from app.errors import InvalidInputError
-from app.ingest.parsing import unstorable
 from app.rerank.schemas import RerankOptions
 
 Mode = Literal["hybrid", "text", "vector"]
