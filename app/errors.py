@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -92,6 +93,12 @@ def location(parts: Iterable[int | str], prefix: str = "") -> str:
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
+
+
+def invalid_json(exc: json.JSONDecodeError, field: str = "body") -> InvalidInputError:
+    """FIELD is not JSON: where, as line and column (not a character offset), and why."""
+    reason = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    return InvalidInputError.for_problems([{"field": field, "reason": reason, "line": exc.lineno, "column": exc.colno}])
 
 
 class UnreadableFileError(InvalidInputError):

@@ -4,6 +4,8 @@ error messages with the server's own words and the key masked, and the retry loo
 Calls are retried on 408, 409, 429, 5xx and lost connections, honouring Retry-After, as the embedding provider
 retries; a timeout is not retried (a model that did not answer within the timeout rarely answers the second time,
 and the caller is waiting): it becomes UpstreamTimeoutError (504), every other failure the caller's own error.
+
+The openai package is imported when a client is made (it takes half a second): importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
-
-import openai
 
 from app.config import Settings
 from app.embeddings.openai_provider import retry_after_seconds
 from app.errors import AppError, UpstreamTimeoutError
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ class Upstream:
         self.timeout = settings.openai_timeout_seconds
         self.max_retries = settings.openai_max_retries
         self._sleep = sleep
+        import openai
+
         self._client = openai.OpenAI(
             api_key=self._key, base_url=base_url or settings.openai_base_url, timeout=self.timeout, max_retries=0
         )
@@ -103,6 +108,8 @@ class Upstream:
 
     def call(self, where: str, call: Callable[[], _T]) -> _T:
         """CALL's result, retried as the module says; WHERE names the model and server in errors and logs."""
+        import openai
+
         attempt = 0
         while True:
             wait = None

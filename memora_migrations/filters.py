@@ -40,7 +40,8 @@ def memora_objects(
     name: str | None, type_: str, parent_names: Mapping[str, str | None], *, schema: str = DEFAULT_SCHEMA
 ) -> bool:
     """What Memora's own autogenerate compares: its schema, less the version table, the per-collection partitions
-    and the per-dataset embedding indexes that deduplication creates (app/training/quality/index.py, sql/idempotent/011-example-index.sql)."""
+    and the per-dataset embedding indexes that deduplication creates
+    (sql/idempotent/011-example-index.sql)."""
     if type_ == "schema":
         return name == schema
     if type_ == "table":

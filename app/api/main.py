@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from app.api.routes import (
     collections,
     dataset_quality,
     datasets,
+    docs,
     documents,
     exports,
     finetune,
@@ -29,7 +31,7 @@ from app.api.routes import (
 from app.api.schemas import ErrorResponse
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
-from app.errors import AppError, InvalidInputError
+from app.errors import AppError, InvalidInputError, invalid_json
 from app.ingest.worker import Worker
 
 
@@ -64,11 +66,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",
         lifespan=lifespan,
         responses={422: {"model": ErrorResponse, "description": "Invalid input"}},
+        docs_url=None,  # served by routes/docs.py, without a CDN
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(collections.router)
     app.include_router(documents.router)
@@ -98,6 +104,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's validation errors in Memora's error body, each naming its field and reason."""
     assert isinstance(exc, RequestValidationError)
+    if unparsable := _json_error(exc):
+        error = invalid_json(unparsable)
+        return JSONResponse(error.to_dict(), status_code=error.status)
     problems = [{"field": ".".join(map(str, e["loc"])), "reason": e["msg"]} for e in exc.errors()]
     error = InvalidInputError.for_problems(problems)
     return JSONResponse(error.to_dict(), status_code=error.status)
+
+
+def _json_error(exc: RequestValidationError) -> json.JSONDecodeError | None:
+    """The JSON syntax error behind EXC, if the body was not JSON: FastAPI gives its position as a character offset
+    in `loc` ("body", 21) and the text as `body`, from which the error recovers line and column."""
+    for error in exc.errors():
+        if error["type"] == "json_invalid" and isinstance(exc.body, str) and isinstance(error["loc"][-1], int):
+            return json.JSONDecodeError(error.get("ctx", {}).get("error", error["msg"]), exc.body, error["loc"][-1])
+    return None

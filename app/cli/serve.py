@@ -22,18 +22,18 @@ def serve(
     worker_in_serve: Annotated[bool, setting("worker_in_serve", "--worker/--no-worker")] = DEFAULTS["worker_in_serve"],
 ) -> None:  # fmt: skip
     """Serve the REST API (OpenAPI docs at /docs) with an ingestion worker, migrating the database first."""
-    import uvicorn
-
     from app.api.main import create_app
+    from app.api.serving import listen, run
     from app.db import migrate
 
     update = {"host": host, "port": port, "migrate_on_start": migrate_on_start, "worker_in_serve": worker_in_serve}
     config = settings(ctx).model_copy(update=update)
+    sockets = listen(host, port)  # a port in use is one line naming --port, before anything starts
     if config.migrate_on_start:
         migrate.upgrade(config)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
     app = create_app(config, worker=config.worker_in_serve)
-    uvicorn.run(app, host=host, port=port, log_level=config.log_level)
+    run(app, sockets, config.log_level)
 
 
 @cli.command()

@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from app.errors import EmbeddedPostgresError
 
 log = logging.getLogger(__name__)
@@ -296,6 +293,9 @@ class EmbeddedPostgres:
         return None
 
     def _ensure_database(self, server: EmbeddedServer) -> None:
+        import psycopg  # here, not at the top: `memora --help` imports this module
+        from psycopg import sql
+
         with psycopg.connect(server.url("postgres"), autocommit=True, connect_timeout=10) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if not exists:

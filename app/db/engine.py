@@ -1,20 +1,19 @@
-"""Engines and sessions: sync SQLAlchemy 2.0 on psycopg 3, shared by the API, the worker and the CLI."""
+"""Engines and sessions: sync SQLAlchemy 2.0 on psycopg 3, shared by the API, the worker and the CLI.
+
+SQLAlchemy, psycopg and the models are imported where they are used: `memora --help` imports this module.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pgvector.psycopg import register_vector
-from psycopg import sql
-from psycopg.types import TypeInfo
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+from typing import TYPE_CHECKING, Any
 
 from app.config import Settings
 from app.db.embedded import EmbeddedPostgres
-from app.db.models import SCHEMA
-from app.db.query import schema_of
+
+if TYPE_CHECKING:
+    from psycopg import sql
+    from sqlalchemy import Connection, Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 def database_url(settings: Settings) -> str:
@@ -27,16 +26,24 @@ def database_url(settings: Settings) -> str:
 
 def sqlalchemy_url(libpq_url: str) -> str:
     """postgresql://... as psql takes it -> postgresql+psycopg://... for SQLAlchemy."""
+    from sqlalchemy.engine import make_url
+
     return make_url(libpq_url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 def libpq_url(url: str) -> str:
     """postgresql+psycopg://... -> postgresql://... as psql and psycopg.connect take it."""
+    from sqlalchemy.engine import make_url
+
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def make_engine(settings: Settings, application_name: str, url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for one kind of process (api, worker, cli), named in pg_stat_activity as memora-<kind>."""
+    from sqlalchemy import create_engine, event
+
+    from app.db.models import SCHEMA
+
     # Only the API gets statement_timeout: migrations, the worker's COPY and index builds may take long.
     timeout = settings.statement_timeout_ms if application_name == "api" else 0
     options = f"-c statement_timeout={timeout}" if timeout else ""
@@ -56,12 +63,17 @@ def make_engine(settings: Settings, application_name: str, url: str | None = Non
 
 def _register_vector(dbapi_connection: Any, _record: Any) -> None:
     """Teach psycopg the vector types, once the extension exists (it does not before the first migration)."""
+    from pgvector.psycopg import register_vector
+    from psycopg.types import TypeInfo
+
     if TypeInfo.fetch(dbapi_connection, "vector") is not None:
         register_vector(dbapi_connection)
     dbapi_connection.commit()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    from sqlalchemy.orm import sessionmaker
+
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -74,5 +86,9 @@ def execute_identifiers(conn: Connection, statement: sql.Composable) -> None:
 def compose(conn: Connection, statement: str, *names: str) -> str:
     """STATEMENT with Memora's objects NAMES, schema-qualified and quoted, in its {} places: for SQL written as
     text (run with conn.exec_driver_sql and %(name)s parameters), which schema_translate_map does not reach."""
+    from psycopg import sql
+
+    from app.db.query import schema_of
+
     identifiers = [sql.Identifier(schema_of(conn), name) for name in names]
     return sql.SQL(statement).format(*identifiers).as_string(conn.connection.driver_connection)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-Vectors = npt.NDArray[np.float32]
+# A string, so that importing this module (as every provider, the chunker and the registry do) does not import numpy.
+Vectors: TypeAlias = "npt.NDArray[np.float32]"
 
 
 class Tokenizer(Protocol):

@@ -1,4 +1,8 @@
-"""OpenAI embeddings, or any server that speaks the same API (vLLM, Ollama, LiteLLM...), with explicit retries."""
+"""OpenAI embeddings, or any server that speaks the same API (vLLM, Ollama, LiteLLM...), with explicit retries.
+
+numpy and the openai package are imported when they are used: app/upstream.py imports this module for
+retry_after_seconds, and the openai package takes half a second to import.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +14,15 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import openai
 from pydantic import SecretStr
 
 from app.embeddings.base import Tokenizer, Vectors, WordTokenizer
 from app.errors import EmbeddingProviderError
+
+if TYPE_CHECKING:
+    import openai
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,8 @@ class OpenAIEmbedder:
                 "server that does not check keys)"
             )
         self._secret = SecretStr(key)
+        import openai
+
         # The client's own retries are off: the loop in _request retries, logs and caps the waits.
         self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout, max_retries=0)
 
@@ -108,6 +115,8 @@ class OpenAIEmbedder:
         return f"OpenAIEmbedder(model={self.model!r}, dimensions={self.dimensions}, base_url={self.base_url!r})"
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        import numpy as np
+
         vectors = np.empty((len(texts), self.dimensions), dtype=np.float32)
         for batch in self._batches(texts):
             vectors[batch.start : batch.stop] = self._request([texts[i] for i in batch])
@@ -127,6 +136,8 @@ class OpenAIEmbedder:
 
     def _request(self, texts: list[str]) -> Vectors:
         """One request, retried on 408, 409, 429, 5xx, timeouts and lost connections."""
+        import openai
+
         extra: dict[str, Any] = {"dimensions": self.dimensions} if self.send_dimensions else {}
         attempt = 0
         while True:
@@ -157,6 +168,8 @@ class OpenAIEmbedder:
 
     def _vectors(self, response: Any, count: int) -> Vectors:
         """The response's vectors in input order, after checking there is one of the right width per input."""
+        import numpy as np
+
         data = sorted(response.data, key=lambda item: item.index)
         if [item.index for item in data] != list(range(count)):
             raise EmbeddingProviderError(

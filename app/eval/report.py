@@ -1,7 +1,8 @@
 """`memora eval --report DIR`: report.md with each mode's metrics, and PNG charts drawn by matplotlib.
 
 Charts are drawn on `matplotlib.figure.Figure` objects with the Agg canvas, never through pyplot: no display is
-needed and no global figure state is kept between reports.
+needed and no global figure state is kept between reports. matplotlib is imported when a chart is drawn: it takes
+most of a second, and `memora eval` without --report (and `memora embed`) should not wait for it.
 """
 
 from __future__ import annotations
@@ -10,16 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from sqlalchemy import Connection
 
 from app.embeddings.base import Vectors
 from app.eval.metrics import recall_at
 from app.eval.repository import FusionParams
 from app.eval.service import ModeResult, Query, evaluate_mode
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SWEEP_K = 10  # the sweep asks for 10 chunks, as an application showing 10 results does
 EF_SEARCH = (16, 40, 100, 200)
@@ -185,13 +187,21 @@ def _tuning_lines(tuning: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _save(figure: Figure, path: Path) -> None:
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> None:
     figure.savefig(path, format="png", dpi=100)
 
 
 def _ndcg_chart(summaries: dict[str, dict[str, float | int]]) -> Figure:
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = _figure(6, 4)
     axes = figure.add_subplot()
     modes = list(summaries)
     values = [float(summaries[mode]["ndcg@10"]) for mode in modes]
@@ -204,7 +214,7 @@ def _ndcg_chart(summaries: dict[str, dict[str, float | int]]) -> Figure:
 
 
 def _recall_chart(curves: dict[str, list[float]]) -> Figure:
-    figure = Figure(figsize=(6, 4), layout="constrained")
+    figure = _figure(6, 4)
     axes = figure.add_subplot()
     for mode, curve in curves.items():
         axes.plot(list(RECALL_KS), curve, label=mode, color=_COLORS.get(mode))
@@ -220,7 +230,7 @@ def _recall_chart(curves: dict[str, list[float]]) -> Figure:
 
 
 def _latency_chart(sweep: Sequence[SweepPoint]) -> Figure:
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    figure = _figure(7, 4.5)
     axes = figure.add_subplot()
     # One series per mode and knob (ef_search, candidates), joined in the order of the setting.
     for series in dict.fromkeys((p.mode, p.label.split()[0]) for p in sweep):

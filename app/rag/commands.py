@@ -5,15 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import InvalidInputError, problems_of
 from app.rag.schemas import DEFAULT_K, DEFAULT_MAX_CONTEXT_TOKENS, AnswerRequest, AnswerResponse, Source
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def ask(
@@ -49,9 +50,13 @@ def ask(
         fields["rerank"] = {"model": rerank_model, "top_n": rerank_top_n}
     request = _request(fields | {"stream": True})
 
-    with Session(engine) as db:
-        from app.rag import service  # the openai client takes ~0.5 s to import: only `memora ask` loads it
+    # Here, not at the top: every `memora` command imports this module, and only `memora ask` needs these (the
+    # openai client alone takes ~0.5 s to import).
+    from sqlalchemy.orm import Session
 
+    from app.rag import service
+
+    with Session(engine) as db:
         prepared = service.prepare(db, settings, collection, request)
     done: dict[str, Any] = {}
     written = ""

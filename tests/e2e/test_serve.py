@@ -11,8 +11,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from app import __version__
+from app.api.serving import listen
 from app.db.embedded import bin_dir
+from app.errors import AppError
 
 
 def _free_port() -> int:
@@ -70,5 +74,51 @@ def test_serve_on_the_embedded_default(data_dir: Path) -> None:
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C
         output = server.communicate(timeout=30)[0]
+    assert f"Memora {__version__} on http://127.0.0.1:{port} " in output
     assert "Application shutdown complete." in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("reuse_address", [False, True], ids=["other-program", "other-server"])
+def test_serve_on_a_busy_port_says_which_setting_changes_it(reuse_address: bool) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")}
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, int(reuse_address))  # as uvicorn binds, e.g.
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env |= {"MEMORA_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/nothing", "MEMORA_PORT": str(port)}
+        served = subprocess.run(
+            [sys.executable, "-m", "app", "serve", "--no-migrate", "--no-worker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert served.returncode == 1
+    assert served.stderr.splitlines() == [
+        f"error: cannot serve on 127.0.0.1:{port}: the port is in use; choose another with --port or MEMORA_PORT"
+    ]
+    assert served.stdout == ""
+
+
+def test_an_address_of_another_machine_names_the_host_setting() -> None:
+    with pytest.raises(AppError) as caught:
+        listen("192.0.2.1", _free_port())  # TEST-NET-1: documentation only, never an address of this machine
+
+    assert "not an address of this machine" in caught.value.message
+    assert "--host or MEMORA_HOST" in caught.value.message
+
+
+def test_listen_binds_every_address_of_a_name() -> None:
+    port = _free_port()
+    sockets = listen("localhost", port)
+    try:
+        assert {sock.getsockname()[1] for sock in sockets} == {port}
+        assert "127.0.0.1" in {sock.getsockname()[0] for sock in sockets}
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # accepted into the backlog: the socket listens before uvicorn takes it
+    finally:
+        for sock in sockets:
+            sock.close()

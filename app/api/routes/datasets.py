@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from app.api.deps import SessionDep, SettingsDep
 from app.db.models import Dataset
 from app.db.repository import all_named
-from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError, invalid_json
 from app.training.datasets import repository, service
 from app.training.datasets.schemas import (
     DatasetCreate,
@@ -166,6 +166,8 @@ async def _read_json(request: Request, limit: int) -> Any:
             raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
     try:
         return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise invalid_json(exc) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInputError(
             f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]

@@ -18,6 +18,7 @@ from app.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
+    invalid_json,
     location,
     problems_of,
 )
@@ -130,7 +131,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _from_json(body: bytes) -> list[DocumentInput]:
     try:
         parsed = json.loads(body, parse_constant=service.reject_constant)
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
+        raise invalid_json(exc) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise InvalidInputError(
             f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
         ) from None

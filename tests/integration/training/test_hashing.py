@@ -1,5 +1,5 @@
-"""app/training/formats/hashing.py against sql/idempotent/009-training.sql: the importer's hashes and a psql INSERT's are
-the same bytes, so an example is the same example whichever way it came in."""
+"""app/training/formats/hashing.py against sql/idempotent/009-training.sql: the importer's hashes and a psql
+INSERT's are the same bytes, so an example is the same example whichever way it came in."""
 
 from __future__ import annotations
 

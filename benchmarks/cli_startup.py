@@ -1,0 +1,155 @@
+"""What a `memora` command costs before it does anything: the wall time of `memora --help` and other commands that
+do no work, and what each import of app/cli.py adds, in order, with the libraries it brings in.
+
+Each import is timed in a fresh interpreter after the ones before it, so a library is charged to the first import
+that needs it. An import of an app module that adds more than --expand ms is broken down the same way into its own
+imports (those that cost something), down to --depth levels. Figures are medians of --runs runs; other work on the
+machine moves them (see the load average).
+
+    .venv/bin/python benchmarks/cli_startup.py [--runs 9] [--expand 20] [--depth 3] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import REPO_ROOT, code_version, console, machine, print_facts, print_table, write_json
+
+COMMANDS = [["--help"], ["version"], ["db", "--help"], ["collection", "--help"]]
+
+# Runs in a fresh interpreter: execute PREFIX untimed, then time each of STATEMENTS; print seconds and new packages.
+_CHILD = """
+import json, sys, time
+prefix, statements = json.loads(sys.argv[1])
+for statement in prefix:
+    exec(statement, {})
+out = []
+for statement in statements:
+    before = set(sys.modules)
+    start = time.perf_counter()
+    exec(statement, {})
+    seconds = time.perf_counter() - start
+    out.append([seconds, sorted({name.split(".")[0] for name in set(sys.modules) - before})])
+print(json.dumps(out))
+"""
+
+
+def imports_of(module: str) -> list[str]:
+    """MODULE's top-level import statements as source, in order; for app.cli also those training's register() makes."""
+    path = REPO_ROOT / (module.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    nodes = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    if module == "app.cli":
+        register = ast.parse((REPO_ROOT / "app/training/cli.py").read_text())
+        for node in ast.walk(register):
+            if isinstance(node, ast.FunctionDef) and node.name == "register":
+                nodes += [n for n in ast.walk(node) if isinstance(n, ast.ImportFrom)]
+    statements = []
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            continue
+        if isinstance(node, ast.ImportFrom) and any(_is_app_module(f"{node.module}.{n.name}") for n in node.names):
+            # One statement per module: `from app.training import cli_datasets, cli_export` loads two.
+            statements += [ast.unparse(ast.ImportFrom(node.module, [name], node.level)) for name in node.names]
+        else:
+            statements.append(ast.unparse(node))
+    return [*statements, f"import {module}"]
+
+
+def time_statements(prefix: list[str], statements: list[str], runs: int) -> list[tuple[str, float, list[str]]]:
+    """Median seconds of each statement after PREFIX, and the top-level packages it imported (in the first run)."""
+    samples: list[list[float]] = [[] for _ in statements]
+    packages: list[list[str]] = []
+    for _ in range(runs):
+        result = subprocess.run(
+            [sys.executable, "-c", _CHILD, json.dumps([prefix, statements])],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        measured = json.loads(result.stdout)
+        for i, (seconds, _) in enumerate(measured):
+            samples[i].append(seconds)
+        packages = packages or [new for _, new in measured]
+    return [(s, statistics.median(t), p) for s, t, p in zip(statements, samples, packages, strict=True)]
+
+
+def time_command(argv: list[str], runs: int) -> tuple[float, float]:
+    """Median and minimum wall seconds of ARGV."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times)
+
+
+def _packages(new: list[str]) -> str:
+    shown = [name for name in new if not name.startswith("_") and name not in sys.stdlib_module_names]
+    return ", ".join(shown[:8]) + (" ..." if len(shown) > 8 else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--expand", type=float, default=20.0, help="Break down app imports over this many ms.")
+    parser.add_argument("--depth", type=int, default=3, help="Break down app imports this many levels down.")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    facts = machine() | code_version()
+    print_facts("cli_startup", facts)
+
+    memora = Path(sys.executable).parent / "memora"
+    commands = [[sys.executable, "-c", "pass"]] + [[str(memora), *argv] for argv in COMMANDS]
+    command_rows = []
+    for argv in commands:
+        median, fastest = time_command(argv, args.runs)
+        name = "python -c pass" if argv[0] == sys.executable else "memora " + " ".join(argv[1:])
+        command_rows.append([name, median * 1000, fastest * 1000])
+    print_table("Wall time (ms)", ["command", "median", "min"], command_rows)
+
+    import_rows: list[list[Any]] = []
+
+    def breakdown(prefix: list[str], module: str, depth: int) -> None:
+        steps = imports_of(module)
+        for i, (statement, seconds, new) in enumerate(time_statements(prefix, steps, args.runs)):
+            if depth and seconds * 1000 < 0.5:
+                continue  # inside a module, only the imports that cost something
+            import_rows.append(["  " * depth + statement, seconds * 1000, _packages(new)])
+            inner = _app_module(statement)
+            if inner and inner != module and depth < args.depth and seconds * 1000 > args.expand:
+                breakdown(prefix + steps[:i], inner, depth + 1)
+
+    breakdown([], "app.cli", 0)
+    print_table("Imports of app/cli.py in order (ms after the ones above)", ["import", "ms", "brings in"], import_rows)
+    write_json(args.json, {"machine": facts, "commands": command_rows, "imports": import_rows})
+
+
+def _is_app_module(name: str) -> bool:
+    path = REPO_ROOT / name.replace(".", "/")
+    return name.startswith("app.") and (path.with_suffix(".py").exists() or (path / "__init__.py").exists())
+
+
+def _app_module(statement: str) -> str | None:
+    """The app module an import statement loads, if it names one (`from app.x import y` may name module app.x.y)."""
+    node = ast.parse(statement).body[0]
+    if isinstance(node, ast.Import):
+        name = node.names[0].name
+    elif isinstance(node, ast.ImportFrom) and node.module:
+        name = node.module
+        if _is_app_module(f"{name}.{node.names[0].name}"):
+            name = f"{name}.{node.names[0].name}"
+    else:
+        return None
+    return name if _is_app_module(name) else None
+
+
+if __name__ == "__main__":
+    main()
+    console.print("done")
