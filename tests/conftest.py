@@ -30,6 +30,7 @@ from app.config import Settings
 from app.db import migrate
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import make_engine, sqlalchemy_url
+from tests.schema import SCHEMA
 
 pytest_plugins = ["tests.openai_fixtures", "tests.beir_fixtures"]
 
@@ -153,8 +154,12 @@ def db(connection: Connection) -> Iterator[Session]:
 
 
 def sqlalchemy_engine(url: str) -> Engine:
-    """A throwaway engine on a libpq URL, for tests that work outside the shared database."""
-    return create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    """A throwaway engine on a libpq URL, for tests that work outside the shared database; its ORM statements name
+    the schema the suite runs in, as the application's engines do (app/db/engine.make_engine)."""
+    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    if SCHEMA != "memora":
+        return engine.execution_options(schema_translate_map={"memora": SCHEMA})
+    return engine
 
 
 @pytest.fixture

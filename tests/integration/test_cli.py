@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from app.db import migrate
+from tests.schema import q
 
 runner = CliRunner()
 
@@ -109,7 +110,7 @@ def test_db_psql_passes_psql_options_through(fresh_db_url: str, tmp_path: Path) 
     script = tmp_path / "q.sql"
     script.write_text("SELECT 40 + 2;\n")
 
-    inline = memora("--database-url", fresh_db_url, "db", "psql", "-At", "-c", "SELECT count(*) FROM memora.dataset")
+    inline = memora("--database-url", fresh_db_url, "db", "psql", "-At", "-c", q("SELECT count(*) FROM memora.dataset"))
     from_file = memora("--database-url", fresh_db_url, "db", "psql", "-At", "-f", str(script))
 
     assert inline.returncode == 0, inline.stderr

@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.training.batches.cursor import Cursor
 from app.training.batches.service import MAX_BATCH
+from tests.schema import sql
 
 
 def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:
     """Classification examples 'example START' .. 'example STOP-1', written as a psql user writes them."""
     db.execute(
-        text(
+        sql(
             "INSERT INTO memora.example (dataset_id, format, input, label, input_ids) "
             "SELECT d.id, 'classification', jsonb_build_object('text', 'example ' || g), "
             "CASE WHEN mod(g, 3) = 0 THEN 'spam' ELSE 'ham' END, ARRAY[g, g + 1] "
@@ -32,7 +32,7 @@ def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:
 def live_ids(db: Session, dataset: str, split: str | None = None) -> list[int]:
     return list(
         db.scalars(
-            text(
+            sql(
                 "SELECT e.id FROM memora.example e JOIN memora.dataset d ON d.id = e.dataset_id "
                 "WHERE d.name = :d AND e.deleted_at IS NULL AND (CAST(:split AS text) IS NULL OR e.split = :split) "
                 "ORDER BY e.seq"
@@ -142,7 +142,7 @@ def test_examples_added_during_an_epoch_wait_for_the_next(api: TestClient, db: S
     next_seq = "SELECT next_seq FROM memora.dataset WHERE name = 'reviews'"
     for seed in (None, 3):
         before = live_ids(db, dataset)
-        n = db.scalar(text(next_seq))
+        n = db.scalar(sql(next_seq))
         first = get(api, dataset, size=50, shuffle_seed=seed)
         late = [{"text": f"late {seed} {i}", "label": "ham"} for i in range(10)]
         assert api.post(f"/v1/datasets/{dataset}/examples", json=late).json()["stored"] == 10
@@ -173,7 +173,7 @@ def test_fields_pick_what_each_item_carries(api: TestClient, db: Session, datase
 
 def test_records_carry_their_metadata(api: TestClient, db: Session, dataset: str) -> None:
     db.execute(
-        text(
+        sql(
             "INSERT INTO memora.example (dataset_id, format, input, label, metadata) "
             "SELECT id, 'classification', '{\"text\": \"tagged\"}', 'ham', '{\"source\": \"web\"}' "
             "FROM memora.dataset WHERE name = 'reviews'"
@@ -288,13 +288,13 @@ def test_unknown_dataset_is_a_404(api: TestClient) -> None:
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 5, 16, 17, 100, 1023, 1024, 1025, 4097])
 def test_shuffle_positions_is_shuffle_position_for_many_positions(db: Session, n: int) -> None:
     rows = db.execute(
-        text(
+        sql(
             "SELECT s.i, s.x, memora.shuffle_position(s.i, :n, 9) AS one FROM memora.shuffle_positions(0, :n, :n, 9) s"
         ),
         {"n": n},
     ).all()
     part = db.execute(
-        text("SELECT i, x FROM memora.shuffle_positions(:start, 7, :n, 9)"), {"n": n, "start": n // 2}
+        sql("SELECT i, x FROM memora.shuffle_positions(:start, 7, :n, 9)"), {"n": n, "start": n // 2}
     ).all()
 
     assert [r.i for r in rows] == list(range(n))

@@ -12,6 +12,8 @@ import psycopg
 import pyarrow.parquet as pq
 from psycopg.types.json import Jsonb
 
+from tests.schema import q
+
 CHATS = [
     {"messages": [{"role": "user", "content": f"Question {i}?"}, {"role": "assistant", "content": f"Answer {i}."}]}
     for i in range(5)
@@ -26,12 +28,12 @@ def memora(url: str, *args: str, cwd: Path | None = None) -> subprocess.Complete
 def dataset(url: str, name: str = "talk") -> None:
     with psycopg.connect(url) as conn:
         dataset_id = conn.execute(
-            "INSERT INTO memora.dataset (name, task) VALUES (%s, 'chat') RETURNING id", [name]
+            q("INSERT INTO memora.dataset (name, task) VALUES (%s, 'chat') RETURNING id"), [name]
         ).fetchone()
         assert dataset_id is not None
         for record in CHATS:
             conn.execute(
-                "INSERT INTO memora.example (dataset_id, format, input) VALUES (%s, 'chat', %s)",
+                q("INSERT INTO memora.example (dataset_id, format, input) VALUES (%s, 'chat', %s)"),
                 [dataset_id[0], Jsonb(record)],
             )
 

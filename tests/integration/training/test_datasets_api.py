@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.training.imports import importer
+from tests.schema import sql
 
 CHAT = {
     "messages": [
@@ -206,7 +206,7 @@ def test_tokenized_fields_are_integer_arrays(api: TestClient, db: Session) -> No
 
     assert response.status_code == 201
     row = db.execute(
-        text("SELECT pg_typeof(input_ids)::text AS kind, input_ids, start_positions FROM memora.example")
+        sql("SELECT pg_typeof(input_ids)::text AS kind, input_ids, start_positions FROM memora.example")
     ).one()
     assert (row.kind, row.input_ids, row.start_positions) == ("integer[]", [101, 2054, 102], [1])
 
@@ -250,14 +250,14 @@ def test_paging_with_a_cursor_and_bad_cursors(api: TestClient, dataset: str) -> 
 def test_deleting_an_example_a_snapshot_holds_leaves_a_tombstone(api: TestClient, dataset: str, db: Session) -> None:
     api.post(f"/v1/datasets/{dataset}/examples", json=[chat("keep?", "yes"), chat("drop?", "no")])
     items = api.get(f"/v1/datasets/{dataset}/examples").json()["items"]
-    db.execute(text("SELECT memora.create_snapshot('ds', 'v1')"))
+    db.execute(sql("SELECT memora.create_snapshot('ds', 'v1')"))
 
     assert api.delete(f"/v1/datasets/{dataset}/examples/{items[1]['id']}").status_code == 204
 
     assert [i["id"] for i in api.get(f"/v1/datasets/{dataset}/examples").json()["items"]] == [items[0]["id"]]
     assert api.get(f"/v1/datasets/{dataset}/examples/{items[1]['id']}").status_code == 404
     held = db.execute(
-        text("SELECT e.deleted_at IS NOT NULL AS tombstone FROM memora.snapshot_example s "
+        sql("SELECT e.deleted_at IS NOT NULL AS tombstone FROM memora.snapshot_example s "
              "JOIN memora.example e ON (e.dataset_id, e.id) = (s.dataset_id, s.example_id) WHERE e.id = :id"),
         {"id": items[1]["id"]},
     ).one()  # fmt: skip
@@ -304,14 +304,14 @@ def test_csv_columns_can_be_renamed_and_extra_ones_become_metadata(api: TestClie
 
 def test_a_dataset_with_snapshots_and_tombstones_can_be_deleted(api: TestClient, dataset: str, db: Session) -> None:
     api.post(f"/v1/datasets/{dataset}/examples", json=[chat("a?", "b"), chat("c?", "d")])
-    db.execute(text("SELECT memora.create_snapshot('ds', 'v1')"))
+    db.execute(sql("SELECT memora.create_snapshot('ds', 'v1')"))
     first = api.get(f"/v1/datasets/{dataset}/examples").json()["items"][0]["id"]
     api.delete(f"/v1/datasets/{dataset}/examples/{first}")
 
     assert api.delete(f"/v1/datasets/{dataset}").status_code == 204
 
-    assert db.execute(text("SELECT count(*) FROM memora.example")).scalar() == 0
-    assert db.execute(text("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0
+    assert db.execute(sql("SELECT count(*) FROM memora.example")).scalar() == 0
+    assert db.execute(sql("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0
 
 
 def test_text_postgresql_cannot_store_is_a_problem_of_its_line(api: TestClient, dataset: str) -> None:

@@ -20,6 +20,7 @@ from app.embeddings.registry import get_embedder
 from app.training.quality import index as dataset_index
 from app.training.quality import neighbours
 from tests.factories import make_dataset
+from tests.schema import q, sql
 
 HASHING = {"provider": "hashing"}
 WORDS = [f"w{i}" for i in range(5000)]
@@ -33,7 +34,7 @@ def sentence(rng: random.Random, n: int = 20) -> str:
 def add(db: Session, dataset: Dataset, texts: list[str], *, label: str = "ham") -> list[int]:
     """Classification examples with these texts, in this order (so in seq order); returns their ids."""
     rows = db.execute(
-        text(
+        sql(
             "INSERT INTO memora.example (dataset_id, format, input, label) "
             "SELECT :d, 'classification', jsonb_build_object('text', t), :label "
             "FROM unnest(CAST(:texts AS text[])) WITH ORDINALITY AS x(t, i) ORDER BY i RETURNING id"
@@ -45,7 +46,7 @@ def add(db: Session, dataset: Dataset, texts: list[str], *, label: str = "ham") 
 
 def live(db: Session, dataset: Dataset) -> set[int]:
     rows = db.execute(
-        text("SELECT id FROM memora.example WHERE dataset_id = :d AND deleted_at IS NULL"), {"d": dataset.id}
+        sql("SELECT id FROM memora.example WHERE dataset_id = :d AND deleted_at IS NULL"), {"d": dataset.id}
     )
     return {row.id for row in rows}
 
@@ -59,7 +60,7 @@ def test_exact_clusters_then_drop_keeps_the_first_and_snapshots_still_read_the_r
 ) -> None:
     dataset = make_dataset(db)
     hello = add(db, dataset, ["Hello world", "unique one", "HELLO   world", "hello WORLD", "Foo bar", "foo  bar"])
-    db.execute(text("SELECT * FROM memora.create_snapshot(:n, 's1')"), {"n": dataset.name})
+    db.execute(sql("SELECT * FROM memora.create_snapshot(:n, 's1')"), {"n": dataset.name})
     later = add(db, dataset, ["hello  world", "another unique"])  # not in the snapshot
 
     report = api.post(f"/v1/datasets/{dataset.name}/dedup", json={"exact": True})
@@ -82,7 +83,7 @@ def test_exact_clusters_then_drop_keeps_the_first_and_snapshots_still_read_the_r
     assert dropped["counts"]["deleted"] == 1  # added after s1
     assert live(db, dataset) == {hello[0], hello[1], hello[4], later[1]}
     in_snapshot = db.execute(
-        text(
+        sql(
             "SELECT e.id, e.input ->> 'text' AS t FROM memora.snapshot_example s "
             "JOIN memora.example e ON (e.dataset_id, e.id) = (s.dataset_id, s.example_id) "
             "JOIN memora.snapshot n ON n.id = s.snapshot_id WHERE n.name = 's1' AND n.dataset_id = :d"
@@ -90,7 +91,7 @@ def test_exact_clusters_then_drop_keeps_the_first_and_snapshots_still_read_the_r
         {"d": dataset.id},
     ).all()
     assert {row.id for row in in_snapshot} == set(hello)
-    assert db.scalar(text("SELECT count(*) FROM memora.example WHERE id = :i"), {"i": later[0]}) == 0
+    assert db.scalar(sql("SELECT count(*) FROM memora.example WHERE id = :i"), {"i": later[0]}) == 0
     again = api.post(f"/v1/datasets/{dataset.name}/dedup", json={"drop": True}).json()
     assert again["clusters"] == []
     assert again["counts"]["dropped"] == 0
@@ -173,11 +174,11 @@ def test_new_examples_are_embedded_and_another_model_re_embeds(api: TestClient, 
     assert other["counts"]["embedded"] == 68
     assert other["embedding"]["dimensions"] == 64
     dims = db.execute(
-        text("SELECT DISTINCT vector_dims(embedding) FROM memora.example WHERE dataset_id = :d"), {"d": dataset.id}
+        sql("SELECT DISTINCT vector_dims(embedding) FROM memora.example WHERE dataset_id = :d"), {"d": dataset.id}
     ).all()
     assert dims == [(64,)]
     definition = db.scalar(
-        text("SELECT indexdef FROM pg_indexes WHERE indexname = memora.example_index_name(:d)"), {"d": dataset.id}
+        sql("SELECT indexdef FROM pg_indexes WHERE indexname = memora.example_index_name(:d)"), {"d": dataset.id}
     )
     assert "vector(64)" in definition
     assert len(clusters(other, "near")) == 2
@@ -192,15 +193,15 @@ def test_the_hnsw_index_serves_the_neighbour_queries(db: Session, settings: Sett
     add(db, second, [sentence(rng) for _ in range(2000)])
     dataset_index.ensure_embeddings(db, first, embedder, batch_size=500)
     dataset_index.ensure_embeddings(db, second, embedder, batch_size=500)
-    db.execute(text("ANALYZE memora.example"))
+    db.execute(sql("ANALYZE memora.example"))
     conn = db.connection()
     neighbours.search_settings(conn, 10)  # as neighbours.neighbours runs them
 
     for dataset in (first, second):
-        index = db.scalar(text("SELECT memora.example_index_name(:d)"), {"d": dataset.id})
+        index = db.scalar(sql("SELECT memora.example_index_name(:d)"), {"d": dataset.id})
         # An index its own transaction may not use (built over HOT chains it made) would leave only scans.
         usable = "SELECT NOT indcheckxmin AND indisvalid FROM pg_index WHERE indexrelid = to_regclass(:i)"
-        assert db.scalar(text(usable), {"i": f"memora.{index}"}) is True
+        assert db.scalar(text(usable), {"i": q(f"memora.{index}")}) is True
         for mode in ("all", "distinct", "leakage"):
             statement = neighbours.neighbour_statement(conn, dataset.id, 256, mode)  # type: ignore[arg-type]
             params = {"k": 10, "after": -1, "upto": 255}
@@ -222,10 +223,10 @@ def test_leakage_lists_pairs_across_the_train_boundary(api: TestClient, db: Sess
     }  # fmt: skip
     ids = dict(zip(named, add(db, dataset, list(named.values())), strict=True))
     filler = add(db, dataset, [sentence(rng) for _ in range(40)])
-    db.execute(text("UPDATE memora.example SET split = 'train' WHERE id = ANY(:ids)"), {"ids": filler})
+    db.execute(sql("UPDATE memora.example SET split = 'train' WHERE id = ANY(:ids)"), {"ids": filler})
     for name, example_id in ids.items():
         split = name.split("_")[-1] if name.split("_")[-1] in ("test", "validation") else "train"
-        db.execute(text("UPDATE memora.example SET split = :s WHERE id = :i"), {"s": split, "i": example_id})
+        db.execute(sql("UPDATE memora.example SET split = :s WHERE id = :i"), {"s": split, "i": example_id})
 
     response = api.get(f"/v1/datasets/{dataset.name}/leakage", params={"threshold": 0.95, **HASHING})
 
@@ -306,14 +307,16 @@ def test_cli_dedup_and_leakage(fresh_db_url: str) -> None:
     texts = [sentence(rng) for _ in range(30)]
     texts += [texts[0] + "!", texts[1] + " w1", texts[2].upper()]
     with psycopg.connect(fresh_db_url) as conn:
-        conn.execute("INSERT INTO memora.dataset (name, task) VALUES ('notes', 'classification')")
+        conn.execute(q("INSERT INTO memora.dataset (name, task) VALUES ('notes', 'classification')"))
         conn.execute(
-            "INSERT INTO memora.example (dataset_id, format, input, label) "
-            "SELECT d.id, 'classification', jsonb_build_object('text', t), 'x' "
-            "FROM memora.dataset d, unnest(%s::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i",
+            q(
+                "INSERT INTO memora.example (dataset_id, format, input, label) "
+                "SELECT d.id, 'classification', jsonb_build_object('text', t), 'x' "
+                "FROM memora.dataset d, unnest(%s::text[]) WITH ORDINALITY AS u(t, i) ORDER BY i"
+            ),
             (texts,),
         )
-        conn.execute("UPDATE memora.example SET split = CASE WHEN seq = 30 THEN 'test' ELSE 'train' END")
+        conn.execute(q("UPDATE memora.example SET split = CASE WHEN seq = 30 THEN 'test' ELSE 'train' END"))
 
     leaks = memora(fresh_db_url, "dataset", "leakage", "notes", "--provider", "hashing", "--json")
     report = memora(fresh_db_url, "dataset", "dedup", "notes", "--near", "0.95", "--provider", "hashing")
@@ -328,7 +331,7 @@ def test_cli_dedup_and_leakage(fresh_db_url: str) -> None:
     assert dropped.returncode == 0, dropped.stderr
     assert "dropped 3 (0 kept as tombstones for snapshots)" in dropped.stdout
     with psycopg.connect(fresh_db_url) as conn:
-        remaining = conn.execute("SELECT count(*) FROM memora.example").fetchone()
+        remaining = conn.execute(q("SELECT count(*) FROM memora.example")).fetchone()
     assert remaining == (30,)
     assert bad.returncode == 1
     assert "--threshold" in bad.stderr
@@ -338,9 +341,9 @@ def test_deleting_a_dataset_in_sql_drops_its_index(db: Session, settings: Settin
     dataset = make_dataset(db)
     add(db, dataset, ["one example", "another example"])
     dataset_index.ensure_embeddings(db, dataset, get_embedder("hashing", "hashing", 64, settings))
-    name = db.scalar(text("SELECT memora.example_index_name(:d)"), {"d": dataset.id})
+    name = db.scalar(sql("SELECT memora.example_index_name(:d)"), {"d": dataset.id})
     assert db.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = :i"), {"i": name}) == 1
 
-    db.execute(text("DELETE FROM memora.dataset WHERE id = :d"), {"d": dataset.id})
+    db.execute(sql("DELETE FROM memora.dataset WHERE id = :d"), {"d": dataset.id})
 
     assert db.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname = :i"), {"i": name}) == 0

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -19,6 +18,7 @@ from app.training.exports import parquet
 from app.training.exports import service as export
 from app.training.exports.lines import chat_line
 from app.training.formats import records
+from tests.schema import sql
 
 URL = "/v1/datasets/{}/export"
 
@@ -110,7 +110,7 @@ def lines(response: Any) -> list[Any]:
 def rows(db: Session, name: str) -> list[dict[str, Any]]:
     """The live rows of a dataset in seq order, as the exporters read them."""
     result = db.execute(
-        text(
+        sql(
             "SELECT e.id, e.split, e.format, e.input, e.output, e.label, e.labels, e.input_ids, e.attention_mask, "
             "e.token_type_ids, e.start_positions, e.end_positions, e.metadata "
             "FROM memora.example e JOIN memora.dataset d ON d.id = e.dataset_id "
@@ -198,13 +198,13 @@ def test_jsonl_re_imports_as_the_same_examples(api: TestClient, db: Session) -> 
     hashes = (
         "SELECT e.content_hash FROM memora.example e JOIN memora.dataset d ON d.id = e.dataset_id WHERE d.name = :n"
     )
-    assert sorted(db.scalars(text(hashes), {"n": "copy"})) == sorted(db.scalars(text(hashes), {"n": "source"}))
+    assert sorted(db.scalars(sql(hashes), {"n": "copy"})) == sorted(db.scalars(sql(hashes), {"n": "source"}))
     assert json.loads(body.splitlines()[1]) == SYSTEM  # metadata comes along when there is some
 
 
 def test_split_and_snapshot(api: TestClient, db: Session) -> None:
     make(api, "frozen", [{"text": f"text number {i}", "label": "odd" if i % 2 else "even"} for i in range(40)])
-    db.execute(text("SELECT memora.create_snapshot('frozen', 'v1')"))
+    db.execute(sql("SELECT memora.create_snapshot('frozen', 'v1')"))
     before = get(api, "frozen", format="jsonl", snapshot="v1").content
     train = get(api, "frozen", format="jsonl", split="train")
     all_rows = rows(db, "frozen")
@@ -234,14 +234,14 @@ def test_split_and_snapshot(api: TestClient, db: Session) -> None:
 
 def test_snapshot_uses_its_frozen_split(api: TestClient, db: Session, settings: Settings) -> None:
     make(api, "resplit", [{"text": f"text {i}", "label": "x"} for i in range(20)])
-    db.execute(text("SELECT memora.create_snapshot('resplit', 'v1')"))
+    db.execute(sql("SELECT memora.create_snapshot('resplit', 'v1')"))
     # Splits may change on live examples (a new split rule); the snapshot keeps the one it froze.
-    db.execute(text("UPDATE memora.example SET split = 'test' WHERE dataset_id = (SELECT id FROM memora.dataset "
+    db.execute(sql("UPDATE memora.example SET split = 'test' WHERE dataset_id = (SELECT id FROM memora.dataset "
                     "WHERE name = 'resplit')"))  # fmt: skip
 
     parquet = pq.read_table(io.BytesIO(run(db, settings, "resplit", format="parquet", snapshot="v1")))
     frozen = db.execute(
-        text("SELECT e.id, s.split FROM memora.snapshot_example s JOIN memora.example e ON e.id = s.example_id "
+        sql("SELECT e.id, s.split FROM memora.snapshot_example s JOIN memora.example e ON e.id = s.example_id "
              "JOIN memora.snapshot n ON n.id = s.snapshot_id WHERE n.name = 'v1' ORDER BY s.seq")
     ).all()  # fmt: skip
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -20,6 +20,7 @@ from app.training.finetune import client as finetune_client
 from app.training.finetune import service as finetune
 from tests.conftest import sqlalchemy_engine
 from tests.openai_server import OpenAIServer, trained_tokens
+from tests.schema import sql
 
 KEY = "sk-test-finetune-0123456789"
 TOOLS = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}]
@@ -82,7 +83,7 @@ def add_examples(engine: Engine, dataset: str, rows: list[dict[str, Any]]) -> No
 
 def snapshot(engine: Engine, dataset: str, name: str) -> None:
     with engine.begin() as conn:
-        conn.execute(text("SELECT * FROM memora.create_snapshot(:d, :n)"), {"d": dataset, "n": name})
+        conn.execute(sql("SELECT * FROM memora.create_snapshot(:d, :n)"), {"d": dataset, "n": name})
 
 
 def jobs(engine: Engine) -> list[FinetuneJob]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.training.formats import hashing, records
 from app.training.formats.records import ExampleRow
 from app.training.imports.importer import Importer
 from tests.factories import make_dataset
+from tests.schema import sql
 
 TOOLS = [
     {
@@ -90,7 +90,7 @@ def test_python_hashes_equal_sql_hashes(db: Session, record: Any) -> None:
     assert job.finish().stored == 1
 
     stored = db.execute(
-        text(
+        sql(
             "SELECT content_hash, text_hash, "
             "memora.example_hash(input, output, label, labels, input_ids, attention_mask, token_type_ids, "
             "start_positions, end_positions) AS sql_content, "

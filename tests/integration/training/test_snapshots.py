@@ -7,7 +7,6 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -15,12 +14,13 @@ from typer.testing import CliRunner
 from app.cli import cli
 from app.errors import ConflictError
 from app.training.snapshots import service as snapshots
+from tests.schema import q, sql
 
 
 def add_examples(db: Session, dataset: str, start: int, stop: int) -> None:
     """Classification examples 'example START' .. 'example STOP-1', written as a psql user writes them."""
     db.execute(
-        text(
+        sql(
             "INSERT INTO memora.example (dataset_id, format, input, label) "
             "SELECT d.id, 'classification', jsonb_build_object('text', 'example ' || g), "
             "CASE WHEN mod(g, 3) = 0 THEN 'spam' ELSE 'ham' END "
@@ -95,7 +95,7 @@ def test_the_snapshot_reads_the_same_rows_after_the_live_dataset_changes(
 
     assert api.delete(f"/v1/datasets/{dataset}/examples/{deleted}").status_code == 204
     db.execute(
-        text(
+        sql(
             "UPDATE memora.example SET split = CASE split WHEN 'train' THEN 'test' ELSE 'train' END "
             "WHERE dataset_id = (SELECT id FROM memora.dataset WHERE name = :d)"
         ),
@@ -126,7 +126,7 @@ def test_a_deleted_example_is_a_tombstone_until_its_last_snapshot_goes(
     unheld = pages(api, f"/v1/datasets/{dataset}/examples")[-1]["id"]
 
     def stored(example_id: int) -> Any:
-        return db.execute(text("SELECT deleted_at FROM memora.example WHERE id = :id"), {"id": example_id}).all()
+        return db.execute(sql("SELECT deleted_at FROM memora.example WHERE id = :id"), {"id": example_id}).all()
 
     assert api.delete(f"/v1/datasets/{dataset}/examples/{held}").status_code == 204
     assert api.delete(f"/v1/datasets/{dataset}/examples/{unheld}").status_code == 204
@@ -214,15 +214,15 @@ def test_sql_refuses_to_change_a_snapshots_rows(db: Session, api: TestClient, da
 
     for statement in (change, remove):
         with pytest.raises(DBAPIError) as raised, db.begin_nested():
-            db.execute(text(statement))
+            db.execute(sql(statement))
         assert isinstance(raised.value.orig, psycopg.errors.ObjectNotInPrerequisiteState)
         with pytest.raises(ConflictError, match="immutable"), snapshots.frozen_errors(), db.begin_nested():
-            db.execute(text(statement))
+            db.execute(sql(statement))
     assert api.get(f"/v1/datasets/{dataset}/snapshots/v1").json()["examples"] == 40
 
 
 def test_memora_sql_users_make_the_same_snapshot(db: Session, api: TestClient, dataset: str) -> None:
-    row = db.execute(text("SELECT name, examples FROM memora.create_snapshot('reviews', 'from-psql')")).one()
+    row = db.execute(sql("SELECT name, examples FROM memora.create_snapshot('reviews', 'from-psql')")).one()
 
     assert tuple(row) == ("from-psql", 40)
     assert api.get(f"/v1/datasets/{dataset}/snapshots/from-psql").json()["examples"] == 40
@@ -232,11 +232,13 @@ def test_snapshot_commands(fresh_db_url: str) -> None:
     runner = CliRunner()
     base = ["--database-url", fresh_db_url, "dataset"]
     with psycopg.connect(fresh_db_url) as conn:
-        conn.execute("INSERT INTO memora.dataset (name, task) VALUES ('cli', 'classification')")
+        conn.execute(q("INSERT INTO memora.dataset (name, task) VALUES ('cli', 'classification')"))
         conn.execute(
-            "INSERT INTO memora.example (dataset_id, format, input, label) "
-            "SELECT d.id, 'classification', jsonb_build_object('text', 't' || g), 'a' "
-            "FROM memora.dataset d, generate_series(1, 5) g"
+            q(
+                "INSERT INTO memora.example (dataset_id, format, input, label) "
+                "SELECT d.id, 'classification', jsonb_build_object('text', 't' || g), 'a' "
+                "FROM memora.dataset d, generate_series(1, 5) g"
+            )
         )
 
     created = runner.invoke(cli, [*base, "snapshot", "create", "cli", "v1", "--description", "first cut"])

@@ -9,11 +9,11 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.training.quality.splits import quotas
 from tests.factories import make_dataset, make_example
+from tests.schema import q, sql
 
 RULE = {"ratios": {"train": 0.8, "validation": 0.1, "test": 0.1}, "seed": 7}
 
@@ -21,7 +21,7 @@ RULE = {"ratios": {"train": 0.8, "validation": 0.1, "test": 0.1}, "seed": 7}
 def add_examples(db: Session, dataset_id: int, n: int, *, label: str | None = "ham", prefix: str = "example") -> None:
     """N classification examples with distinct texts, written as a psql user would (the trigger fills the rest)."""
     db.execute(
-        text(
+        sql(
             "INSERT INTO memora.example (dataset_id, format, input, label) "
             "SELECT :d, 'classification', jsonb_build_object('text', :p || ' number ' || i), :label "
             "FROM generate_series(1, :n) i"
@@ -32,7 +32,7 @@ def add_examples(db: Session, dataset_id: int, n: int, *, label: str | None = "h
 
 def assignment(db: Session, dataset_id: int) -> dict[int, str]:
     rows = db.execute(
-        text("SELECT id, split FROM memora.example WHERE dataset_id = :d AND deleted_at IS NULL"), {"d": dataset_id}
+        sql("SELECT id, split FROM memora.example WHERE dataset_id = :d AND deleted_at IS NULL"), {"d": dataset_id}
     )
     return {row.id: row.split for row in rows}
 
@@ -57,7 +57,7 @@ def test_split_is_deterministic_and_close_to_its_ratios(api: TestClient, db: Ses
     assert assignment(db, dataset.id) == split_once
     # The split is memora.split_of of the text hash under the stored rule, which new examples use too.
     mismatches = db.scalar(
-        text(
+        sql(
             "SELECT count(*) FROM memora.example e JOIN memora.dataset d ON d.id = e.dataset_id "
             "WHERE d.id = :d AND e.split IS DISTINCT FROM memora.split_of(e.text_hash, d.split_seed, d.split_ratios)"
         ),
@@ -92,7 +92,7 @@ def test_the_rule_is_stored_for_examples_added_later(api: TestClient, db: Sessio
     add_examples(db, dataset.id, 200, prefix="later")
 
     later = db.execute(
-        text(
+        sql(
             'SELECT e.split, memora.split_of(e.text_hash, 3, \'{"train": 0.5, "validation": 0, "test": 0.5}\') '
             "AS expected FROM memora.example e WHERE e.dataset_id = :d AND e.input ->> 'text' LIKE 'later%'"
         ),
@@ -111,7 +111,7 @@ def test_exact_duplicates_share_a_split(api: TestClient, db: Session) -> None:
     add_examples(db, dataset.id, 300)
     # Same normalised text (case, runs of white space), so the same text_hash, but different content: stored twice.
     add_examples(db, dataset.id, 300, prefix="EXAMPLE ")
-    pairs = text(
+    pairs = sql(
         "SELECT count(*) AS pairs, count(*) FILTER (WHERE a.split <> b.split) AS apart FROM memora.example a "
         "JOIN memora.example b ON b.dataset_id = a.dataset_id AND b.text_hash = a.text_hash AND b.id > a.id "
         "WHERE a.dataset_id = :d"
@@ -185,9 +185,9 @@ def test_stratified_seed_changes_the_split_not_the_shares(api: TestClient, db: S
 def test_tombstones_keep_their_split(api: TestClient, db: Session) -> None:
     dataset = make_dataset(db)
     add_examples(db, dataset.id, 100)
-    db.execute(text("SELECT memora.create_snapshot(:n, 's1')"), {"n": dataset.name})
+    db.execute(sql("SELECT memora.create_snapshot(:n, 's1')"), {"n": dataset.name})
     gone = db.execute(
-        text("SELECT id, split FROM memora.example WHERE dataset_id = :d ORDER BY seq LIMIT 20"), {"d": dataset.id}
+        sql("SELECT id, split FROM memora.example WHERE dataset_id = :d ORDER BY seq LIMIT 20"), {"d": dataset.id}
     ).all()
     for row in gone:
         assert api.delete(f"/v1/datasets/{dataset.name}/examples/{row.id}").status_code == 204
@@ -197,7 +197,7 @@ def test_tombstones_keep_their_split(api: TestClient, db: Session) -> None:
     assert response.json()["examples"] == 80
     kept = dict(
         db.execute(
-            text("SELECT id, split FROM memora.example WHERE dataset_id = :d AND deleted_at IS NOT NULL"),
+            sql("SELECT id, split FROM memora.example WHERE dataset_id = :d AND deleted_at IS NOT NULL"),
             {"d": dataset.id},
         ).all()
     )
@@ -239,11 +239,13 @@ def memora(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_split(fresh_db_url: str) -> None:
     with psycopg.connect(fresh_db_url) as conn:
-        conn.execute("INSERT INTO memora.dataset (name, task) VALUES ('mail', 'classification')")
+        conn.execute(q("INSERT INTO memora.dataset (name, task) VALUES ('mail', 'classification')"))
         conn.execute(
-            "INSERT INTO memora.example (dataset_id, format, input, label) "
-            "SELECT d.id, 'classification', jsonb_build_object('text', 'mail ' || i), CASE WHEN i % 10 = 0 "
-            "THEN 'spam' ELSE 'ham' END FROM memora.dataset d, generate_series(1, 400) i"
+            q(
+                "INSERT INTO memora.example (dataset_id, format, input, label) "
+                "SELECT d.id, 'classification', jsonb_build_object('text', 'mail ' || i), CASE WHEN i % 10 = 0 "
+                "THEN 'spam' ELSE 'ham' END FROM memora.dataset d, generate_series(1, 400) i"
+            )
         )
 
     done = memora(fresh_db_url, "dataset", "split", "mail", "--train", "0.7", "--validation", "0.15", "--test",
@@ -254,7 +256,7 @@ def test_cli_split(fresh_db_url: str) -> None:
     assert "mail: 400 examples (train 280, validation 60, test 60); " in done.stdout
     assert "spam\ttrain 28\tvalidation 6\ttest 6" in done.stdout
     with psycopg.connect(fresh_db_url) as conn:
-        rule = conn.execute("SELECT split_seed, split_stratified, split_ratios FROM memora.dataset").fetchone()
+        rule = conn.execute(q("SELECT split_seed, split_stratified, split_ratios FROM memora.dataset")).fetchone()
     assert rule == (5, True, {"train": 0.7, "validation": 0.15, "test": 0.15})
     assert bad.returncode == 1
     assert "--ratios" in bad.stderr

@@ -4,17 +4,17 @@ snapshots and the shuffle permutation."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tests.factories import make_dataset
+from tests.schema import sql
 
 
 def insert(db: Session, dataset_id: int, body: str, label: str = "ham") -> int:
     return int(
         db.execute(
-            text(
+            sql(
                 "INSERT INTO memora.example (dataset_id, format, input, label) "
                 "VALUES (:d, 'classification', jsonb_build_object('text', CAST(:t AS text)), :l) RETURNING id"
             ),
@@ -29,13 +29,13 @@ def test_a_plain_insert_gets_seq_hashes_and_split(db: Session) -> None:
     ids = [insert(db, dataset.id, f"message {i}") for i in range(3)]
 
     rows = db.execute(
-        text("SELECT seq, split, content_hash IS NOT NULL AS h, text_hash IS NOT NULL AS th FROM memora.example "
+        sql("SELECT seq, split, content_hash IS NOT NULL AS h, text_hash IS NOT NULL AS th FROM memora.example "
              "WHERE dataset_id = :d ORDER BY id"),
         {"d": dataset.id},
     ).all()  # fmt: skip
     assert [r.seq for r in rows] == [0, 1, 2]
     assert all(r.h and r.th and r.split in ("train", "validation", "test") for r in rows)
-    assert db.execute(text("SELECT next_seq FROM memora.dataset WHERE id = :d"), {"d": dataset.id}).scalar() == 3
+    assert db.execute(sql("SELECT next_seq FROM memora.dataset WHERE id = :d"), {"d": dataset.id}).scalar() == 3
     assert len(ids) == 3
 
 
@@ -45,7 +45,7 @@ def test_normalised_text_hash_ignores_case_and_spacing_but_not_the_label(db: Ses
         insert(db, dataset.id, body, label)
 
     hashes = db.execute(
-        text("SELECT text_hash FROM memora.example WHERE dataset_id = :d ORDER BY seq"), {"d": dataset.id}
+        sql("SELECT text_hash FROM memora.example WHERE dataset_id = :d ORDER BY seq"), {"d": dataset.id}
     ).scalars().all()  # fmt: skip
     assert hashes[0] == hashes[1]
     assert len({hashes[0], hashes[2], hashes[3]}) == 3
@@ -54,12 +54,12 @@ def test_normalised_text_hash_ignores_case_and_spacing_but_not_the_label(db: Ses
 def test_an_exact_twin_joins_the_split_of_the_live_example(db: Session) -> None:
     dataset = make_dataset(db)
     first = insert(db, dataset.id, "Win a prize")
-    db.execute(text("UPDATE memora.example SET split = 'validation' WHERE id = :i"), {"i": first})
+    db.execute(sql("UPDATE memora.example SET split = 'validation' WHERE id = :i"), {"i": first})
 
     twins = [insert(db, dataset.id, body) for body in ("win a PRIZE", "  Win a prize ")]
 
     splits = db.execute(
-        text("SELECT split FROM memora.example WHERE id = ANY(:ids)"), {"ids": twins}
+        sql("SELECT split FROM memora.example WHERE id = ANY(:ids)"), {"ids": twins}
     ).scalars().all()  # fmt: skip
     assert splits == ["validation", "validation"]
 
@@ -68,15 +68,15 @@ def test_examples_are_immutable_but_their_split_may_change(db: Session) -> None:
     dataset = make_dataset(db)
     example_id = insert(db, dataset.id, "fixed")
 
-    db.execute(text("UPDATE memora.example SET split = 'test' WHERE id = :i"), {"i": example_id})
+    db.execute(sql("UPDATE memora.example SET split = 'test' WHERE id = :i"), {"i": example_id})
     with pytest.raises(DBAPIError, match="immutable"), db.begin_nested():
-        db.execute(text("UPDATE memora.example SET label = 'spam' WHERE id = :i"), {"i": example_id})
+        db.execute(sql("UPDATE memora.example SET label = 'spam' WHERE id = :i"), {"i": example_id})
 
 
 def split_of(db: Session, keys: range, seed: int, ratios: str) -> list[str]:
     return list(
         db.execute(
-            text("SELECT memora.split_of(sha256(int4send(i)), :seed, CAST(:ratios AS jsonb)) FROM unnest(:keys) i"),
+            sql("SELECT memora.split_of(sha256(int4send(i)), :seed, CAST(:ratios AS jsonb)) FROM unnest(:keys) i"),
             {"seed": seed, "ratios": ratios, "keys": list(keys)},
         ).scalars()
     )
@@ -101,28 +101,28 @@ def test_snapshot_rows_cannot_change_and_examples_they_hold_cannot_be_deleted(db
     dataset = make_dataset(db)
     held = insert(db, dataset.id, "held")
     snapshot = db.execute(
-        text("SELECT id, examples, split_counts FROM memora.create_snapshot(:n, 'v1', 'first')"), {"n": dataset.name}
+        sql("SELECT id, examples, split_counts FROM memora.create_snapshot(:n, 'v1', 'first')"), {"n": dataset.name}
     ).one()
 
     assert snapshot.examples == 1
     assert sum(snapshot.split_counts.values()) == 1
     with pytest.raises(DBAPIError, match="immutable"), db.begin_nested():
-        db.execute(text("UPDATE memora.snapshot_example SET split = 'test'"))
+        db.execute(sql("UPDATE memora.snapshot_example SET split = 'test'"))
     with pytest.raises(DBAPIError, match="immutable"), db.begin_nested():
-        db.execute(text("DELETE FROM memora.snapshot_example WHERE snapshot_id = :s"), {"s": snapshot.id})
+        db.execute(sql("DELETE FROM memora.snapshot_example WHERE snapshot_id = :s"), {"s": snapshot.id})
     with pytest.raises(DBAPIError, match="foreign key"), db.begin_nested():
-        db.execute(text("DELETE FROM memora.example WHERE id = :i"), {"i": held})
-    db.execute(text("DELETE FROM memora.snapshot WHERE id = :s"), {"s": snapshot.id})
-    assert db.execute(text("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0
+        db.execute(sql("DELETE FROM memora.example WHERE id = :i"), {"i": held})
+    db.execute(sql("DELETE FROM memora.snapshot WHERE id = :s"), {"s": snapshot.id})
+    assert db.execute(sql("SELECT count(*) FROM memora.snapshot_example")).scalar() == 0
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 1025])
 def test_shuffle_position_is_a_permutation(db: Session, n: int) -> None:
     positions = db.execute(
-        text("SELECT memora.shuffle_position(i, :n, 42) FROM generate_series(0, :n - 1) i"), {"n": n}
+        sql("SELECT memora.shuffle_position(i, :n, 42) FROM generate_series(0, :n - 1) i"), {"n": n}
     ).scalars().all()  # fmt: skip
     other = db.execute(
-        text("SELECT memora.shuffle_position(i, :n, 43) FROM generate_series(0, :n - 1) i"), {"n": n}
+        sql("SELECT memora.shuffle_position(i, :n, 43) FROM generate_series(0, :n - 1) i"), {"n": n}
     ).scalars().all()  # fmt: skip
 
     assert sorted(positions) == list(range(n))
@@ -141,7 +141,7 @@ def test_text_hash_of_a_conversation_with_a_tool_call_and_no_content(db: Session
     )
 
     hashed = db.execute(
-        text("SELECT memora.text_hash('chat', jsonb_build_object('messages', CAST(:m AS jsonb)), NULL, NULL, NULL)"),
+        sql("SELECT memora.text_hash('chat', jsonb_build_object('messages', CAST(:m AS jsonb)), NULL, NULL, NULL)"),
         {"m": messages},
     ).scalar()
 
@@ -153,7 +153,7 @@ def test_a_bulk_insert_from_psql_numbers_every_row(db: Session) -> None:
     dataset = make_dataset(db)
 
     db.execute(
-        text(
+        sql(
             "INSERT INTO memora.example (dataset_id, format, input, label) "
             "SELECT :d, 'classification', jsonb_build_object('text', 'message ' || i), 'ham' "
             "FROM generate_series(1, 5000) i"
@@ -161,7 +161,7 @@ def test_a_bulk_insert_from_psql_numbers_every_row(db: Session) -> None:
         {"d": dataset.id},
     )
 
-    seqs = db.execute(text("SELECT seq FROM memora.example WHERE dataset_id = :d"), {"d": dataset.id}).scalars().all()
-    next_seq = db.execute(text("SELECT next_seq FROM memora.dataset WHERE id = :d"), {"d": dataset.id}).scalar()
+    seqs = db.execute(sql("SELECT seq FROM memora.example WHERE dataset_id = :d"), {"d": dataset.id}).scalars().all()
+    next_seq = db.execute(sql("SELECT next_seq FROM memora.dataset WHERE id = :d"), {"d": dataset.id}).scalar()
     assert len(set(seqs)) == 5000
     assert max(seqs) < next_seq <= 2 * 5000  # blocks leave gaps, never more than the rows inserted
