@@ -1,0 +1,35 @@
+"""Sample output in docs/ is what the code prints: a sample that drifts from it fails here."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from app import __version__
+from app.db import migrate
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def json_block_after(page: str, heading: str) -> object:
+    """The first ```json block after HEADING in docs/PAGE."""
+    text = (DOCS / page).read_text()
+    rest = text[text.index(heading) :]
+    match = re.search(r"```json\n(.*?)```", rest, flags=re.S)
+    assert match, f"no JSON sample after {heading!r} in {page}"
+    return json.loads(match.group(1))
+
+
+def test_the_healthz_sample_is_what_healthz_answers(api: TestClient) -> None:
+    sample = json_block_after("rest.md", "## `GET /healthz`")
+    answer = api.get("/healthz").json()
+
+    assert isinstance(sample, dict)
+    assert sample.keys() == answer.keys()
+    assert sample["database"].keys() == answer["database"].keys()
+    assert sample["status"] == answer["status"] == "ok"
+    assert sample["version"] == answer["version"] == __version__
+    assert sample["database"]["revision"] == sample["database"]["head"] == migrate.head_revision()
