@@ -11,7 +11,7 @@ Queries that SQLAlchemy Core can say (select(Document)...) stay Core: schema_tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from psycopg.sql import SQL, Composable, Identifier
@@ -54,13 +54,16 @@ class Query:
     def run(
         self,
         conn: Connection | Session,
-        params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         /,
         **identifiers: str | Composable,
     ) -> CursorResult[Any]:
-        """Execute the statement with PARAMS (and IDENTIFIERS in its {slots}); rows come back as SQLAlchemy's."""
+        """Execute the statement with PARAMS, once per mapping when they are a list (executemany), with IDENTIFIERS in
+        its {slots}; rows come back as SQLAlchemy's."""
         conn = _connection(conn)
-        return conn.exec_driver_sql(self.sql(conn, **identifiers), dict(params) if params is not None else None)
+        if params is None or isinstance(params, Mapping):
+            return conn.exec_driver_sql(self.sql(conn, **identifiers), dict(params) if params is not None else None)
+        return conn.exec_driver_sql(self.sql(conn, **identifiers), [dict(p) for p in params])
 
     def __repr__(self) -> str:
         return f"Query({self.text!r})"

@@ -129,13 +129,12 @@ def ensure_embeddings(
 
 def _embed_missing(conn: Connection, dataset_id: int, embedder: Embedder, batch_size: int, progress: ProgressFn) -> int:
     missing = int(_MISSING_COUNT.run(conn, {"d": dataset_id}).scalar_one())
-    update = _SET_EMBEDDING.sql(conn)
     done, after = 0, -1
     progress("embedding", 0, missing)
     while rows := _MISSING.run(conn, {"d": dataset_id, "after": after, "n": batch_size}).all():
         vectors = embedder.embed([row.text for row in rows])
         values = [{"e": vector, "d": dataset_id, "id": row.id} for row, vector in zip(rows, vectors, strict=True)]
-        conn.exec_driver_sql(update, values)
+        _SET_EMBEDDING.run(conn, values)
         done, after = done + len(rows), rows[-1].seq
         progress("embedding", done, missing)
     return done
