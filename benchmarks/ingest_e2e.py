@@ -42,7 +42,7 @@ from app.db.engine import make_engine
 from app.db.models import Chunk, Document, Embedding
 from app.embeddings import local, registry
 from app.embeddings.base import Embedder, Vectors
-from app.ingest import pipeline, repository, service
+from app.ingest import chunk_repository, pipeline, repository, service
 from app.ingest.commands import UPSERT_BATCH
 from app.ingest.parsing import parse_file
 from app.ingest.repository import ClaimedDocument
@@ -160,7 +160,9 @@ def main() -> None:
                 with (
                     patched(repository, "claim", timings.wrap("claim", repository.claim)),
                     patched(pipeline, "plan", timings.wrap("plan (chunking, hashing)", pipeline.plan)),
-                    patched(repository, "known_vectors", timings.wrap("known_vectors", repository.known_vectors)),
+                    patched(
+                        chunk_repository, "known_vectors", timings.wrap("known_vectors", chunk_repository.known_vectors)
+                    ),
                 ):
                     worker_start = time.perf_counter()
                     stats = worker.run(threading.Event(), until_empty=True)

@@ -10,15 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.collections.schemas import CollectionCreate
 from app.config import Settings
-from app.db.models import Chunk, Document
+from app.db.models import Chunk
 from app.errors import AppError, InvalidInputError
-from app.ingest import service
+from app.ingest import repository, service
 from app.ingest.parsing import parse_file
 from app.ingest.service import DocumentInput
 from app.ingest.worker import Worker, WorkerStats
@@ -139,27 +139,15 @@ def _exists(db: Session, name: str) -> bool:
 
 def _worker_connected(engine: Engine) -> bool:
     with engine.connect() as conn:
-        count = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name LIKE 'memora-worker%' AND datname = current_database()"
-            )
-        ).scalar()
-    return bool(count)
+        return repository.workers_connected(conn) > 0
 
 
 def _queue_state(engine: Engine, collection_name: str) -> tuple[dict[str, int], int]:
     with Session(engine) as db:
         collection = collections.get(db, collection_name)
-        counts = dict(
-            db.execute(
-                select(Document.status, func.count())
-                .where(Document.collection_id == collection.id)
-                .group_by(Document.status)
-            ).all()
-        )
+        counts = repository.status_counts(db, [collection.id])[collection.id]
         chunk_count = db.scalar(select(func.count()).where(Chunk.collection_id == collection.id)) or 0
-    return {str(k): int(v) for k, v in counts.items()}, int(chunk_count)
+    return counts, int(chunk_count)
 
 
 def _progress() -> Progress:

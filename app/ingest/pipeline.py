@@ -17,9 +17,10 @@ import numpy as np
 from sqlalchemy import Connection
 
 from app.embeddings.base import Tokenizer, WordTokenizer
-from app.ingest import repository
+from app.ingest import chunk_repository
+from app.ingest.chunk_repository import StoredChunk
 from app.ingest.chunking import ChunkingSpec, chunk_text
-from app.ingest.repository import ClaimedDocument, StoredChunk
+from app.ingest.repository import ClaimedDocument
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], v
 def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
     """write() for several documents with one statement per step (one read, delete, update and two COPYs)."""
     stats = WriteStats()
-    stored = repository.stored_chunks_of(conn, [doc for doc, _, _ in items])
+    stored = chunk_repository.stored_chunks_of(conn, [(doc.collection_id, doc.id) for doc, _, _ in items])
     gone: list[tuple[int, int]] = []
     changes: list[dict[str, Any]] = []
     fresh: list[tuple[ClaimedDocument, PlannedChunk]] = []
@@ -135,10 +136,10 @@ def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
                 revector.append((doc, old.id, old.content_hash))
         gone += [(doc.collection_id, old.id) for matches in unclaimed.values() for old in matches]
 
-    repository.delete_chunks(conn, gone)
-    repository.update_chunks(conn, changes)
-    ids = repository.new_chunk_ids(conn, len(fresh))
-    repository.copy_chunks(
+    chunk_repository.delete_chunks(conn, gone)
+    chunk_repository.update_chunks(conn, changes)
+    ids = chunk_repository.new_chunk_ids(conn, len(fresh))
+    chunk_repository.copy_chunks(
         conn,
         [
             (doc.collection_id, chunk_id, doc.id, c.ordinal, c.text, c.char_start, c.char_end, c.token_count,
@@ -148,7 +149,7 @@ def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
     )  # fmt: skip
     revector += [(doc, chunk_id, c.content_hash) for chunk_id, (doc, c) in zip(ids, fresh, strict=True)]
     vectors = {doc.id: doc_vectors for doc, _, doc_vectors in items}
-    repository.copy_embeddings(
+    chunk_repository.copy_embeddings(
         conn, [(doc.collection_id, chunk_id, doc.model, vectors[doc.id][digest]) for doc, chunk_id, digest in revector]
     )
     stats.inserted, stats.deleted, stats.vectors_written = len(fresh), len(gone), len(revector)

@@ -21,16 +21,14 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.db.engine import libpq_url
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
 from app.errors import AppError
-from app.ingest import pipeline, repository
+from app.ingest import chunk_repository, pipeline, repository
 from app.ingest.pipeline import PlannedChunk
 from app.ingest.repository import ClaimedDocument
 
@@ -38,6 +36,7 @@ log = logging.getLogger(__name__)
 
 EmbedderFor = Callable[[ClaimedDocument], Embedder]
 MAX_RETRY_WAIT = timedelta(minutes=10)
+Work = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
 
 
 @dataclass
@@ -80,9 +79,7 @@ class Worker:
 
     def _serve(self, stop: threading.Event, until_empty: bool) -> bool:
         """The work loop on one LISTEN connection; True when the queue ran empty and UNTIL_EMPTY asked to stop."""
-        url = libpq_url(self.engine.url.render_as_string(hide_password=False))
-        with psycopg.connect(url, autocommit=True, application_name="memora-worker-listen") as listener:
-            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        with repository.listener(self.engine, "memora-worker-listen", self._channel) as listener:
             log.info("worker %s listening on %s", self.name, self._channel)
             while not stop.is_set():
                 if self.run_once():
@@ -184,7 +181,7 @@ class Worker:
         # Every hash a document will hold: kept chunks may be renumbered or duplicated, new ones need a vector.
         needed = {doc.id: {chunk.content_hash for chunk in plans[doc.id]} for doc in members}
         with self.engine.connect() as conn:
-            known = repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
+            known = chunk_repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
         inputs = {
             chunk.content_hash: chunk.embedding_input
             for doc in members
@@ -204,7 +201,7 @@ class Worker:
         self.stats.texts_embedded += len(texts)
         return vectors
 
-    def _write(self, items: list[pipeline.Item]) -> None:
+    def _write(self, items: list[Work]) -> None:
         """Write the batch in one transaction (one COPY of chunks, one of vectors); should that fail, write its
         documents one by one, so a document that cannot be written fails alone."""
         if not items:
@@ -221,7 +218,7 @@ class Worker:
                 except Exception as single:
                     self._give_back(item[0], single)
 
-    def _write_together(self, items: list[pipeline.Item]) -> None:
+    def _write_together(self, items: list[Work]) -> None:
         with self.engine.begin() as conn:
             # Edited meanwhile (queued again), or taken over after the lease ran out: that work wins.
             ours = [item for item in items if repository.lock_if_still_ours(conn, item[0], self.name)]
