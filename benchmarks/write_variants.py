@@ -218,7 +218,8 @@ def upsert(target: Target, timings: Timings) -> None:
         f"memora: upsert with given vectors, {UPSERT_BATCH} documents a transaction", total=len(target.docs)
     )
     with ExitStack() as stack:
-        timed = [(repository, step) for step in REPOSITORY_STEPS] + [(service, "validate"), (pipeline, "plan_given")]
+        timed = [(chunk_repository, step) for step in REPOSITORY_STEPS]
+        timed += [(service, "validate"), (pipeline, "plan_given")]
         for module, name in timed:
             stack.enter_context(patched(module, name, timings.wrap(name, getattr(module, name))))
         for batch in _batches(target.docs, UPSERT_BATCH):

@@ -16,8 +16,7 @@ from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Collection
 from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline, repository
-from app.ingest.pipeline import ChunkInput
-from app.ingest.repository import ClaimedDocument
+from app.ingest.pipeline import ChunkInput, GivenDocument
 
 MAX_EXTERNAL_ID = 1024
 
@@ -99,19 +98,22 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         db, collection.id, [str(row["external_id"]) for row in rows if row["external_id"] not in written]
     )
     results = []
-    given: list[pipeline.Item] = []
+    given: list[GivenDocument] = []
     for row, doc in zip(rows, inputs, strict=True):
         key = str(row["external_id"])
         if key in written:
             _, status, version, created, document_id = written[key]
             if doc.chunks is not None:
-                given.append(_given_item(collection, document_id, version, doc))
+                given.append(
+                    GivenDocument(collection.id, document_id, doc.title or "", doc.content, collection.language,
+                                  collection.embedding_model, doc.chunks)
+                )  # fmt: skip
                 status = "ready"
             results.append(Upserted(key, status, version, "created" if created else "updated"))
         else:
             _, status, version = current[key]
             results.append(Upserted(key, status, version, "unchanged"))
-    _write_given_chunks(db, collection, given)
+    _write_given(db, collection, given)
     return results
 
 
@@ -157,22 +159,11 @@ def _check_dimensions(collection: Collection, inputs: list[DocumentInput]) -> No
         )
 
 
-def _given_item(collection: Collection, document_id: int, version: int, doc: DocumentInput) -> pipeline.Item:
-    """A document that brought its chunks and vectors, ready for the worker's write path."""
-    claimed = ClaimedDocument(
-        collection.id, document_id, version, 0, doc.title or "", doc.content, doc.content_type,
-        collection.embedding_provider, collection.embedding_model, collection.dimensions, collection.chunking,
-        collection.language,
-    )  # fmt: skip
-    planned, vectors = pipeline.plan_given(claimed, doc.chunks or [])
-    return claimed, planned, vectors
-
-
-def _write_given_chunks(db: Session, collection: Collection, items: list[pipeline.Item]) -> None:
-    """Store the given chunks and vectors of ITEMS in one go (one COPY each), and mark their documents ready."""
-    if items:
-        pipeline.write_many(db.connection(), items)
-        repository.mark_ready(db, collection.id, [doc.id for doc, _, _ in items])
+def _write_given(db: Session, collection: Collection, docs: list[GivenDocument]) -> None:
+    """Store the chunks and vectors DOCS brought, all in one go (one COPY each), and mark them ready."""
+    if docs:
+        pipeline.write_many(db.connection(), [(doc, *pipeline.plan_given(doc)) for doc in docs])
+        repository.mark_ready(db, collection.id, [doc.id for doc in docs])
 
 
 def reject_constant(name: str) -> None:
