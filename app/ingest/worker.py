@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,7 +34,6 @@ from app.ingest.repository import ClaimedDocument
 
 log = logging.getLogger(__name__)
 
-EmbedderFor = Callable[[ClaimedDocument], Embedder]
 MAX_RETRY_WAIT = timedelta(minutes=10)
 Work = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
 
@@ -50,13 +49,10 @@ class WorkerStats:
 class Worker:
     """One ingestion worker; run() loops until stopped, run_once() does one batch."""
 
-    def __init__(self, settings: Settings, engine: Engine, *, embedder_for: EmbedderFor | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.embedder_for = embedder_for or (
-            lambda doc: get_embedder(doc.provider, doc.model, doc.dimensions, settings)
-        )
         self.stats = WorkerStats()
         self._channel = f"{settings.db_schema}.document"
 
@@ -135,7 +131,7 @@ class Worker:
         embedders: dict[int, Embedder] = {}
         for doc in claimed:
             try:
-                embedders[doc.id] = self.embedder_for(doc)
+                embedders[doc.id] = get_embedder(doc.provider, doc.model, doc.dimensions, self.settings)
                 plans[doc.id] = pipeline.plan(doc, embedders[doc.id].tokenizer)
             except Exception as exc:
                 self._give_back(doc, exc)
