@@ -137,7 +137,7 @@ def save_search_defaults(engine: Engine, collection: str, defaults: dict[str, An
 
 def _judged_queries(
     engine: Engine, queries_path: Path | None, qrels_path: Path | None, dataset: str | None
-) -> list[service.Query]:
+) -> list[service.JudgedQuery]:
     """The judged queries of the files, or of the dataset; exactly one of the two must be given."""
     files = queries_path is not None or qrels_path is not None
     if dataset is not None and files:

@@ -15,7 +15,7 @@ from app.errors import InvalidInputError
 from app.eval import service, tune
 from app.eval.commands import collection_embedder, run_eval
 from app.eval.repository import FusionParams
-from app.eval.service import Query, judged_queries, load_qrels, load_queries
+from app.eval.service import JudgedQuery, judged_queries, load_qrels, load_queries
 from tests.beir_fixtures import QRELS, QUERIES
 
 
@@ -24,8 +24,8 @@ def evaluate(url: str, engine: Engine, **options: Any) -> dict[str, Any]:
     return run_eval(Settings(database_url=url), engine, "beir", QUERIES, QRELS, **(arguments | options))
 
 
-def queries_named(*ids: str) -> list[Query]:
-    return [Query(query_id, f"text of {query_id}", {"doc": 1}) for query_id in ids]
+def queries_named(*ids: str) -> list[JudgedQuery]:
+    return [JudgedQuery(query_id, f"text of {query_id}", {"doc": 1}) for query_id in ids]
 
 
 def test_split_is_deterministic_disjoint_and_sized_by_the_fraction() -> None:
