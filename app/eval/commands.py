@@ -18,7 +18,7 @@ from app.collections import service as collections
 from app.config import Settings
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
-from app.errors import InvalidInputError, NotFoundError
+from app.errors import InvalidInputError
 from app.eval import datasets, report, repository, service
 from app.eval import tune as tune_service
 from app.eval.repository import FusionParams
@@ -128,11 +128,8 @@ def run_eval(
 
 def save_search_defaults(engine: Engine, collection: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """Store DEFAULTS as collection.metadata["search_defaults"]; what was stored."""
-    with engine.begin() as conn:
-        stored = repository.save_search_defaults(conn, collection, json.dumps(defaults))
-    if stored is None:
-        raise NotFoundError(f"no collection named {collection!r}")
-    return stored
+    with Session(engine) as db, db.begin():
+        return repository.save_search_defaults(db, collections.get(db, collection, lock=True), defaults)
 
 
 def _judged_queries(

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
+from app.db.models import Collection
 from app.db.query import Query
 from app.embeddings.base import Vectors
 
@@ -83,10 +85,6 @@ _PAIRS = Query(
     "AND (%(split)s::text IS NULL OR e.split = %(split)s) "
     "ORDER BY e.seq"
 )
-_SAVE_DEFAULTS = Query(
-    "UPDATE memora.collection SET metadata = metadata || jsonb_build_object('search_defaults', %(value)s::jsonb), "
-    "updated_at = now() WHERE name = %(name)s RETURNING metadata->'search_defaults'"
-)
 
 
 def dataset_task(conn: Connection, name: str) -> str | None:
@@ -104,7 +102,9 @@ def pairs_examples(conn: Connection, name: str, split: str | None = None) -> lis
     return [(int(row.id), row.query, row.relevant, row.source) for row in rows]
 
 
-def save_search_defaults(conn: Connection, collection: str, value: str) -> dict[str, Any] | None:
-    """Store VALUE (JSON text) as collection.metadata["search_defaults"]; what was stored, None for no collection."""
-    stored = _SAVE_DEFAULTS.run(conn, {"name": collection, "value": value}).scalar_one_or_none()
-    return None if stored is None else dict(stored)
+def save_search_defaults(db: Session, collection: Collection, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Store DEFAULTS as the collection's metadata["search_defaults"]; what was stored (as jsonb gives it back)."""
+    collection.metadata_ = {**collection.metadata_, "search_defaults": defaults}
+    db.flush()
+    db.refresh(collection)
+    return dict(collection.metadata_["search_defaults"])

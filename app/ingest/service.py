@@ -154,9 +154,7 @@ def _check_dimensions(collection: Collection, inputs: list[DocumentInput]) -> No
         if len(chunk.embedding) != collection.dimensions
     ]
     if problems:
-        raise InvalidInputError(
-            f"vector dimension mismatch: {problems[0]['field']} {problems[0]['reason']}", details=problems
-        )
+        raise InvalidInputError.for_problems(problems, "vector dimension mismatch")
 
 
 def _write_given(db: Session, collection: Collection, docs: list[GivenDocument]) -> None:
