@@ -7,15 +7,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import (
     Connection,
     Engine,
     Row,
     and_,
+    create_engine,
     delete,
     func,
     literal_column,
@@ -25,8 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from app.db.engine import libpq_url
 from app.db.models import Chunk, Collection, Document
 from app.db.query import Query
 
@@ -285,13 +285,17 @@ def workers_connected(conn: Connection) -> int:
 
 @contextmanager
 def listener(engine: Engine, application_name: str, *channels: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection of its own (autocommit, outside the pool, named APPLICATION_NAME in pg_stat_activity) that
-    LISTENs on CHANNELS; read it with .notifies(). Its slots are filled as Query.sql fills them."""
-    url = libpq_url(engine.url.render_as_string(hide_password=False))
-    with psycopg.connect(url, autocommit=True, application_name=application_name) as conn:
-        for channel in channels:
-            conn.execute(sql.SQL(_LISTEN.text).format(channel=sql.Identifier(channel)))
-        yield conn
+    """A connection of its own that LISTENs on CHANNELS (read it with .notifies()): autocommit, named
+    APPLICATION_NAME in pg_stat_activity, and outside ENGINE's pool, so no pooled connection keeps listening."""
+    named = {"application_name": application_name}
+    own = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=named)
+    try:
+        with own.connect() as conn:
+            for channel in channels:
+                _LISTEN.run(conn, channel=channel)
+            yield cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+    finally:
+        own.dispose()
 
 
 def notify(conn: Connection, channel: str, payload: str) -> None:
