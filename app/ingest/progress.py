@@ -22,6 +22,8 @@ from app.ingest.worker import BatchProgress, Worker, progress_channel
 
 log = logging.getLogger(__name__)
 
+INTERVAL = 0.5  # seconds between looks at the documents' statuses, the messages read meanwhile
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -43,7 +45,7 @@ class Snapshot:
         return self.documents.get("pending", 0) + self.documents.get("processing", 0)
 
 
-def follow(settings: Settings, engine: Engine, collection_name: str, *, interval: float = 0.5) -> Iterator[Snapshot]:
+def follow(settings: Settings, engine: Engine, collection_name: str) -> Iterator[Snapshot]:
     """Snapshots of the collection's ingestion, one at the start, then one every INTERVAL seconds in which something
     changed, until its queue is empty. When no worker is connected to the database, one runs in this process until
     the snapshots end."""
@@ -71,7 +73,7 @@ def follow(settings: Settings, engine: Engine, collection_name: str, *, interval
                     last = snapshot
                 if snapshot.queued == 0:
                     return
-                for note in listener.notifies(timeout=interval):
+                for note in listener.notifies(timeout=INTERVAL):
                     progress = BatchProgress.parse(note.payload)
                     if progress is not None and progress.collection_id == collection_id:
                         batches[progress.batch] = progress

@@ -35,8 +35,9 @@ ADD = Query(
 
 @pytest.fixture
 def slow_server(openai_server: OpenAIServer) -> OpenAIServer:
-    """Every embedding request waits a quarter of a second before it is answered."""
-    openai_server.delay_next(1000, 0.25, path=EMBEDDINGS)
+    """Every embedding request waits 0.4 s before it is answered: the eight calls take longer than several of the
+    follower's intervals."""
+    openai_server.delay_next(1000, 0.4, path=EMBEDDINGS)
     return openai_server
 
 
@@ -87,7 +88,7 @@ def test_progress_moves_per_embedding_call_with_a_worker_in_this_process(
     with engine.connect() as conn:
         assert repository.workers_connected(conn) == 0  # so follow() runs one here
 
-    snapshots = list(follow(settings, engine, "docs", interval=0.05))
+    snapshots = list(follow(settings, engine, "docs"))
 
     assert_progress_before_the_batch_was_written(snapshots, slow_server)
     with engine.connect() as conn:
@@ -116,7 +117,7 @@ def test_progress_of_a_worker_in_another_process(settings: Settings, engine: Eng
             time.sleep(0.05)
         add_documents(engine)
 
-        snapshots = list(follow(settings, engine, "docs", interval=0.05))
+        snapshots = list(follow(settings, engine, "docs"))
     finally:
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=30)
