@@ -230,7 +230,8 @@ class Worker:
         try:
             known |= self._embed(embedders[members[0].id], inputs, progress)
         except Exception:
-            self._publish(replace(progress, embedded=0, texts=0))  # its texts are counted again when retried
+            if inputs:  # withdrawn: its texts are counted again when retried
+                self._publish(replace(progress, embedded=0, texts=0))
             raise
         return {doc.id: {digest: known[digest] for digest in needed[doc.id]} for doc in members}
 
