@@ -11,7 +11,9 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -23,6 +25,7 @@ from app.ingest.worker import BatchProgress, Worker, progress_channel
 log = logging.getLogger(__name__)
 
 INTERVAL = 0.5  # seconds between looks at the documents' statuses, the messages read meanwhile
+FINAL_READ = 0.05  # seconds to wait for messages still on their way once the queue is empty
 
 
 @dataclass(frozen=True)
@@ -66,18 +69,28 @@ def follow(settings: Settings, engine: Engine, collection_name: str) -> Iterator
             while True:
                 with engine.connect() as conn:
                     counts = repository.status_counts(conn, [collection_id])[collection_id]
+                finished = Snapshot(counts).queued == 0
+                if finished:  # the last messages were sent before the last batch was written: take them too
+                    _read(listener, collection_id, batches, FINAL_READ)
                 values = batches.values()
                 snapshot = Snapshot(counts, sum(b.embedded for b in values), sum(b.texts for b in values))
                 if snapshot != last:
                     yield snapshot
                     last = snapshot
-                if snapshot.queued == 0:
+                if finished:
                     return
-                for note in listener.notifies(timeout=INTERVAL):
-                    progress = BatchProgress.parse(note.payload)
-                    if progress is not None and progress.collection_id == collection_id:
-                        batches[progress.batch] = progress
+                _read(listener, collection_id, batches, INTERVAL)
         finally:
             stop.set()
             if helper is not None:
                 helper.join()
+
+
+def _read(
+    listener: psycopg.Connection[Any], collection_id: int, batches: dict[str, BatchProgress], wait: float
+) -> None:
+    """The progress of the collection's batches that arrives on LISTENER within WAIT seconds, into BATCHES."""
+    for note in listener.notifies(timeout=wait):
+        progress = BatchProgress.parse(note.payload)
+        if progress is not None and progress.collection_id == collection_id:
+            batches[progress.batch] = progress

@@ -124,3 +124,17 @@ def test_progress_of_a_worker_in_another_process(settings: Settings, engine: Eng
 
     assert_progress_before_the_batch_was_written(snapshots, slow_server)
     assert f"processed {DOCUMENTS} documents" in out, err  # that worker did the work, none was started here
+
+
+def test_a_batch_that_fails_and_is_retried_is_counted_once(
+    settings: Settings, engine: Engine, slow_server: OpenAIServer
+) -> None:
+    add_documents(engine)
+    slow_server.faults.clear()
+    slow_server.fail_next(1, 500, path=EMBEDDINGS)  # the batch's first call: it is embedded again a document at a time
+    impatient = settings.model_copy(update={"openai_max_retries": 0})
+
+    final = list(follow(impatient, engine, "docs"))[-1]
+
+    assert final.documents == {"ready": DOCUMENTS}
+    assert final.embedded == final.texts == texts_embedded(slow_server) - 3  # the failed call's texts are not counted
