@@ -140,8 +140,8 @@ def _judged_queries(
     if dataset is not None and files:
         raise InvalidInputError.for_field("--dataset", "give --dataset or --queries and --qrels, not both")
     if dataset is not None:
-        with engine.connect() as conn:
-            return datasets.dataset_queries(conn, dataset)
+        with Session(engine) as db:
+            return datasets.dataset_queries(db, dataset)
     if queries_path is None or qrels_path is None:
         missing = "--queries" if queries_path is None else "--qrels"
         raise InvalidInputError.for_field(missing, "give --queries and --qrels (or --dataset NAME)")

@@ -74,7 +74,6 @@ def search(
     return [str(row[0]) for row in rows]
 
 
-_DATASET = Query("SELECT task FROM memora.dataset WHERE name = %(name)s")
 # Each pairs example's query, the external ids its metadata names relevant, and its source document's external id.
 _PAIRS = Query(
     "SELECT e.id, coalesce(e.input->>'query', e.input->>'anchor') AS query, e.metadata->'relevant' AS relevant, "
@@ -87,18 +86,12 @@ _PAIRS = Query(
 )
 
 
-def dataset_task(conn: Connection, name: str) -> str | None:
-    """The task of dataset NAME, None when there is no such dataset."""
-    task = _DATASET.run(conn, {"name": name}).scalar_one_or_none()
-    return None if task is None else str(task)
-
-
 PairsRow = tuple[int, str | None, Any, str | None]
 
 
-def pairs_examples(conn: Connection, name: str, split: str | None = None) -> list[PairsRow]:
+def pairs_examples(db: Session, name: str, split: str | None = None) -> list[PairsRow]:
     """(example id, query text, metadata.relevant, source document's external id) of each live pairs example."""
-    rows = _PAIRS.run(conn, {"name": name, "split": split})
+    rows = _PAIRS.run(db, {"name": name, "split": split})
     return [(int(row.id), row.query, row.relevant, row.source) for row in rows]
 
 
