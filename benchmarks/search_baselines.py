@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 
 from app.eval.metrics import score as score_ranking
-from app.eval.service import ModeResult, Query
+from app.eval.service import JudgedQuery, ModeResult
 
 K1, B = 0.9, 0.4
 DOCUMENTS = 100
@@ -59,7 +59,7 @@ def load_index(conn: Connection, collection_id: int) -> TermIndex:
     return index
 
 
-def query_terms(conn: Connection, language: str, queries: list[Query]) -> list[list[str]]:
+def query_terms(conn: Connection, language: str, queries: list[JudgedQuery]) -> list[list[str]]:
     """Each query's distinct lexemes under the collection's text search configuration, as to_tsvector makes them."""
     statement = text("SELECT array(SELECT DISTINCT lexeme FROM unnest(to_tsvector(CAST(:l AS regconfig), :q)))")
     return [list(conn.execute(statement, {"l": language, "q": q.text}).scalar_one()) for q in queries]
@@ -87,7 +87,7 @@ def bm25_rankings(index: TermIndex, terms: list[list[str]], *, real_length: bool
     return rankings
 
 
-def evaluate_rankings(name: str, queries: list[Query], rankings: list[list[str]]) -> ModeResult:
+def evaluate_rankings(name: str, queries: list[JudgedQuery], rankings: list[list[str]]) -> ModeResult:
     """Metrics of rankings computed outside the search functions (no latency)."""
     result = ModeResult(name)
     result.scores = [score_ranking(ranking, query.judgments) for query, ranking in zip(queries, rankings, strict=True)]
@@ -116,7 +116,7 @@ TS_RANK_CD = {
 
 
 def ts_rank_cd(
-    conn: Connection, name: str, collection_id: int, language: str, queries: list[Query], depth: int
+    conn: Connection, name: str, collection_id: int, language: str, queries: list[JudgedQuery], depth: int
 ) -> ModeResult:
     """The DEPTH best chunks by ts_rank_cd (PostgreSQL's default weights and normalisation), timed per query."""
     statement = TS_RANK_CD[name]

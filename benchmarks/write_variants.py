@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import SCHEMA, Chunk, Collection, Embedding
-from app.ingest import pipeline, repository, service
+from app.ingest import chunk_repository, pipeline, repository, service
 from app.ingest.commands import UPSERT_BATCH
 from app.ingest.pipeline import ChunkInput, PlannedChunk, embedding_input
 from app.ingest.repository import ClaimedDocument
@@ -37,7 +37,7 @@ CHUNK_COLUMNS = [
 # Binary COPY needs a dumper per column; regconfig is sent as its oid, which is its binary form.
 CHUNK_TYPES = ["int8", "int8", "int8", "int4", "text", "int4", "int4", "int4", "bytea", "text", "oid", "jsonb"]
 EMBEDDING_COLUMNS = ["collection_id", "chunk_id", "model", "embedding"]
-# The repository functions pipeline.write_many calls, timed one by one.
+# The chunk_repository functions pipeline.write_many calls, timed one by one.
 REPOSITORY_STEPS = (
     "stored_chunks_of",
     "delete_chunks",
@@ -171,7 +171,9 @@ def memora(target: Target, timings: Timings, *, per_document: bool) -> None:
     size = 1 if per_document else target.batch_size
     task = target.bar.add_task(f"memora: Worker._write, {size} document(s) a transaction", total=len(target.docs))
     with ExitStack() as stack:
-        for name in (*REPOSITORY_STEPS, "lock_if_still_ours", "finish"):
+        for name in REPOSITORY_STEPS:
+            stack.enter_context(patched(chunk_repository, name, timings.wrap(name, getattr(chunk_repository, name))))
+        for name in ("lock_if_still_ours", "finish"):
             stack.enter_context(patched(repository, name, timings.wrap(name, getattr(repository, name))))
         for batch in _batches(target.docs, size):
             worker._write([(target.claimed(doc), doc.chunks, target.vectors) for doc in batch])
@@ -189,7 +191,7 @@ def copy_per_batch(target: Target, timings: Timings) -> None:
         with target.engine.connect() as conn:
             transaction = conn.begin()
             with timings.step("new_chunk_ids"):
-                ids = iter(repository.new_chunk_ids(conn, sum(len(doc.chunks) for doc in batch)))
+                ids = iter(chunk_repository.new_chunk_ids(conn, sum(len(doc.chunks) for doc in batch)))
             chunk_rows, embedding_rows = [], []
             for doc in batch:
                 for c in doc.chunks:
@@ -200,9 +202,9 @@ def copy_per_batch(target: Target, timings: Timings) -> None:
                     )  # fmt: skip
                     embedding_rows.append((target.collection_id, chunk_id, MODEL, target.vectors[c.content_hash]))
             with timings.step("copy_chunks"):
-                repository.copy_chunks(conn, chunk_rows)
+                chunk_repository.copy_chunks(conn, chunk_rows)
             with timings.step("copy_embeddings"):
-                repository.copy_embeddings(conn, embedding_rows)
+                chunk_repository.copy_embeddings(conn, embedding_rows)
             with timings.step("commit"):
                 transaction.commit()
         target.bar.advance(task, len(batch))
@@ -216,7 +218,8 @@ def upsert(target: Target, timings: Timings) -> None:
         f"memora: upsert with given vectors, {UPSERT_BATCH} documents a transaction", total=len(target.docs)
     )
     with ExitStack() as stack:
-        timed = [(repository, step) for step in REPOSITORY_STEPS] + [(service, "validate"), (pipeline, "plan_given")]
+        timed = [(chunk_repository, step) for step in REPOSITORY_STEPS]
+        timed += [(service, "validate"), (pipeline, "plan_given")]
         for module, name in timed:
             stack.enter_context(patched(module, name, timings.wrap(name, getattr(module, name))))
         for batch in _batches(target.docs, UPSERT_BATCH):

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from psycopg import sql
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
-from app.db.engine import execute_identifiers
 from app.db.models import Chunk, Collection, Document, embedding_partition
-from app.db.query import schema_of
+from app.db.query import Query
 
-
-def status_counts(db: Session, collection_ids: list[int]) -> dict[int, dict[str, int]]:
-    counts: dict[int, dict[str, int]] = {cid: {} for cid in collection_ids}
-    rows = db.execute(
-        select(Document.collection_id, Document.status, func.count())
-        .where(Document.collection_id.in_(collection_ids))
-        .group_by(Document.collection_id, Document.status)
-    )
-    for collection_id, status, count in rows:
-        counts[collection_id][status] = count
-    return counts
+_TEXT_SEARCH_CONFIG_EXISTS = Query("SELECT count(*) = 1 FROM pg_ts_config WHERE cfgname = %(name)s")
+_TRUNCATE = Query("TRUNCATE memora.{partition}")
 
 
 def text_search_config_exists(db: Session, name: str) -> bool:
-    return bool(db.scalar(text("SELECT count(*) FROM pg_ts_config WHERE cfgname = :name"), {"name": name}) == 1)
+    return bool(_TEXT_SEARCH_CONFIG_EXISTS.run(db, {"name": name}).scalar_one())
 
 
 def requeue_documents(db: Session, collection_id: int) -> int:
@@ -40,9 +29,7 @@ def requeue_documents(db: Session, collection_id: int) -> int:
 
 def drop_vectors(db: Session, collection: Collection) -> None:
     """Empty the collection's vector partition (instant, unlike DELETE)."""
-    conn = db.connection()
-    table = sql.Identifier(schema_of(conn), embedding_partition(collection.id))
-    execute_identifiers(conn, sql.SQL("TRUNCATE {}").format(table))
+    _TRUNCATE.run(db, partition=embedding_partition(collection.id))
 
 
 def set_chunk_language(db: Session, collection_id: int, language: str) -> None:

@@ -13,6 +13,7 @@ from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
 from app.db.repository import add_named, get_named
 from app.embeddings.registry import check_model, default_model, max_chunk_tokens
 from app.errors import InvalidInputError
+from app.ingest.repository import status_counts
 
 
 def create(db: Session, data: CollectionCreate) -> Collection:
@@ -123,7 +124,7 @@ def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
 
 
 def describe(db: Session, collections: Sequence[Collection]) -> list[CollectionOut]:
-    counts = repository.status_counts(db, [c.id for c in collections])
+    counts = status_counts(db, [c.id for c in collections])
     return [to_out(c, counts[c.id]) for c in collections]
 
 

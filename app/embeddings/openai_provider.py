@@ -12,7 +12,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 MAX_INPUTS_PER_REQUEST = 2048
 MAX_TOKENS_PER_REQUEST = 300_000
+BACKOFF_SECONDS = 0.5  # the first wait before a retry the server did not time; doubled each attempt, jittered
+MAX_WAIT_SECONDS = 60.0  # the longest wait before a retry, whatever Retry-After asks
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _DETAIL_CHARS = 300
 _WORDS = WordTokenizer()
@@ -80,11 +82,6 @@ class OpenAIEmbedder:
         timeout: float = 60.0,
         max_retries: int = 5,
         batch_size: int = MAX_INPUTS_PER_REQUEST,
-        send_dimensions: bool | None = None,
-        max_request_tokens: int = MAX_TOKENS_PER_REQUEST,
-        backoff_seconds: float = 0.5,
-        max_wait_seconds: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.model = model
         self.dimensions = dimensions
@@ -93,11 +90,8 @@ class OpenAIEmbedder:
         self.timeout = timeout
         self.max_retries = max_retries
         self.batch_size = max(1, min(batch_size, MAX_INPUTS_PER_REQUEST))
-        self.send_dimensions = model.startswith("text-embedding-3") if send_dimensions is None else send_dimensions
-        self.max_request_tokens = max_request_tokens
-        self.backoff_seconds = backoff_seconds
-        self.max_wait_seconds = max_wait_seconds
-        self._sleep = sleep
+        # Only the text-embedding-3 models shorten their vectors on request; others refuse the parameter.
+        self.send_dimensions = model.startswith("text-embedding-3")
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         key = key or os.environ.get("OPENAI_API_KEY")
         if not key:
@@ -127,7 +121,7 @@ class OpenAIEmbedder:
         start, tokens = 0, 0
         for index, text in enumerate(texts):
             estimate = estimate_tokens(text)
-            if index > start and (index - start >= self.batch_size or tokens + estimate > self.max_request_tokens):
+            if index > start and (index - start >= self.batch_size or tokens + estimate > MAX_TOKENS_PER_REQUEST):
                 yield range(start, index)
                 start, tokens = index, 0
             tokens += estimate
@@ -158,13 +152,13 @@ class OpenAIEmbedder:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise EmbeddingProviderError(f"embedding model {self.model}{tries}: {reason}") from None
             if wait is None:
-                wait = self.backoff_seconds * 2**attempt * random.uniform(0.5, 1.0)
-            wait = min(wait, self.max_wait_seconds)
+                wait = BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.0)
+            wait = min(wait, MAX_WAIT_SECONDS)
             attempt += 1
             log.warning(
                 "embedding model %s: %s; retry %d of %d in %.2fs", self.model, reason, attempt, self.max_retries, wait
             )
-            self._sleep(wait)
+            time.sleep(wait)
 
     def _vectors(self, response: Any, count: int) -> Vectors:
         """The response's vectors in input order, after checking there is one of the right width per input."""

@@ -18,7 +18,7 @@ from app.collections import service as collections
 from app.config import Settings
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
-from app.errors import InvalidInputError, NotFoundError
+from app.errors import InvalidInputError
 from app.eval import datasets, report, repository, service
 from app.eval import tune as tune_service
 from app.eval.repository import FusionParams
@@ -128,23 +128,20 @@ def run_eval(
 
 def save_search_defaults(engine: Engine, collection: str, defaults: dict[str, Any]) -> dict[str, Any]:
     """Store DEFAULTS as collection.metadata["search_defaults"]; what was stored."""
-    with engine.begin() as conn:
-        stored = repository.save_search_defaults(conn, collection, json.dumps(defaults))
-    if stored is None:
-        raise NotFoundError(f"no collection named {collection!r}")
-    return stored
+    with Session(engine) as db, db.begin():
+        return repository.save_search_defaults(db, collections.get(db, collection, lock=True), defaults)
 
 
 def _judged_queries(
     engine: Engine, queries_path: Path | None, qrels_path: Path | None, dataset: str | None
-) -> list[service.Query]:
+) -> list[service.JudgedQuery]:
     """The judged queries of the files, or of the dataset; exactly one of the two must be given."""
     files = queries_path is not None or qrels_path is not None
     if dataset is not None and files:
         raise InvalidInputError.for_field("--dataset", "give --dataset or --queries and --qrels, not both")
     if dataset is not None:
-        with engine.connect() as conn:
-            return datasets.dataset_queries(conn, dataset)
+        with Session(engine) as db:
+            return datasets.dataset_queries(db, dataset)
     if queries_path is None or qrels_path is None:
         missing = "--queries" if queries_path is None else "--qrels"
         raise InvalidInputError.for_field(missing, "give --queries and --qrels (or --dataset NAME)")

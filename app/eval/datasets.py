@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
-from app.errors import InvalidInputError, NotFoundError
+from app.db.models import Dataset
+from app.db.repository import get_named
+from app.errors import InvalidInputError
 from app.eval import repository
-from app.eval.service import Query
+from app.eval.service import JudgedQuery
 
 
 def relevant_documents(relevant: Any, source: str | None) -> dict[str, int]:
@@ -33,20 +35,19 @@ def relevant_documents(relevant: Any, source: str | None) -> dict[str, int]:
     return grades
 
 
-def dataset_queries(conn: Connection, name: str, split: str | None = None) -> list[Query]:
+def dataset_queries(db: Session, name: str, split: str | None = None) -> list[JudgedQuery]:
     """The judged queries of dataset NAME's pairs examples (of SPLIT when given), in example order; the id of a
     query is the id of its first example."""
-    if repository.dataset_task(conn, name) is None:
-        raise NotFoundError(f"no dataset named {name!r}", details={"dataset": name})
-    queries: dict[str, Query] = {}
-    for example_id, text, relevant, source in repository.pairs_examples(conn, name, split):
+    get_named(db, Dataset, name)  # a 404 when there is none
+    queries: dict[str, JudgedQuery] = {}
+    for example_id, text, relevant, source in repository.pairs_examples(db, name, split):
         grades = relevant_documents(relevant, source)
         if text is None or not text.strip() or not any(grade > 0 for grade in grades.values()):
             continue
         if text in queries:
-            queries[text] = Query(queries[text].id, text, {**grades, **queries[text].judgments})
+            queries[text] = JudgedQuery(queries[text].id, text, {**grades, **queries[text].judgments})
         else:
-            queries[text] = Query(str(example_id), text, grades)
+            queries[text] = JudgedQuery(str(example_id), text, grades)
     if not queries:
         raise InvalidInputError(
             f"dataset {name!r} has no pairs examples with relevant documents: give each a source "

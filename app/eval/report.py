@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 from app.embeddings.base import Vectors
 from app.eval.metrics import recall_at
 from app.eval.repository import FusionParams
-from app.eval.service import ModeResult, Query, evaluate_mode
+from app.eval.service import JudgedQuery, ModeResult, evaluate_mode
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -57,7 +57,7 @@ def sweep_configs(modes: Sequence[str], params: FusionParams, k: int = SWEEP_K) 
 def run_sweep(
     conn: Connection,
     collection: str,
-    queries: Sequence[Query],
+    queries: Sequence[JudgedQuery],
     embeddings: Vectors | None,
     embed_ms: Sequence[float],
     configs: Sequence[tuple[str, str, FusionParams]],
@@ -79,7 +79,7 @@ def run_sweep(
     return points
 
 
-def recall_curve(result: ModeResult, queries: Sequence[Query], ks: Sequence[int] = RECALL_KS) -> list[float]:
+def recall_curve(result: ModeResult, queries: Sequence[JudgedQuery], ks: Sequence[int] = RECALL_KS) -> list[float]:
     """Mean recall@k over the queries for each k of KS."""
     if not result.rankings:
         return [0.0 for _ in ks]
@@ -91,7 +91,7 @@ def write_report(
     directory: Path,
     *,
     collection: str,
-    queries: Sequence[Query],
+    queries: Sequence[JudgedQuery],
     results: dict[str, ModeResult],
     sweep: Sequence[SweepPoint],
     params: FusionParams,
@@ -112,7 +112,7 @@ def write_report(
 
 def _markdown(
     collection: str,
-    queries: Sequence[Query],
+    queries: Sequence[JudgedQuery],
     summaries: dict[str, dict[str, float | int]],
     curves: dict[str, list[float]],
     sweep: Sequence[SweepPoint],

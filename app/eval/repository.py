@@ -5,20 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
+from app.db.models import Collection
+from app.db.query import Query
 from app.embeddings.base import Vectors
 
 MODES = ("text", "vector", "hybrid")
 FUSIONS = ("convex", "rrf")
 
 # Only the document of each hit comes back: the chunk texts would be transferred for nothing.
-_TEXT = text("SELECT external_id FROM memora.search_text_v1(:collection, :query, :k)")
-_VECTOR = text("SELECT external_id FROM memora.search_vector_v1(:collection, :embedding, :k, ef_search => :ef_search)")
-_HYBRID = text(
-    "SELECT external_id FROM memora.search_hybrid_v1(:collection, :query, :embedding, :k, "
-    "fusion => :fusion, rrf_k => :rrf_k, text_weight => :text_weight, vector_weight => :vector_weight, "
-    "candidates => :candidates, ef_search => :ef_search)"
+_TEXT = Query("SELECT external_id FROM memora.search_text_v1(%(collection)s, %(query)s, %(k)s)")
+_VECTOR = Query(
+    "SELECT external_id FROM memora.search_vector_v1(%(collection)s, %(embedding)s, %(k)s, ef_search => %(ef_search)s)"
+)
+_HYBRID = Query(
+    "SELECT external_id FROM memora.search_hybrid_v1(%(collection)s, %(query)s, %(embedding)s, %(k)s, "
+    "fusion => %(fusion)s, rrf_k => %(rrf_k)s, text_weight => %(text_weight)s, vector_weight => %(vector_weight)s, "
+    "candidates => %(candidates)s, ef_search => %(ef_search)s)"
 )
 
 
@@ -45,14 +50,14 @@ def search(
 ) -> list[str]:
     """The external ids of the documents of the K best chunks, one per chunk, best first."""
     if mode == "text":
-        rows = conn.execute(_TEXT, {"collection": collection, "query": query, "k": k})
+        rows = _TEXT.run(conn, {"collection": collection, "query": query, "k": k})
     elif mode == "vector":
-        rows = conn.execute(
-            _VECTOR, {"collection": collection, "embedding": embedding, "k": k, "ef_search": params.ef_search}
+        rows = _VECTOR.run(
+            conn, {"collection": collection, "embedding": embedding, "k": k, "ef_search": params.ef_search}
         )
     else:
-        rows = conn.execute(
-            _HYBRID,
+        rows = _HYBRID.run(
+            conn,
             {
                 "collection": collection,
                 "query": query,
@@ -69,39 +74,30 @@ def search(
     return [str(row[0]) for row in rows]
 
 
-_DATASET = text("SELECT task FROM memora.dataset WHERE name = :name")
 # Each pairs example's query, the external ids its metadata names relevant, and its source document's external id.
-_PAIRS = text(
+_PAIRS = Query(
     "SELECT e.id, coalesce(e.input->>'query', e.input->>'anchor') AS query, e.metadata->'relevant' AS relevant, "
     "d.external_id AS source "
     "FROM memora.example e JOIN memora.dataset ds ON ds.id = e.dataset_id "
     "LEFT JOIN memora.document d ON d.collection_id = e.source_collection_id AND d.id = e.source_document_id "
-    "WHERE ds.name = :name AND e.format = 'pairs' AND e.deleted_at IS NULL "
-    "AND (CAST(:split AS text) IS NULL OR e.split = :split) "
+    "WHERE ds.name = %(name)s AND e.format = 'pairs' AND e.deleted_at IS NULL "
+    "AND (%(split)s::text IS NULL OR e.split = %(split)s) "
     "ORDER BY e.seq"
 )
-_SAVE_DEFAULTS = text(
-    "UPDATE memora.collection SET metadata = metadata || jsonb_build_object('search_defaults', CAST(:value AS jsonb)), "
-    "updated_at = now() WHERE name = :name RETURNING metadata->'search_defaults'"
-)
-
-
-def dataset_task(conn: Connection, name: str) -> str | None:
-    """The task of dataset NAME, None when there is no such dataset."""
-    task = conn.execute(_DATASET, {"name": name}).scalar_one_or_none()
-    return None if task is None else str(task)
 
 
 PairsRow = tuple[int, str | None, Any, str | None]
 
 
-def pairs_examples(conn: Connection, name: str, split: str | None = None) -> list[PairsRow]:
+def pairs_examples(db: Session, name: str, split: str | None = None) -> list[PairsRow]:
     """(example id, query text, metadata.relevant, source document's external id) of each live pairs example."""
-    rows = conn.execute(_PAIRS, {"name": name, "split": split})
+    rows = _PAIRS.run(db, {"name": name, "split": split})
     return [(int(row.id), row.query, row.relevant, row.source) for row in rows]
 
 
-def save_search_defaults(conn: Connection, collection: str, value: str) -> dict[str, Any] | None:
-    """Store VALUE (JSON text) as collection.metadata["search_defaults"]; what was stored, None for no collection."""
-    stored = conn.execute(_SAVE_DEFAULTS, {"name": collection, "value": value}).scalar_one_or_none()
-    return None if stored is None else dict(stored)
+def save_search_defaults(db: Session, collection: Collection, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Store DEFAULTS as the collection's metadata["search_defaults"]; what was stored (as jsonb gives it back)."""
+    collection.metadata_ = {**collection.metadata_, "search_defaults": defaults}
+    db.flush()
+    db.refresh(collection)
+    return dict(collection.metadata_["search_defaults"])

@@ -30,7 +30,7 @@ MAX_K = 1000  # the most the search functions return at once
 
 
 @dataclass(frozen=True)
-class Query:
+class JudgedQuery:
     """A judged query: its id, its text, and the grades of the documents judged for it."""
 
     id: str
@@ -107,9 +107,9 @@ def load_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def judged_queries(queries: dict[str, str], qrels: dict[str, dict[str, int]]) -> list[Query]:
+def judged_queries(queries: dict[str, str], qrels: dict[str, dict[str, int]]) -> list[JudgedQuery]:
     """The queries that have judgments, in the order of the queries file."""
-    return [Query(query_id, text, qrels[query_id]) for query_id, text in queries.items() if query_id in qrels]
+    return [JudgedQuery(query_id, text, qrels[query_id]) for query_id, text in queries.items() if query_id in qrels]
 
 
 def embed_queries(embedder: Embedder, texts: Sequence[str], batch_size: int) -> tuple[Vectors, list[float]]:
@@ -153,7 +153,7 @@ def evaluate_mode(
     conn: Connection,
     mode: str,
     collection: str,
-    queries: Sequence[Query],
+    queries: Sequence[JudgedQuery],
     embeddings: Vectors | None,
     embed_ms: Sequence[float],
     *,

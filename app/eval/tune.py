@@ -21,7 +21,7 @@ from sqlalchemy import Connection
 from app.embeddings.base import Vectors
 from app.errors import InvalidInputError
 from app.eval.repository import FusionParams
-from app.eval.service import Query, evaluate_mode
+from app.eval.service import JudgedQuery, evaluate_mode
 
 TUNE_K = 10
 RRF_KS = (10, 30, 60, 100)
@@ -66,7 +66,7 @@ def grid() -> list[Setting]:
     return list(dict.fromkeys(settings))
 
 
-def split_queries(queries: Sequence[Query], dev_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def split_queries(queries: Sequence[JudgedQuery], dev_fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Positions of the dev and holdout queries: ordered by SHA-256 of seed and id, the first round(n * DEV_FRACTION)
     (at least one, and one left) are dev."""
     if not 0 < dev_fraction < 1:
@@ -113,7 +113,7 @@ class TuneResult:
 def tune(
     conn: Connection,
     collection: str,
-    queries: Sequence[Query],
+    queries: Sequence[JudgedQuery],
     embeddings: Vectors,
     embed_ms: Sequence[float],
     *,

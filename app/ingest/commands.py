@@ -5,21 +5,20 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.collections.schemas import CollectionCreate
 from app.config import Settings
-from app.db.models import Chunk, Document
 from app.errors import AppError, InvalidInputError
 from app.ingest import service
 from app.ingest.parsing import parse_file
+from app.ingest.progress import follow
 from app.ingest.service import DocumentInput
 from app.ingest.worker import Worker, WorkerStats
 
@@ -76,29 +75,17 @@ def ingest(
 
 
 def wait_for_worker(settings: Settings, engine: Engine, collection_name: str) -> dict[str, int]:
-    """Follow the worker until the collection's queue is empty; start one here if none is connected."""
-    stop = threading.Event()
-    helper: threading.Thread | None = None
-    if not _worker_connected(engine):
-        log.info("no worker is connected to the database: running one in this process")
-        helper = threading.Thread(target=Worker(settings, engine).run, args=(stop,), daemon=True)
-        helper.start()
-    try:
-        with _progress() as progress:
-            documents = progress.add_task("embedded documents", total=None)
-            chunks = progress.add_task("chunks", total=None)
-            while True:
-                counts, chunk_count = _queue_state(engine, collection_name)
-                done = counts.get("ready", 0) + counts.get("failed", 0)
-                progress.update(documents, completed=done, total=sum(counts.values()))
-                progress.update(chunks, completed=chunk_count, total=chunk_count)
-                if counts.get("pending", 0) + counts.get("processing", 0) == 0:
-                    return counts
-                time.sleep(0.5)
-    finally:
-        stop.set()
-        if helper is not None:
-            helper.join()
+    """Follow the collection's ingestion until its queue is empty, with a bar of documents finished and one of
+    chunks embedded, which moves with each embedding call; start a worker here if none is connected."""
+    counts: dict[str, int] = {}
+    with _progress() as progress:
+        documents = progress.add_task("documents", total=None)
+        chunks = progress.add_task("chunks embedded", total=None)
+        for snapshot in follow(settings, engine, collection_name):
+            counts = snapshot.documents
+            progress.update(documents, completed=snapshot.finished, total=sum(counts.values()))
+            progress.update(chunks, completed=snapshot.embedded, total=snapshot.texts)
+    return counts
 
 
 def _batches(
@@ -135,31 +122,6 @@ def _exists(db: Session, name: str) -> bool:
     except AppError:
         return False
     return True
-
-
-def _worker_connected(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        count = conn.execute(
-            text(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE application_name LIKE 'memora-worker%' AND datname = current_database()"
-            )
-        ).scalar()
-    return bool(count)
-
-
-def _queue_state(engine: Engine, collection_name: str) -> tuple[dict[str, int], int]:
-    with Session(engine) as db:
-        collection = collections.get(db, collection_name)
-        counts = dict(
-            db.execute(
-                select(Document.status, func.count())
-                .where(Document.collection_id == collection.id)
-                .group_by(Document.status)
-            ).all()
-        )
-        chunk_count = db.scalar(select(func.count()).where(Chunk.collection_id == collection.id)) or 0
-    return {str(k): int(v) for k, v in counts.items()}, int(chunk_count)
 
 
 def _progress() -> Progress:

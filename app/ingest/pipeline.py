@@ -11,15 +11,16 @@ import hashlib
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import Connection
 
 from app.embeddings.base import Tokenizer, WordTokenizer
-from app.ingest import repository
+from app.ingest import chunk_repository
+from app.ingest.chunk_repository import StoredChunk
 from app.ingest.chunking import ChunkingSpec, chunk_text
-from app.ingest.repository import ClaimedDocument, StoredChunk
+from app.ingest.repository import ClaimedDocument
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,18 @@ class ChunkInput:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class WriteStats:
-    inserted: int = 0
-    kept: int = 0
-    deleted: int = 0
-    vectors_written: int = 0
+@dataclass(frozen=True)
+class GivenDocument:
+    """A document that brought its chunks and vectors: nothing to claim, chunk or embed; it is written in the
+    transaction that stores it, and its chunks take the collection's language and model."""
+
+    collection_id: int
+    id: int
+    title: str
+    content: str
+    language: str
+    model: str
+    chunks: Sequence[ChunkInput]
 
 
 def embedding_input(title: str, text: str) -> str:
@@ -86,13 +93,13 @@ def plan(doc: ClaimedDocument, tokenizer: Tokenizer) -> list[PlannedChunk]:
     return planned
 
 
-def plan_given(doc: ClaimedDocument, chunks: Sequence[ChunkInput]) -> tuple[list[PlannedChunk], dict[bytes, Any]]:
-    """The chunks and vectors a caller brought, placed in DOC's content (each after the previous one)."""
+def plan_given(doc: GivenDocument) -> tuple[list[PlannedChunk], dict[bytes, Any]]:
+    """The chunks and vectors DOC brought, placed in its content (each after the previous one)."""
     planned: list[PlannedChunk] = []
     vectors: dict[bytes, Any] = {}
     position = 0
     tokenizer = WordTokenizer()  # token_count of given chunks is an estimate: their model's tokenizer is unknown
-    for ordinal, chunk in enumerate(chunks):
+    for ordinal, chunk in enumerate(doc.chunks):
         start = doc.content.index(chunk.text, position)
         position = start + len(chunk.text)
         digest = chunk_hash(doc.title, chunk.text)
@@ -102,22 +109,32 @@ def plan_given(doc: ClaimedDocument, chunks: Sequence[ChunkInput]) -> tuple[list
     return planned, vectors
 
 
-Item = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
+class Target(Protocol):
+    """What writing a document's chunks needs of it: where it is, the language its chunks are indexed in, and the
+    model its vectors belong to (a claimed document, or one that brought its own vectors)."""
+
+    @property
+    def collection_id(self) -> int: ...
+    @property
+    def id(self) -> int: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def model(self) -> str: ...
 
 
-def write(conn: Connection, doc: ClaimedDocument, planned: list[PlannedChunk], vectors: dict[bytes, Any]) -> WriteStats:
-    """Make the stored chunks of DOC equal PLANNED; VECTORS must hold every hash that needs a vector."""
-    return write_many(conn, [(doc, planned, vectors)])
+Item = tuple[Target, list[PlannedChunk], dict[bytes, Any]]
+"""A document, the chunks it should have now, and a vector for every hash that needs one."""
 
 
-def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
-    """write() for several documents with one statement per step (one read, delete, update and two COPYs)."""
-    stats = WriteStats()
-    stored = repository.stored_chunks_of(conn, [doc for doc, _, _ in items])
+def write_many(conn: Connection, items: Sequence[Item]) -> None:
+    """Make the stored chunks of each document equal its planned ones, with one statement per step for all of
+    them (one read, delete, update and two COPYs)."""
+    stored = chunk_repository.stored_chunks_of(conn, [(doc.collection_id, doc.id) for doc, _, _ in items])
     gone: list[tuple[int, int]] = []
     changes: list[dict[str, Any]] = []
-    fresh: list[tuple[ClaimedDocument, PlannedChunk]] = []
-    revector: list[tuple[ClaimedDocument, int, bytes]] = []
+    fresh: list[tuple[Target, PlannedChunk]] = []
+    revector: list[tuple[Target, int, bytes]] = []
     for doc, planned, _ in items:
         unclaimed: dict[bytes, deque[StoredChunk]] = defaultdict(deque)
         for old in stored.get((doc.collection_id, doc.id), []):
@@ -128,17 +145,16 @@ def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
                 fresh.append((doc, chunk))
                 continue
             old = matches.popleft()
-            stats.kept += 1
-            if _differs(old, chunk, doc):
+            if _differs(old, chunk, doc.language):
                 changes.append(_changes(doc.collection_id, old, chunk, doc.language))
             if not old.has_vector:
                 revector.append((doc, old.id, old.content_hash))
         gone += [(doc.collection_id, old.id) for matches in unclaimed.values() for old in matches]
 
-    repository.delete_chunks(conn, gone)
-    repository.update_chunks(conn, changes)
-    ids = repository.new_chunk_ids(conn, len(fresh))
-    repository.copy_chunks(
+    chunk_repository.delete_chunks(conn, gone)
+    chunk_repository.update_chunks(conn, changes)
+    ids = chunk_repository.new_chunk_ids(conn, len(fresh))
+    chunk_repository.copy_chunks(
         conn,
         [
             (doc.collection_id, chunk_id, doc.id, c.ordinal, c.text, c.char_start, c.char_end, c.token_count,
@@ -148,11 +164,9 @@ def write_many(conn: Connection, items: Sequence[Item]) -> WriteStats:
     )  # fmt: skip
     revector += [(doc, chunk_id, c.content_hash) for chunk_id, (doc, c) in zip(ids, fresh, strict=True)]
     vectors = {doc.id: doc_vectors for doc, _, doc_vectors in items}
-    repository.copy_embeddings(
+    chunk_repository.copy_embeddings(
         conn, [(doc.collection_id, chunk_id, doc.model, vectors[doc.id][digest]) for doc, chunk_id, digest in revector]
     )
-    stats.inserted, stats.deleted, stats.vectors_written = len(fresh), len(gone), len(revector)
-    return stats
 
 
 def _title(document_title: str, heading_path: str) -> str:
@@ -163,9 +177,9 @@ def _title(document_title: str, heading_path: str) -> str:
     return " > ".join([document_title, *parts] if document_title else parts)
 
 
-def _differs(old: StoredChunk, new: PlannedChunk, doc: ClaimedDocument) -> bool:
+def _differs(old: StoredChunk, new: PlannedChunk, language: str) -> bool:
     return (old.ordinal, old.char_start, old.char_end, old.token_count, old.title, old.language, old.metadata) != (
-        new.ordinal, new.char_start, new.char_end, new.token_count, new.title, doc.language, new.metadata
+        new.ordinal, new.char_start, new.char_end, new.token_count, new.title, language, new.metadata
     )  # fmt: skip
 
 

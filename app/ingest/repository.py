@@ -1,23 +1,43 @@
-"""The queries of ingestion: the document queue, and reading and writing a document's chunks and vectors."""
+"""The queries of ingestion's documents: stored, listed, read and deleted (the REST API, the CLI), and queued (the
+worker); a document's chunks and vectors have theirs in app/ingest/chunk_repository.py."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-import numpy as np
-from psycopg import sql
-from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
-from sqlalchemy.types import LargeBinary
+import psycopg
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    create_engine,
+    delete,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from app.db.models import Chunk, Collection, Document, Embedding
-from app.db.query import schema_of
-from app.embeddings.base import Vectors
+from app.db.models import Chunk, Collection, Document
+from app.db.query import Query
+
+Db = Connection | Session
+
+_LISTEN = Query("LISTEN {channel}")
+_NOTIFY = Query("SELECT pg_notify(%(channel)s, %(payload)s)")
+_WORKERS_CONNECTED = Query(
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE application_name LIKE 'memora-worker%%' AND datname = current_database()"
+)
 
 
 @dataclass(frozen=True)
@@ -38,18 +58,114 @@ class ClaimedDocument:
     language: str
 
 
-@dataclass(frozen=True)
-class StoredChunk:
-    id: int
-    ordinal: int
-    content_hash: bytes
-    char_start: int
-    char_end: int
-    token_count: int
-    title: str
-    language: str
-    metadata: dict[str, Any]
-    has_vector: bool
+# Documents.
+
+
+def upsert_documents(db: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, ...]]:
+    """Insert ROWS (document columns) or update the documents of the same external_id whose content, title, type,
+    metadata or source differ; the rows written as (external_id, status, version, created, id) by external_id."""
+    # Rows in key order: two requests upserting the same documents lock them in the same order, never deadlock.
+    statement = insert(Document.__table__).values(sorted(rows, key=lambda row: str(row["external_id"])))  # type: ignore[arg-type]
+    excluded = statement.excluded
+    changed = func.row(
+        Document.content_hash, Document.title, Document.content_type, Document.metadata_, Document.source
+    ).op("IS DISTINCT FROM")(
+        func.row(excluded.content_hash, excluded.title, excluded.content_type, excluded.metadata, excluded.source)
+    )
+    upsert: Any = statement.on_conflict_do_update(
+        index_elements=[Document.collection_id, Document.external_id],
+        set_={name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source")},
+        where=changed,
+    ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"), Document.id)
+    return {row[0]: tuple(row) for row in db.execute(upsert)}
+
+
+def document_states(db: Session, collection_id: int, external_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """(external_id, status, version) of the collection's documents EXTERNAL_IDS, by external_id."""
+    if not external_ids:
+        return {}
+    rows = db.execute(
+        select(Document.external_id, Document.status, Document.version).where(
+            Document.collection_id == collection_id, Document.external_id.in_(external_ids)
+        )
+    )
+    return {row[0]: tuple(row) for row in rows}
+
+
+def mark_ready(db: Session, collection_id: int, document_ids: Sequence[int]) -> None:
+    """Mark documents whose chunks and vectors were written here (not by a worker) ready."""
+    db.execute(
+        update(Document)
+        .where(Document.collection_id == collection_id, Document.id.in_(document_ids))
+        .values(status="ready", attempts=0, error=None, leased_by=None)
+    )
+
+
+def document_page(
+    db: Session,
+    collection_id: int,
+    limit: int,
+    *,
+    after: int | None = None,
+    status: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> list[Row[Any]]:
+    """Up to LIMIT document summaries in id order, after document id AFTER, of STATUS, whose metadata holds METADATA."""
+    query = _summary().where(Document.collection_id == collection_id)
+    if after is not None:
+        query = query.where(Document.id > after)
+    if status is not None:
+        query = query.where(Document.status == status)
+    if metadata is not None:
+        query = query.where(Document.metadata_.contains(metadata))
+    return list(db.execute(query.order_by(Document.id).limit(limit)))
+
+
+def find_document(db: Session, collection_id: int, external_id: str) -> Row[Any] | None:
+    """The summary of document EXTERNAL_ID with its content, or None."""
+    return db.execute(
+        _summary(with_content=True).where(Document.collection_id == collection_id, Document.external_id == external_id)
+    ).first()
+
+
+def delete_document(db: Session, collection_id: int, external_id: str) -> bool:
+    """Delete document EXTERNAL_ID with its chunks and vectors; False when there was none."""
+    result = db.execute(
+        delete(Document).where(Document.collection_id == collection_id, Document.external_id == external_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def status_counts(db: Db, collection_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """How many documents of each collection are in each status: {collection_id: {status: count}} (a collection
+    without documents maps to {})."""
+    counts: dict[int, dict[str, int]] = {cid: {} for cid in collection_ids}
+    rows = db.execute(
+        select(Document.collection_id, Document.status, func.count())
+        .where(Document.collection_id.in_(collection_ids))
+        .group_by(Document.collection_id, Document.status)
+    )
+    for collection_id, status, count in rows:
+        counts[collection_id][status] = count
+    return counts
+
+
+def _summary(with_content: bool = False) -> Any:
+    chunk_count = (
+        select(func.count())
+        .where(and_(Chunk.collection_id == Document.collection_id, Chunk.document_id == Document.id))
+        .scalar_subquery()
+    )
+    columns = [
+        Document.id, Document.external_id, Document.title, Document.source, Document.content_type,
+        Document.metadata_.label("metadata"), Document.status, Document.error, Document.attempts, Document.version,
+        func.encode(Document.content_hash, "hex").label("content_hash"), chunk_count.label("chunk_count"),
+        Document.created_at, Document.updated_at,
+    ]  # fmt: skip
+    return select(*columns, *([Document.content] if with_content else []))
+
+
+# The queue.
 
 
 def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[ClaimedDocument]:
@@ -134,140 +250,6 @@ def lock_if_still_ours(conn: Connection, doc: ClaimedDocument, worker: str) -> b
     return row is not None and tuple(row) == (doc.version, worker, "processing")
 
 
-def stored_chunks_of(conn: Connection, docs: Sequence[ClaimedDocument]) -> dict[tuple[int, int], list[StoredChunk]]:
-    """The stored chunks of DOCS by (collection_id, document_id), each saying whether it has a vector of its
-    collection's model."""
-    if not docs:
-        return {}
-    has_vector = (
-        select(Embedding.chunk_id)
-        .where(
-            Embedding.collection_id == Chunk.collection_id,
-            Embedding.chunk_id == Chunk.id,
-            Embedding.model == Collection.embedding_model,
-        )
-        .exists()
-    )
-    rows = conn.execute(
-        select(
-            Chunk.collection_id,
-            Chunk.document_id,
-            Chunk.id,
-            Chunk.ordinal,
-            Chunk.content_hash,
-            Chunk.char_start,
-            Chunk.char_end,
-            Chunk.token_count,
-            Chunk.title,
-            Chunk.language,
-            Chunk.metadata_,
-            has_vector,
-        )
-        .join(Collection, Collection.id == Chunk.collection_id)
-        .where(or_(*_documents_of_collections(docs)))
-        .order_by(Chunk.collection_id, Chunk.document_id, Chunk.ordinal)
-    ).all()
-    found: dict[tuple[int, int], list[StoredChunk]] = defaultdict(list)
-    for row in rows:
-        found[(row[0], row[1])].append(StoredChunk(*row[2:]))  # type: ignore[call-arg]
-    return found
-
-
-def _documents_of_collections(docs: Sequence[ClaimedDocument]) -> list[Any]:
-    """collection_id = c AND document_id IN (...) per collection: with stale statistics (a first import) a row
-    comparison of (collection_id, document_id) was planned as a scan of the whole collection's chunks."""
-    by_collection: dict[int, list[int]] = defaultdict(list)
-    for doc in docs:
-        by_collection[doc.collection_id].append(doc.id)
-    return [and_(Chunk.collection_id == cid, Chunk.document_id.in_(ids)) for cid, ids in by_collection.items()]
-
-
-def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iterable[bytes]) -> dict[bytes, Any]:
-    """Vectors already computed in this collection for any of these chunk hashes."""
-    wanted = list(set(hashes))
-    if not wanted:
-        return {}
-    rows = conn.execute(
-        select(Chunk.content_hash, Embedding.embedding)
-        .ext(distinct_on(Chunk.content_hash))
-        .join(Embedding, and_(Embedding.collection_id == Chunk.collection_id, Embedding.chunk_id == Chunk.id))
-        .where(
-            Chunk.collection_id == collection_id,
-            Embedding.model == model,
-            Chunk.content_hash == func.any(literal(wanted, ARRAY(LargeBinary))),
-        )
-    ).all()
-    return {row[0]: row[1] for row in rows}
-
-
-def delete_chunks(conn: Connection, keys: Sequence[tuple[int, int]]) -> None:
-    """Delete chunks by (collection_id, id); their vectors go with them."""
-    if keys:
-        conn.execute(delete(Chunk).where(tuple_(Chunk.collection_id, Chunk.id).in_(list(keys))))
-
-
-def update_chunks(conn: Connection, changes: Sequence[dict[str, Any]]) -> None:
-    """Renumber and re-describe chunks that survive an edit; ordinals may swap, so uniqueness is checked at commit."""
-    if not changes:
-        return
-    conn.execute(text("SET CONSTRAINTS ALL DEFERRED"))
-    columns = ("ordinal", "char_start", "char_end", "token_count", "title", "language", "metadata_")
-    statement = (
-        update(Chunk)
-        .where(Chunk.collection_id == bindparam("chunk_collection_id"), Chunk.id == bindparam("chunk_id"))
-        .values({column: bindparam(f"new_{column}") for column in columns})
-    )
-    params = [
-        {"chunk_collection_id": c["collection_id"], "chunk_id": c["id"], **{f"new_{k}": c[k] for k in columns}}
-        for c in changes
-    ]
-    conn.execute(statement, params)
-
-
-def new_chunk_ids(conn: Connection, count: int) -> list[int]:
-    """Reserve ids for chunks about to be copied in."""
-    if count == 0:
-        return []
-    sequence = func.pg_get_serial_sequence(func.format("%I.%I", schema_of(conn), "chunk"), "id")
-    return list(conn.execute(select(func.nextval(sequence)).select_from(func.generate_series(1, count))).scalars())
-
-
-def copy_chunks(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """COPY (collection_id, id, document_id, ordinal, text, char_start, char_end, token_count, content_hash, title,
-    language, metadata) rows; text format, since psycopg has no binary form of regconfig."""
-    columns = [
-        "collection_id", "id", "document_id", "ordinal", "text", "char_start", "char_end", "token_count",
-        "content_hash", "title", "language", "metadata",
-    ]  # fmt: skip
-    _copy(conn, "chunk", columns, None, [(*row[:-1], Jsonb(row[-1])) for row in rows])
-
-
-def copy_embeddings(conn: Connection, rows: Sequence[tuple[int, int, str, Vectors | np.ndarray[Any, Any]]]) -> None:
-    """Binary COPY of (collection_id, chunk_id, model, vector) rows."""
-    _copy(
-        conn, "embedding", ["collection_id", "chunk_id", "model", "embedding"], ["int8", "int8", "text", "vector"], rows
-    )
-
-
-def _copy(
-    conn: Connection, table: str, columns: list[str], types: list[str] | None, rows: Sequence[Sequence[Any]]
-) -> None:
-    """COPY rows into TABLE: binary when TYPES are given, else text."""
-    if not rows:
-        return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN {}").format(
-        sql.Identifier(schema_of(conn), table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL("(FORMAT BINARY)" if types else ""),
-    )
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(statement) as copy:
-        if types:
-            copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-
-
 def finish(conn: Connection, docs: Sequence[ClaimedDocument]) -> None:
     """Mark DOCS ready."""
     conn.execute(
@@ -294,3 +276,28 @@ def give_back(conn: Connection, doc: ClaimedDocument, worker: str, error: str, r
         )
         .values(values)
     )
+
+
+def workers_connected(conn: Connection) -> int:
+    """How many worker connections (memora-worker*, in any process) the database has now."""
+    return int(_WORKERS_CONNECTED.run(conn).scalar_one())
+
+
+@contextmanager
+def listener(engine: Engine, application_name: str, *channels: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of its own that LISTENs on CHANNELS (read it with .notifies()): autocommit, named
+    APPLICATION_NAME in pg_stat_activity, and outside ENGINE's pool, so no pooled connection keeps listening."""
+    named = {"application_name": application_name}
+    own = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=named)
+    try:
+        with own.connect() as conn:
+            for channel in channels:
+                _LISTEN.run(conn, channel=channel)
+            yield cast("psycopg.Connection[Any]", conn.connection.driver_connection)
+    finally:
+        own.dispose()
+
+
+def notify(conn: Connection, channel: str, payload: str) -> None:
+    """NOTIFY CHANNEL with PAYLOAD, delivered when CONN's transaction commits."""
+    _NOTIFY.run(conn, {"channel": channel, "payload": payload})

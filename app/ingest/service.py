@@ -9,16 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Row, and_, delete, func, literal_column, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Chunk, Collection, Document
+from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Collection
 from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
-from app.ingest import pipeline
-from app.ingest.pipeline import ChunkInput
-from app.ingest.repository import ClaimedDocument
+from app.ingest import pipeline, repository
+from app.ingest.pipeline import ChunkInput, GivenDocument
 
 MAX_EXTERNAL_ID = 1024
 
@@ -95,49 +93,27 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
         }
         for doc in inputs
     ]
-    # Rows in key order: two requests upserting the same documents lock them in the same order, never deadlock.
-    statement = insert(Document.__table__).values(sorted(rows, key=lambda row: str(row["external_id"])))  # type: ignore[arg-type]
-    excluded = statement.excluded
-    changed = func.row(
-        Document.content_hash, Document.title, Document.content_type, Document.metadata_, Document.source
-    ).op("IS DISTINCT FROM")(
-        func.row(excluded.content_hash, excluded.title, excluded.content_type, excluded.metadata, excluded.source)
+    written = repository.upsert_documents(db, rows)
+    current = repository.document_states(
+        db, collection.id, [str(row["external_id"]) for row in rows if row["external_id"] not in written]
     )
-    upsert_statement: Any = statement.on_conflict_do_update(
-        index_elements=[Document.collection_id, Document.external_id],
-        set_={
-            "title": excluded.title,
-            "content": excluded.content,
-            "content_type": excluded.content_type,
-            "metadata": excluded.metadata,
-            "source": excluded.source,
-        },
-        where=changed,
-    ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"), Document.id)
-    written = {row[0]: row for row in db.execute(upsert_statement)}
-    untouched = [row["external_id"] for row in rows if row["external_id"] not in written]
-    current = {
-        row[0]: row
-        for row in db.execute(
-            select(Document.external_id, Document.status, Document.version).where(
-                Document.collection_id == collection.id, Document.external_id.in_(untouched)
-            )
-        )
-    }
     results = []
-    given: list[pipeline.Item] = []
+    given: list[GivenDocument] = []
     for row, doc in zip(rows, inputs, strict=True):
         key = str(row["external_id"])
         if key in written:
             _, status, version, created, document_id = written[key]
             if doc.chunks is not None:
-                given.append(_given_item(collection, document_id, version, doc))
+                given.append(
+                    GivenDocument(collection.id, document_id, doc.title or "", doc.content, collection.language,
+                                  collection.embedding_model, doc.chunks)
+                )  # fmt: skip
                 status = "ready"
             results.append(Upserted(key, status, version, "created" if created else "updated"))
         else:
             _, status, version = current[key]
             results.append(Upserted(key, status, version, "unchanged"))
-    _write_given_chunks(db, collection, given)
+    _write_given(db, collection, given)
     return results
 
 
@@ -178,32 +154,14 @@ def _check_dimensions(collection: Collection, inputs: list[DocumentInput]) -> No
         if len(chunk.embedding) != collection.dimensions
     ]
     if problems:
-        raise InvalidInputError(
-            f"vector dimension mismatch: {problems[0]['field']} {problems[0]['reason']}", details=problems
-        )
+        raise InvalidInputError.for_problems(problems, "vector dimension mismatch")
 
 
-def _given_item(collection: Collection, document_id: int, version: int, doc: DocumentInput) -> pipeline.Item:
-    """A document that brought its chunks and vectors, ready for the worker's write path."""
-    claimed = ClaimedDocument(
-        collection.id, document_id, version, 0, doc.title or "", doc.content, doc.content_type,
-        collection.embedding_provider, collection.embedding_model, collection.dimensions, collection.chunking,
-        collection.language,
-    )  # fmt: skip
-    planned, vectors = pipeline.plan_given(claimed, doc.chunks or [])
-    return claimed, planned, vectors
-
-
-def _write_given_chunks(db: Session, collection: Collection, items: list[pipeline.Item]) -> None:
-    """Store the given chunks and vectors of ITEMS in one go (one COPY each), and mark their documents ready."""
-    if not items:
-        return
-    pipeline.write_many(db.connection(), items)
-    db.execute(
-        update(Document)
-        .where(Document.collection_id == collection.id, Document.id.in_([doc.id for doc, _, _ in items]))
-        .values(status="ready", attempts=0, error=None, leased_by=None)
-    )
+def _write_given(db: Session, collection: Collection, docs: list[GivenDocument]) -> None:
+    """Store the chunks and vectors DOCS brought, all in one go (one COPY each), and mark them ready."""
+    if docs:
+        pipeline.write_many(db.connection(), [(doc, *pipeline.plan_given(doc)) for doc in docs])
+        repository.mark_ready(db, collection.id, [doc.id for doc in docs])
 
 
 def reject_constant(name: str) -> None:
@@ -249,58 +207,26 @@ def page(
     """One page of documents in id order (keyset pagination) and the cursor of the next page."""
     if status is not None and status not in DOCUMENT_STATUSES:
         raise InvalidInputError.for_field("status", f"must be one of {', '.join(DOCUMENT_STATUSES)}")
-    query = _summary().where(Document.collection_id == collection.id)
-    if cursor is not None:
-        query = query.where(Document.id > decode_cursor(cursor))
-    if status is not None:
-        query = query.where(Document.status == status)
-    if metadata is not None:
-        query = query.where(Document.metadata_.contains(metadata))
-    rows = list(db.execute(query.order_by(Document.id).limit(limit + 1)))
+    after = decode_cursor(cursor) if cursor is not None else None
+    rows = repository.document_page(db, collection.id, limit + 1, after=after, status=status, metadata=metadata)
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1].id) if more else None
 
 
 def one(db: Session, collection: Collection, external_id: str) -> Row[Any]:
-    row = db.execute(
-        _summary(with_content=True).where(Document.collection_id == collection.id, Document.external_id == external_id)
-    ).first()
+    """Document EXTERNAL_ID of COLLECTION with its content, or a 404."""
+    row = repository.find_document(db, collection.id, external_id)
     if row is None:
-        raise NotFoundError(f"no document {external_id!r} in collection {collection.name!r}")
+        raise _no_document(collection, external_id)
     return row
 
 
 def remove(db: Session, collection: Collection, external_id: str) -> None:
-    result = db.execute(
-        delete(Document).where(Document.collection_id == collection.id, Document.external_id == external_id)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        raise NotFoundError(f"no document {external_id!r} in collection {collection.name!r}")
+    """Delete document EXTERNAL_ID of COLLECTION, or a 404."""
+    if not repository.delete_document(db, collection.id, external_id):
+        raise _no_document(collection, external_id)
 
 
-def _summary(with_content: bool = False) -> Any:
-    chunk_count = (
-        select(func.count())
-        .where(and_(Chunk.collection_id == Document.collection_id, Chunk.document_id == Document.id))
-        .scalar_subquery()
-    )
-    columns = [
-        Document.id,
-        Document.external_id,
-        Document.title,
-        Document.source,
-        Document.content_type,
-        Document.metadata_.label("metadata"),
-        Document.status,
-        Document.error,
-        Document.attempts,
-        Document.version,
-        func.encode(Document.content_hash, "hex").label("content_hash"),
-        chunk_count.label("chunk_count"),
-        Document.created_at,
-        Document.updated_at,
-    ]
-    if with_content:
-        columns.append(Document.content)
-    return select(*columns)
+def _no_document(collection: Collection, external_id: str) -> NotFoundError:
+    return NotFoundError(f"no document {external_id!r} in collection {collection.name!r}")

@@ -3,11 +3,18 @@
 Workers share the queue in the database (memora.document): any number of them, in any number of processes, claim
 with FOR UPDATE SKIP LOCKED and hold a lease while they work. A worker that dies leaves a lease that runs out, and
 the next worker takes the document over. They sleep on LISTEN "<schema>.document" and poll as a fallback.
+
+A claimed batch is written in one transaction once all of it is embedded, so its documents stay 'processing' while
+a slow model works through their chunks. Meanwhile the worker says how far it is after every embedding call: a
+BatchProgress on channel "<schema>.ingest_progress" (app/ingest/progress.py follows it), sent in a transaction of
+its own, since a NOTIFY inside the write transaction would arrive at commit, when the news is old.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import logging
 import os
 import socket
@@ -15,29 +22,60 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
-from app.db.engine import libpq_url
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
 from app.errors import AppError
-from app.ingest import pipeline, repository
+from app.ingest import chunk_repository, pipeline, repository
 from app.ingest.pipeline import PlannedChunk
 from app.ingest.repository import ClaimedDocument
 
 log = logging.getLogger(__name__)
 
-EmbedderFor = Callable[[ClaimedDocument], Embedder]
 MAX_RETRY_WAIT = timedelta(minutes=10)
+Work = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
+
+
+def progress_channel(schema: str) -> str:
+    """The channel workers publish BatchProgress on: one per schema, as the queue's wake-up channel is."""
+    return f"{schema}.ingest_progress"
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """How many of the texts that one claimed batch needs embedded in a collection are embedded so far.
+
+    Each message holds the batch's running total, not an increment, so a follower that starts listening late, or
+    misses a message, is right again at the next one.
+    """
+
+    collection_id: int
+    batch: str  # the worker's name and a number: unique across workers and processes
+    embedded: int
+    texts: int
+
+    def payload(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def parse(cls, payload: str) -> BatchProgress | None:
+        """The progress PAYLOAD holds, None for a payload of another shape."""
+        try:
+            fields = json.loads(payload)
+            return cls(
+                int(fields["collection_id"]), str(fields["batch"]), int(fields["embedded"]), int(fields["texts"])
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
 
 
 @dataclass
@@ -51,15 +89,14 @@ class WorkerStats:
 class Worker:
     """One ingestion worker; run() loops until stopped, run_once() does one batch."""
 
-    def __init__(self, settings: Settings, engine: Engine, *, embedder_for: EmbedderFor | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.embedder_for = embedder_for or (
-            lambda doc: get_embedder(doc.provider, doc.model, doc.dimensions, settings)
-        )
         self.stats = WorkerStats()
         self._channel = f"{settings.db_schema}.document"
+        self._progress_channel = progress_channel(settings.db_schema)
+        self._groups = itertools.count(1)
 
     def run(self, stop: threading.Event, *, until_empty: bool = False) -> WorkerStats:
         """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty.
@@ -80,9 +117,7 @@ class Worker:
 
     def _serve(self, stop: threading.Event, until_empty: bool) -> bool:
         """The work loop on one LISTEN connection; True when the queue ran empty and UNTIL_EMPTY asked to stop."""
-        url = libpq_url(self.engine.url.render_as_string(hide_password=False))
-        with psycopg.connect(url, autocommit=True, application_name="memora-worker-listen") as listener:
-            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+        with repository.listener(self.engine, "memora-worker-listen", self._channel) as listener:
             log.info("worker %s listening on %s", self.name, self._channel)
             while not stop.is_set():
                 if self.run_once():
@@ -138,7 +173,7 @@ class Worker:
         embedders: dict[int, Embedder] = {}
         for doc in claimed:
             try:
-                embedders[doc.id] = self.embedder_for(doc)
+                embedders[doc.id] = get_embedder(doc.provider, doc.model, doc.dimensions, self.settings)
                 plans[doc.id] = pipeline.plan(doc, embedders[doc.id].tokenizer)
             except Exception as exc:
                 self._give_back(doc, exc)
@@ -184,27 +219,47 @@ class Worker:
         # Every hash a document will hold: kept chunks may be renumbered or duplicated, new ones need a vector.
         needed = {doc.id: {chunk.content_hash for chunk in plans[doc.id]} for doc in members}
         with self.engine.connect() as conn:
-            known = repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
+            known = chunk_repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
         inputs = {
             chunk.content_hash: chunk.embedding_input
             for doc in members
             for chunk in plans[doc.id]
             if chunk.content_hash not in known
         }
-        known |= self._embed(embedders[members[0].id], inputs)
+        progress = BatchProgress(collection_id, f"{self.name}:{next(self._groups)}", 0, len(inputs))
+        try:
+            known |= self._embed(embedders[members[0].id], inputs, progress)
+        except Exception:
+            if inputs:  # withdrawn: its texts are counted again when retried
+                self._publish(replace(progress, embedded=0, texts=0))
+            raise
         return {doc.id: {digest: known[digest] for digest in needed[doc.id]} for doc in members}
 
-    def _embed(self, embedder: Embedder, inputs: dict[bytes, str]) -> dict[bytes, Any]:
+    def _embed(self, embedder: Embedder, inputs: dict[bytes, str], progress: BatchProgress) -> dict[bytes, Any]:
+        """Vectors of INPUTS, EMBED_BATCH_SIZE texts a call, with PROGRESS published before the first and after
+        each."""
         digests, texts = list(inputs), list(inputs.values())
         size = self.settings.embed_batch_size
         vectors: dict[bytes, Any] = {}
+        if texts:
+            self._publish(progress)
         for start in range(0, len(texts), size):
             batch = embedder.embed(texts[start : start + size])
             vectors.update(zip(digests[start : start + size], batch, strict=True))
+            self._publish(replace(progress, embedded=start + len(batch)))
         self.stats.texts_embedded += len(texts)
         return vectors
 
-    def _write(self, items: list[pipeline.Item]) -> None:
+    def _publish(self, progress: BatchProgress) -> None:
+        """Tell whoever listens how far the batch is. Progress is news, not state: a failure to send it is logged
+        and the work goes on."""
+        try:
+            with self.engine.begin() as conn:
+                repository.notify(conn, self._progress_channel, progress.payload())
+        except (psycopg.Error, SQLAlchemyError) as exc:
+            log.warning("worker %s could not publish its progress: %s", self.name, exc)
+
+    def _write(self, items: list[Work]) -> None:
         """Write the batch in one transaction (one COPY of chunks, one of vectors); should that fail, write its
         documents one by one, so a document that cannot be written fails alone."""
         if not items:
@@ -221,7 +276,7 @@ class Worker:
                 except Exception as single:
                     self._give_back(item[0], single)
 
-    def _write_together(self, items: list[pipeline.Item]) -> None:
+    def _write_together(self, items: list[Work]) -> None:
         with self.engine.begin() as conn:
             # Edited meanwhile (queued again), or taken over after the lease ran out: that work wins.
             ours = [item for item in items if repository.lock_if_still_ours(conn, item[0], self.name)]

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.db.storable import Storable, unstorable
+from app.db.storable import Storable, StorableText
 from app.rerank.schemas import RerankOptions
 from app.search.schemas import Mode
 
@@ -22,13 +22,14 @@ MAX_SYSTEM_PROMPT_CHARS = 20_000
 NO_RELEVANT_SOURCES = "no_relevant_sources"
 
 
-def _text(value: str) -> str:
-    """Text PostgreSQL and the model can take, with a word in it."""
+def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or blank")
-    if reason := unstorable(value):
-        raise ValueError(reason)
     return value
+
+
+# Text PostgreSQL and the model can take, with a word in it.
+Text = Annotated[StorableText, AfterValidator(_not_blank)]
 
 
 class AnswerRequest(BaseModel):
@@ -44,7 +45,7 @@ class AnswerRequest(BaseModel):
         },
     )
 
-    question: Annotated[str, AfterValidator(_text)] = Field(
+    question: Text = Field(
         min_length=1, max_length=MAX_QUESTION_CHARS, description="What to answer; it is also the search query."
     )
     k: int = Field(
@@ -76,7 +77,7 @@ class AnswerRequest(BaseModel):
         description="Floor on a chunk's vector similarity; a chunk that matches the question's words passes "
         "anyway. Unset: 0.25 on cosine collections, no floor on l2 and inner_product ones; null: no floor.",
     )
-    system_prompt: Annotated[str, AfterValidator(_text)] | None = Field(
+    system_prompt: Text | None = Field(
         default=None,
         max_length=MAX_SYSTEM_PROMPT_CHARS,
         description="Replaces the default instructions (answer only from the sources, cite them as [n]).",

@@ -11,8 +11,7 @@ connections, a timeout not retried, the key masked in every message.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from app.config import Settings
@@ -34,15 +33,8 @@ class OpenAICompatibleReranker(Upstream):
     error = RerankProviderError
     needed_by = "the rerank model"
 
-    def __init__(
-        self,
-        settings: Settings,
-        model: str,
-        *,
-        base_url: str | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(settings, base_url=base_url, sleep=sleep)
+    def __init__(self, settings: Settings, model: str) -> None:
+        super().__init__(settings)
         self.model = model
 
     def score(self, query: str, documents: Sequence[str]) -> list[float]:

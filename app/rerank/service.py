@@ -36,7 +36,7 @@ class RerankOutcome(Generic[T]):
     took_ms: float
 
 
-def get_reranker(options: RerankOptions, settings: Settings, *, base_url: str | None = None) -> Reranker:
+def get_reranker(options: RerankOptions, settings: Settings) -> Reranker:
     """The reranker OPTIONS name; a provider this installation lacks is a 422 naming body.rerank.provider."""
     if options.provider == "local":
         reason = (
@@ -44,7 +44,7 @@ def get_reranker(options: RerankOptions, settings: Settings, *, base_url: str | 
             "server that serves /v1/rerank"
         )
         raise InvalidInputError.for_field("body.rerank.provider", reason)
-    return OpenAICompatibleReranker(settings, options.model, base_url=base_url)
+    return OpenAICompatibleReranker(settings, options.model)
 
 
 def rerank(reranker: Reranker, query: str, hits: Sequence[T], top_n: int, text: Callable[[T], str]) -> RerankOutcome[T]:

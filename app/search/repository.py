@@ -1,7 +1,8 @@
 """Queries of search: the SQL API's search_*_v1 functions, and highlights of their results.
 
 Keys and values of a filter travel as one jsonb parameter; memora.compile_filter turns it into a predicate over
-parameters, so no part of a request ever becomes SQL text. Names of schema objects go through psycopg.sql.
+parameters, so no part of a request ever becomes SQL text. The statements are Query constants: one string per
+schema, made once, so a search sends its statement and nothing else.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy import RowMapping, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.db.models import Collection
-from app.db.query import schema_of
+from app.db.query import Query
 from app.errors import InvalidInputError, NotFoundError
 
 Vector = npt.NDArray[np.float32]
@@ -30,17 +30,28 @@ _FIELDS = {"query_embedding": "embedding", "text_weight": "weights.text", "vecto
 
 # ts_headline marks matches with characters of Unicode's private use area, so the text can be HTML-escaped first.
 START, STOP = "\ue000", "\ue001"
+_HEADLINE_OPTIONS = f'StartSel="{START}", StopSel="{STOP}"'
+
+_TEXT = Query("SELECT * FROM memora.search_text_v1(%(collection)s, %(query)s, %(k)s::integer, %(filter)s::jsonb)")
+_VECTOR = Query(
+    "SELECT * FROM memora.search_vector_v1(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
+    "%(ef_search)s::integer, %(exact)s::boolean)"
+)
+_HYBRID = Query(
+    "SELECT * FROM memora.search_hybrid_v1(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, "
+    "%(filter)s::jsonb, %(fusion)s::text, %(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, "
+    "%(candidates)s::integer, %(ef_search)s::integer, %(exact)s::boolean)"
+)
+_HEADLINES = Query(
+    "SELECT c.id, ts_headline(c.language, c.text, memora.search_tsquery(c.language, %(query)s), %(options)s) "
+    "AS headline FROM memora.chunk c JOIN memora.collection col ON col.id = c.collection_id "
+    "WHERE col.name = %(collection)s AND c.id = ANY(%(ids)s::bigint[])"
+)
 
 
 def search_text(db: Session, collection: str, query: str, k: int, filter_: Any) -> list[RowMapping]:
     """BM25 search (memora.search_text_v1)."""
-    return _rows(
-        db,
-        collection,
-        "SELECT * FROM {}(%(collection)s, %(query)s, %(k)s::integer, %(filter)s::jsonb)",
-        ("search_text_v1",),
-        {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)},
-    )
+    return _rows(db, collection, _TEXT, {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)})
 
 
 def search_vector(
@@ -57,9 +68,7 @@ def search_vector(
     return _rows(
         db,
         collection,
-        "SELECT * FROM {}(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
-        "%(ef_search)s::integer, %(exact)s::boolean)",
-        ("search_vector_v1",),
+        _VECTOR,
         {
             "collection": collection,
             "embedding": embedding,
@@ -91,10 +100,7 @@ def search_hybrid(
     return _rows(
         db,
         collection,
-        "SELECT * FROM {}(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
-        "%(fusion)s::text, %(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, "
-        "%(candidates)s::integer, %(ef_search)s::integer, %(exact)s::boolean)",
-        ("search_hybrid_v1",),
+        _HYBRID,
         {
             "collection": collection,
             "query": query,
@@ -114,42 +120,20 @@ def search_hybrid(
 
 def headlines(db: Session, collection: str, chunk_ids: Sequence[int], query: str) -> dict[int, str | None]:
     """ts_headline of each chunk for the query's terms (memora.search_tsquery), matches between START and STOP."""
-    rows = _rows(
-        db,
-        collection,
-        "SELECT c.id, ts_headline(c.language, c.text, {}(c.language, %(query)s), %(options)s) AS headline "
-        "FROM {} c JOIN {} col ON col.id = c.collection_id "
-        "WHERE col.name = %(collection)s AND c.id = ANY(%(ids)s::bigint[])",
-        ("search_tsquery", "chunk", "collection"),
-        {
-            "collection": collection,
-            "query": query,
-            "ids": list(chunk_ids),
-            "options": f'StartSel="{START}", StopSel="{STOP}"',
-        },
-    )
-    return {row["id"]: row["headline"] for row in rows}
+    params = {"collection": collection, "query": query, "ids": list(chunk_ids), "options": _HEADLINE_OPTIONS}
+    return {row["id"]: row["headline"] for row in _rows(db, collection, _HEADLINES, params)}
 
 
 def _jsonb(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
 
-def _rows(
-    db: Session,
-    collection: str,
-    statement: str,
-    names: tuple[str, ...],
-    params: Mapping[str, Any],
-) -> list[RowMapping]:
-    """Run STATEMENT with the schema's objects NAMES in its {} places; SQL errors become the API's errors."""
+def _rows(db: Session, collection: str, statement: Query, params: Mapping[str, Any]) -> list[RowMapping]:
+    """Run STATEMENT with PARAMS; SQL errors become the API's errors."""
     # A savepoint, so a refused search leaves the request's transaction usable (the session emits it lazily:
     # the connection must be asked for inside the block).
     with _translated_errors(collection), db.begin_nested():
-        conn = db.connection()
-        identifiers = [sql.Identifier(schema_of(conn), name) for name in names]
-        query = sql.SQL(statement).format(*identifiers).as_string(conn.connection.driver_connection)
-        return list(conn.exec_driver_sql(query, dict(params)).mappings())
+        return list(statement.run(db, params).mappings())
 
 
 @contextmanager

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 
-import psycopg
 import pytest
+from sqlalchemy import Engine
 
+from app.db.query import Query
 from app.eval.metrics import mean_scores, score
 from app.eval.service import judged_queries, load_qrels, load_queries
 from tests.beir_fixtures import QRELS, QUERIES, memora
@@ -29,17 +30,20 @@ def test_eval_prints_one_json_object_of_every_mode(beir_db: str) -> None:
         assert 0 < figures["p50_ms"] <= figures["p95_ms"]
 
 
-def test_text_mode_finds_the_relevant_documents(beir_db: str) -> None:
+SEARCH_TEXT = Query("SELECT external_id FROM memora.search_text('beir', %(query)s, 50)")
+SEARCH_VECTOR = Query(
+    "SELECT vector_dims(%(vector)s::vector), "
+    "(SELECT external_id FROM memora.search_vector('beir', %(vector)s::vector, 1))"
+)
+
+
+def test_text_mode_finds_the_relevant_documents(beir_db: str, beir_engine: Engine) -> None:
     result = memora(
         beir_db, "eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--mode", "text", "--json"
     )
     queries = judged_queries(load_queries(QUERIES), load_qrels(QRELS))
-    with psycopg.connect(beir_db) as conn:
-        rankings = {
-            query.id: [row[0] for row in conn.execute("SELECT external_id FROM memora.search_text('beir', %s, 50)",
-                                                      [query.text])]
-            for query in queries
-        }  # fmt: skip
+    with beir_engine.connect() as conn:
+        rankings = {query.id: SEARCH_TEXT.run(conn, {"query": query.text}).scalars().all() for query in queries}
 
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)["modes"]["text"]
@@ -81,7 +85,7 @@ def test_eval_rejects_an_unknown_mode_or_fusion_and_a_missing_collection(beir_db
     assert "Traceback" not in missing.stderr
 
 
-def test_embed_prints_a_vector_psql_can_use(beir_db: str) -> None:
+def test_embed_prints_a_vector_psql_can_use(beir_db: str, beir_engine: Engine) -> None:
     result = memora(beir_db, "embed", "volcano lava eruption", "-c", "beir")
 
     assert result.returncode == 0, result.stderr
@@ -89,12 +93,9 @@ def test_embed_prints_a_vector_psql_can_use(beir_db: str) -> None:
     values = [float(part) for part in literal.strip("[]").split(",")]
     assert len(values) == 64
     assert math.fsum(v * v for v in values) == pytest.approx(1.0, abs=1e-5)
-    with psycopg.connect(beir_db) as conn:
-        row = conn.execute(
-            "SELECT vector_dims(%s::vector), (SELECT external_id FROM memora.search_vector('beir', %s::vector, 1))",
-            [literal, literal],
-        ).fetchone()
-    assert row == (64, "volcano-1")
+    with beir_engine.connect() as conn:
+        row = SEARCH_VECTOR.run(conn, {"vector": literal}).one()
+    assert tuple(row) == (64, "volcano-1")
 
 
 def test_a_shallow_depth_is_deepened_until_the_documents_are_found(beir_db: str) -> None:

@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
+from app.config import Settings
+from app.db.engine import make_engine
+from app.db.query import Query
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
 
@@ -29,17 +31,19 @@ def test_ingest_a_directory_and_again(fresh_db_url: str, tmp_path: Path) -> None
 
     assert created.returncode == 0, created.stderr
     assert first.returncode == 0, first.stderr
-    with psycopg.connect(fresh_db_url) as conn:
-        documents = conn.execute("SELECT count(*) FROM memora.document WHERE status = 'ready'").fetchone()
-        chunks_with_vectors = conn.execute(
-            "SELECT count(*) FROM memora.chunk c JOIN memora.embedding e ON e.chunk_id = c.id"
-        ).fetchone()
-    assert documents is not None
-    assert documents[0] >= 6  # four single-document files and a JSONL file of several
-    assert f"{documents[0]} documents new or changed" in first.stdout
-    assert f"ready: {documents[0]}" in first.stdout
-    assert chunks_with_vectors is not None
-    assert chunks_with_vectors[0] >= documents[0]
+    engine = make_engine(Settings(database_url=fresh_db_url), "test")
+    with engine.connect() as conn:
+        documents = Query("SELECT count(*) FROM memora.document WHERE status = 'ready'").run(conn).scalar_one()
+        chunks_with_vectors = (
+            Query("SELECT count(*) FROM memora.chunk c JOIN memora.embedding e ON e.chunk_id = c.id")
+            .run(conn)
+            .scalar_one()
+        )
+    engine.dispose()
+    assert documents >= 6  # four single-document files and a JSONL file of several
+    assert f"{documents} documents new or changed" in first.stdout
+    assert f"ready: {documents}" in first.stdout
+    assert chunks_with_vectors >= documents
     assert "0 documents new or changed" in second.stdout
     assert "notes\thashing/hashing\t64d\tready" in listed.stdout
 

@@ -8,6 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, text
 
+from app.db.query import Query
+
 
 def create(api: TestClient, **body: Any) -> Any:
     return api.post("/v1/collections", json={"name": "docs", **body})
@@ -122,13 +124,13 @@ def test_list_get_patch_delete(api: TestClient, connection: Connection) -> None:
 def test_changing_chunking_or_model_queues_documents_again(api: TestClient, connection: Connection) -> None:
     create(api, embedding_provider="hashing")
     api.post("/v1/collections/docs/documents", json={"external_id": "a", "content": "Some text."})
-    connection.execute(text("UPDATE memora.document SET status = 'ready'"))
+    Query("UPDATE memora.document SET status = 'ready'").run(connection)
 
     api.patch("/v1/collections/docs", json={"chunking": {"strategy": "tokens", "size": 64, "overlap": 8}})
-    after_chunking = connection.execute(text("SELECT status FROM memora.document")).scalar()
-    connection.execute(text("UPDATE memora.document SET status = 'ready'"))
+    after_chunking = Query("SELECT status FROM memora.document").run(connection).scalar()
+    Query("UPDATE memora.document SET status = 'ready'").run(connection)
     patched = api.patch("/v1/collections/docs", json={"dimensions": 32})
-    after_model = connection.execute(text("SELECT status FROM memora.document")).scalar()
+    after_model = Query("SELECT status FROM memora.document").run(connection).scalar()
 
     assert after_chunking == "pending"
     assert patched.json()["dimensions"] == 32
@@ -160,7 +162,7 @@ def test_bm25_parameters_default_and_change(api: TestClient, connection: Connect
     ).json()
     patched = api.patch("/v1/collections/docs", json={"bm25_k1": 0, "bm25_b": 1}).json()
     kept = api.patch("/v1/collections/docs", json={"description": "other"}).json()
-    stored = connection.execute(text("SELECT name, bm25_k1, bm25_b FROM memora.collection ORDER BY name")).all()
+    stored = Query("SELECT name, bm25_k1, bm25_b FROM memora.collection ORDER BY name").run(connection).all()
 
     assert (default["bm25_k1"], default["bm25_b"]) == (0.9, 0.4)
     assert (tuned["bm25_k1"], tuned["bm25_b"]) == (1.2, 0.75)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from app.api.deps import get_session
 from app.api.main import create_app
 from app.config import Settings
+from app.db.query import Query
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
 URL = "/v1/collections/docs/documents"
@@ -202,12 +203,10 @@ def test_bring_your_own_chunks_and_vectors(api: TestClient, connection: Connecti
     response = api.post(URL, json={"external_id": "own", "content": content, "chunks": chunks})
 
     assert response.json()["documents"][0]["status"] == "ready"
-    rows = connection.execute(
-        text(
-            "SELECT c.text, c.char_start, c.char_end, c.metadata, e.model, vector_dims(e.embedding) "
-            "FROM memora.chunk c JOIN memora.embedding e ON e.chunk_id = c.id ORDER BY c.ordinal"
-        )
-    ).all()
+    rows = Query(
+        "SELECT c.text, c.char_start, c.char_end, c.metadata, e.model, vector_dims(e.embedding) "
+        "FROM memora.chunk c JOIN memora.embedding e ON e.chunk_id = c.id ORDER BY c.ordinal"
+    ).run(connection)
     assert [tuple(row) for row in rows] == [
         ("First part of the text.", 0, 23, {}, "hashing", dims),
         ("Second part of the text.", 24, 48, {"n": 2}, "hashing", dims),
@@ -289,13 +288,11 @@ def test_several_documents_with_given_vectors_in_one_request(api: TestClient, co
     response = api.post(URL, json=body)
 
     assert [doc["status"] for doc in response.json()["documents"]] == ["ready"] * 3
-    rows = connection.execute(
-        text(
-            "SELECT d.external_id, c.ordinal, c.text FROM memora.chunk c "
-            "JOIN memora.document d ON d.id = c.document_id JOIN memora.embedding e ON e.chunk_id = c.id "
-            "ORDER BY d.external_id, c.ordinal"
-        )
-    ).all()
+    rows = Query(
+        "SELECT d.external_id, c.ordinal, c.text FROM memora.chunk c "
+        "JOIN memora.document d ON d.id = c.document_id JOIN memora.embedding e ON e.chunk_id = c.id "
+        "ORDER BY d.external_id, c.ordinal"
+    ).run(connection)
     assert [tuple(row) for row in rows] == [
         (f"own-{i}", ordinal, f"{word} {i}.") for i in range(3) for ordinal, word in enumerate(("Alpha", "Beta"))
     ]

@@ -7,11 +7,11 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine
 
 from app.config import Settings
+from app.db.query import Query
 from app.errors import InvalidInputError, NotFoundError
 from app.eval import report
 from app.eval.commands import run_eval
@@ -77,12 +77,9 @@ def test_recall_curve_is_the_mean_recall_of_the_rankings(beir_db: str, beir_engi
     queries = judged_queries(load_queries(QUERIES), load_qrels(QRELS))
     with beir_engine.connect() as conn:
         result = service.evaluate_mode(conn, "text", "beir", queries, None, [], depth=200)
-    with psycopg.connect(beir_db) as conn:
-        rankings = [
-            list(dict.fromkeys(row[0] for row in conn.execute(
-                "SELECT external_id FROM memora.search_text('beir', %s, 200)", [q.text])))
-            for q in queries
-        ]  # fmt: skip
+    search = Query("SELECT external_id FROM memora.search_text('beir', %(query)s, 200)")
+    with beir_engine.connect() as conn:
+        rankings = [list(dict.fromkeys(search.run(conn, {"query": q.text}).scalars())) for q in queries]
 
     curve = report.recall_curve(result, queries)
 

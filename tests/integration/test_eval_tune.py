@@ -6,16 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import Engine
 
 from app.config import Settings
+from app.db.query import Query
 from app.errors import InvalidInputError
 from app.eval import service, tune
 from app.eval.commands import collection_embedder, run_eval
 from app.eval.repository import FusionParams
-from app.eval.service import Query, judged_queries, load_qrels, load_queries
+from app.eval.service import JudgedQuery, judged_queries, load_qrels, load_queries
 from tests.beir_fixtures import QRELS, QUERIES
 
 
@@ -24,8 +24,11 @@ def evaluate(url: str, engine: Engine, **options: Any) -> dict[str, Any]:
     return run_eval(Settings(database_url=url), engine, "beir", QUERIES, QRELS, **(arguments | options))
 
 
-def queries_named(*ids: str) -> list[Query]:
-    return [Query(query_id, f"text of {query_id}", {"doc": 1}) for query_id in ids]
+SAVED_DEFAULTS = Query("SELECT metadata->'search_defaults' FROM memora.collection WHERE name = 'beir'")
+
+
+def queries_named(*ids: str) -> list[JudgedQuery]:
+    return [JudgedQuery(query_id, f"text of {query_id}", {"doc": 1}) for query_id in ids]
 
 
 def test_split_is_deterministic_disjoint_and_sized_by_the_fraction() -> None:
@@ -87,10 +90,9 @@ def test_tune_reports_best_and_defaults_on_the_holdout_and_saves_the_choice(
                                            params=setting.params(10), documents=0)  # fmt: skip
             for key in ("ndcg@10", "recall@10", "mrr@10"):
                 assert tuned["holdout"][name][key] == pytest.approx(result.summary()[key]), (name, key)
-    with psycopg.connect(beir_db) as conn:
-        row = conn.execute("SELECT metadata->'search_defaults' FROM memora.collection WHERE name = 'beir'").fetchone()
-    assert row is not None
-    saved = row[0]
+    with beir_engine.connect() as conn:
+        saved = SAVED_DEFAULTS.run(conn).scalar()
+    assert saved is not None
     assert {key: saved[key] for key in tuned["best"]} == tuned["best"]
     assert saved["tuned"]["holdout_ndcg@10"] == pytest.approx(tuned["holdout"]["best"]["ndcg@10"])
     assert saved["tuned"]["default_holdout_ndcg@10"] == pytest.approx(tuned["holdout"]["default"]["ndcg@10"])
@@ -103,10 +105,9 @@ def test_tune_without_save_leaves_the_collection_alone_and_shows_in_the_report(
 ) -> None:
     summary = evaluate(beir_db, beir_engine, tune=True, report_dir=tmp_path, as_json=False)
 
-    with psycopg.connect(beir_db) as conn:
-        row = conn.execute("SELECT metadata FROM memora.collection WHERE name = 'beir'").fetchone()
-    assert row is not None
-    assert "search_defaults" not in row[0]
+    with beir_engine.connect() as conn:
+        metadata = Query("SELECT metadata FROM memora.collection WHERE name = 'beir'").run(conn).scalar_one()
+    assert "search_defaults" not in metadata
     assert "saved" not in summary["tune"]
     markdown = (tmp_path / "report.md").read_text()
     assert "## Tuning" in markdown

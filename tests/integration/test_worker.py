@@ -1,134 +1,103 @@
-"""The ingestion worker against a real database: chunking, embedding only what changed, retries and leases."""
+"""The ingestion worker against a real database: chunking, embedding only what changed, retries and leases.
+
+The collection is embedded by the openai provider on a loopback OpenAI-compatible server, as a real deployment's
+would be: the tests read what was embedded from the server's requests, and make embedding fail or stall there.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.db.engine import make_engine
-from app.embeddings.base import Embedder, Tokenizer, Vectors
-from app.embeddings.hashing import HashingEmbedder
+from app.db.query import Query
 from app.ingest import repository
-from app.ingest.repository import ClaimedDocument
 from app.ingest.worker import Worker
+from tests.openai_server import OpenAIServer, Request, Response, error
 
 PARAGRAPHS = [f"Paragraph {i} talks about topic {i} in some detail. It has a second sentence." for i in range(12)]
+MODEL = "text-embedding-3-small"
+EMBEDDINGS = "/v1/embeddings"
 
-
-@dataclass
-class SpyEmbedder:
-    """The hashing embedder, counting what it is asked to embed, and failing on demand."""
-
-    inner: HashingEmbedder = field(default_factory=lambda: HashingEmbedder(16))
-    texts: list[str] = field(default_factory=list)
-    failures: int = 0
-    provider: str = "hashing"
-    model: str = "hashing"
-    dimensions: int = 16
-    max_input_tokens: int = 512
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.inner.tokenizer
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("embedding service unreachable")
-        self.texts += texts
-        return self.inner.embed(texts)
+ADD = Query(
+    "INSERT INTO memora.document (collection_id, external_id, title, content) "
+    "SELECT id, %(external_id)s, %(title)s, %(content)s FROM memora.collection WHERE name = 'docs'"
+)
+EDIT = Query("UPDATE memora.document SET content = %(content)s WHERE external_id = %(external_id)s")
+STATE = Query(
+    "SELECT d.status, d.attempts, d.error, d.version, d.available_at > now() AS waiting, "
+    "(SELECT count(*) FROM memora.chunk c WHERE c.document_id = d.id) AS chunks, "
+    "(SELECT count(*) FROM memora.embedding e JOIN memora.chunk c ON c.id = e.chunk_id "
+    " WHERE c.document_id = d.id) AS vectors "
+    "FROM memora.document d WHERE external_id = %(external_id)s"
+)
+CHUNKS = Query(
+    "SELECT c.id, c.ordinal, c.text, c.char_start, c.char_end FROM memora.chunk c "
+    "JOIN memora.document d ON d.id = c.document_id WHERE d.external_id = %(e)s ORDER BY c.ordinal"
+)
 
 
 @pytest.fixture
-def worker_settings(fresh_db_url: str) -> Settings:
-    return Settings(database_url=fresh_db_url, worker_retry_seconds=0, worker_max_attempts=3, worker_poll_seconds=30)
+def worker_settings(fresh_db_url: str, openai_server: OpenAIServer) -> Settings:
+    return Settings(
+        database_url=fresh_db_url, worker_retry_seconds=0, worker_max_attempts=3, worker_poll_seconds=30,
+        openai_base_url=openai_server.base_url, openai_api_key="sk-test", openai_max_retries=0,
+    )  # fmt: skip
 
 
 @pytest.fixture
 def engine(worker_settings: Settings) -> Iterator[Engine]:
     engine = make_engine(worker_settings, "worker")
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, chunking) "
-                """VALUES ('docs', 'hashing', 'hashing', 16, '{"strategy": "recursive", "size": 24, "overlap": 0}')"""
-            )
-        )
+        Query(
+            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, chunking) "
+            """VALUES ('docs', 'openai', %(model)s, 16, '{"strategy": "recursive", "size": 24, "overlap": 0}')"""
+        ).run(conn, {"model": MODEL})
     yield engine
     engine.dispose()
 
 
 @pytest.fixture
-def spy() -> SpyEmbedder:
-    return SpyEmbedder()
+def worker(worker_settings: Settings, engine: Engine) -> Worker:
+    return Worker(worker_settings, engine)
 
 
-@pytest.fixture
-def worker(worker_settings: Settings, engine: Engine, spy: SpyEmbedder) -> Worker:
-    def embedder_for(doc: ClaimedDocument) -> Embedder:
-        return spy
-
-    return Worker(worker_settings, engine, embedder_for=embedder_for)
+def embedded(server: OpenAIServer) -> list[str]:
+    """Every text the server was asked to embed, in order."""
+    return [text for request in server.requests_to(EMBEDDINGS) for text in request.json()["input"]]
 
 
 def add(engine: Engine, external_id: str, content: str, title: str = "") -> None:
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO memora.document (collection_id, external_id, title, content) "
-                "SELECT id, :external_id, :title, :content FROM memora.collection WHERE name = 'docs'"
-            ),
-            {"external_id": external_id, "title": title, "content": content},
-        )
+        ADD.run(conn, {"external_id": external_id, "title": title, "content": content})
 
 
 def edit(engine: Engine, external_id: str, content: str) -> None:
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE memora.document SET content = :content WHERE external_id = :external_id"),
-            {"external_id": external_id, "content": content},
-        )
+        EDIT.run(conn, {"external_id": external_id, "content": content})
 
 
 def state(engine: Engine, external_id: str) -> dict[str, object]:
     with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT d.status, d.attempts, d.error, d.version, d.available_at > now() AS waiting, "
-                "(SELECT count(*) FROM memora.chunk c WHERE c.document_id = d.id) AS chunks, "
-                "(SELECT count(*) FROM memora.embedding e JOIN memora.chunk c ON c.id = e.chunk_id "
-                " WHERE c.document_id = d.id) AS vectors "
-                "FROM memora.document d WHERE external_id = :external_id"
-            ),
-            {"external_id": external_id},
-        ).one()
-    return dict(row._mapping)
+        return dict(STATE.run(conn, {"external_id": external_id}).one()._mapping)
 
 
 def chunks(engine: Engine, external_id: str) -> list[tuple[int, int, str, int, int]]:
     with engine.connect() as conn:
-        return [
-            tuple(row)
-            for row in conn.execute(
-                text(
-                    "SELECT c.id, c.ordinal, c.text, c.char_start, c.char_end FROM memora.chunk c "
-                    "JOIN memora.document d ON d.id = c.document_id WHERE d.external_id = :e ORDER BY c.ordinal"
-                ),
-                {"e": external_id},
-            )
-        ]
+        return [tuple(row) for row in CHUNKS.run(conn, {"e": external_id})]
 
 
-def test_a_document_inserted_with_sql_is_chunked_and_embedded(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+def test_a_document_inserted_with_sql_is_chunked_and_embedded(
+    engine: Engine, worker: Worker, openai_server: OpenAIServer
+) -> None:
     content = "\n\n".join(PARAGRAPHS)
     add(engine, "doc", content, title="Topics")
 
@@ -142,17 +111,21 @@ def test_a_document_inserted_with_sql_is_chunked_and_embedded(engine: Engine, wo
     for _, _, chunk_text, start, end in stored:
         assert content[start:end] == chunk_text
     assert [row[1] for row in stored] == list(range(len(stored)))
-    assert all(text_.startswith("Topics\n\n") for text_ in spy.texts)  # the title is embedded with the text
+    texts = embedded(openai_server)
+    assert len(texts) == len(stored)
+    assert all(text_.startswith("Topics\n\n") for text_ in texts)  # the title is embedded with the text
     with engine.connect() as conn:
-        models = conn.execute(text("SELECT DISTINCT model FROM memora.embedding")).scalars().all()
-    assert models == ["hashing"]
+        models = Query("SELECT DISTINCT model FROM memora.embedding").run(conn).scalars().all()
+    assert models == [MODEL]
 
 
-def test_editing_one_paragraph_re_embeds_only_its_chunks(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+def test_editing_one_paragraph_re_embeds_only_its_chunks(
+    engine: Engine, worker: Worker, openai_server: OpenAIServer
+) -> None:
     add(engine, "doc", "\n\n".join(PARAGRAPHS))
     worker.run_once()
     before = chunks(engine, "doc")
-    spy.texts.clear()
+    openai_server.requests.clear()
 
     edited = list(PARAGRAPHS)
     edited[5] = "Paragraph 5 now says something else entirely. Brand new words here."
@@ -160,42 +133,44 @@ def test_editing_one_paragraph_re_embeds_only_its_chunks(engine: Engine, worker:
     worker.run_once()
 
     after = chunks(engine, "doc")
-    assert 1 <= len(spy.texts) <= 2
-    assert all("Paragraph 5 now" in text_ for text_ in spy.texts)
+    assert 1 <= len(embedded(openai_server)) <= 2
+    assert all("Paragraph 5 now" in text_ for text_ in embedded(openai_server))
     kept_ids = {row[0] for row in before} & {row[0] for row in after}
     assert len(kept_ids) >= len(before) - 2  # unchanged chunks keep their rows (and ids, and vectors)
     assert state(engine, "doc")["chunks"] == state(engine, "doc")["vectors"] == len(after)
 
 
-def test_the_same_content_again_does_nothing(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+def test_the_same_content_again_does_nothing(engine: Engine, worker: Worker, openai_server: OpenAIServer) -> None:
     add(engine, "doc", "\n\n".join(PARAGRAPHS))
     worker.run_once()
-    spy.texts.clear()
+    openai_server.requests.clear()
 
     edit(engine, "doc", "\n\n".join(PARAGRAPHS))
 
     assert worker.run_once() == 0
     assert state(engine, "doc")["version"] == 1
-    assert spy.texts == []
+    assert embedded(openai_server) == []
 
 
 def test_text_seen_elsewhere_in_the_collection_reuses_its_vector(
-    engine: Engine, worker: Worker, spy: SpyEmbedder
+    engine: Engine, worker: Worker, openai_server: OpenAIServer
 ) -> None:
     add(engine, "first", "\n\n".join(PARAGRAPHS))
     worker.run_once()
-    spy.texts.clear()
+    openai_server.requests.clear()
 
     add(engine, "copy", "\n\n".join(PARAGRAPHS))
     worker.run_once()
 
-    assert spy.texts == []
+    assert embedded(openai_server) == []
     assert state(engine, "copy")["vectors"] == state(engine, "first")["vectors"]
 
 
-def test_failures_retry_then_fail_while_the_queue_goes_on(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+def test_failures_retry_then_fail_while_the_queue_goes_on(
+    engine: Engine, worker: Worker, openai_server: OpenAIServer
+) -> None:
     add(engine, "flaky", "Some text that will not embed at first.")
-    spy.failures = 1
+    openai_server.fail_next(1, 500, path=EMBEDDINGS)
     worker.run_once()
     first = state(engine, "flaky")
 
@@ -203,12 +178,12 @@ def test_failures_retry_then_fail_while_the_queue_goes_on(engine: Engine, worker
     recovered = state(engine, "flaky")
 
     assert (first["status"], first["attempts"]) == ("pending", 1)
-    assert "embedding service unreachable" in str(first["error"])
+    assert "HTTP 500: injected failure 500" in str(first["error"])
     assert recovered["status"] == "ready"
     assert recovered["error"] is None
 
     add(engine, "doomed", "This one never embeds.")
-    spy.failures = 3
+    openai_server.fail_next(3, 500, path=EMBEDDINGS)
     for _ in range(3):
         worker.run_once()
     add(engine, "fine", "But this one does.")
@@ -216,16 +191,14 @@ def test_failures_retry_then_fail_while_the_queue_goes_on(engine: Engine, worker
 
     doomed = state(engine, "doomed")
     assert (doomed["status"], doomed["attempts"]) == ("failed", 3)
-    assert "ConnectionError" in str(doomed["error"])
+    assert "injected failure 500" in str(doomed["error"])
     assert state(engine, "fine")["status"] == "ready"
 
 
-def test_retry_waits_with_backoff(worker_settings: Settings, engine: Engine, spy: SpyEmbedder) -> None:
-    slow_retry = Worker(
-        worker_settings.model_copy(update={"worker_retry_seconds": 60}), engine, embedder_for=lambda d: spy
-    )
+def test_retry_waits_with_backoff(worker_settings: Settings, engine: Engine, openai_server: OpenAIServer) -> None:
+    slow_retry = Worker(worker_settings.model_copy(update={"worker_retry_seconds": 60}), engine)
     add(engine, "flaky", "Text.")
-    spy.failures = 1
+    openai_server.fail_next(1, 500, path=EMBEDDINGS)
 
     slow_retry.run_once()
 
@@ -235,7 +208,7 @@ def test_retry_waits_with_backoff(worker_settings: Settings, engine: Engine, spy
 
 def test_a_bad_chunking_setting_fails_at_once(engine: Engine, worker: Worker) -> None:
     with engine.begin() as conn:
-        conn.execute(text("""UPDATE memora.collection SET chunking = '{"strategy": "sideways"}'"""))
+        Query("""UPDATE memora.collection SET chunking = '{"strategy": "sideways"}'""").run(conn)
     add(engine, "doc", "Text.")
 
     worker.run_once()
@@ -254,7 +227,7 @@ def test_an_expired_lease_is_taken_over_without_duplicates(
         assert len(repository.claim(conn, "dead-worker", 10, timedelta(seconds=300))) == 1
     assert worker.run_once() == 0  # leased: nobody else may take it
     with engine.begin() as conn:
-        conn.execute(text("UPDATE memora.document SET available_at = now() - interval '1 second'"))
+        Query("UPDATE memora.document SET available_at = now() - interval '1 second'").run(conn)
 
     assert worker.run_once() == 1
     after = state(engine, "doc")
@@ -263,16 +236,15 @@ def test_an_expired_lease_is_taken_over_without_duplicates(
     assert ordinals == list(range(len(ordinals)))
 
 
-def test_an_edit_during_processing_wins(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
+def test_an_edit_during_processing_wins(engine: Engine, worker: Worker, openai_server: OpenAIServer) -> None:
     add(engine, "doc", "Original text.")
-    real_embed = spy.embed
 
-    def edit_meanwhile(texts: Sequence[str]) -> Vectors:
+    def edit_meanwhile(request: Request) -> Response:
+        openai_server.route("POST", EMBEDDINGS, openai_server.embeddings)
         edit(engine, "doc", "Edited while the worker was busy.")
-        spy.embed = real_embed  # type: ignore[method-assign]
-        return real_embed(texts)
+        return openai_server.embeddings(request)
 
-    spy.embed = edit_meanwhile  # type: ignore[method-assign]
+    openai_server.route("POST", EMBEDDINGS, edit_meanwhile)
     worker.run_once()
     superseded = state(engine, "doc")
     worker.run_once()
@@ -305,7 +277,7 @@ def test_vectors_are_float32_of_the_collection_dimensions(engine: Engine, worker
     worker.run_once()
 
     with engine.connect() as conn:
-        vector = conn.execute(text("SELECT embedding FROM memora.embedding")).scalar()
+        vector = Query("SELECT embedding FROM memora.embedding").run(conn).scalar()
     array = vector.to_numpy()
     assert array.dtype == np.float32
     assert array.shape == (16,)
@@ -313,21 +285,20 @@ def test_vectors_are_float32_of_the_collection_dimensions(engine: Engine, worker
 
 
 def test_leases_are_renewed_while_a_slow_batch_is_worked_on(
-    worker_settings: Settings, engine: Engine, spy: SpyEmbedder
+    worker_settings: Settings, engine: Engine, openai_server: OpenAIServer
 ) -> None:
     short_lease = worker_settings.model_copy(update={"worker_lease_seconds": 1})
-    patient = Worker(short_lease, engine, embedder_for=lambda doc: spy)
+    patient = Worker(short_lease, engine)
     add(engine, "doc", "Slow to embed.")
-    real_embed = spy.embed
     rival_claims: list[int] = []
 
-    def slow(texts: Sequence[str]) -> Vectors:
+    def slow(request: Request) -> Response:
         time.sleep(2.5)  # more than two leases long
         with engine.begin() as conn:
             rival_claims.append(len(repository.claim(conn, "rival", 10, timedelta(seconds=60))))
-        return real_embed(texts)
+        return openai_server.embeddings(request)
 
-    spy.embed = slow  # type: ignore[method-assign]
+    openai_server.route("POST", EMBEDDINGS, slow)
     patient.run_once()
 
     assert rival_claims == [0]
@@ -335,15 +306,13 @@ def test_leases_are_renewed_while_a_slow_batch_is_worked_on(
     assert patient.stats.superseded == 0
 
 
-def test_one_bad_document_does_not_fail_its_batch(engine: Engine, worker: Worker, spy: SpyEmbedder) -> None:
-    real_embed = spy.embed
+def test_one_bad_document_does_not_fail_its_batch(engine: Engine, worker: Worker, openai_server: OpenAIServer) -> None:
+    def refuse_poison(request: Request) -> Response:
+        if any("POISON" in text_ for text_ in request.json()["input"]):
+            return error(400, "input too long", "invalid_request_error")
+        return openai_server.embeddings(request)
 
-    def refuse_poison(texts: Sequence[str]) -> Vectors:
-        if any("POISON" in text_ for text_ in texts):
-            raise ValueError("input too long")
-        return real_embed(texts)
-
-    spy.embed = refuse_poison  # type: ignore[method-assign]
+    openai_server.route("POST", EMBEDDINGS, refuse_poison)
     add(engine, "poison", "POISON text the model refuses.")
     add(engine, "innocent", "Harmless text in the same batch.")
 
@@ -355,9 +324,9 @@ def test_one_bad_document_does_not_fail_its_batch(engine: Engine, worker: Worker
     assert (poisoned["status"], poisoned["attempts"]) == ("failed", 3)
 
 
-def test_the_worker_survives_losing_the_database(worker_settings: Settings, engine: Engine, spy: SpyEmbedder) -> None:
+def test_the_worker_survives_losing_the_database(worker_settings: Settings, engine: Engine) -> None:
     quick = worker_settings.model_copy(update={"worker_poll_seconds": 0.2})
-    resilient = Worker(quick, engine, embedder_for=lambda doc: spy)
+    resilient = Worker(quick, engine)
     real_run_once = resilient.run_once
     calls = {"n": 0}
 

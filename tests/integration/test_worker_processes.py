@@ -11,14 +11,18 @@ import time
 import psycopg
 import pytest
 
+from app.config import Settings
+from app.db.query import in_schema
 from tests.openai_server import OpenAIServer
 
 DOCUMENTS = 3
+SCHEMA = Settings().db_schema  # the schema tests/conftest.py builds the test database in
 TEXT = "\n\n".join(f"Section {i}: the worker embeds this paragraph about subject {i}." for i in range(6))
 
 
 def worker_process(url: str, *args: str, **env: str) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")} | env
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")} | {"MEMORA_DB_SCHEMA": SCHEMA}
+    environment |= env
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--database-url", url, "worker", *args],
         env=environment,
@@ -29,8 +33,9 @@ def worker_process(url: str, *args: str, **env: str) -> subprocess.Popen[str]:
 
 
 def execute(url: str, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """STATEMENT, naming memora.<object> as psql users do, run in the test database's schema."""
     with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(statement, params)
+        cursor = conn.execute(in_schema(statement, SCHEMA), params)
         return cursor.fetchall() if cursor.description else []
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from app.db.embedded import bin_dir
+
+# Written as docs/sql.md tells a psql user to write it: the schema is memora.
+pytestmark = pytest.mark.memora_schema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "sql" / "examples"
 

@@ -7,8 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.db.embedded import bin_dir
 from tests.sql.test_ingest_sql import EXAMPLES, psql, run_worker
+
+# Written as docs/sql.md tells a psql user to write it: the schema is memora.
+pytestmark = pytest.mark.memora_schema
 
 
 def psql_file_with_memora_on_path(url: str, path: Path) -> str:

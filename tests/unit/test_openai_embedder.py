@@ -1,4 +1,8 @@
-"""The openai provider: the real openai client against an OpenAI-compatible server on loopback."""
+"""The openai provider: the real openai client against an OpenAI-compatible server on loopback.
+
+Retries really wait: a fixture makes the backoff short, and the waits are read from the provider's own log line of
+each retry (and, where it matters, from when the server saw the requests).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from app.config import Settings
+from app.embeddings import openai_provider
 from app.embeddings.hashing import HashingEmbedder
 from app.embeddings.openai_provider import OpenAIEmbedder, estimate_tokens, retry_after_seconds
 from app.embeddings.registry import get_embedder
@@ -20,17 +25,27 @@ KEY = "sk-test-0123456789abcdef"
 TEXTS = [f"sentence number {i} about topic {i % 7}" for i in range(10)]
 
 
+@pytest.fixture(autouse=True)
+def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries the server does not time wait about 10 ms, not half a second and more."""
+    monkeypatch.setattr(openai_provider, "BACKOFF_SECONDS", 0.01)
+
+
+def logged_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
+    """The wait before each retry, as the provider logs it."""
+    records = [r for r in caplog.records if r.name == openai_provider.__name__ and "retry" in str(r.msg)]
+    return [float(r.args[-1]) for r in records]  # type: ignore[index]
+
+
 def make(server: OpenAIServer, model: str = "text-embedding-3-small", dimensions: int = 64, **kwargs: Any) -> Any:
-    """An embedder on the test server whose waits are recorded instead of slept."""
-    waits: list[float] = []
-    options: dict[str, Any] = {"api_key": SecretStr(KEY), "timeout": 5.0, "max_retries": 3, "sleep": waits.append}
-    embedder = OpenAIEmbedder(model, dimensions, base_url=server.base_url, **(options | kwargs))
-    return embedder, waits
+    """An embedder on the test server."""
+    options: dict[str, Any] = {"api_key": SecretStr(KEY), "timeout": 5.0, "max_retries": 3}
+    return OpenAIEmbedder(model, dimensions, base_url=server.base_url, **(options | kwargs))
 
 
 def test_batches_keep_input_order_and_match_the_server_vectors(openai_server: OpenAIServer) -> None:
     openai_server.reverse_data = True
-    embedder, _ = make(openai_server, batch_size=4)
+    embedder = make(openai_server, batch_size=4)
     vectors = embedder.embed(TEXTS)
     bodies = [r.json() for r in openai_server.requests_to("/v1/embeddings")]
     assert [body["input"] for body in bodies] == [TEXTS[0:4], TEXTS[4:8], TEXTS[8:10]]
@@ -40,7 +55,7 @@ def test_batches_keep_input_order_and_match_the_server_vectors(openai_server: Op
 
 
 def test_request_carries_key_model_and_dimensions(openai_server: OpenAIServer) -> None:
-    embedder, _ = make(openai_server)
+    embedder = make(openai_server)
     embedder.embed(["hello"])
     (request,) = openai_server.requests
     assert request.headers["authorization"] == f"Bearer {KEY}"
@@ -49,41 +64,49 @@ def test_request_carries_key_model_and_dimensions(openai_server: OpenAIServer) -
 
 
 def test_dimensions_are_not_sent_to_other_models(openai_server: OpenAIServer) -> None:
-    embedder, _ = make(openai_server, model="nomic-embed-text", dimensions=256)
+    embedder = make(openai_server, model="nomic-embed-text", dimensions=256)
     assert embedder.embed(["hello"]).shape == (1, 256)
     assert "dimensions" not in openai_server.requests[0].json()
-    forced, _ = make(openai_server, model="nomic-embed-text", dimensions=32, send_dimensions=True)
-    assert forced.embed(["hello"]).shape == (1, 32)
-    assert openai_server.requests[1].json()["dimensions"] == 32
 
 
-def test_token_budget_splits_requests(openai_server: OpenAIServer) -> None:
-    embedder, _ = make(openai_server, max_request_tokens=3 * estimate_tokens(TEXTS[0]))
+def test_token_budget_splits_requests(openai_server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(openai_provider, "MAX_TOKENS_PER_REQUEST", 3 * estimate_tokens(TEXTS[0]))
+    embedder = make(openai_server)
     assert embedder.embed(TEXTS).shape == (10, 64)
     sizes = [len(r.json()["input"]) for r in openai_server.requests]
     assert sizes == [3, 3, 3, 1]
 
 
-def test_429_waits_as_retry_after_says_then_succeeds(openai_server: OpenAIServer) -> None:
-    openai_server.fail_next(1, 429, headers={"Retry-After": "2"})
+def test_429_waits_as_retry_after_says_then_succeeds(
+    openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    openai_server.fail_next(1, 429, headers={"Retry-After": "1"})
     openai_server.fail_next(1, 429, headers={"retry-after-ms": "150", "Retry-After": "9"})
-    embedder, waits = make(openai_server)
+    embedder = make(openai_server)
     assert embedder.embed(["hello"]).shape == (1, 64)
-    assert waits == [2.0, 0.15]
-    assert len(openai_server.requests) == 3
+    assert logged_waits(caplog) == [1.0, 0.15]
+    first, second, third = (request.received_at for request in openai_server.requests)
+    assert second - first >= 1.0
+    assert third - second >= 0.15
 
 
-def test_retry_after_is_capped(openai_server: OpenAIServer) -> None:
+def test_retry_after_is_capped(
+    openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai_provider, "MAX_WAIT_SECONDS", 0.2)
     openai_server.fail_next(1, 429, headers={"Retry-After": "3600"})
-    embedder, waits = make(openai_server, max_wait_seconds=1.5)
-    embedder.embed(["hello"])
-    assert waits == [1.5]
+    make(openai_server).embed(["hello"])
+    assert logged_waits(caplog) == [0.2]
 
 
-def test_500_backs_off_exponentially_then_succeeds(openai_server: OpenAIServer) -> None:
+def test_500_backs_off_exponentially_then_succeeds(
+    openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openai_provider, "BACKOFF_SECONDS", 0.1)
     openai_server.fail_next(2, 500)
-    embedder, waits = make(openai_server, backoff_seconds=0.1)
+    embedder = make(openai_server)
     assert embedder.embed(["hello"]).shape == (1, 64)
+    waits = logged_waits(caplog)
     assert len(waits) == 2
     assert 0.05 <= waits[0] <= 0.1
     assert 0.1 <= waits[1] <= 0.2
@@ -97,35 +120,35 @@ def test_real_sleep_between_retries(openai_server: OpenAIServer) -> None:
     assert second.received_at - first.received_at >= 0.1
 
 
-def test_retries_exhausted(openai_server: OpenAIServer) -> None:
+def test_retries_exhausted(openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
     openai_server.fail_next(4, 500)
-    embedder, waits = make(openai_server, max_retries=3)
+    embedder = make(openai_server, max_retries=3)
     with pytest.raises(EmbeddingProviderError, match="after 4 attempts: HTTP 500") as caught:
         embedder.embed(["hello"])
     assert caught.value.status == 502
-    assert len(waits) == 3
+    assert len(logged_waits(caplog)) == 3
 
 
-def test_client_errors_are_not_retried(openai_server: OpenAIServer) -> None:
+def test_client_errors_are_not_retried(openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
     openai_server.fail_next(1, 400)
-    embedder, waits = make(openai_server)
+    embedder = make(openai_server)
     with pytest.raises(EmbeddingProviderError, match="HTTP 400: injected failure 400"):
         embedder.embed(["hello"])
-    assert waits == []
+    assert logged_waits(caplog) == []
     assert len(openai_server.requests) == 1
 
 
-def test_timeout(openai_server: OpenAIServer) -> None:
+def test_timeout(openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
     openai_server.delay_next(2, seconds=2.0)
-    embedder, waits = make(openai_server, timeout=0.2, max_retries=1)
+    embedder = make(openai_server, timeout=0.2, max_retries=1)
     with pytest.raises(EmbeddingProviderError, match=r"after 2 attempts: no answer within 0\.2s"):
         embedder.embed(["hello"])
-    assert len(waits) == 1
+    assert len(logged_waits(caplog)) == 1
 
 
 def test_wrong_dimensions_from_the_server(openai_server: OpenAIServer) -> None:
     openai_server.wrong_dimensions = 63
-    embedder, _ = make(openai_server)
+    embedder = make(openai_server)
     with pytest.raises(EmbeddingProviderError, match="returned 63-dimensional vectors, expected 64"):
         embedder.embed(["hello"])
 
@@ -134,7 +157,7 @@ def test_unreachable_server() -> None:
     server = OpenAIServer().start()
     base_url = server.base_url
     server.stop()
-    embedder = OpenAIEmbedder("m", 256, base_url=base_url, api_key=KEY, max_retries=1, sleep=lambda _: None)
+    embedder = OpenAIEmbedder("m", 256, base_url=base_url, api_key=KEY, max_retries=1)
     with pytest.raises(EmbeddingProviderError, match="connection failed"):
         embedder.embed(["hello"])
 
@@ -143,7 +166,7 @@ def test_key_never_shows(openai_server: OpenAIServer, caplog: pytest.LogCaptureF
     caplog.set_level(logging.DEBUG)
     openai_server.api_key = "another-key"
     openai_server.fail_next(1, 429, headers={"retry-after-ms": "1"})
-    embedder, _ = make(openai_server)
+    embedder = make(openai_server)
     with pytest.raises(EmbeddingProviderError) as caught:
         embedder.embed(["hello"])
     assert "HTTP 401" in str(caught.value)
@@ -154,7 +177,7 @@ def test_key_never_shows(openai_server: OpenAIServer, caplog: pytest.LogCaptureF
 
 def test_an_echoed_key_is_masked(openai_server: OpenAIServer) -> None:
     openai_server.route("POST", "/v1/embeddings", lambda request: _echo_headers(request.headers))
-    embedder, _ = make(openai_server)
+    embedder = make(openai_server)
     with pytest.raises(EmbeddingProviderError) as caught:
         embedder.embed(["hello"])
     assert "Bearer ***" in str(caught.value)
@@ -177,7 +200,7 @@ def test_key_from_environment(openai_server: OpenAIServer, monkeypatch: pytest.M
 
 
 def test_empty_input_sends_nothing(openai_server: OpenAIServer) -> None:
-    embedder, _ = make(openai_server)
+    embedder = make(openai_server)
     assert embedder.embed([]).shape == (0, 64)
     assert openai_server.requests == []
 

@@ -1,0 +1,190 @@
+"""POST /v1/collections/{name}/answer when the chat model's server fails, stalls or refuses, and as server-sent
+events (the upstream failing mid-stream, the client going away), with the API key kept out of responses and logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from tests.integration.answer_support import (
+    CHAT,
+    DEFAULT_CHAT_MODEL,
+    KEY,
+    QUESTION,
+    URL,
+    ask,
+    chat_requests,
+    chat_settings_for,
+    corpus_client,
+    make_app,
+    parse_events,
+    serving,
+)  # fmt: skip
+from tests.openai_server import OpenAIServer
+
+
+@pytest.fixture
+def chat_settings(settings: Settings, openai_server: OpenAIServer) -> Settings:
+    return chat_settings_for(settings, openai_server)
+
+
+@pytest.fixture
+def app(chat_settings: Settings, engine: Engine, db: Session) -> FastAPI:
+    return make_app(chat_settings, engine, db)
+
+
+@pytest.fixture
+def api(app: FastAPI) -> Iterator[TestClient]:
+    with corpus_client(app) as client:
+        yield client
+
+
+@pytest.fixture
+def live(app: FastAPI, api: TestClient) -> Iterator[str]:
+    """The same app (and corpus) served by uvicorn on 127.0.0.1."""
+    with serving(app) as url:
+        yield url
+
+
+def test_unknown_model_is_502_with_the_upstreams_message(api: TestClient, openai_server: OpenAIServer) -> None:
+    whole = ask(api, 502, model="gpt-nope")
+    streamed = api.post(URL, json={"question": QUESTION, "model": "gpt-nope", "stream": True})
+
+    assert whole["error"]["code"] == "chat_provider"
+    assert "The model `gpt-nope` does not exist" in whole["error"]["message"]
+    assert "HTTP 404" in whole["error"]["message"]
+    assert streamed.status_code == 502
+    assert streamed.headers["content-type"] == "application/json"
+    assert "The model `gpt-nope` does not exist" in streamed.json()["error"]["message"]
+
+
+def test_upstream_timeout_is_504(
+    chat_settings: Settings, engine: Engine, db: Session, api: TestClient, openai_server: OpenAIServer
+) -> None:
+    impatient = chat_settings.model_copy(update={"openai_timeout_seconds": 0.5, "openai_max_retries": 2})
+    openai_server.delay_next(2, seconds=3, path=CHAT)
+    with TestClient(make_app(impatient, engine, db)) as client:
+        started = time.monotonic()
+        whole = client.post(URL, json={"question": QUESTION})
+        streamed = client.post(URL, json={"question": QUESTION, "stream": True})
+        took = time.monotonic() - started
+
+    assert whole.status_code == 504, whole.text
+    assert whole.json()["error"]["code"] == "upstream_timeout"
+    assert "no answer within 0.5s" in whole.json()["error"]["message"]
+    assert streamed.status_code == 504
+    assert len(openai_server.requests_to(CHAT)) == 2  # a timeout is not retried
+    assert took < 2.5
+
+
+def test_a_failed_first_request_is_retried(
+    chat_settings: Settings, engine: Engine, db: Session, api: TestClient, openai_server: OpenAIServer
+) -> None:
+    patient = chat_settings.model_copy(update={"openai_max_retries": 1})
+    openai_server.fail_next(status=503, headers={"retry-after-ms": "1"}, path=CHAT)
+    with TestClient(make_app(patient, engine, db)) as client:
+        response = client.post(URL, json={"question": QUESTION})
+
+    assert response.status_code == 200, response.text
+    assert len(openai_server.requests_to(CHAT)) == 2
+
+
+def test_the_api_key_stays_out_of_responses_and_logs(
+    api: TestClient, live: str, openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    openai_server.chat.refuse_next(401, f"Incorrect API key provided: {KEY}.", code="invalid_api_key")
+    refused = api.post(URL, json={"question": QUESTION})
+    openai_server.chat.fail_mid_stream(after=1, message=f"backend broke while serving {KEY}")
+    with httpx.Client(timeout=10) as client:
+        streamed = client.post(live + URL, json={"question": QUESTION, "stream": True})
+
+    assert refused.status_code == 502
+    assert "Incorrect API key provided: ***." in refused.json()["error"]["message"]
+    event, data = parse_events(streamed.text)[-1]
+    assert event == "error"
+    assert "backend broke while serving ***" in data["error"]["message"]
+    for text in (refused.text, streamed.text, caplog.text):
+        assert KEY not in text
+    assert "answer stream failed" in caplog.text
+
+
+def test_a_stream_sends_sources_then_deltas_then_usage(live: str, openai_server: OpenAIServer) -> None:
+    reply = "Aardvarks eat ants [2] and termites [2], at night [1]."
+    openai_server.chat.reply(reply)
+    with httpx.Client(timeout=10) as client:
+        response = client.post(live + URL, json={"question": QUESTION, "stream": True})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = parse_events(response.text)
+    names = [event for event, _ in events]
+    assert names == ["sources"] + ["delta"] * (len(names) - 2) + ["done"]
+    assert len(names) > 4
+    sources = events[0][1]
+    assert [s["n"] for s in sources["sources"]] == [1, 2, 3]
+    assert sources["model"] == DEFAULT_CHAT_MODEL
+    assert "".join(data["text"] for event, data in events if event == "delta") == reply
+    done = events[-1][1]
+    assert done["answer"] == reply
+    assert done["citations"] == [2, 1]
+    assert done["finish_reason"] == "stop"
+    assert done["usage"]["completion_tokens"] == len(reply.split())
+    assert done["usage"]["prompt_tokens"] > 0
+    assert done["usage"]["context_tokens"] == sources["context_tokens"]
+    (sent,) = chat_requests(openai_server)
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True}
+    assert openai_server.chat.streams[0].outcome == "finished"
+
+
+@pytest.mark.parametrize(
+    ("how", "code"), [("error", "chat_provider"), ("drop", "chat_provider"), ("stall", "upstream_timeout")]
+)
+def test_an_upstream_failure_mid_stream_ends_with_an_error_event(
+    chat_settings: Settings, engine: Engine, db: Session, api: TestClient, openai_server: OpenAIServer,
+    how: str, code: str,
+) -> None:  # fmt: skip
+    impatient = chat_settings.model_copy(update={"openai_timeout_seconds": 1.0})
+    openai_server.chat.reply("one two three four five six [1]")
+    openai_server.chat.fail_mid_stream(after=2, how=how, seconds=5)  # type: ignore[arg-type]
+    with TestClient(make_app(impatient, engine, db)) as client:
+        started = time.monotonic()
+        response = client.post(URL, json={"question": QUESTION, "stream": True})
+        took = time.monotonic() - started
+
+    assert response.status_code == 200
+    events = parse_events(response.text)
+    assert [event for event, _ in events] == ["sources", "delta", "delta", "error"]
+    assert "".join(data["text"] for event, data in events[1:3]) == "one two "
+    error = events[-1][1]["error"]
+    assert error["code"] == code
+    assert "failed mid-answer" in error["message"] or "no answer within 1s" in error["message"]
+    assert took < 4  # the stall ended in the timeout, not the upstream's 5 s
+
+
+def test_a_client_that_goes_away_stops_the_upstream_request(live: str, openai_server: OpenAIServer) -> None:
+    openai_server.chat.chunk_delay = 0.05
+    openai_server.chat.reply(" ".join(f"word{i}" for i in range(100)))  # 5 s of streaming
+    seen = []
+    body = {"question": QUESTION, "stream": True}
+    with httpx.Client(timeout=10) as client, client.stream("POST", live + URL, json=body) as response:
+        for line in response.iter_lines():
+            seen.append(line)
+            if line.startswith("event: delta"):
+                break
+    (record,) = openai_server.chat.streams
+
+    assert record.ended.wait(5), "the upstream stream is still being read"
+    assert record.outcome == "aborted"
+    assert record.sent < record.pieces
+    assert seen[0] == "event: sources"
