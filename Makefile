@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest install db-url db-stop clean
+.PHONY: serve test lint typecheck pytest pytest-schema install db-url db-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/memora serve
 
-## Install, lint, type-check and run the whole test suite.
-test: $(STAMP) lint typecheck pytest
+## Install, lint, type-check and run the whole test suite, then run it again in another schema.
+test: $(STAMP) lint typecheck pytest pytest-schema
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,6 +30,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## The suite with every Memora object in schema `ml` (MEMORA_DB_SCHEMA), less the tests about schema memora itself.
+pytest-schema: $(STAMP)
+	MEMORA_DB_SCHEMA=ml $(BIN)/pytest -m "not memora_schema" $(PYTEST_ARGS)
 
 db-url: $(STAMP)
 	@$(BIN)/memora db url

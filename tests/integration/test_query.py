@@ -34,11 +34,14 @@ def test_identifier_slots_are_quoted(connection: Connection) -> None:
 
 @pytest.fixture
 def other_schema(engine: Engine) -> Connection:
-    """A connection whose engine maps Memora's schema to `ml`, where a table of the same name holds other rows."""
-    conn = engine.execution_options(schema_translate_map={"memora": "ml"}).connect()
+    """A connection whose engine maps Memora's schema to `query_test`, where a table of that name holds other rows."""
+    conn = engine.execution_options(schema_translate_map={"memora": "query_test"}).connect()
     conn.begin()
     conn.execute(
-        text("CREATE SCHEMA ml; CREATE TABLE ml.collection (name text); INSERT INTO ml.collection VALUES ('x')")
+        text(
+            "CREATE SCHEMA query_test; CREATE TABLE query_test.collection (name text);"
+            "INSERT INTO query_test.collection VALUES ('x')"
+        )
     )
     return conn
 

@@ -18,12 +18,13 @@ from tests.factories import (
     make_embedding,
     make_example,
 )
+from tests.schema import SCHEMA, q, sql
 
 
 def _index_def(connection: Connection, collection_id: int) -> str | None:
     return connection.execute(
-        text("SELECT indexdef FROM pg_indexes WHERE schemaname = 'memora' AND indexname = :name"),
-        {"name": f"embedding_c{collection_id}_hnsw"},
+        text("SELECT indexdef FROM pg_indexes WHERE schemaname = :schema AND indexname = :name"),
+        {"schema": SCHEMA, "name": f"embedding_c{collection_id}_hnsw"},
     ).scalar()
 
 
@@ -60,7 +61,7 @@ def test_hnsw_index_serves_nearest_neighbour_queries(db: Session, connection: Co
         chunk = make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}")
         make_embedding(db, chunk, vector)
     connection.execute(text("SET LOCAL enable_seqscan = off"))
-    query = text(
+    query = sql(
         f"SELECT chunk_id FROM memora.embedding_c{collection.id} "
         "ORDER BY embedding::vector(3) <=> '[0, 0.9, 0.1]' LIMIT 1"
     )
@@ -116,7 +117,7 @@ def test_deleting_a_collection_drops_its_partition_and_cascades(db: Session, con
 
     db.execute(delete(Collection).where(Collection.id == collection.id))
 
-    partition = connection.execute(text("SELECT to_regclass(:n)"), {"n": f"memora.embedding_c{collection.id}"})
+    partition = connection.execute(text("SELECT to_regclass(:n)"), {"n": q(f"memora.embedding_c{collection.id}")})
     assert partition.scalar() is None
     assert db.scalar(select(Document.id).where(Document.collection_id == collection.id)) is None
     assert db.scalar(select(Chunk.id).where(Chunk.collection_id == collection.id)) is None
@@ -174,7 +175,7 @@ def test_chunk_tsvector_weights_title_above_body(db: Session, connection: Connec
     document = make_document(db, make_collection(db), title="Aspirin", content="Headache relief with tablets.")
     chunk = make_chunk(db, document)
 
-    tsv = connection.execute(text("SELECT tsv::text FROM memora.chunk WHERE id = :id"), {"id": chunk.id}).scalar()
+    tsv = connection.execute(sql("SELECT tsv::text FROM memora.chunk WHERE id = :id"), {"id": chunk.id}).scalar()
 
     assert "'aspirin':1A" in tsv
     assert "'headach':" in tsv  # English stemming from the chunk's language
@@ -249,9 +250,10 @@ def test_every_table_carries_its_distribution_column(connection: Connection) -> 
         text(
             "SELECT c.relname, array_agg(a.attname::text) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
-            "WHERE n.nspname = 'memora' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "WHERE n.nspname = :schema AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
             "AND a.attnum > 0 GROUP BY c.relname"
-        )
+        ),
+        {"schema": SCHEMA},
     ).all()
     roots = {"collection", "dataset", "meta", "alembic_version"}
 
