@@ -45,7 +45,7 @@ from app.embeddings import local, registry
 from app.embeddings.base import Embedder, Vectors
 from app.ingest import chunk_repository, pipeline, repository, service
 from app.ingest import worker as worker_module
-from app.ingest.commands import UPSERT_BATCH
+from app.ingest.files import UPSERT_BATCH
 from app.ingest.parsing import parse_file
 from app.ingest.service import DocumentInput
 from app.ingest.worker import Worker

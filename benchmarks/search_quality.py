@@ -37,6 +37,7 @@ from search_baselines import TS_RANK_CD, bm25_rankings, evaluate_rankings, load_
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.cli.documents import wait_for_worker
 from app.collections import service as collections
 from app.collections.schemas import CollectionCreate
 from app.config import Settings
@@ -47,7 +48,7 @@ from app.eval.metrics import percentile
 from app.eval.repository import MODES, FusionParams
 from app.eval.service import ModeResult
 from app.ingest import service as ingest
-from app.ingest.commands import UPSERT_BATCH, wait_for_worker
+from app.ingest.files import UPSERT_BATCH
 from app.ingest.parsing import parse_file
 from app.ingest.service import DocumentInput
 

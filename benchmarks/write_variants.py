@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.models import SCHEMA, Chunk, Collection, Embedding
 from app.ingest import chunk_repository, pipeline, repository, service
-from app.ingest.commands import UPSERT_BATCH
+from app.ingest.files import UPSERT_BATCH
 from app.ingest.pipeline import ChunkInput, PlannedChunk, embedding_input
 from app.ingest.repository import ClaimedDocument
 from app.ingest.service import DocumentInput

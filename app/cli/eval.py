@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from app.cli.options import settings
+from app.cli.options import engine, option, settings
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy import Engine
+
+    from app.config import Settings
 
 cli = typer.Typer()
 
@@ -15,92 +24,173 @@ cli = typer.Typer()
 @cli.command("eval")
 def eval_command(
     ctx: typer.Context,
-    collection: Annotated[
-        str, typer.Option("--collection", "-c", envvar="MEMORA_COLLECTION", show_envvar=True,
-                          help="Collection to search.")
-    ],
+    collection: Annotated[str, option("COLLECTION", "Collection to search.", "--collection", "-c")],
     queries: Annotated[
-        Path | None, typer.Option("--queries", envvar="MEMORA_EVAL_QUERIES", show_envvar=True, show_default=True,
-                                  help='BEIR queries.jsonl: {"_id": ..., "text": ...} per line (or --dataset).')
+        Path | None,
+        option("EVAL_QUERIES", 'BEIR queries.jsonl: {"_id": ..., "text": ...} per line (or --dataset).', "--queries"),
     ] = None,
     qrels: Annotated[
-        Path | None, typer.Option("--qrels", envvar="MEMORA_EVAL_QRELS", show_envvar=True, show_default=True,
-                                  help="Judgments: BEIR qrels TSV (query-id, corpus-id, score) or TREC qrels.")
+        Path | None,
+        option("EVAL_QRELS", "Judgments: BEIR qrels TSV (query-id, corpus-id, score) or TREC qrels.", "--qrels"),
     ] = None,
     mode: Annotated[
-        str, typer.Option("--mode", envvar="MEMORA_EVAL_MODES", show_envvar=True, show_default=True,
-                          help="Comma-separated search modes: text, vector, hybrid.")
+        str, option("EVAL_MODES", "Comma-separated search modes: text, vector, hybrid.", "--mode")
     ] = "text,vector,hybrid",
-    as_json: Annotated[
-        bool, typer.Option("--json", envvar="MEMORA_EVAL_JSON", show_envvar=True, show_default=True,
-                           help="Print one JSON object instead of a table.")
-    ] = False,
+    as_json: Annotated[bool, option("EVAL_JSON", "Print one JSON object instead of a table.", "--json")] = False,
     k_depth: Annotated[
-        int, typer.Option("--k-depth", envvar="MEMORA_EVAL_K_DEPTH", show_envvar=True, show_default=True, min=1,
-                          max=1000, help="Chunks asked for per query (doubled while they hold < 100 documents).")
+        int,
+        option(
+            "EVAL_K_DEPTH",
+            "Chunks asked for per query (doubled while they hold < 100 documents).",
+            "--k-depth",
+            min=1,
+            max=1000,
+        ),
     ] = 200,
     fusion: Annotated[
-        str, typer.Option("--fusion", envvar="MEMORA_EVAL_FUSION", show_envvar=True, show_default=True,
-                          help="Hybrid: convex (weighted sum of min-max normalised scores) or rrf (Reciprocal Rank "
-                          "Fusion).")
+        str,
+        option(
+            "EVAL_FUSION",
+            "Hybrid: convex (weighted sum of min-max normalised scores) or rrf (Reciprocal Rank Fusion).",
+            "--fusion",
+        ),
     ] = "convex",
-    rrf_k: Annotated[
-        int, typer.Option("--rrf-k", envvar="MEMORA_EVAL_RRF_K", show_envvar=True, show_default=True, min=0,
-                          help="Hybrid, rrf: the k of Reciprocal Rank Fusion.")
-    ] = 60,
+    rrf_k: Annotated[int, option("EVAL_RRF_K", "Hybrid, rrf: the k of Reciprocal Rank Fusion.", "--rrf-k", min=0)] = 60,
     text_weight: Annotated[
-        float, typer.Option("--text-weight", envvar="MEMORA_EVAL_TEXT_WEIGHT", show_envvar=True, show_default=True,
-                            min=0, help="Hybrid: weight of the BM25 ranking.")
+        float, option("EVAL_TEXT_WEIGHT", "Hybrid: weight of the BM25 ranking.", "--text-weight", min=0)
     ] = 1.0,
     vector_weight: Annotated[
-        float, typer.Option("--vector-weight", envvar="MEMORA_EVAL_VECTOR_WEIGHT", show_envvar=True,
-                            show_default=True, min=0, help="Hybrid: weight of the vector ranking.")
+        float, option("EVAL_VECTOR_WEIGHT", "Hybrid: weight of the vector ranking.", "--vector-weight", min=0)
     ] = 1.0,
     candidates: Annotated[
-        int | None, typer.Option("--candidates", envvar="MEMORA_EVAL_CANDIDATES", show_envvar=True, show_default=True,
-                                 help="Hybrid: candidates per side (at least the chunks asked for); default 4 x k.")
+        int | None,
+        option(
+            "EVAL_CANDIDATES",
+            "Hybrid: candidates per side (at least the chunks asked for); default 4 x k.",
+            "--candidates",
+        ),
     ] = None,
     ef_search: Annotated[
-        int | None, typer.Option("--ef-search", envvar="MEMORA_EVAL_EF_SEARCH", show_envvar=True, show_default=True,
-                                 help="Vector and hybrid: HNSW ef_search (raised to the chunks asked for).")
+        int | None,
+        option("EVAL_EF_SEARCH", "Vector and hybrid: HNSW ef_search (raised to the chunks asked for).", "--ef-search"),
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", envvar="MEMORA_EVAL_DATASET", show_envvar=True, show_default=True,
-                                 help="Judged queries from this dataset's pairs examples, instead of --queries and "
-                                 "--qrels.")
+        str | None,
+        option(
+            "EVAL_DATASET",
+            "Judged queries from this dataset's pairs examples, instead of --queries and --qrels.",
+            "--dataset",
+        ),
     ] = None,
     report: Annotated[
-        Path | None, typer.Option("--report", envvar="MEMORA_EVAL_REPORT", show_envvar=True, show_default=True,
-                                  file_okay=False, help="Write report.md and PNG charts into this directory.")
+        Path | None,
+        option("EVAL_REPORT", "Write report.md and PNG charts into this directory.", "--report", file_okay=False),
     ] = None,
     tune: Annotated[
-        bool, typer.Option("--tune", envvar="MEMORA_EVAL_TUNE", show_envvar=True, show_default=True,
-                           help="Choose hybrid's fusion settings on a dev split of the queries; compare them with "
-                           "the defaults on the rest.")
+        bool,
+        option(
+            "EVAL_TUNE",
+            "Choose hybrid's fusion settings on a dev split of the queries; compare them with the defaults on the "
+            "rest.",
+            "--tune",
+        ),
     ] = False,
     save: Annotated[
-        bool, typer.Option("--save", envvar="MEMORA_EVAL_SAVE", show_envvar=True, show_default=True,
-                           help="With --tune: store the chosen settings as the collection's search defaults.")
+        bool,
+        option("EVAL_SAVE", "With --tune: store the chosen settings as the collection's search defaults.", "--save"),
     ] = False,
     dev_fraction: Annotated[
-        float, typer.Option("--dev-fraction", envvar="MEMORA_EVAL_DEV_FRACTION", show_envvar=True,
-                            show_default=True, min=0, max=1, help="With --tune: share of the queries tuned on.")
+        float,
+        option("EVAL_DEV_FRACTION", "With --tune: share of the queries tuned on.", "--dev-fraction", min=0, max=1),
     ] = 0.5,
-    seed: Annotated[
-        int, typer.Option("--seed", envvar="MEMORA_EVAL_SEED", show_envvar=True, show_default=True,
-                          help="With --tune: seed of the dev/holdout split.")
-    ] = 0,
-) -> None:  # fmt: skip
+    seed: Annotated[int, option("EVAL_SEED", "With --tune: seed of the dev/holdout split.", "--seed")] = 0,
+) -> None:
     """Measure search quality on judged queries: nDCG@10, recall@10/100, MRR@10 and latency per mode."""
-    from app.db.engine import make_engine
-    from app.eval.commands import run_eval
     from app.eval.repository import FusionParams
     from app.eval.service import parse_fusion, parse_modes
 
-    config = settings(ctx)
     params = FusionParams(parse_fusion(fusion), rrf_k, text_weight, vector_weight, candidates, ef_search)
-    run_eval(
-        config, make_engine(config, "cli"), collection, queries, qrels,
-        modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json, dataset=dataset,
-        report_dir=report, tune=tune, save=save, dev_fraction=dev_fraction, seed=seed,
-    )  # fmt: skip
+    with engine(ctx) as made:
+        run_eval(
+            settings(ctx), made, collection, queries, qrels,
+            modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json, dataset=dataset,
+            report_dir=report, tune=tune, save=save, dev_fraction=dev_fraction, seed=seed,
+        )  # fmt: skip
+
+
+def run_eval(
+    config: Settings,
+    bind: Engine,
+    collection: str,
+    queries_path: Path | None,
+    qrels_path: Path | None,
+    *,
+    as_json: bool,
+    dataset: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Evaluate the judged queries (QUERIES_PATH and QRELS_PATH, or DATASET's pairs) with OPTIONS (those of
+    app.eval.runner.evaluate), progress on stderr; print a table, or with AS_JSON one JSON object. The summary."""
+    from functools import partial
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from app.eval import runner
+
+    queries = runner.judged_queries(bind, queries_path, qrels_path, dataset)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+
+        def step(description: str, total: int | None) -> Callable[[], None]:
+            return partial(progress.advance, progress.add_task(description, total=total))
+
+        summary = runner.evaluate(config, bind, collection, queries, step=step, **options)
+    if as_json:
+        print(json.dumps(summary))
+        return summary
+    # Wide enough for the table when the output goes to a file or a pipe.
+    out = Console(width=None if sys.stdout.isatty() else 120)
+    source = f"dataset {dataset}" if dataset else "judged queries"
+    out.print(_table(f"{collection}: {len(queries)} {source}", summary["modes"]))
+    if "tune" in summary:
+        out.print(_tune_table(summary["tune"]))
+        if options.get("save"):
+            out.print(f"saved as {collection}'s search defaults (collection metadata, key search_defaults)")
+    if "report" in summary:
+        out.print(f"report: {summary['report']}")
+    return summary
+
+
+def _table(title: str, modes: dict[str, dict[str, float | int]]) -> Table:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    columns = ["nDCG@10", "recall@10", "recall@100", "MRR@10", "p50 ms", "p95 ms", "queries"]
+    table.add_column("mode")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for mode, figures in modes.items():
+        quality = [f"{figures[key]:.4f}" for key in ("ndcg@10", "recall@10", "recall@100", "mrr@10")]
+        table.add_row(mode, *quality, f"{figures['p50_ms']:.1f}", f"{figures['p95_ms']:.1f}", str(figures["queries"]))
+    return table
+
+
+def _tune_table(tuning: dict[str, Any]) -> Table:
+    from rich.table import Table
+
+    table = Table(
+        title=f"hybrid tuned on {tuning['dev_queries']} dev queries ({tuning['tried']} settings, seed "
+        f"{tuning['seed']}), checked on {tuning['holdout_queries']} held back; k {tuning['k']}",
+        title_justify="left",
+    )
+    for column in ("setting", "fusion", "rrf_k", "text : vector", "candidates", "dev nDCG@10", "holdout nDCG@10"):
+        table.add_column(column, justify="left" if column in ("setting", "fusion") else "right")
+    for name in ("default", "best"):
+        s = tuning[name]
+        table.add_row(
+            name, s["fusion"], str(s["rrf_k"]), f"{s['weights']['text']:g} : {s['weights']['vector']:g}",
+            f"{s['candidates_factor']} x k", f"{tuning['dev'][name]['ndcg@10']:.4f}",
+            f"{tuning['holdout'][name]['ndcg@10']:.4f}",
+        )  # fmt: skip
+    return table

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.options import settings
+from app.cli.options import option, session, settings
 
 cli = typer.Typer()
 
@@ -15,14 +15,13 @@ cli = typer.Typer()
 def embed(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help="Text to embed, e.g. a query.")],
-    collection: Annotated[
-        str, typer.Option("--collection", "-c", envvar="MEMORA_COLLECTION", show_envvar=True,
-                          help="Collection whose model embeds the text.")
-    ],
-) -> None:  # fmt: skip
+    collection: Annotated[str, option("COLLECTION", "Collection whose model embeds the text.", "--collection", "-c")],
+) -> None:
     """Print TEXT's vector as pgvector reads it ([0.1,...]); in psql: \\set q `memora embed 'text' -c docs`."""
-    from app.db.engine import make_engine
-    from app.eval.commands import vector_literal
+    from app.collections import service as collections
 
-    config = settings(ctx)
-    typer.echo(vector_literal(config, make_engine(config, "cli"), collection, text))
+    with session(ctx) as db:
+        embedder = collections.embedder(db, settings(ctx), collection)
+    vector = embedder.embed([text])[0]
+    # str() of a float32 is its shortest round-tripping form, which pgvector reads back to the same float.
+    typer.echo("[" + ",".join(str(value) for value in vector) + "]")

@@ -45,11 +45,17 @@ def worker(
     ] = False,
 ) -> None:  # fmt: skip
     """Chunk and embed queued documents until SIGTERM (which lets the current batch finish)."""
+    import signal
+    import threading
+
     from app.db.engine import make_engine
-    from app.ingest.commands import run_worker
+    from app.ingest.worker import Worker
 
     config = settings(ctx)
-    stats = run_worker(config, make_engine(config, "worker"), until_empty=until_empty)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stats = Worker(config, make_engine(config, "worker")).run(stop, until_empty=until_empty)
     typer.echo(
         f"processed {stats.documents} documents ({stats.failed} failed, {stats.superseded} superseded), "
         f"embedded {stats.texts_embedded} texts"

@@ -9,9 +9,11 @@ from sqlalchemy.orm import Session
 
 from app.collections import repository
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate, Hnsw
+from app.config import Settings
 from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
 from app.db.repository import add_named, get_named
-from app.embeddings.registry import check_model, default_model, max_chunk_tokens
+from app.embeddings.base import Embedder
+from app.embeddings.registry import check_model, default_model, get_embedder, max_chunk_tokens
 from app.errors import InvalidInputError
 from app.ingest.repository import status_counts
 
@@ -44,6 +46,12 @@ def create(db: Session, data: CollectionCreate) -> Collection:
 def get(db: Session, name: str, *, lock: bool = False) -> Collection:
     """Collection NAME, or a 404."""
     return get_named(db, Collection, name, lock=lock)
+
+
+def embedder(db: Session, settings: Settings, name: str) -> Embedder:
+    """The embedder collection NAME's vectors come from, so queries land in the same space."""
+    collection = get(db, name)
+    return get_embedder(collection.embedding_provider, collection.embedding_model, collection.dimensions, settings)
 
 
 def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:

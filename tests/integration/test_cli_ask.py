@@ -14,12 +14,12 @@ from typer.testing import CliRunner
 
 from app.api.main import create_app
 from app.cli import answer
+from app.cli.answer import ask
 from app.config import Settings
 from app.db import engine as db_engine
 from app.db.engine import make_engine
 from app.embeddings.hashing import HashingEmbedder
 from app.errors import ChatProviderError, InvalidInputError
-from app.rag.commands import ask
 from tests.openai_server import OpenAIServer, Request, Response
 
 CHAT = "/v1/chat/completions"

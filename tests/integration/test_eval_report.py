@@ -1,4 +1,4 @@
-"""`memora eval --report DIR` and `memora eval --dataset NAME`, through app.eval.commands on a tiny BEIR collection."""
+"""`memora eval --report DIR` and `memora eval --dataset NAME`, through app.cli.eval on a tiny BEIR collection."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from app.cli.eval import run_eval
 from app.config import Settings
 from app.db.query import Query
 from app.errors import InvalidInputError, NotFoundError
 from app.eval import report
-from app.eval.commands import run_eval
 from app.eval.datasets import relevant_documents
 from app.eval.metrics import recall_at
 from app.eval.repository import FusionParams

@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
+from app.cli.eval import run_eval
+from app.collections import service as collections
 from app.config import Settings
 from app.db.query import Query
 from app.errors import InvalidInputError
 from app.eval import service, tune
-from app.eval.commands import collection_embedder, run_eval
 from app.eval.repository import FusionParams
 from app.eval.service import JudgedQuery, judged_queries, load_qrels, load_queries
 from tests.beir_fixtures import QRELS, QUERIES
@@ -80,7 +82,8 @@ def test_tune_reports_best_and_defaults_on_the_holdout_and_saves_the_choice(
     queries = judged_queries(load_queries(QUERIES), load_qrels(QRELS))
     _, holdout_at = tune.split_queries(queries, 0.6, seed=3)
     holdout = [queries[i] for i in holdout_at]
-    embedder = collection_embedder(Settings(database_url=beir_db), beir_engine, "beir")
+    with Session(beir_engine) as db:
+        embedder = collections.embedder(db, Settings(database_url=beir_db), "beir")
     embeddings, embed_ms = service.embed_queries(embedder, [q.text for q in holdout], 64)
     best = tune.Setting(tuned["best"]["fusion"], tuned["best"]["rrf_k"], tuned["best"]["weights"]["text"],
                         tuned["best"]["weights"]["vector"], tuned["best"]["candidates_factor"])  # fmt: skip

@@ -30,7 +30,7 @@ NOT_IMPORTED = {
     ],
     "app.db.engine": ["numpy", "pgvector", "psycopg", "sqlalchemy"],
     "app.db.migrate": ["alembic", "psycopg", "sqlalchemy"],
-    "app.rag.commands": ["numpy", "openai", "pypdf", "sqlalchemy"],
+    "app.cli.answer": ["numpy", "openai", "pypdf", "sqlalchemy"],
     "app.upstream": ["numpy", "openai"],
     "app.eval.report": ["matplotlib"],
 }
