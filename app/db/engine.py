@@ -11,8 +11,7 @@ from app.config import Settings
 from app.db.embedded import EmbeddedPostgres
 
 if TYPE_CHECKING:
-    from psycopg import sql
-    from sqlalchemy import Connection, Engine
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -75,20 +74,3 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     from sqlalchemy.orm import sessionmaker
 
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def execute_identifiers(conn: Connection, statement: sql.Composable) -> None:
-    """Run a statement whose identifiers were composed with psycopg.sql (never with string formatting)."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(statement)
-
-
-def compose(conn: Connection, statement: str, *names: str) -> str:
-    """STATEMENT with Memora's objects NAMES, schema-qualified and quoted, in its {} places: for SQL written as
-    text (run with conn.exec_driver_sql and %(name)s parameters), which schema_translate_map does not reach."""
-    from psycopg import sql
-
-    from app.db.query import schema_of
-
-    identifiers = [sql.Identifier(schema_of(conn), name) for name in names]
-    return sql.SQL(statement).format(*identifiers).as_string(conn.connection.driver_connection)
