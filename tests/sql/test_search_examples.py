@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.db.embedded import bin_dir
-from tests.sql.test_ingest_sql import EXAMPLES, psql, run_worker
+from tests.sql.test_ingest_examples import EXAMPLES, psql, run_worker
 
 # Written as docs/sql.md tells a psql user to write it: the schema is memora.
 pytestmark = pytest.mark.memora_schema

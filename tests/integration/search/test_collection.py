@@ -14,7 +14,7 @@ from app.config import Settings
 from app.db.engine import make_engine
 from app.db.query import Query
 from app.ingest.worker import Worker
-from tests.integration.search_corpus import CORPUS, QUERY, document, search, store_corpus
+from tests.integration.search.corpus import CORPUS, QUERY, document, search, store_corpus
 
 STORED_STATISTICS = Query(
     "SELECT chunks, total_length FROM memora.text_stats "

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Collection
 from tests.factories import make_chunk, make_collection, make_document, make_embedding
-from tests.integration.search_sql_support import as_json, corpus, run, sqlstate, zipf_text
+from tests.integration.search.sql_support import as_json, corpus, run, sqlstate, zipf_text
 
 # Vector and hybrid search
 

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from app.db.query import Query
 from app.embeddings.hashing import HashingEmbedder
-from tests.integration.search_corpus import CORPUS, QUERY, document, ids, search, store_corpus
+from tests.integration.search.corpus import CORPUS, QUERY, document, ids, search, store_corpus
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from app.api.deps import get_session
 from app.api.main import create_app
 from app.config import Settings
 from app.db.query import Query
-from tests.integration.search_corpus import CORPUS, QUERY, URL, document, ids, search, store_corpus
+from tests.integration.search.corpus import CORPUS, QUERY, URL, document, ids, search, store_corpus
 from tests.openai_server import OpenAIServer
 
 

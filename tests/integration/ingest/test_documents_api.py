@@ -16,7 +16,7 @@ from app.api.main import create_app
 from app.config import Settings
 from app.db.query import Query
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ingest"
 URL = "/v1/collections/docs/documents"
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from tests.integration.answer_support import (
+from tests.integration.rag.answer_support import (
     CHAT,
     DEFAULT_CHAT_MODEL,
     KEY,

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from app.api.deps import get_session
 from app.api.main import create_app
 from app.config import Settings
-from tests.integration.test_rerank import KEY, MODEL, RERANK, overlap_scores
-from tests.integration.test_search_api import CORPUS, document
+from tests.integration.rerank.test_rerank import KEY, MODEL, RERANK, overlap_scores
+from tests.integration.search.test_api import CORPUS, document
 from tests.openai_server import OpenAIServer
 
 URL = "/v1/collections/kb/search"

@@ -17,7 +17,7 @@ from app.rag import prompt
 from app.rag.service import pack
 from app.search.schemas import Scores, SearchResult, TextScores, VectorScores
 from app.training.formats.tokens import count_text_tokens
-from tests.integration.answer_support import (
+from tests.integration.rag.answer_support import (
     CHAT,
     CORPUS,
     DEFAULT_CHAT_MODEL,

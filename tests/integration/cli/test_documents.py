@@ -11,7 +11,7 @@ from app.config import Settings
 from app.db.engine import make_engine
 from app.db.query import Query
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ingest"
 
 
 def memora(url: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Collection
 from tests.factories import make_chunk, make_collection, make_document
-from tests.integration.search_sql_support import WORDS, as_json, corpus, run
+from tests.integration.search.sql_support import WORDS, as_json, corpus, run
 from tests.schema import q
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from app import __version__
 from app.db import migrate
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
 
 
 def json_block_after(page: str, heading: str) -> object:
