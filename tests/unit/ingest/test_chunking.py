@@ -15,7 +15,7 @@ from app.embeddings.base import Tokenizer, WordTokenizer
 from app.errors import InvalidInputError
 from app.ingest.chunking import ChunkingSpec, TextChunk, chunk_text
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "ingest"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "ingest"
 STRATEGIES = ("recursive", "tokens", "markdown")
 WORDS = WordTokenizer()
 

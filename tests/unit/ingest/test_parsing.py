@@ -12,7 +12,7 @@ from pypdf import PdfReader, PdfWriter
 from app.errors import InvalidInputError, UnreadableFileError, UnsupportedMediaTypeError
 from app.ingest.parsing import CONTENT_TYPES, html_to_text, parse_file
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "ingest"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "ingest"
 
 
 def pdf_bytes(pages: list[str], title: str | None = None) -> bytes:
