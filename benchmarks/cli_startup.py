@@ -1,5 +1,5 @@
 """What a `memora` command costs before it does anything: the wall time of `memora --help` and other commands that
-do no work, and what each import of app/cli.py adds, in order, with the libraries it brings in.
+do no work, and what each import of the app.cli package adds, in order, with the libraries it brings in.
 
 Each import is timed in a fresh interpreter after the ones before it, so a library is charged to the first import
 that needs it. An import of an app module that adds more than --expand ms is broken down the same way into its own
@@ -43,21 +43,17 @@ print(json.dumps(out))
 
 
 def imports_of(module: str) -> list[str]:
-    """MODULE's top-level import statements as source, in order; for app.cli also those training's register() makes."""
-    path = REPO_ROOT / (module.replace(".", "/") + ".py")
+    """MODULE's top-level import statements as source, in order (a package's are those of its __init__.py)."""
+    path = REPO_ROOT / module.replace(".", "/")
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     tree = ast.parse(path.read_text())
     nodes = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
-    if module == "app.cli":
-        register = ast.parse((REPO_ROOT / "app/training/cli.py").read_text())
-        for node in ast.walk(register):
-            if isinstance(node, ast.FunctionDef) and node.name == "register":
-                nodes += [n for n in ast.walk(node) if isinstance(n, ast.ImportFrom)]
     statements = []
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
             continue
         if isinstance(node, ast.ImportFrom) and any(_is_app_module(f"{node.module}.{n.name}") for n in node.names):
-            # One statement per module: `from app.training import cli_datasets, cli_export` loads two.
+            # One statement per module: `from app.cli import datasets, exports` loads two.
             statements += [ast.unparse(ast.ImportFrom(node.module, [name], node.level)) for name in node.names]
         else:
             statements.append(ast.unparse(node))
@@ -127,7 +123,7 @@ def main() -> None:
                 breakdown(prefix + steps[:i], inner, depth + 1)
 
     breakdown([], "app.cli", 0)
-    print_table("Imports of app/cli.py in order (ms after the ones above)", ["import", "ms", "brings in"], import_rows)
+    print_table("Imports of app.cli in order (ms after the ones above)", ["import", "ms", "brings in"], import_rows)
     write_json(args.json, {"machine": facts, "commands": command_rows, "imports": import_rows})
 
 
