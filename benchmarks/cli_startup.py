@@ -7,6 +7,8 @@ imports (those that cost something), down to --depth levels. Figures are medians
 machine moves them (see the load average).
 
     .venv/bin/python benchmarks/cli_startup.py [--runs 9] [--expand 20] [--depth 3] [--json PATH]
+        [--baseline DIR]   # another checkout with its own .venv (e.g. `git worktree add DIR bf8bf67 && make -C DIR
+                           # install`): each command is timed there too, the two taking turns run by run
 """
 
 from __future__ import annotations
@@ -76,14 +78,15 @@ def time_statements(prefix: list[str], statements: list[str], runs: int) -> list
     return [(s, statistics.median(t), p) for s, t, p in zip(statements, samples, packages, strict=True)]
 
 
-def time_command(argv: list[str], runs: int) -> tuple[float, float]:
-    """Median and minimum wall seconds of ARGV."""
-    times = []
+def time_commands(variants: list[tuple[list[str], Path]], runs: int) -> list[list[float]]:
+    """Wall seconds of each (argv, cwd) variant, RUNS times, the variants taking turns so that load hits all alike."""
+    times: list[list[float]] = [[] for _ in variants]
     for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times)
+        for i, (argv, cwd) in enumerate(variants):
+            start = time.perf_counter()
+            subprocess.run(argv, cwd=cwd, capture_output=True, check=True)
+            times[i].append(time.perf_counter() - start)
+    return times
 
 
 def _packages(new: list[str]) -> str:
@@ -97,18 +100,33 @@ def main() -> None:
     parser.add_argument("--expand", type=float, default=20.0, help="Break down app imports over this many ms.")
     parser.add_argument("--depth", type=int, default=3, help="Break down app imports this many levels down.")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--baseline", type=Path, help="Another checkout with its own .venv, timed in turns.")
     args = parser.parse_args()
     facts = machine() | code_version()
+    if args.baseline is not None:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=args.baseline, capture_output=True, text=True
+        )
+        facts["baseline"] = {"path": str(args.baseline), "commit": commit.stdout.strip()}
     print_facts("cli_startup", facts)
 
-    memora = Path(sys.executable).parent / "memora"
-    commands = [[sys.executable, "-c", "pass"]] + [[str(memora), *argv] for argv in COMMANDS]
+    checkouts = [("this", REPO_ROOT, Path(sys.executable).parent)]
+    if args.baseline is not None:
+        checkouts.append(("baseline", args.baseline, args.baseline / ".venv" / "bin"))
     command_rows = []
-    for argv in commands:
-        median, fastest = time_command(argv, args.runs)
-        name = "python -c pass" if argv[0] == sys.executable else "memora " + " ".join(argv[1:])
-        command_rows.append([name, median * 1000, fastest * 1000])
-    print_table("Wall time (ms)", ["command", "median", "min"], command_rows)
+    for argv in [["python", "-c", "pass"]] + [["memora", *argv] for argv in COMMANDS]:
+        variants = [([str(bin_dir / argv[0]), *argv[1:]], root) for _, root, bin_dir in checkouts]
+        times = time_commands(variants, args.runs)
+        row: list[Any] = [" ".join(argv if argv[0] == "memora" else ["python -c pass"])]
+        for samples in times:
+            row += [statistics.median(samples) * 1000, min(samples) * 1000]
+        if len(times) == 2:
+            row.append(statistics.median(times[1]) / statistics.median(times[0]))
+        command_rows.append(row)
+    columns = ["command", "median", "min"]
+    if args.baseline is not None:
+        columns += ["baseline median", "baseline min", "baseline / this"]
+    print_table("Wall time (ms)", columns, command_rows)
 
     import_rows: list[list[Any]] = []
 
@@ -124,7 +142,7 @@ def main() -> None:
 
     breakdown([], "app.cli", 0)
     print_table("Imports of app.cli in order (ms after the ones above)", ["import", "ms", "brings in"], import_rows)
-    write_json(args.json, {"machine": facts, "commands": command_rows, "imports": import_rows})
+    write_json(args.json, {"machine": facts, "columns": columns, "commands": command_rows, "imports": import_rows})
 
 
 def _is_app_module(name: str) -> bool:
