@@ -147,7 +147,8 @@ class EmbeddedPostgres:
     def _make_root(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
+            # One probe per process: two commands starting at once on a new directory each remove their own.
+            probe = self.root / f".write-test-{os.getpid()}"
             probe.touch()
             probe.unlink()
         except OSError as exc:
