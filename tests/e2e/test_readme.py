@@ -61,3 +61,16 @@ def test_the_training_page_imports_its_example_csv(fresh_db_url: str, tmp_path: 
     assert re.search(r"stored\s+│\s+20", imported), imported
     assert re.search(r"labels\s+│\s+ham 10, spam 10", imported), imported
     assert listed.startswith("sms\tclassification\t20 examples")
+
+
+def test_the_ingest_line_of_the_quick_start_runs_as_written(fresh_db_url: str, tmp_path: Path) -> None:
+    (line,) = [c for c in readme_commands("curl -s -X POST localhost:8000/v1/collections -H") if c[1] == "ingest"]
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    create = ["memora", "collection", "create", "handbook"]  # what the block's first curl does
+
+    created, ingested = run_all([create, line], fresh_db_url, tmp_path)
+
+    markdown = len(list((ROOT / "docs").rglob("*.md")))
+    assert created.startswith("created handbook")
+    assert f"{markdown} documents new or changed, 0 files skipped" in ingested
+    assert f"ready: {markdown}, failed: 0" in ingested
