@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,7 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+from memora_migrations.database import check_schema, sqlalchemy_url
 
 
 class Settings(BaseSettings):
@@ -107,19 +106,18 @@ class Settings(BaseSettings):
         """Accept the URL people copy from psql and point SQLAlchemy at psycopg 3."""
         if not value:
             return None
-        for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
-            if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
-        if value.startswith("postgresql+psycopg://"):
-            return value
-        raise ValueError("must be a postgresql:// URL")
+        try:
+            return sqlalchemy_url(value)
+        except ValueError:
+            raise ValueError("must be a postgresql:// URL") from None
 
     @field_validator("db_schema")
     @classmethod
     def _plain_identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.match(value):
-            raise ValueError("must be a lower-case SQL identifier (letters, digits, underscore)")
-        return value
+        try:
+            return check_schema(value)
+        except ValueError:
+            raise ValueError("must be a lower-case SQL identifier (letters, digits, underscore)") from None
 
     @property
     def embedded(self) -> bool:

@@ -13,10 +13,30 @@ Memora's service imports this package, never the reverse. docs/migrations.md sho
 
 from __future__ import annotations
 
-from memora_migrations.api import config, current_revision, downgrade, head_revision, sql_script, upgrade
-from memora_migrations.errors import MigrationError
-from memora_migrations.files import ALEMBIC_INI, MIGRATIONS_DIR
-from memora_migrations.filters import include_name, include_object
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memora_migrations.api import config, current_revision, downgrade, head_revision, sql_script, upgrade
+    from memora_migrations.errors import MigrationError
+    from memora_migrations.files import ALEMBIC_INI, MIGRATIONS_DIR
+    from memora_migrations.filters import include_name, include_object
+
+# Where each public name lives. They load when first used, so importing a light module of this package
+# (database.py, which Memora's settings use) does not load Alembic.
+_HOMES = {
+    "ALEMBIC_INI": "files",
+    "MIGRATIONS_DIR": "files",
+    "MigrationError": "errors",
+    "config": "api",
+    "current_revision": "api",
+    "downgrade": "api",
+    "head_revision": "api",
+    "include_name": "filters",
+    "include_object": "filters",
+    "sql_script": "api",
+    "upgrade": "api",
+}
 
 __all__ = [
     "ALEMBIC_INI",
@@ -31,3 +51,10 @@ __all__ = [
     "sql_script",
     "upgrade",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'memora_migrations' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"memora_migrations.{home}"), name)

@@ -16,7 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from memora_migrations.files import ALEMBIC_INI, MIGRATIONS_DIR
 from memora_migrations.filters import VERSION_TABLE
-from memora_migrations.target import check_schema, schema_from_environment, sqlalchemy_url
+from memora_migrations.target import schema_from_environment, valid_schema, valid_url
 
 Database = str | Connection
 
@@ -26,11 +26,11 @@ def config(database: Database | None = None, *, schema: str | None = None) -> Co
     alembic_config = Config(str(ALEMBIC_INI))
     alembic_config.set_main_option("script_location", str(MIGRATIONS_DIR))
     if schema is not None:
-        alembic_config.attributes["schema"] = check_schema(schema)
+        alembic_config.attributes["schema"] = valid_schema(schema)
     if isinstance(database, Connection):
         alembic_config.attributes["connection"] = database
     elif database is not None:
-        alembic_config.attributes["url"] = sqlalchemy_url(database)
+        alembic_config.attributes["url"] = valid_url(database)
     return alembic_config
 
 
@@ -68,10 +68,10 @@ def head_revision() -> str | None:
 
 def current_revision(database: Database, *, schema: str | None = None) -> str | None:
     """The revision DATABASE is at, or None before the first migration (read from SCHEMA.alembic_version)."""
-    schema = check_schema(schema) if schema else schema_from_environment()
+    schema = valid_schema(schema) if schema else schema_from_environment()
     if isinstance(database, Connection):
         return _current_revision(database, schema)
-    engine = create_engine(sqlalchemy_url(database), poolclass=NullPool)
+    engine = create_engine(valid_url(database), poolclass=NullPool)
     try:
         with engine.connect() as conn:
             return _current_revision(conn, schema)

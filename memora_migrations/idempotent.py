@@ -92,7 +92,7 @@ def applied_fingerprint(conn: Connection, schema: str) -> str | None:
 def drop(schema: str) -> Executable:
     """Drop the idempotent layer: every trigger on Memora's tables that runs a function of Memora's, then every
     function in Memora's schema (not those of an extension installed there, nor those others depend on)."""
-    # The schema name is a checked identifier ([a-z0-9_], target.check_schema), so it can be spelled in the text.
+    # The schema name is a checked identifier ([a-z0-9_], database.check_schema), so it can be spelled in the text.
     return ddl(
         f"""
         DO $$
