@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-from app.cli.options import JsonOption, option, session, settings, stderr, step_bars, validated
+from app.cli.options import json_flag, option, session, settings, stderr, step_bars, validated
+
+JsonOption = Annotated[bool, json_flag("QUALITY_JSON")]
 
 cli = typer.Typer()
 EMPTY = "the rule is stored and applies to the examples you import (memora dataset import)"

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.options import JsonOption, option, session, settings
+from app.cli.options import json_flag, option, session, settings
 from app.errors import InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:  # the openai client takes ~0.5 s to import: only the commands that talk to a service load it
     from app.db.models import FinetuneJob
     from app.training.finetune import client
+
+JsonOption = Annotated[bool, json_flag("FINETUNE_JSON")]
 
 cli = typer.Typer(help="Fine-tuning jobs on an OpenAI-compatible service.", no_args_is_help=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -40,7 +40,9 @@ def setting(field: str, *flags: str) -> Any:
 DEFAULTS: dict[str, Any] = {name: field.default for name, field in Settings.model_fields.items()}
 
 
-JsonOption = Annotated[bool, option("JSON", "Print JSON instead of text.", "--json")]
+def json_flag(env: str) -> Any:
+    """The --json flag of a feature's commands, read from MEMORA_<ENV>."""
+    return option(env, "Print JSON instead of text.", "--json")
 
 
 def settings(ctx: typer.Context) -> Settings:
