@@ -26,6 +26,11 @@ class AppError(Exception):
         self.message = message
         self.details = details
 
+    @classmethod
+    def about_file(cls, file: str, reason: str, **extra: Any) -> Self:
+        """A problem of FILE as a whole: "FILE REASON" ("notes.pdf is encrypted"), with the problem as details."""
+        return cls(f"{file} {reason}", details=[{"file": file, "reason": reason, **extra}])
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details is not None:

@@ -73,17 +73,14 @@ class Upstream:
     error: type[AppError] = AppError
     needed_by = "the server"
 
-    def __init__(
-        self, settings: Settings, *, base_url: str | None = None, sleep: Callable[[float], None] = time.sleep
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._key = api_key(settings, self.needed_by, self.error)
         self.timeout = settings.openai_timeout_seconds
         self.max_retries = settings.openai_max_retries
-        self._sleep = sleep
         import openai
 
         self._client = openai.OpenAI(
-            api_key=self._key, base_url=base_url or settings.openai_base_url, timeout=self.timeout, max_retries=0
+            api_key=self._key, base_url=settings.openai_base_url, timeout=self.timeout, max_retries=0
         )
         self.server = without_userinfo(str(self._client.base_url))
 
@@ -133,7 +130,7 @@ class Upstream:
             wait = min(wait, MAX_WAIT_SECONDS)
             attempt += 1
             log.warning("%s: %s; retry %d of %d in %.2fs", where, reason, attempt, self.max_retries, wait)
-            self._sleep(wait)
+            time.sleep(wait)
 
 
 _U = TypeVar("_U", bound=Upstream)

@@ -81,6 +81,7 @@ def child(variant: str, url: str, output: Path, limit: int) -> dict[str, Any]:
     from app.db.models import Dataset, Example
     from app.training.exports import lines, repository
     from app.training.exports import service as export
+    from app.training.exports.schemas import Options
 
     settings = Settings(database_url=url)
     engine = make_engine(settings, "cli")
@@ -89,18 +90,18 @@ def child(variant: str, url: str, output: Path, limit: int) -> dict[str, Any]:
     rss_before = _rss_kib()
     started = time.perf_counter()
     if variant == "memora":
-        job, _ = run_export(settings, engine, DATASET, export.Options("openai-chat"), str(output))
+        job, _ = run_export(settings, engine, DATASET, Options("openai-chat"), str(output))
         examples = job.total
     elif variant == "python-lines":
         with engine.connect() as conn, Session(bind=conn) as db, output.open("wb") as file:
-            job = export.prepare(db, DATASET, export.Options("openai-chat"))
+            job = export.prepare(db, DATASET, Options("openai-chat"))
             repository.unbounded(db)
             for data in repository.copy(db, job.source, repository.ROW_JSON):  # every row as JSON, for Python
                 file.write(lines.chat_line(json.loads(bytes(data[1:]))).encode() + b"\n")
             examples = job.total
     elif variant == "cursor-lines":
         with engine.connect() as conn, Session(bind=conn) as db, output.open("wb") as file:
-            job = export.prepare(db, DATASET, export.Options("openai-chat"))
+            job = export.prepare(db, DATASET, Options("openai-chat"))
             query, params = job.source.statement(f"SELECT {repository.CHAT_LINE}")
             driver = db.connection().connection.driver_connection
             examples = 0

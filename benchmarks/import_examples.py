@@ -6,8 +6,8 @@ unique with its number; every 50th line is broken on purpose (skip mode reports 
 file, validate each record with app/training/formats/records.py and count its tokens; they differ in how rows reach
 PostgreSQL:
 
-- memora: app/training/importer.Importer (COPY into a staging table, one INSERT ... SELECT per 5,000 records that
-  hashes in SQL, drops duplicates and assigns seq and split);
+- memora: app/training/imports/importer.Importer (COPY into a staging table, one INSERT ... SELECT per 5,000
+  records that hashes in SQL, drops duplicates and assigns seq and split);
 - orm: the same validated rows added as ORM objects, flushed every 1,000 (the seed's way of writing rows).
 
     .venv/bin/python benchmarks/import_examples.py [--rows 1000000] [--baseline-rows 50000] [--json PATH]

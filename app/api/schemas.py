@@ -1,14 +1,10 @@
-"""Request and response bodies of the REST API."""
+"""Bodies every route shares: the error body, and the health check's."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from app.ingest.pipeline import ChunkInput
-from app.ingest.service import DocumentInput
+from pydantic import BaseModel, Field
 
 
 class ErrorBody(BaseModel):
@@ -35,87 +31,3 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable", "migrations_pending"]
     version: str
     database: DatabaseHealth
-
-
-class ChunkIn(BaseModel):
-    """A chunk of the document's content with a vector you computed; the collection's model id is stored with it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(min_length=1, description="Must occur in content, after the previous chunk.")
-    embedding: list[float] = Field(min_length=1)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class DocumentIn(BaseModel):
-    """One document. Without external_id its key is its content hash, so sending it again changes nothing."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    content: str = Field(min_length=1)
-    external_id: str | None = Field(default=None, min_length=1, max_length=1024)
-    title: str | None = None
-    content_type: Literal["text/plain", "text/markdown", "text/html", "application/pdf"] = Field(
-        default="text/plain",
-        description="text/markdown keeps heading paths; application/pdf expects pages separated by form feeds.",
-    )
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = None
-    chunks: list[ChunkIn] | None = Field(
-        default=None,
-        min_length=1,
-        description="Bring your own chunks and embeddings: stored at once (status ready), nothing is embedded.",
-    )
-
-    def to_input(self) -> DocumentInput:
-        return DocumentInput(
-            content=self.content,
-            external_id=self.external_id,
-            title=self.title,
-            content_type=self.content_type,
-            metadata=self.metadata,
-            source=self.source,
-            chunks=None
-            if self.chunks is None
-            else [ChunkInput(chunk.text, chunk.embedding, chunk.metadata) for chunk in self.chunks],
-        )
-
-
-class UploadResult(BaseModel):
-    """A stored document (external_id, status, version, action), or a file that could not be read (file, error)."""
-
-    external_id: str | None = None
-    status: str | None = None
-    version: int | None = None
-    action: Literal["created", "updated", "unchanged"] | None = None
-    file: str | None = None
-    error: dict[str, Any] | None = None
-
-
-class UploadResponse(BaseModel):
-    documents: list[UploadResult]
-
-
-class DocumentSummary(BaseModel):
-    external_id: str
-    title: str
-    source: str | None
-    content_type: str
-    metadata: dict[str, Any]
-    status: str
-    error: str | None
-    attempts: int
-    version: int
-    content_hash: str
-    chunk_count: int
-    created_at: datetime
-    updated_at: datetime
-
-
-class DocumentDetail(DocumentSummary):
-    content: str
-
-
-class DocumentPage(BaseModel):
-    items: list[DocumentSummary]
-    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")

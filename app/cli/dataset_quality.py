@@ -39,6 +39,7 @@ def split(
     rule = validated(
         SplitRule,
         {"ratios": {"train": train, "validation": validation, "test": test}, "seed": seed, "stratified": stratified},
+        {"ratios": "--train/--validation/--test"},
     )
     with session(ctx) as db, db.begin():
         report = splits.split(db, name, rule)

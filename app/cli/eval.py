@@ -138,6 +138,7 @@ def run_eval(
 
     from app.eval import runner
 
+    runner.check_options(tune=options.get("tune", False), save=options.get("save", False))
     queries = runner.judged_queries(bind, queries_path, qrels_path, dataset)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session
 
-    from app.training.exports.service import Export, Options
+    from app.training.exports.schemas import Options
+    from app.training.exports.service import Export
 
 cli = typer.Typer()
 
@@ -55,7 +56,7 @@ def export(
 ) -> None:  # fmt: skip
     """Write a dataset (or one of its snapshots) as openai-chat, jsonl, parquet, csv, pairs, triplets or
     openai-batch, streamed in constant memory."""
-    from app.training.exports.service import Options
+    from app.training.exports.schemas import Options
 
     options = Options(format, split, snapshot, negatives, collection, kind, model)
     with engine(ctx) as made:

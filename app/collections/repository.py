@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, update
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Chunk, Collection, Document, embedding_partition
@@ -39,3 +41,17 @@ def set_chunk_language(db: Session, collection_id: int, language: str) -> None:
         .values(language=language)
         .execution_options(synchronize_session=False)
     )
+
+
+def status_counts(db: Session | Connection, collection_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """How many documents of each collection are in each status: {collection_id: {status: count}} (a collection
+    without documents maps to {})."""
+    counts: dict[int, dict[str, int]] = {cid: {} for cid in collection_ids}
+    rows = db.execute(
+        select(Document.collection_id, Document.status, func.count())
+        .where(Document.collection_id.in_(collection_ids))
+        .group_by(Document.collection_id, Document.status)
+    )
+    for collection_id, status, count in rows:
+        counts[collection_id][status] = count
+    return counts

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.db.storable import Storable
+from app.db.storable import StorableObject, StorableText
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 Provider = Literal["local", "openai", "hashing"]
@@ -53,7 +53,7 @@ class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, examples=["handbook"])
-    description: Annotated[str, Storable] = ""
+    description: StorableText = ""
     embedding_provider: Provider = "local"
     embedding_model: str | None = Field(default=None, description="Default: the provider's default model.")
     dimensions: int | None = Field(default=None, ge=1, le=4000, description="Default: the model's dimensions.")
@@ -64,7 +64,7 @@ class CollectionCreate(BaseModel):
     hnsw: Hnsw = Field(default_factory=Hnsw)
     bm25_k1: Bm25K1 = 0.9
     bm25_b: Bm25B = 0.4
-    metadata: Annotated[dict[str, Any], Storable] = Field(default_factory=dict)
+    metadata: StorableObject = Field(default_factory=dict)
 
 
 class CollectionUpdate(BaseModel):
@@ -73,7 +73,7 @@ class CollectionUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    description: Annotated[str, Storable] | None = None
+    description: StorableText | None = None
     embedding_provider: Provider | None = None
     embedding_model: str | None = None
     dimensions: int | None = Field(default=None, ge=1, le=4000)
@@ -84,7 +84,7 @@ class CollectionUpdate(BaseModel):
     hnsw: Hnsw | None = None
     bm25_k1: Bm25K1 | None = None
     bm25_b: Bm25B | None = None
-    metadata: Annotated[dict[str, Any], Storable] | None = None
+    metadata: StorableObject | None = None
 
 
 class CollectionOut(BaseModel):

@@ -15,7 +15,6 @@ from app.db.repository import add_named, get_named
 from app.embeddings.base import Embedder
 from app.embeddings.registry import check_model, default_model, get_embedder, max_chunk_tokens
 from app.errors import InvalidInputError
-from app.ingest.repository import status_counts
 
 
 def create(db: Session, data: CollectionCreate) -> Collection:
@@ -132,7 +131,7 @@ def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
 
 
 def describe(db: Session, collections: Sequence[Collection]) -> list[CollectionOut]:
-    counts = status_counts(db, [c.id for c in collections])
+    counts = repository.status_counts(db, [c.id for c in collections])
     return [to_out(c, counts[c.id]) for c in collections]
 
 

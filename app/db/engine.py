@@ -24,10 +24,10 @@ def database_url(settings: Settings) -> str:
 
 
 def sqlalchemy_url(libpq_url: str) -> str:
-    """postgresql://... as psql takes it -> postgresql+psycopg://... for SQLAlchemy."""
-    from sqlalchemy.engine import make_url
+    """postgresql://... as psql takes it -> postgresql+psycopg://... for SQLAlchemy (the settings' rule)."""
+    from memora_migrations.database import sqlalchemy_url as with_psycopg
 
-    return make_url(libpq_url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return with_psycopg(libpq_url)
 
 
 def libpq_url(url: str) -> str:

@@ -33,9 +33,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REAL, REGCONFIG, TSVECT
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import DateTime
 
+from memora_migrations.files import DEFAULT_SCHEMA
 from memora_migrations.naming import NAMING_CONVENTION
 
-SCHEMA = "memora"
+SCHEMA = DEFAULT_SCHEMA  # another name at run time: MEMORA_DB_SCHEMA, through schema_translate_map
 
 PROVIDERS = ("local", "openai", "hashing")
 CONTENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/pdf")

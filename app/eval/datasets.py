@@ -52,7 +52,7 @@ def dataset_queries(db: Session, name: str, split: str | None = None) -> list[Ju
         raise InvalidInputError(
             f"dataset {name!r} has no pairs examples with relevant documents: give each a source "
             '({"collection", "external_id"}) or metadata {"relevant": [external ids]}',
-            details={"dataset": name},
+            details=[{"field": "--dataset", "reason": "no pairs examples with relevant documents"}],
         )
     return list(queries.values())
 

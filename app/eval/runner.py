@@ -23,6 +23,12 @@ from app.eval.repository import FusionParams
 Step = Callable[[str, int | None], Callable[[], None]]
 
 
+def check_options(*, tune: bool, save: bool) -> None:
+    """Refuse options that do not go together, before any work."""
+    if save and not tune:
+        raise InvalidInputError.for_field("--save", "stores what --tune chooses: give --tune too")
+
+
 def judged_queries(
     engine: Engine, queries_path: Path | None, qrels_path: Path | None, dataset: str | None
 ) -> list[service.JudgedQuery]:
@@ -57,8 +63,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate MODES on QUERIES; with TUNE also choose hybrid's settings (and with SAVE store them on the
     collection); with REPORT_DIR write report.md and charts there. The summary, as `memora eval --json` prints it."""
-    if save and not tune:
-        raise InvalidInputError.for_field("--save", "stores what --tune chooses: give --tune too")
+    check_options(tune=tune, save=save)
     if tune:
         tune_service.split_queries(queries, dev_fraction, seed)  # refuse a bad split before any work
     embeddings, embed_ms = None, list[float]()

@@ -202,6 +202,6 @@ def _lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
-        raise InvalidInputError(f"{path}: no such file", details={"file": str(path)}) from None
+        raise InvalidInputError.about_file(str(path), "does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UnreadableFileError(f"{path}: cannot be read ({exc})", details={"file": str(path)}) from None
+        raise UnreadableFileError.about_file(str(path), f"cannot be read ({exc})") from None

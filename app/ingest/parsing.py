@@ -35,15 +35,14 @@ def _decode(filename: str, data: bytes, encoding: str = "utf-8-sig") -> str:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise UnreadableFileError(
-            f"{filename} is not {encoding.removesuffix('-sig').upper()} text: byte 0x{data[exc.start]:02x} "
+        raise UnreadableFileError.about_file(
+            filename,
+            f"is not {encoding.removesuffix('-sig').upper()} text: byte 0x{data[exc.start]:02x} "
             f"at offset {exc.start} cannot be decoded",
-            details={"file": filename, "offset": exc.start},
+            offset=exc.start,
         ) from None
     if "\x00" in text:
-        raise UnreadableFileError(
-            f"{filename} contains NUL characters; is it a binary file?", details={"file": filename}
-        )
+        raise UnreadableFileError.about_file(filename, "contains NUL characters; is it a binary file?")
     return _newlines(text)
 
 
@@ -53,7 +52,7 @@ def _newlines(text: str) -> str:
 
 def _has_text(filename: str, content: str) -> str:
     if not content.strip():
-        raise InvalidInputError(f"{filename} has no text", details={"file": filename})
+        raise InvalidInputError.about_file(filename, "has no text")
     return content
 
 
@@ -176,8 +175,8 @@ def _html(filename: str, data: bytes) -> list[ParsedDocument]:
         try:
             markup = _decode(filename, data, declared[1].decode())
         except LookupError:
-            raise UnreadableFileError(
-                f"{filename} declares an unknown charset {declared[1].decode()!r}", details={"file": filename}
+            raise UnreadableFileError.about_file(
+                filename, f"declares an unknown charset {declared[1].decode()!r}"
             ) from None
     content, title = html_to_text(markup)
     return [ParsedDocument(_has_text(filename, content), "text/html", title)]
@@ -185,7 +184,7 @@ def _html(filename: str, data: bytes) -> list[ParsedDocument]:
 
 def _pdf(filename: str, data: bytes) -> list[ParsedDocument]:
     def unreadable(reason: str) -> UnreadableFileError:
-        return UnreadableFileError(f"{filename} {reason}", details={"file": filename})
+        return UnreadableFileError.about_file(filename, reason)
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -230,7 +229,7 @@ def _jsonl(filename: str, data: bytes) -> list[ParsedDocument]:
                 seen[document.external_id] = number
             documents.append(document)
     if not documents:
-        raise InvalidInputError(f"{filename} has no text", details={"file": filename})
+        raise InvalidInputError.about_file(filename, "has no text")
     return documents
 
 
@@ -319,6 +318,6 @@ def parse_file(filename: str, data: bytes, content_type: str | None = None) -> l
         )
         raise UnsupportedMediaTypeError(
             f"{filename}: unsupported file type ({found}); send .txt, .md, .html, .pdf or .jsonl",
-            details={"file": filename, "content_type": content_type},
+            details=[{"file": filename, "reason": "unsupported file type", "content_type": content_type}],
         )
     return parser(filename, data)

@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.collections import repository as collections_repository
 from app.collections import service as collections
 from app.config import Settings
 from app.ingest import repository
@@ -68,7 +69,7 @@ def follow(settings: Settings, engine: Engine, collection_name: str) -> Iterator
             last: Snapshot | None = None
             while True:
                 with engine.connect() as conn:
-                    counts = repository.status_counts(conn, [collection_id])[collection_id]
+                    counts = collections_repository.status_counts(conn, [collection_id])[collection_id]
                 finished = Snapshot(counts).queued == 0
                 if finished:  # the last messages were sent before the last batch was written: take them too
                     _read(listener, collection_id, batches, FINAL_READ)

@@ -136,20 +136,6 @@ def delete_document(db: Session, collection_id: int, external_id: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def status_counts(db: Db, collection_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """How many documents of each collection are in each status: {collection_id: {status: count}} (a collection
-    without documents maps to {})."""
-    counts: dict[int, dict[str, int]] = {cid: {} for cid in collection_ids}
-    rows = db.execute(
-        select(Document.collection_id, Document.status, func.count())
-        .where(Document.collection_id.in_(collection_ids))
-        .group_by(Document.collection_id, Document.status)
-    )
-    for collection_id, status, count in rows:
-        counts[collection_id][status] = count
-    return counts
-
-
 def _summary(with_content: bool = False) -> Any:
     chunk_count = (
         select(func.count())

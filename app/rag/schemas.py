@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from app.db.storable import Storable, StorableText
+from app.db.storable import StorableObject, StorableText
 from app.rerank.schemas import RerankOptions
 from app.search.schemas import Mode
 
@@ -51,7 +51,7 @@ class AnswerRequest(BaseModel):
     k: int = Field(
         default=DEFAULT_K, ge=1, description="Chunks to retrieve, at most MEMORA_SEARCH_MAX_K (default 100)."
     )
-    filter: Annotated[dict[str, Any], Storable] | None = Field(
+    filter: StorableObject | None = Field(
         default=None, description="Conditions on metadata and document fields, as search takes them (docs/rest.md)."
     )
     mode: Mode = Field(default="hybrid", description="The search that retrieves: hybrid, text or vector.")

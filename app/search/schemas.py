@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.db.storable import Storable
+from app.db.storable import StorableObject, StorableText
 from app.rerank.schemas import RerankOptions
 
 Mode = Literal["hybrid", "text", "vector"]
@@ -50,7 +50,7 @@ class SearchRequest(BaseModel):
         },
     )
 
-    query: Annotated[str, Storable] | None = Field(
+    query: StorableText | None = Field(
         default=None,
         description="Text to search for. Text search matches any of its words (BM25); vector and hybrid search "
         "embed it with the collection's model unless `embedding` is given.",
@@ -67,7 +67,7 @@ class SearchRequest(BaseModel):
         "vector: nearest neighbours. Hybrid with an embedding and no query runs as vector.",
     )
     k: int = Field(default=10, ge=1, description="How many results, at most MEMORA_SEARCH_MAX_K (default 100).")
-    filter: Annotated[dict[str, Any], Storable] | None = Field(
+    filter: StorableObject | None = Field(
         default=None,
         description='Conditions on metadata and document fields, e.g. {"year": {"$gte": 2020}} (see docs/rest.md).',
     )

@@ -135,7 +135,7 @@ BEGIN
     -- len is the chunk's number of distinct terms, tf the number of positions of the term in its tsvector.
     -- Up to 12 terms, each term's tf is read without unnesting the tsvector: with every weight 1, ts_rank of a
     -- one-term query is (1 + 1/4 + ... + 1/tf^2) / (pi^2 / 6), and 1 / (pi^2 / 6 * (1 - rank)) - 1/2 rounds to tf
-    -- (exactly, for every tf a tsvector can hold: 0 to 255; tests/integration/test_search_sql.py checks it). That
+    -- (exactly, for every tf a tsvector can hold: 0 to 255; tests/integration/search/test_sql_bm25.py checks it). That
     -- costs a third of unnesting, but one call a term, so longer queries unnest the query's terms of the tsvector:
     -- marked with weight C, which chunk tsvectors never have (titles are A, text B), and kept.
     -- The three %s are the filter's join, its predicate, and a check of the chunk's bound ($11: a tsquery per term,

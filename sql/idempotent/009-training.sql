@@ -39,7 +39,7 @@ RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$
     -- The strings memora.example_text joins, as the text of one JSON array, with ASCII letters lower-cased
-    -- (COLLATE "C": the same on every server, and what app/training/hashing.py does), ASCII white space
+    -- (COLLATE "C": the same on every server, and what app/training/formats/hashing.py does), ASCII white space
     -- (raw, or escaped as \n \t \r) collapsed to one space and none left at either end of a string: case and
     -- spacing do not make two examples different; the label does. Plain string functions, no regular
     -- expression: this runs once per imported example (~6 us against ~16 us with regexp_replace).

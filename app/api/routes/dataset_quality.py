@@ -7,15 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep, SettingsDep
+from app.collections.schemas import Provider
 from app.training.datasets import service as datasets
 from app.training.datasets.schemas import SplitRule
-from app.training.quality import dedup, leakage, splits
+from app.training.quality import dedup, splits
+from app.training.quality import leakage as leakages
 from app.training.quality.schemas import (
     DedupReport,
     DedupRequest,
     EmbeddingChoice,
     LeakageReport,
-    Provider,
     SplitReport,
 )
 
@@ -44,7 +45,7 @@ def dedup_dataset(name: str, body: DedupRequest, db: SessionDep, settings: Setti
 
 
 @router.get("/{name}/leakage", response_model=LeakageReport)
-def leakage_report(
+def leakage(
     name: str,
     db: SessionDep,
     settings: SettingsDep,
@@ -58,4 +59,4 @@ def leakage_report(
     """Pairs of a train example and a validation or test example that are exact or near duplicates. Examples
     without an embedding are embedded first (and keep it, so the next report is quick)."""
     choice = EmbeddingChoice(provider=provider, model=model, dimensions=dimensions)
-    return leakage.leakage(db, name, settings, threshold=threshold, k=k, choice=choice, limit=limit)
+    return leakages.leakage(db, name, settings, threshold=threshold, k=k, choice=choice, limit=limit)

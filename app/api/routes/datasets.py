@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 from typing import IO, Annotated, Any
 
@@ -11,10 +10,11 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
 from app.db.models import Dataset
 from app.db.repository import all_named
-from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError, invalid_json
+from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from app.training.datasets import repository, service
 from app.training.datasets.schemas import (
     DatasetCreate,
@@ -159,19 +159,7 @@ async def _read_json(request: Request, limit: int) -> Any:
         raise UnsupportedMediaTypeError(
             f"content type {kind or '(none)'!r} is not accepted: send application/json (files go to .../import)"
         )
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise invalid_json(exc) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(
-            f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
-        ) from None
+    return parse_json(await read_body(request, limit))
 
 
 async def _spool_body(request: Request, spool: IO[bytes], limit: int) -> None:
@@ -187,10 +175,7 @@ async def _spool_form(request: Request, spool: IO[bytes], limit: int) -> tuple[s
     async with request.form(max_files=1, max_part_size=limit) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise InvalidInputError(
-                "file: a multipart import needs its file in the field 'file'",
-                details=[{"field": "file", "reason": "is required"}],
-            )
+            raise InvalidInputError.for_field("file", "a multipart import needs its file in the field 'file'")
         size = 0
         while part := await upload.read(1 << 20):
             size += len(part)

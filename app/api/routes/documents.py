@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -10,20 +9,27 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
+from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
-from app.api.schemas import DocumentDetail, DocumentIn, DocumentPage, DocumentSummary, UploadResponse, UploadResult
 from app.collections import service as collections
 from app.errors import (
     AppError,
     InvalidInputError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
-    invalid_json,
     location,
     problems_of,
 )
 from app.ingest import service
 from app.ingest.parsing import parse_file
+from app.ingest.schemas import (
+    DocumentDetail,
+    DocumentIn,
+    DocumentPage,
+    DocumentSummary,
+    UploadResponse,
+    UploadResult,
+)
 from app.ingest.service import DocumentInput
 
 router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
@@ -58,7 +64,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
         raise PayloadTooLargeError(f"request body of {declared} bytes exceeds the limit of {settings.max_upload_bytes}")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
-        inputs, failures = _from_json(await _read_body(request, settings.max_upload_bytes)), list[UploadResult]()
+        inputs, failures = _from_json(await read_body(request, settings.max_upload_bytes)), list[UploadResult]()
     elif kind == "multipart/form-data":
         inputs, failures = await _from_files(request, settings.max_upload_bytes)
     else:
@@ -119,24 +125,8 @@ class _FailedUpload(AppError):
         self.code = str(first.get("code", "invalid_input"))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
-    return bytes(body)
-
-
 def _from_json(body: bytes) -> list[DocumentInput]:
-    try:
-        parsed = json.loads(body, parse_constant=service.reject_constant)
-    except json.JSONDecodeError as exc:
-        raise invalid_json(exc) from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidInputError(
-            f"body: not valid JSON ({exc})", details=[{"field": "body", "reason": str(exc)}]
-        ) from None
+    parsed = parse_json(body, parse_constant=service.reject_constant)
     many = isinstance(parsed, list)
     try:
         documents = _many.validate_python(parsed) if many else [DocumentIn.model_validate(parsed)]

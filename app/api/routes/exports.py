@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import SettingsDep, get_session
 from app.training.exports import service as export
+from app.training.exports.schemas import Options
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -44,7 +45,7 @@ def export_dataset(
 ) -> StreamingResponse:
     """Stream the examples as openai-chat, jsonl, parquet, csv, pairs, triplets or openai-batch; every parameter
     is checked before the first byte, so a bad one is a 404 or 422, never a broken file."""
-    options = export.Options(format, split, snapshot, negatives, collection, kind, model)
+    options = Options(format, split, snapshot, negatives, collection, kind, model)
     job = export.prepare(db, name, options)
     headers = {"Content-Disposition": f'attachment; filename="{job.filename}"', "X-Memora-Examples": str(job.total)}
     return StreamingResponse(job.chunks(db, settings), media_type=job.media_type, headers=headers)

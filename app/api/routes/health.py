@@ -10,7 +10,7 @@ from app import __version__
 from app.api.deps import EngineDep, SettingsDep
 from app.api.schemas import DatabaseHealth, Health
 from app.db.migrate import current_revision_of, head_revision
-from app.db.server import server_info
+from memora_migrations.server import server_info
 
 router = APIRouter(tags=["health"])
 

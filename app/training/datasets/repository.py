@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, any_, func, literal, select, update
+from sqlalchemy import Row, any_, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Collection, Dataset, Document, Example, Snapshot, SnapshotExample
@@ -111,6 +111,15 @@ def held_by_snapshot(db: Session, dataset: Dataset, example_id: int) -> bool:
             )
         )
     )
+
+
+def delete_example(db: Session, dataset_id: int, example_id: int) -> None:
+    db.execute(delete(Example).where(Example.dataset_id == dataset_id, Example.id == example_id))
+
+
+def delete_snapshots(db: Session, dataset_id: int) -> None:
+    """Delete the dataset's snapshots (before the dataset: their rows hold examples, RESTRICT)."""
+    db.execute(delete(Snapshot).where(Snapshot.dataset_id == dataset_id))
 
 
 def tombstone(db: Session, dataset: Dataset, example_id: int) -> None:

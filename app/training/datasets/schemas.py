@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -13,6 +13,7 @@ from app.db.storable import StorableObject, StorableText
 Task = Literal["chat", "completion", "classification", "pairs", "triplets", "qa", "custom"]
 Format = Task
 SplitName = Literal["train", "validation", "test"]
+SPLITS: tuple[SplitName, ...] = get_args(SplitName)
 
 Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, delete
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from app.db.models import Dataset, Example, Snapshot
+from app.db.models import Dataset
 from app.db.repository import add_named, get_named
 from app.errors import InvalidInputError, NotFoundError
 from app.training.datasets import repository
@@ -38,7 +38,7 @@ def delete_dataset(db: Session, name: str) -> None:
     """Delete a dataset with its examples and snapshots (fine-tuning jobs keep its name in their lineage)."""
     dataset = get(db, name, lock=True)  # its embedding index goes with it (memora.dataset_index_trigger)
     # Snapshots first: their rows hold examples (RESTRICT), and a cascade from dataset may reach example first.
-    db.execute(delete(Snapshot).where(Snapshot.dataset_id == dataset.id))
+    repository.delete_snapshots(db, dataset.id)
     db.delete(dataset)
     db.flush()
 
@@ -101,7 +101,7 @@ def remove_example(db: Session, dataset: Dataset, example_id: int) -> None:
     if repository.held_by_snapshot(db, dataset, example_id):
         repository.tombstone(db, dataset, example_id)
     else:
-        db.execute(delete(Example).where(Example.dataset_id == dataset.id, Example.id == example_id))
+        repository.delete_example(db, dataset.id, example_id)
 
 
 def to_out(db: Session, rows: Sequence[Row[Any]]) -> list[ExampleOut]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from app.training.formats import records
 
 if TYPE_CHECKING:
-    from app.training.exports.service import Options
+    from app.training.exports.schemas import Options
 
 CHAT_KEYS = ("tools", "parallel_tool_calls", "functions")  # what a chat example carries besides its messages
 CHUNK_BYTES = 256 * 1024

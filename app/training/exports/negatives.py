@@ -21,26 +21,15 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db.models import Collection
-from app.db.query import Query
 from app.embeddings.registry import get_embedder
 from app.errors import AppError, EmbeddingProviderError
+from app.training.exports import repository
 
 # Formats an anchor and a positive can be read from: pairs and triplets, and qa (the question and its context).
 PAIR_FORMATS = ("pairs", "triplets", "qa")
 NEAR_COPY_COSINE = 0.95
 MAX_NEGATIVES = 100
 _WORD = re.compile(r"\w+")
-
-# One round trip for a batch of anchors: memora.search_hybrid_v1 for each, with each hit's cosine similarity to
-# its example's positive (from the vector stored for the hit under the collection's model).
-_SEARCH = Query("""
-SELECT q.i, h.text, 1 - (v.embedding <=> q.positive) AS positive_cosine
-FROM unnest(%(queries)s::text[], %(embeddings)s::vector[], %(positives)s::vector[])
-     WITH ORDINALITY AS q(query, embedding, positive, i)
-CROSS JOIN LATERAL memora.search_hybrid_v1(%(collection)s, q.query, q.embedding, %(k)s::integer) WITH ORDINALITY AS h
-LEFT JOIN memora.embedding v ON v.collection_id = %(collection_id)s AND v.chunk_id = h.chunk_id AND v.model = %(model)s
-ORDER BY q.i, h.ordinality
-""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +96,7 @@ class Miner:
             "k": self.k,
         }
         hits: list[list[tuple[str, float | None]]] = [[] for _ in pairs]
-        for row in _SEARCH.run(self.db, params):
+        for row in repository.NEGATIVE_CANDIDATES.run(self.db, params):
             hits[row.i - 1].append((row.text, row.positive_cosine))
         return [self._choose(pair, found) for pair, found in zip(pairs, hits, strict=True)]
 

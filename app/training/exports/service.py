@@ -20,13 +20,14 @@ from app.db.models import Collection, Dataset
 from app.db.repository import get_named
 from app.errors import InvalidInputError
 from app.training.datasets import service as datasets
+from app.training.datasets.schemas import SPLITS
 from app.training.exports import EXPORT_FORMATS, lines, negatives, parquet, repository
 from app.training.exports.lines import CHUNK_BYTES, Progress
 from app.training.exports.repository import Source
+from app.training.exports.schemas import Options
 from app.training.formats import records
 from app.training.snapshots import service as snapshots
 
-SPLITS = ("train", "validation", "test")
 BATCH_KINDS = ("chat", "embeddings")
 CHAT_FORMATS = ("chat", "completion", "classification", "qa")
 # The example formats each export takes; None: all of them.
@@ -41,19 +42,6 @@ ACCEPTS: dict[str, tuple[str, ...] | None] = {
 }
 MEDIA_TYPES = {"parquet": "application/vnd.apache.parquet", "csv": "text/csv; charset=utf-8"}
 MINING_BATCH = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """What to export; prepare() checks it."""
-
-    format: str | None
-    split: str | None = None
-    snapshot: str | None = None
-    negatives: int = 0
-    collection: str | None = None
-    kind: str = "chat"
-    model: str | None = None
 
 
 @dataclass
@@ -183,7 +171,9 @@ def _check(options: Options) -> None:
     if options.negatives and options.collection is None:
         raise InvalidInputError.for_field("collection", "mining negatives needs the collection to search")
     if options.collection is not None and not options.negatives:
-        raise InvalidInputError.for_field("negatives", "give how many to mine from the collection (1 or more)")
+        raise InvalidInputError.for_field(
+            "negatives", "give how many negatives to mine from the collection (1 or more)"
+        )
     if options.format == "openai-batch":
         if options.kind not in BATCH_KINDS:
             raise InvalidInputError.for_field("kind", f"unknown kind {options.kind!r}: expected chat or embeddings")

@@ -32,11 +32,10 @@ class FinetuneServiceError(AppError):
 class Service:
     """The files and fine_tuning.jobs endpoints of one OpenAI-compatible base URL, errors as FinetuneServiceError."""
 
-    def __init__(self, settings: Settings, base_url: str | None = None, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, settings: Settings, base_url: str | None = None) -> None:
         self.base_url = (base_url or settings.openai_base_url or DEFAULT_BASE_URL).rstrip("/")
         self._key = key = upstream.api_key(settings, "fine-tuning", InvalidInputError)
         self.max_retries = settings.openai_max_retries
-        self._sleep = sleep
         # The client retries uploads and reads (408, 409, 429, 5xx, lost connections); job creation has its own loop.
         self.client = openai.OpenAI(
             api_key=key, base_url=self.base_url, timeout=settings.openai_timeout_seconds, max_retries=self.max_retries
@@ -71,7 +70,7 @@ class Service:
                 wait = limited.wait if limited.wait is not None else 0.5 * 2**attempt * random.uniform(0.5, 1.0)
                 attempt += 1
                 log.warning("%s; retry %d of %d in %.2fs", limited.message, attempt, self.max_retries, wait)
-                self._sleep(min(wait, 60.0))
+                time.sleep(min(wait, 60.0))
 
     def retrieve(self, job_id: str) -> Any:
         return self._call(f"status of job {job_id}", self.client.fine_tuning.jobs.retrieve, job_id)

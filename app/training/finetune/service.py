@@ -21,6 +21,7 @@ from app.config import Settings
 from app.db.models import FinetuneJob
 from app.errors import AppError, InvalidInputError
 from app.training.exports import service as export
+from app.training.exports.schemas import Options
 from app.training.finetune.client import FinetuneServiceError, Service
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Spooled:
 
 def spool(db: Session, settings: Settings, dataset: str, snapshot: str, split: str, directory: Path) -> Spooled:
     """Write SPLIT of the snapshot to DIRECTORY as `memora export --format openai-chat` writes it, byte for byte."""
-    options = export.Options(format="openai-chat", split=split, snapshot=snapshot)
+    options = Options(format="openai-chat", split=split, snapshot=snapshot)
     try:
         prepared = export.prepare(db, dataset, options)
     except InvalidInputError as exc:

@@ -83,10 +83,7 @@ class Importer:
         self._writer: Writer | None = None
         self._sources: dict[tuple[str, str | None], tuple[int, int | None] | None] = {}
         self._savepoint = db.begin_nested()
-        conn = db.connection()
-        self._driver = conn.connection.driver_connection
-        self._insert = repository.INSERT.sql(conn)
-        repository.STAGE.run(conn)
+        repository.STAGE.run(db)
 
     def add(self, records: Iterable[tuple[int | None, str, Any]]) -> None:
         """Records as (line, field prefix, parsed JSON or a Problem for a line that could not be parsed)."""
@@ -109,7 +106,7 @@ class Importer:
             except ValueError:  # NaN or Infinity (json.loads reads them), or a lone surrogate
                 line_text, staged = "", b""
             if not staged or ("u0000" in line_text and unstorable(record)):
-                reason = unstorable(record) or "holds NaN or Infinity, which JSON in PostgreSQL cannot store"
+                reason = unstorable(record) or "cannot be stored"
                 self._reject([Problem(line, prefix, reason)])
                 continue
             self.tally.add(parsed)
@@ -178,7 +175,7 @@ class Importer:
         if not self._batch:
             return
         if self._writer is None:
-            self._writer = Writer(self._driver, self._insert, self.dataset.id)
+            self._writer = Writer(self.db.connection(), self.dataset.id)
         self._writer.put(self._batch)
         self._batch = []
 

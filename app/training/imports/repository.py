@@ -8,7 +8,7 @@ import queue
 import threading
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Chunk, Collection, Document
@@ -81,13 +81,20 @@ ON CONFLICT (dataset_id, content_hash) DO UPDATE SET deleted_at = NULL WHERE e.d
 """)
 
 
+_COPY = Query(f"COPY memora_import ({', '.join(STAGED_COLUMNS)}) FROM STDIN")
+_CLEAR = Query("TRUNCATE memora_import")
+
+
 class Writer:
     """A thread that writes batches (COPY into the stage, then the INSERT) on the import's connection, so that
     parsing in Python and inserting in PostgreSQL overlap. Nothing else uses the connection meanwhile, except the
-    rare provenance lookup, which psycopg's connection lock serialises."""
+    rare provenance lookup, which psycopg's connection lock serialises. The statements are made for CONN's schema
+    here, in the importing thread; the writer thread runs them on the driver's connection."""
 
-    def __init__(self, driver: Any, insert: str, dataset_id: int) -> None:
-        self._driver, self._insert, self._dataset_id = driver, insert, dataset_id
+    def __init__(self, conn: Connection, dataset_id: int) -> None:
+        self._driver: Any = conn.connection.driver_connection
+        self._copy, self._insert, self._clear = (q.sql(conn) for q in (_COPY, INSERT, _CLEAR))
+        self._dataset_id = dataset_id
         self._queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self.stored = 0
@@ -113,11 +120,11 @@ class Writer:
                 continue  # drain, so that put() never blocks forever
             try:
                 with self._driver.cursor() as cursor:
-                    with cursor.copy(f"COPY memora_import ({', '.join(STAGED_COLUMNS)}) FROM STDIN") as copy:
+                    with cursor.copy(self._copy) as copy:
                         copy.write(b"\n".join(batch) + b"\n")
                     cursor.execute(self._insert, {"dataset": self._dataset_id})
                     self.stored += cursor.rowcount
-                    cursor.execute("TRUNCATE memora_import")
+                    cursor.execute(self._clear)
             except BaseException as exc:  # handed to the importing thread
                 self._error = exc
 

@@ -52,8 +52,12 @@ _LAST_SEQ = Query("SELECT next_seq FROM memora.dataset WHERE id = %(d)s")
 
 
 def neighbour_statement(conn: Connection, dataset_id: int, dimensions: int, mode: Mode) -> str:
-    """The k-nearest-neighbours query of MODE (parameters k, after, upto: a window of query seqs)."""
-    return _QUERIES[mode].sql(conn, d=sql.Literal(int(dataset_id)), **vector_parts(conn, dimensions))
+    """The k-nearest-neighbours query of MODE (parameters k, after, upto: a window of query seqs), as text."""
+    return _QUERIES[mode].sql(conn, **_slots(conn, dataset_id, dimensions))
+
+
+def _slots(conn: Connection, dataset_id: int, dimensions: int) -> dict[str, sql.Composable]:
+    return {"d": sql.Literal(int(dataset_id)), **vector_parts(conn, dimensions)}
 
 
 def search_settings(conn: Connection, k: int) -> None:
@@ -79,13 +83,13 @@ def neighbours(
 ) -> list[Any]:
     """Pairs (a, b, similarity) with similarity >= THRESHOLD among each query example's k nearest neighbours."""
     search_settings(conn, k)
-    statement = neighbour_statement(conn, dataset.id, dimensions, mode)
+    query, slots = _QUERIES[mode], _slots(conn, dataset.id, dimensions)
     last = int(_LAST_SEQ.run(conn, {"d": dataset.id}).scalar_one())
     pairs = []
     progress("searching", 0, last)
     for start in range(-1, last - 1, window):
         upto = min(start + window, last - 1)
-        rows = conn.exec_driver_sql(statement, {"k": k, "after": start, "upto": upto}).all()
+        rows = query.run(conn, {"k": k, "after": start, "upto": upto}, **slots).all()
         pairs += [r for r in rows if not math.isnan(r.similarity) and r.similarity >= threshold]
         progress("searching", upto + 1, last)
     return pairs

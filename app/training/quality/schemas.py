@@ -6,10 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.collections.schemas import Provider
 from app.db.models import MAX_INDEXED_DIMENSIONS
 from app.training.datasets.schemas import SplitName, SplitRule
-
-Provider = Literal["local", "openai", "hashing"]
 
 
 class LabelSplits(BaseModel):

@@ -17,11 +17,10 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Dataset
 from app.training.datasets import service as datasets
-from app.training.datasets.schemas import SplitName, SplitRule
+from app.training.datasets.schemas import SPLITS, SplitName, SplitRule
 from app.training.quality import repository
 from app.training.quality.schemas import LabelSplits, SplitReport
 
-SPLITS: tuple[SplitName, ...] = ("train", "validation", "test")
 # Who gets an example first when a label has fewer keys than there are splits: training needs one most, then
 # evaluation; validation last.
 _MINIMUM_ORDER: tuple[SplitName, ...] = ("train", "test", "validation")

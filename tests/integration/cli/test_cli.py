@@ -97,7 +97,7 @@ def test_every_option_has_an_env_var_and_a_shown_default() -> None:
         param
         for command in commands(typer.main.get_command(cli))
         for param in command.params
-        if param.param_type_name == "option" and param.name not in {"help", "start", "end", "down", "args"}
+        if param.param_type_name == "option" and param.name not in {"help", "start", "end", "down"}
     ]
 
     assert len(options) >= 8

@@ -1,4 +1,4 @@
-"""The search functions of sql/functions/ on their own: vector and hybrid search, filters, bad arguments."""
+"""The search functions of sql/idempotent/ on their own: vector and hybrid search, filters, bad arguments."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BM25 in sql/functions/: the statistics its triggers keep, and search_text's scores, exact against BM25 computed
+"""BM25 in sql/idempotent/: the statistics its triggers keep, and search_text's scores, exact against BM25 computed
 here from the chunks' tsvectors."""
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def test_bm25_bound_query_matches_every_chunk_whose_bound_is_above_the_threshold
 
 
 def test_search_text_counts_every_term_frequency_a_tsvector_holds(db: Session) -> None:
-    # BM25 reads a term's frequency from ts_rank (sql/functions/005-search.sql): exact up to 255 positions.
+    # BM25 reads a term's frequency from ts_rank (sql/idempotent/005-search-bm25.sql): exact up to 255 positions.
     collection = make_collection(db)
     document = make_document(db, collection, title="")
     for ordinal, tf in enumerate([1, 2, 3, 4, 7, 10, 31, 64, 100, 150, 200, 254, 255, 300]):

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.training.exports import parquet
 from app.training.exports import service as export
 from app.training.exports.lines import chat_line
+from app.training.exports.schemas import Options
 from app.training.formats import records
 from tests.schema import sql
 
@@ -122,7 +123,7 @@ def rows(db: Session, name: str) -> list[dict[str, Any]]:
 
 
 def run(db: Session, settings: Settings, name: str, **options: Any) -> bytes:
-    job = export.prepare(db, name, export.Options(**options))
+    job = export.prepare(db, name, Options(**options))
     return b"".join(job.chunks(db, settings))
 
 
@@ -293,7 +294,7 @@ def test_parquet_row_groups_stream(
     make(api, "groups", [{"prompt": f"p{i}", "completion": f"c{i}"} for i in range(25)], task="completion")
     monkeypatch.setattr(parquet, "ROW_GROUP", 10)
 
-    job = export.prepare(db, "groups", export.Options("parquet"))
+    job = export.prepare(db, "groups", Options("parquet"))
     blocks = list(job.chunks(db, settings))
 
     file = pq.ParquetFile(io.BytesIO(b"".join(blocks)))

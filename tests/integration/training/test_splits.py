@@ -259,5 +259,5 @@ def test_cli_split(fresh_db_url: str) -> None:
         rule = conn.execute(q("SELECT split_seed, split_stratified, split_ratios FROM memora.dataset")).fetchone()
     assert rule == (5, True, {"train": 0.7, "validation": 0.15, "test": 0.15})
     assert bad.returncode == 1
-    assert "--ratios" in bad.stderr
+    assert "--train/--validation/--test: " in bad.stderr
     assert "add up to 1" in bad.stderr

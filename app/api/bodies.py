@@ -1,0 +1,31 @@
+"""Request bodies the routes read themselves (to stream them, or to parse JSON their own way): read within a size
+limit, and JSON that does not parse named as the rest of the API names bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from app.errors import InvalidInputError, PayloadTooLargeError, invalid_json
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or a 413 as soon as it passes LIMIT bytes (it is never held past that)."""
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def parse_json(body: bytes, **options: Any) -> Any:
+    """BODY as JSON (OPTIONS go to json.loads); a syntax error is a 422 naming its line and column."""
+    try:
+        return json.loads(body, **options)
+    except json.JSONDecodeError as exc:
+        raise invalid_json(exc) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidInputError.for_field("body", f"not valid JSON ({exc})") from None
