@@ -6,8 +6,7 @@ import ast
 from pathlib import Path
 
 APP = Path(__file__).resolve().parents[2] / "app"
-# About 400 lines, the size issue 12 set; app/db/models.py, the whole data model in one place, is the longest.
-MAX_LINES = 430
+MAX_LINES = 400  # the size issue 12 set
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,212 @@
+"""The tables of collections: documents, their chunks and embeddings, and the statistics BM25 reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    FetchedValue,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, REAL, REGCONFIG, TSVECTOR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.models.base import (
+    CONTENT_TYPES,
+    DOCUMENT_STATUSES,
+    METRICS,
+    PROVIDERS,
+    STORAGE_TYPES,
+    Base,
+    created_at_column,
+    in_list,
+    metadata_column,
+)
+
+
+class Collection(Base):
+    """A set of documents searched together, embedded by one model into one vector space."""
+
+    __tablename__ = "collection"
+    __table_args__ = (
+        CheckConstraint(r"name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$'", name="name_format"),
+        CheckConstraint(in_list("embedding_provider", PROVIDERS), name="embedding_provider"),
+        CheckConstraint(in_list("metric", METRICS), name="metric"),
+        CheckConstraint(in_list("storage", STORAGE_TYPES), name="storage"),
+        CheckConstraint(
+            "dimensions >= 1 AND dimensions <= CASE storage WHEN 'halfvec' THEN 4000 ELSE 2000 END",
+            name="dimensions",
+        ),
+        CheckConstraint("hnsw_m BETWEEN 2 AND 100", name="hnsw_m"),
+        CheckConstraint("hnsw_ef_construction BETWEEN 2 * hnsw_m AND 1000", name="hnsw_ef_construction"),
+        CheckConstraint("jsonb_typeof(chunking) = 'object'", name="chunking_object"),
+        CheckConstraint("bm25_k1 >= 0 AND bm25_k1 <= 10", name="bm25_k1"),
+        CheckConstraint("bm25_b >= 0 AND bm25_b <= 1", name="bm25_b"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    embedding_provider: Mapped[str] = mapped_column(Text, nullable=False, server_default="local")
+    embedding_model: Mapped[str] = mapped_column(Text, nullable=False, server_default="all-MiniLM-L6-v2")
+    dimensions: Mapped[int] = mapped_column(Integer, nullable=False, server_default="384")
+    metric: Mapped[str] = mapped_column(Text, nullable=False, server_default="cosine")
+    storage: Mapped[str] = mapped_column(Text, nullable=False, server_default="vector")
+    chunking: Mapped[dict[str, Any]] = mapped_column(
+        JSONB,
+        nullable=False,
+        server_default=text("""'{"strategy": "recursive", "size": 200, "overlap": 32}'::jsonb"""),
+    )
+    language: Mapped[str] = mapped_column(REGCONFIG, nullable=False, server_default="english")
+    hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False, server_default="16")
+    hnsw_ef_construction: Mapped[int] = mapped_column(Integer, nullable=False, server_default="64")
+    # BM25 parameters of text search (sql/idempotent/005-search-bm25.sql).
+    bm25_k1: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.9")
+    bm25_b: Mapped[float] = mapped_column(REAL, nullable=False, server_default="0.4")
+    metadata_: Mapped[dict[str, Any]] = metadata_column()
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class Document(Base):
+    """One source document; the worker turns it into chunks and embeddings."""
+
+    __tablename__ = "document"
+    __table_args__ = (
+        UniqueConstraint("collection_id", "external_id"),
+        CheckConstraint(in_list("status", DOCUMENT_STATUSES), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint("jsonb_typeof(metadata) = 'object'", name="metadata_object"),
+        Index(
+            "ix_document_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        CheckConstraint(in_list("content_type", CONTENT_TYPES), name="content_type"),
+        # The worker's queue: claimable documents in the order they become available.
+        Index("ix_document_queue", "available_at", postgresql_where=text("status IN ('pending', 'processing')")),
+    )
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    external_id: Mapped[str] = mapped_column(Text, nullable=False)
+    source: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    # What content is: plain text, Markdown, text extracted from HTML, or PDF text with a form feed between pages.
+    content_type: Mapped[str] = mapped_column(Text, nullable=False, server_default="text/plain")
+    # Filled by a trigger (sql/idempotent), so rows inserted from psql get it too.
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False, server_default=FetchedValue())
+    metadata_: Mapped[dict[str, Any]] = metadata_column()
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    # When a worker may next claim it: now for new work, after a backoff for a retry, or when a lease expires.
+    available_at: Mapped[datetime] = created_at_column()
+    leased_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = created_at_column()
+
+
+class Chunk(Base):
+    """A span of a document: document.content[char_start:char_end] == text."""
+
+    __tablename__ = "chunk"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "document_id"], [Document.collection_id, Document.id], ondelete="CASCADE"
+        ),
+        # Deferrable, so one UPDATE can renumber the chunks that survive an edit.
+        UniqueConstraint("collection_id", "document_id", "ordinal", deferrable=True),
+        # Unchanged text (in this document or any other of the collection) reuses its vector.
+        Index("ix_chunk_collection_id_content_hash", "collection_id", "content_hash"),
+        CheckConstraint("char_start >= 0 AND char_end >= char_start", name="char_span"),
+        CheckConstraint("ordinal >= 0", name="ordinal"),
+        Index("ix_chunk_tsv", "tsv", postgresql_using="gin"),
+    )
+
+    collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    document_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    ordinal: Mapped[int] = mapped_column(Integer, nullable=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    char_start: Mapped[int] = mapped_column(Integer, nullable=False)
+    char_end: Mapped[int] = mapped_column(Integer, nullable=False)
+    token_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # SHA-256 of the text the vector was computed from (title and text, see app/ingest/pipeline.py).
+    content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # What the chunk is indexed under at weight A: the document title, plus the heading path for Markdown.
+    title: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # The collection's text search configuration, copied so the tsvector can be a generated column.
+    language: Mapped[str] = mapped_column(REGCONFIG, nullable=False)
+    metadata_: Mapped[dict[str, Any]] = metadata_column()
+    tsv: Mapped[str] = mapped_column(
+        TSVECTOR,
+        Computed(
+            "setweight(to_tsvector(language, title), 'A') || setweight(to_tsvector(language, text), 'B')",
+            persisted=True,
+        ),
+    )
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class Embedding(Base):
+    """The vector of one chunk under one embedding model.
+
+    Partitioned by collection: each collection gets its own partition with an HNSW index whose opclass matches
+    the collection's metric and storage type (created by a trigger on collection, sql/idempotent/).
+    """
+
+    __tablename__ = "embedding"
+    __table_args__ = (
+        ForeignKeyConstraint(["collection_id", "chunk_id"], [Chunk.collection_id, Chunk.id], ondelete="CASCADE"),
+        {"postgresql_partition_by": "LIST (collection_id)"},
+    )
+
+    collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    embedding: Mapped[Any] = mapped_column(VECTOR(), nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class TextStats(Base):
+    """BM25 statistics of a collection's chunks, kept by triggers on chunk (sql/idempotent/003-text-stats.sql)."""
+
+    __tablename__ = "text_stats"
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    chunks: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # Sum of the chunks' lengths: their numbers of distinct terms, length(tsv).
+    total_length: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class TermStats(Base):
+    """Document frequency of a lexeme in a collection: how many chunks contain it."""
+
+    __tablename__ = "term_stats"
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    df: Mapped[int] = mapped_column(BigInteger, nullable=False)
