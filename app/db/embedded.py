@@ -21,8 +21,6 @@ import logging
 import os
 import pwd
 import secrets
-import shutil
-import socket
 import stat
 import subprocess
 import time
@@ -31,13 +29,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from app.db import host
 from app.errors import EmbeddedPostgresError
 
 log = logging.getLogger(__name__)
 
 DATABASE = "memora"
 SUPERUSER = "postgres"
-SERVICE_USER = "memora-postgres"
 START_TIMEOUT_S = 60
 
 
@@ -174,15 +172,15 @@ class EmbeddedPostgres:
                 "Move it away or set MEMORA_DATA_DIR to another directory."
             )
         self.pgdata.mkdir(mode=0o700, exist_ok=True)
-        owner = _service_user()
+        owner = host.service_user()
         if owner is not None:
             self._make_reachable(owner)
             os.chown(self.pgdata, owner.pw_uid, owner.pw_gid)
 
         password = secrets.token_urlsafe(24)
-        _write_private(self.password_path, password)  # first, so a crash after initdb cannot lose it
+        host.write_private(self.password_path, password)  # first, so a crash after initdb cannot lose it
         pwfile = self.root / "pg.initpw"
-        _write_private(pwfile, password)
+        host.write_private(pwfile, password)
         if owner is not None:
             os.chown(pwfile, owner.pw_uid, owner.pw_gid)
         settings = [arg for name, value in _SERVER_SETTINGS.items() for arg in ("-c", f"{name}={value}")]
@@ -237,7 +235,7 @@ class EmbeddedPostgres:
         except FileNotFoundError:
             return None
         pid = int(lines[0]) if lines and lines[0].strip().isdigit() else 0
-        if not _is_postgres(pid, self.pgdata):
+        if not host.is_postgres(pid, self.pgdata):
             if not remove_stale:
                 return None
             log.warning("removing stale %s (process %s is not running)", pid_file, pid)
@@ -257,11 +255,11 @@ class EmbeddedPostgres:
     def _start(self) -> EmbeddedServer:
         port = self.port
         if port:
-            if not _port_free(port):
-                raise _port_taken(port)
+            if not host.port_free(port):
+                raise host.port_taken(port)
         else:
-            port = _free_port()
-        owner = _service_user()
+            port = host.free_port()
+        owner = host.service_user()
         if owner is not None and not self.log_path.exists():
             self.log_path.touch()
             os.chown(self.log_path, owner.pw_uid, owner.pw_gid)
@@ -279,9 +277,9 @@ class EmbeddedPostgres:
         return server
 
     def _explain_start_failure(self, port: int, log_offset: int) -> EmbeddedPostgresError | None:
-        tail = _tail(self.log_path, log_offset)
+        tail = host.tail(self.log_path, log_offset)
         if "could not bind" in tail or "Address already in use" in tail:
-            return _port_taken(port)
+            return host.port_taken(port)
         if "Permission denied" in tail:
             return EmbeddedPostgresError(
                 f"PostgreSQL could not open its files in {self.pgdata}: permission denied. The cluster must "
@@ -306,7 +304,7 @@ class EmbeddedPostgres:
         self._run("pg_ctl", "-D", str(self.pgdata), *args)
 
     def _run(self, program: str, *args: str) -> None:
-        owner = _service_user()
+        owner = host.service_user()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         result = subprocess.run(
             [str(bin_dir() / program), *args],
@@ -322,87 +320,3 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             message = (result.stderr or result.stdout).strip()
             raise EmbeddedPostgresError(f"{program} failed: {message}")
-
-
-def _service_user() -> pwd.struct_passwd | None:
-    """The unprivileged user PostgreSQL runs as when Memora runs as root (PostgreSQL refuses root)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        return pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd")
-    if useradd is None:
-        raise EmbeddedPostgresError(
-            f"Memora runs as root, PostgreSQL refuses to, and there is no `useradd` to create the "
-            f"{SERVICE_USER} user. Run Memora as an ordinary user, or create that user yourself."
-        )
-    subprocess.run(
-        [useradd, "--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-         SERVICE_USER],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return pwd.getpwnam(SERVICE_USER)
-
-
-def _is_postgres(pid: int, pgdata: Path) -> bool:
-    """Is PID a live PostgreSQL process working in PGDATA (not a pid reused by another program or server)?"""
-    if pid <= 0:
-        return False
-    try:
-        if Path(f"/proc/{pid}/cwd").resolve() != pgdata.resolve():
-            return False
-    except OSError:
-        return False
-    try:
-        # /proc/PID/stat: "PID (COMM) STATE ..."; a zombie (Z) or dead (X) process holds no server.
-        head, _, rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")
-    except OSError:
-        return False
-    comm = head.partition("(")[2]
-    return comm in ("postgres", "postmaster") and rest.split()[0] not in ("Z", "X")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def _port_taken(port: int) -> EmbeddedPostgresError:
-    return EmbeddedPostgresError(
-        f"port {port} on 127.0.0.1 is already in use by another program, so the embedded PostgreSQL cannot "
-        "listen there. Set MEMORA_PG_PORT to a free port, or to 0 to let Memora pick one."
-    )
-
-
-def _tail(path: Path, offset: int, size: int = 4000) -> str:
-    """What the log gained since offset, at most its last size bytes."""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(offset, path.stat().st_size - size))
-            return handle.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, from its first byte."""
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text + "\n")
-    tmp.replace(path)
