@@ -59,6 +59,9 @@ def test_create_list_get_and_delete(api: TestClient) -> None:
         ({"name": "x", "task": "chat", "split": {"ratios": {"train": 0.5, "test": 0.1}}}, "body.split.ratios"),
         ({"name": "x", "task": "chat", "split": {"ratios": {"train": 1.5, "test": -0.5}}}, "body.split.ratios.train"),
         ({"name": "x", "task": "chat", "split": {"ratios": {"dev": 1.0}}}, "body.split.ratios.dev"),
+        # Text PostgreSQL cannot store is named, not a 500 (app/db/storable.py).
+        ({"name": "x", "task": "chat", "description": "a\u0000"}, "body.description"),
+        ({"name": "x", "task": "chat", "metadata": {"note": "a\u0000b"}}, "body.metadata"),
     ],
 )
 def test_bad_datasets_are_422_naming_the_field(api: TestClient, body: dict[str, Any], field: str) -> None:

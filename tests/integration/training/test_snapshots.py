@@ -154,6 +154,7 @@ def test_a_taken_name_is_a_409_and_a_bad_one_a_422(api: TestClient, dataset: str
     bad = api.post(f"/v1/datasets/{dataset}/snapshots", json={"name": "no spaces"})
     missing = api.post(f"/v1/datasets/{dataset}/snapshots", json={})
     extra = api.post(f"/v1/datasets/{dataset}/snapshots", json={"name": "v2", "examples": [1]})
+    nul = api.post(f"/v1/datasets/{dataset}/snapshots", json={"name": "v3", "description": "a\u0000b"})
 
     assert taken.status_code == 409
     assert taken.json()["error"]["details"] == [{"field": "body.name", "reason": "is taken"}]
@@ -162,6 +163,8 @@ def test_a_taken_name_is_a_409_and_a_bad_one_a_422(api: TestClient, dataset: str
         assert response.status_code == 422
         assert response.json()["error"]["details"][0]["field"] == "body.name"
     assert extra.status_code == 422
+    assert nul.status_code == 422
+    assert nul.json()["error"]["details"][0]["field"] == "body.description"
     # The failed attempts left the dataset as it was, and the name is free in another dataset.
     assert [s["name"] for s in api.get(f"/v1/datasets/{dataset}/snapshots").json()] == ["v1"]
     api.post("/v1/datasets", json={"name": "other", "task": "classification"})
