@@ -3,16 +3,11 @@ score floor, the token budget and bad input. Failures of the chat server and str
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from app.config import Settings
 from app.rag import prompt
 from app.rag.service import pack
 from app.search.schemas import Scores, SearchResult, TextScores, VectorScores
@@ -27,28 +22,9 @@ from tests.integration.rag.answer_support import (
     URL,
     ask,
     chat_requests,
-    chat_settings_for,
-    corpus_client,
-    make_app,
     parse_events,
 )  # fmt: skip
 from tests.openai_server import OpenAIServer
-
-
-@pytest.fixture
-def chat_settings(settings: Settings, openai_server: OpenAIServer) -> Settings:
-    return chat_settings_for(settings, openai_server)
-
-
-@pytest.fixture
-def app(chat_settings: Settings, engine: Engine, db: Session) -> FastAPI:
-    return make_app(chat_settings, engine, db)
-
-
-@pytest.fixture
-def api(app: FastAPI) -> Iterator[TestClient]:
-    with corpus_client(app) as client:
-        yield client
 
 
 def test_the_answer_cites_numbered_sources(api: TestClient, openai_server: OpenAIServer) -> None:

@@ -23,29 +23,11 @@ from tests.integration.rag.answer_support import (
     URL,
     ask,
     chat_requests,
-    chat_settings_for,
-    corpus_client,
     make_app,
     parse_events,
     serving,
 )  # fmt: skip
 from tests.openai_server import OpenAIServer
-
-
-@pytest.fixture
-def chat_settings(settings: Settings, openai_server: OpenAIServer) -> Settings:
-    return chat_settings_for(settings, openai_server)
-
-
-@pytest.fixture
-def app(chat_settings: Settings, engine: Engine, db: Session) -> FastAPI:
-    return make_app(chat_settings, engine, db)
-
-
-@pytest.fixture
-def api(app: FastAPI) -> Iterator[TestClient]:
-    with corpus_client(app) as client:
-        yield client
 
 
 @pytest.fixture
