@@ -144,9 +144,10 @@ class EmbeddedPostgresError(DatabaseUnavailableError):
 class EmbeddingProviderError(AppError):
     """An embedding provider failed or answered with something unusable; the message says which and why.
 
-    PERMANENT: asking again cannot help (a rejected key, an unknown model, a request the provider refuses), so the
-    worker fails the document at once instead of retrying. WHOLE_REQUEST: the refusal is about the request as such
-    (401, 403, 404), not one of its texts, so every document of the request fails with it.
+    PERMANENT: asking again cannot help (a rejected key, an unknown model, a text the provider refuses), so the
+    worker fails the document at once instead of retrying. WHOLE_REQUEST: the failure is about the request as such
+    (a bad key, an unknown model, a server error, a timeout), not one of its texts, so the worker does not try the
+    texts one document at a time: every document of the request shares the outcome.
     """
 
     status = 502

@@ -149,14 +149,17 @@ class OpenAIEmbedder:
             except openai.APIStatusError as exc:
                 reason = f"HTTP {exc.status_code}: {self._detail(exc)}"
                 retry = exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
-                whole_request = exc.status_code in _WHOLE_REQUEST_STATUSES
+                whole_request = retry or exc.status_code in _WHOLE_REQUEST_STATUSES
                 wait = retry_after_seconds(exc.response.headers)
             except openai.APITimeoutError:
                 reason, retry, wait = f"no answer within {self.timeout:g}s", True, None
+                whole_request = True
             except openai.APIConnectionError as exc:
                 reason, retry, wait = f"connection failed ({self._scrub(str(exc.__cause__ or exc))})", True, None
+                whole_request = True
             except (openai.OpenAIError, ValueError) as exc:
                 reason, retry, wait = self._scrub(f"{type(exc).__name__}: {exc}"), False, None
+                whole_request = False
             if not retry or attempt >= self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise EmbeddingProviderError(

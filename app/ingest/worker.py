@@ -259,7 +259,7 @@ class Worker:
             try:
                 result |= self._group_vectors(collection_id, model, members, plans, embedders)
             except Exception as exc:
-                # A refusal of the request as such (a bad key, an unknown model) fails every document alike.
+                # A failure of the request as such (a bad key, a server error) is every document's: no one by one.
                 if len(members) == 1 or (isinstance(exc, EmbeddingProviderError) and exc.whole_request):
                     for doc in members:
                         self._give_back(doc, exc)

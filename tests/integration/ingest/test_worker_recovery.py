@@ -140,6 +140,19 @@ def test_transient_provider_errors_are_retried_by_the_provider_then_by_the_queue
     assert len(openai_server.requests_to(EMBEDDINGS)) == 3
 
 
+def test_a_server_error_gives_the_whole_batch_back_without_trying_each_document(
+    worker_settings: Settings, engine: Engine, openai_server: OpenAIServer
+) -> None:
+    worker = Worker(worker_settings.model_copy(update={"openai_max_retries": 0}), engine)
+    openai_server.fail_next(1, 500, path=EMBEDDINGS)
+    add(engine, "first", "second")
+
+    worker.run_once()
+
+    assert [state(engine, name)[:2] for name in ("first", "second")] == [("pending", 1), ("pending", 1)]
+    assert len(openai_server.requests_to(EMBEDDINGS)) == 1  # a server error is no document's fault
+
+
 def test_a_provider_that_does_not_answer_in_time_is_retried(
     worker_settings: Settings, engine: Engine, openai_server: OpenAIServer
 ) -> None:
