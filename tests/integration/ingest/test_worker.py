@@ -14,7 +14,6 @@ from datetime import timedelta
 import numpy as np
 import pytest
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from app.config import Settings
 from app.db.engine import make_engine
@@ -368,22 +367,24 @@ def test_one_bad_document_does_not_fail_its_batch(engine: Engine, worker: Worker
 
 
 def test_the_worker_survives_losing_the_database(worker_settings: Settings, engine: Engine) -> None:
-    quick = worker_settings.model_copy(update={"worker_poll_seconds": 0.2})
-    resilient = Worker(quick, engine)
-    real_run_once = resilient.run_once
-    calls = {"n": 0}
+    resilient = Worker(worker_settings, engine, wait=lambda stop, seconds: None)
+    stop = threading.Event()
+    thread = threading.Thread(target=resilient.run, args=(stop,))
+    thread.start()
+    try:
+        wait_until(resilient.asleep.is_set)
+        with engine.begin() as conn:  # every connection of the worker's, pooled and listening, is cut
+            Query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'memora-worker%%' AND pid <> pg_backend_pid()"
+            ).run(conn)
+        wait_until(lambda: resilient.stats.reconnects == 1)
+        wait_until(resilient.asleep.is_set)
+        add(engine, "doc", "Survives a lost connection.")
+        wait_until(lambda: state(engine, "doc")["status"] == "ready")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
-    def flaky_run_once() -> int:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection"))
-        return real_run_once()
-
-    resilient.run_once = flaky_run_once  # type: ignore[method-assign]
-    add(engine, "doc", "Survives a lost connection.")
-
-    stats = resilient.run(threading.Event(), until_empty=True)
-
-    assert calls["n"] >= 2
-    assert stats.documents == 1
-    assert state(engine, "doc")["status"] == "ready"
+    assert resilient.stats.documents == 1
+    assert not thread.is_alive()
