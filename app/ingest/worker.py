@@ -173,8 +173,10 @@ class Worker:
                     self.name, doc.id, doc.taken_over_from, doc.lease_expired_for or 0.0, doc.attempts,
                 )  # fmt: skip
         if claimed:
+            # Renewals stop before the write: one waiting on the write's row locks would find the documents done.
             with self._keeping_leases(claimed, lease):
-                self._process(claimed)
+                work = self._prepare(claimed)
+            self._write(work)
         return len(claimed)
 
     @contextlib.contextmanager
@@ -184,8 +186,8 @@ class Worker:
 
         A renewal that fails (the database away) is logged and tried again a second later: two missed renewals
         still leave a third of the lease. Should the lease run out all the same and another worker take a document
-        over, the write notices (repository.lock_if_still_ours) and leaves that document to it: no chunk is
-        written twice.
+        over, the renewal notices (stats.leases_lost), and so does the write (repository.lock_if_still_ours), which
+        leaves that document to the other worker: no chunk is written twice.
         """
         done = threading.Event()
         interval = lease.total_seconds() / 3
@@ -230,7 +232,8 @@ class Worker:
         finally:
             self.asleep.clear()
 
-    def _process(self, claimed: list[ClaimedDocument]) -> None:
+    def _prepare(self, claimed: list[ClaimedDocument]) -> list[Work]:
+        """Chunks and vectors of the claimed documents; those that fail are given back on the way."""
         plans: dict[int, list[PlannedChunk]] = {}
         embedders: dict[int, Embedder] = {}
         for doc in claimed:
@@ -241,7 +244,7 @@ class Worker:
                 self._give_back(doc, exc)
 
         vectors = self._vectors([doc for doc in claimed if doc.id in plans], plans, embedders)
-        self._write([(doc, plans[doc.id], vectors[doc.id]) for doc in claimed if doc.id in plans and doc.id in vectors])
+        return [(doc, plans[doc.id], vectors[doc.id]) for doc in claimed if doc.id in plans and doc.id in vectors]
 
     def _vectors(
         self,
