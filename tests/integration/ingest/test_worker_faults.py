@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -30,7 +32,7 @@ from tests.integration.ingest.processes import (
     wait_for,
     worker_process,
 )
-from tests.openai_server import OpenAIServer
+from tests.openai_server import OpenAIServer, Request, Response
 
 pytestmark = pytest.mark.slow
 
@@ -71,12 +73,20 @@ def test_a_worker_killed_mid_batch_twice_loses_and_duplicates_nothing(
 
 
 @pytest.fixture
-def own_server(data_dir: Path) -> tuple[EmbeddedPostgres, str]:
-    """An embedded server of the test's own, on a fixed port, migrated; its libpq URL."""
-    server = EmbeddedPostgres(data_dir, port=free_port())
-    url = server.ensure_running().url()
-    migrate.upgrade(Settings(database_url=url))
-    return server, url
+def own_server() -> Iterator[tuple[EmbeddedPostgres, str]]:
+    """An embedded server of the test's own, on a fixed port, migrated; its libpq URL.
+
+    In a directory of /tmp rather than pytest's tmp_path: run as root, the server runs as another user, who must
+    traverse the parents, and every pytest session that starts takes o+x back from /tmp/pytest-of-root.
+    """
+    with tempfile.TemporaryDirectory(prefix="memora-faults-") as directory:
+        server = EmbeddedPostgres(Path(directory), port=free_port())
+        try:
+            url = server.ensure_running().url()
+            migrate.upgrade(Settings(database_url=url))
+            yield server, url
+        finally:
+            server.stop()
 
 
 def restart_after_crash(server: EmbeddedPostgres) -> None:
@@ -103,7 +113,17 @@ def test_a_postmaster_killed_mid_ingest_loses_no_acknowledged_document(
 ) -> None:
     server, url = own_server
     env = LEASE | openai_collection(url, openai_server) | {"MEMORA_WORKER_BATCH_SIZE": "4"}
-    openai_server.delay_next(10_000, 0.05, path=EMBEDDINGS)  # calls long enough for the kill to land mid-batch
+    hold, held, release = threading.Event(), threading.Event(), threading.Event()
+
+    def embeddings(request: Request) -> Response:
+        """Embeddings, but with HOLD set the next call waits for RELEASE: the worker has a batch in hand."""
+        if hold.is_set():
+            hold.clear()
+            held.set()
+            release.wait(60)
+        return openai_server.embeddings(request)
+
+    openai_server.route("POST", EMBEDDINGS, embeddings)
     acknowledged: list[str] = []
     stop = threading.Event()
 
@@ -132,17 +152,20 @@ def test_a_postmaster_killed_mid_ingest_loses_no_acknowledged_document(
     client.start()
     try:
         wait_for(lambda: execute(url, "SELECT count(*) FROM memora.document WHERE status = 'ready'")[0][0] >= 5, 120)
-        calls = len(openai_server.requests_to(EMBEDDINGS))
-        wait_for(lambda: len(openai_server.requests_to(EMBEDDINGS)) > calls, 60)  # a batch in hand
+        hold.set()
+        assert held.wait(60)
+        in_hand = execute(url, "SELECT external_id FROM memora.document WHERE status = 'processing'")
         postmaster = server.status()
         assert postmaster is not None
         os.kill(postmaster.pid, signal.SIGKILL)
         killed_at, acknowledged_before = time.monotonic(), len(acknowledged)
+        release.set()  # the batch's write meets a dead server
         restart_after_crash(server)
         restarted_at = time.monotonic()
         wait_for(lambda: len(acknowledged) >= acknowledged_before + 20, 120)  # ingestion goes on after the restart
     finally:
         stop.set()
+        release.set()
         client.join(timeout=60)
     wait_for(lambda: execute(url, "SELECT count(*) FROM memora.document WHERE status <> 'ready'") == [(0,)], 120)
     worker.send_signal(signal.SIGTERM)
@@ -153,6 +176,7 @@ def test_a_postmaster_killed_mid_ingest_loses_no_acknowledged_document(
     print(f"postmaster killed with {acknowledged_before} documents acknowledged, back in "
           f"{restarted_at - killed_at:.1f} s; {len(acknowledged)} acknowledged in all")  # fmt: skip
     assert worker.returncode == 0, stderr
+    assert in_hand  # the kill came mid-batch
     assert "lost the database" in stderr  # the worker saw the crash, and stayed
     stored = {row[0] for row in execute(url, "SELECT external_id FROM memora.document")}
     assert set(acknowledged) <= stored
