@@ -75,7 +75,10 @@ class Settings(BaseSettings):
     worker_in_serve: bool = Field(default=True, description="Run an ingestion worker inside `memora serve`.")
     worker_batch_size: int = Field(default=16, ge=1, le=1000, description="Documents a worker claims at once.")
     worker_lease_seconds: int = Field(
-        default=300, ge=5, description="How long a claimed document stays with its worker before others may retry it."
+        default=30,
+        ge=5,
+        description="How long a claimed document stays with its worker before others may retry it; renewed every "
+        "third of it while the worker works, so it bounds how long the batch of a dead worker waits.",
     )
     worker_max_attempts: int = Field(default=5, ge=1, description="Attempts before a document is marked failed.")
     worker_retry_seconds: float = Field(
