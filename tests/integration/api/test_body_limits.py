@@ -251,3 +251,18 @@ def test_a_real_server_answers_413_before_the_chunked_upload_ends(served: tuple[
     assert b"connection: close" in head_lines.lower()
     assert_too_large(413, json.loads(payload), "MEMORA_MAX_UPLOAD_BYTES", UPLOAD_LIMIT)
     assert count(db, Document) == 0
+
+
+def test_a_collection_description_past_the_default_json_limit_is_413(
+    api: TestClient, settings: Settings, db: Session
+) -> None:
+    """Issue 13 case 11: a 100 MB collection description was stored."""
+    description = "x" * (settings.max_json_body_bytes + 1)
+
+    response = api.post(
+        "/v1/collections", json={"name": "huge", "embedding_provider": "hashing", "description": description}
+    )
+
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert db.scalar(select(func.count()).where(Collection.name == "huge")) == 0
