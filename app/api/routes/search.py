@@ -19,7 +19,9 @@ router = APIRouter(prefix="/v1/collections/{name}", tags=["search"], dependencie
     response_model_exclude_unset=True,
     responses={
         404: {"model": ErrorResponse, "description": "No such collection."},
+        413: {"model": ErrorResponse, "description": "The body is over MEMORA_MAX_JSON_BODY_BYTES."},
         502: {"model": ErrorResponse, "description": "The embedding provider failed to embed the query."},
+        504: {"model": ErrorResponse, "description": "A statement ran past MEMORA_SEARCH_STATEMENT_TIMEOUT_MS."},
     },
 )
 def search(name: str, body: SearchRequest, db: SessionDep, settings: SettingsDep) -> SearchResponse:
