@@ -38,12 +38,30 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
     pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept open per process.")
     statement_timeout_ms: int = Field(
-        default=0, ge=0, description="statement_timeout for API connections in ms; 0 means none."
+        default=0, ge=0, description="statement_timeout of API requests of no kind below, in ms; 0 means none."
+    )
+    # Per kind of request, set per transaction (SET LOCAL); a statement past one is a 504 naming its setting.
+    search_statement_timeout_ms: int = Field(
+        default=10_000, ge=0, description="statement_timeout of search and answer requests, in ms; 0 means none."
+    )
+    import_statement_timeout_ms: int = Field(
+        default=0, ge=0, description="statement_timeout of uploads and dataset imports, in ms; 0 means none."
+    )
+    export_statement_timeout_ms: int = Field(
+        default=0, ge=0, description="statement_timeout of exports and training batches, in ms; 0 means none."
     )
 
     # Ingestion limits (REST and CLI).
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1024, description="Largest request body or uploaded file, in bytes."
+    )
+    max_json_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of any request that is not an upload or an import, in bytes (chunked or not).",
+    )
+    max_query_chars: int = Field(
+        default=4000, ge=1, description="Longest search query or answer question, in characters."
     )
     max_documents_per_request: int = Field(
         default=1000, ge=1, description="Most documents one POST .../documents may carry."

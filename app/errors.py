@@ -123,6 +123,13 @@ class PayloadTooLargeError(AppError):
     code = "payload_too_large"
 
 
+class StatementTimeoutError(AppError):
+    """A statement ran past the statement timeout of its kind of request; the message names the setting."""
+
+    status = 504
+    code = "statement_timeout"
+
+
 class UnsupportedMediaTypeError(AppError):
     status = 415
     code = "unsupported_media_type"

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.api import timeouts
 from app.config import Settings
 
 
@@ -23,13 +24,17 @@ def get_engine(request: Request) -> Engine:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session that commits when the request succeeds and rolls back when it fails."""
-    with request.app.state.sessions() as session:
+    """A session that commits when the request succeeds and rolls back when it fails; its statements run under the
+    statement timeout of the route's kind, and one cancelled by it is a 504 naming the setting to raise."""
+    timeout = timeouts.of_request(request, request.app.state.settings)
+    with request.app.state.sessions(info=timeout.session_info()) as session:
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            if timeouts.is_timeout(exc):
+                raise timeout.error() from exc
             raise
 
 

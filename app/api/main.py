@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api.limits import BodyLimitMiddleware
 from app.api.routes import (
     answer,
     collections,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -104,7 +104,9 @@ def ask(
     from sqlalchemy.orm import Session
 
     from app.rag import service
+    from app.search.service import check_query_length
 
+    check_query_length(settings, question, "QUESTION")
     with Session(engine) as db:
         prepared = service.prepare(db, settings, collection, request)
     done: dict[str, Any] = {}

@@ -71,6 +71,17 @@ def _register_vector(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ENGINE; one made with info={"statement_timeout_ms": n} runs each of its transactions under that
+    statement_timeout (app/api/timeouts.py)."""
+    from sqlalchemy import event
     from sqlalchemy.orm import sessionmaker
 
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_begin", _set_statement_timeout)
+    return factory
+
+
+def _set_statement_timeout(session: Session, _transaction: Any, connection: Any) -> None:
+    timeout = session.info.get("statement_timeout_ms")
+    if timeout is not None:
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout)}")

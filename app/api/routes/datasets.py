@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
+from app.api.timeouts import statement_kind
 from app.db.models import Dataset
 from app.db.repository import all_named
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
@@ -62,7 +63,12 @@ def delete_dataset(name: str, db: SessionDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=ImportReport)
+@router.post(
+    "/{name}/examples",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportReport,
+    dependencies=[statement_kind("import")],
+)
 async def add_examples(
     name: str,
     request: Request,
@@ -82,7 +88,7 @@ async def add_examples(
     return await run_in_threadpool(_import, db, name, readers.records_of(body), mode, format, model)
 
 
-@router.post("/{name}/import", response_model=ImportReport)
+@router.post("/{name}/import", response_model=ImportReport, dependencies=[statement_kind("import")])
 async def import_file(
     name: str,
     request: Request,

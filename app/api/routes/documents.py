@@ -11,6 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
+from app.api.timeouts import statement_kind
 from app.collections import service as collections
 from app.errors import (
     AppError,
@@ -51,6 +52,7 @@ _REQUEST_BODY = {
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadResponse,
+    dependencies=[statement_kind("import")],
     openapi_extra={"requestBody": {"required": True, "content": _REQUEST_BODY}},
 )
 async def add_documents(name: str, request: Request, db: SessionDep, settings: SettingsDep) -> UploadResponse:

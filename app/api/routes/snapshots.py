@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import SessionDep
+from app.api.timeouts import statement_kind
 from app.training.batches import service as batches
 from app.training.batches.schemas import Batch
 from app.training.batches.service import MAX_BATCH, MAX_SEED
@@ -79,7 +80,7 @@ def write_snapshot_example(name: str, snapshot: str, example_id: str, db: Sessio
     snapshots.refuse_write(db, name, snapshot)
 
 
-@router.get("/{name}/batches", response_model=Batch)
+@router.get("/{name}/batches", response_model=Batch, dependencies=[statement_kind("export")])
 def get_batch(
     name: str,
     db: SessionDep,

@@ -80,7 +80,7 @@ class Export:
 
         Everything that can fail on the export's options (the embedding model of the collection) fails here,
         before the first block."""
-        repository.unbounded(db)
+        repository.unsorted(db)
         tick = progress or (lambda n: None)
         if self.format in ("openai-chat", "jsonl"):
             return self._copy_blocks(db, tick)
