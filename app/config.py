@@ -49,6 +49,13 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Most documents one POST .../documents may carry."
     )
 
+    max_json_depth: int = Field(
+        default=32,
+        ge=1,
+        le=100,
+        description="Deepest nesting of any JSON Memora stores (metadata, example records, filters); deeper is a 422.",
+    )
+
     # Training data.
     max_import_bytes: int = Field(
         default=8 * 1024**3,

@@ -7,17 +7,24 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
+from app.limits import FLOAT32_SMALLEST, max_json_depth
 
-def unstorable(value: Any) -> str | None:
-    """Why PostgreSQL could not store VALUE (NUL, a lone surrogate from a \\u escape, NaN or infinity in JSON),
-    looking through dicts and lists, else None."""
-    pending = [value]
+
+def unstorable(value: Any, max_depth: int | None = None) -> str | None:
+    """Why PostgreSQL could not store VALUE (NUL, a lone surrogate from a \\u escape, NaN or infinity in JSON, or
+    nesting deeper than MAX_DEPTH, default MEMORA_MAX_JSON_DEPTH), looking through dicts and lists, else None.
+
+    The walk is a loop, not recursion, so a value nested thousands deep is refused rather than a RecursionError.
+    """
+    limit = max_json_depth() if max_depth is None else max_depth
+    pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending += [*item.keys(), *item.values()]
-        elif isinstance(item, list | tuple):
-            pending += item
+        item, depth = pending.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth >= limit:
+                return f"is nested deeper than {limit} levels (MEMORA_MAX_JSON_DEPTH)"
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending += [(child, depth + 1) for child in children]
         elif isinstance(item, str):
             if "\x00" in item:
                 return "holds a NUL character, which PostgreSQL cannot store"
@@ -30,9 +37,27 @@ def unstorable(value: Any) -> str | None:
     return None
 
 
+def depth_of(value: Any) -> int:
+    """How deeply VALUE nests dicts and lists: 0 for a scalar, 1 for {} or [], 2 for {"a": []}..."""
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list | tuple):
+            deepest = max(deepest, depth + 1)
+            pending += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
 def _storable(value: Any) -> Any:
     if reason := unstorable(value):
         raise ValueError(reason)
+    return value
+
+
+def _real(value: float) -> float:
+    if value != 0 and abs(value) < FLOAT32_SMALLEST:
+        raise ValueError(f"must be 0 or at least {FLOAT32_SMALLEST:g} in magnitude (PostgreSQL real underflows)")
     return value
 
 
@@ -41,3 +66,6 @@ Storable = AfterValidator(_storable)
 
 StorableText = Annotated[str, Storable]
 StorableObject = Annotated[dict[str, Any], Storable]
+
+Real = AfterValidator(_real)
+"""A pydantic validator for floats stored as PostgreSQL real: `Annotated[float, Real]`."""

@@ -190,8 +190,12 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
         value = json.loads(raw, parse_constant=reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidInputError.for_field("metadata", f"not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInputError.for_field("metadata", "JSON nested too deeply to parse") from None
     if not isinstance(value, dict):
         raise InvalidInputError.for_field("metadata", "must be a JSON object")
+    if reason := unstorable(value):
+        raise InvalidInputError.for_field("metadata", reason)
     return value
 
 

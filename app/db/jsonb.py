@@ -1,0 +1,54 @@
+"""Reading json and jsonb so that one row can never break a read: what psycopg parses for every query.
+
+Memora refuses JSON nested deeper than MEMORA_MAX_JSON_DEPTH on the way in, but a row written with SQL may hold
+anything jsonb takes (thousands of levels). Parsed as is, such a value fails later for every reader: pydantic
+stops serializing past ~255 levels and Python's parser past ~1000, so each list, search or batch that includes
+the row would answer 500. Here a value is cut at READ_JSON_DEPTH instead: what lies deeper reads as a note saying
+so, and the rest of the row, and every other row, read as usual.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.limits import READ_JSON_DEPTH
+
+CUT = f"(nested deeper than {READ_JSON_DEPTH} levels; read it with SQL)"
+"""What stands in for a value nested deeper than Memora hands out."""
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """json.loads for psycopg, cut at READ_JSON_DEPTH (and a note for JSON too deep for Python to parse)."""
+    raw = bytes(data) if isinstance(data, bytearray | memoryview) else data
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        return {"_memora": CUT}
+    opening = (raw.count(b"[") + raw.count(b"{")) if isinstance(raw, bytes) else (raw.count("[") + raw.count("{"))
+    return cut(value, READ_JSON_DEPTH) if opening >= READ_JSON_DEPTH else value
+
+
+def cut(value: Any, depth: int) -> Any:
+    """VALUE with every dict or list below DEPTH levels of nesting replaced by CUT (a loop, not recursion)."""
+    if not isinstance(value, dict | list) or depth < 1:
+        return value if not isinstance(value, dict | list) else CUT
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        container, level = pending.pop()
+        keys = container.keys() if isinstance(container, dict) else range(len(container))
+        for key in keys:
+            child = container[key]
+            if isinstance(child, dict | list):
+                if level >= depth:
+                    container[key] = CUT
+                else:
+                    pending.append((child, level + 1))
+    return value
+
+
+def register(dbapi_connection: Any) -> None:
+    """Use loads() for json and jsonb on this psycopg connection."""
+    from psycopg.types.json import set_json_loads
+
+    set_json_loads(loads, dbapi_connection)
