@@ -24,7 +24,8 @@ def loads(data: bytes | bytearray | memoryview | str) -> Any:
     try:
         value = json.loads(raw)
     except RecursionError:
-        return {"_memora": CUT}
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        return json.loads(cut_text(text, READ_JSON_DEPTH))
     opening = (raw.count(b"[") + raw.count(b"{")) if isinstance(raw, bytes) else (raw.count("[") + raw.count("{"))
     return cut(value, READ_JSON_DEPTH) if opening >= READ_JSON_DEPTH else value
 
@@ -45,6 +46,36 @@ def cut(value: Any, depth: int) -> Any:
                 else:
                     pending.append((child, level + 1))
     return value
+
+
+def cut_text(text: str, depth: int) -> str:
+    """JSON TEXT with every array or object below DEPTH levels replaced by CUT, done on the text for JSON too deep
+    for Python's parser (a character loop: slow, but only for such rare values)."""
+    out: list[str] = []
+    level, start, i, in_string = 0, 0, 0, False
+    skipping = False
+    while i < len(text):
+        char = text[i]
+        if in_string:
+            if char == "\\":
+                i += 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            level += 1
+            if level == depth + 1:
+                out.append(text[start:i])
+                skipping = True
+        elif char in "]}":
+            if level == depth + 1 and skipping:
+                out.append(json.dumps(CUT))
+                start, skipping = i + 1, False
+            level -= 1
+        i += 1
+    out.append(text[start:])
+    return "".join(out)
 
 
 def register(dbapi_connection: Any) -> None:
