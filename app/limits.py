@@ -21,9 +21,14 @@ through Memora reads back whole; a row nested deeper (written with SQL) is cut a
 MAX_TITLE_CHARS = 1_000
 MAX_SOURCE_CHARS = 2_048
 MAX_DESCRIPTION_CHARS = 10_000
-MAX_LABEL_CHARS = 1_000
-MAX_QUERY_PARAM_CHARS = 200
-"""Strings without a natural size (titles, sources, descriptions, labels, names passed as query parameters)."""
+"""Strings without a natural size: a document's title and source, a collection's description."""
+
+MAX_KEY_BYTES = 1_024
+"""Longest external_id and label, in bytes of UTF-8: they are keys of btree indexes, whose entries PostgreSQL keeps
+under ~2,700 bytes, so a longer one would fail on insert (1024 characters of CJK text are 3,072 bytes)."""
+
+MAX_LABELS = 1_000
+"""Most labels one example may have (format classification, `labels`)."""
 
 
 def max_json_depth() -> int:

@@ -340,3 +340,39 @@ def test_issue_13_case_9_a_row_nested_deep_by_sql_does_not_break_reads(
     assert len(export.text.splitlines()) == 2
     assert depth(api.get("/v1/collections/notes").json()["metadata"]) == READ_JSON_DEPTH
     assert CUT in json.dumps(one.json()["metadata"])
+
+
+# Sizes: keys of btree indexes, and strings without a natural size -------------------------------------------
+
+
+def test_an_external_id_past_the_btree_key_limit_is_a_422(notes: TestClient) -> None:
+    """1024 CJK characters are 3,072 bytes: past what a btree entry takes, which used to fail the insert (a 500)."""
+    external_id = "".join(chr(0x4E00 + i) for i in range(1024))
+
+    response = notes.post("/v1/collections/notes/documents", json={"content": "hi", "external_id": external_id})
+
+    assert problems(response) == {"documents[0].external_id": "is longer than 1024 bytes of UTF-8"}
+
+
+def test_a_title_or_source_past_its_limit_is_a_422(notes: TestClient) -> None:
+    response = notes.post("/v1/collections/notes/documents", json={"content": "hi", "title": "t" * 1001, "source": "s"})
+
+    assert problems(response) == {"documents[0].title": "is longer than 1000 characters"}
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "reason"),
+    [
+        ({"text": "a", "label": "x" * 1025}, "label", "is longer than 1024 bytes of UTF-8"),
+        ({"text": "a", "labels": ["ok", "é" * 600]}, "labels[1]", "is longer than 1024 bytes of UTF-8"),
+        ({"text": "a", "labels": [str(i) for i in range(1001)]}, "labels", "has 1001 labels; at most 1000"),
+    ],
+)
+def test_labels_past_their_limits_are_a_422(notes: TestClient, record: dict[str, Any], field: str, reason: str) -> None:
+    """A label is a key of a btree index: one of 10,000 characters used to fail the insert (a 500)."""
+    response = notes.post("/v1/datasets/d/examples", json=[record])
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["problems"] == [
+        {"line": None, "field": f"body[0].{field}", "reason": reason}
+    ]
