@@ -17,23 +17,28 @@ def unstorable(value: Any, max_depth: int | None = None) -> str | None:
     The walk is a loop, not recursion, so a value nested thousands deep is refused rather than a RecursionError.
     """
     limit = max_json_depth() if max_depth is None else max_depth
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list | tuple):
-            if depth >= limit:
-                return f"is nested deeper than {limit} levels (MEMORA_MAX_JSON_DEPTH)"
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            pending += [(child, depth + 1) for child in children]
-        elif isinstance(item, str):
-            if "\x00" in item:
-                return "holds a NUL character, which PostgreSQL cannot store"
-            try:
-                item.encode()
-            except UnicodeEncodeError:
-                return "holds an unpaired surrogate, which is not text"
-        elif isinstance(item, float) and not math.isfinite(item):
-            return "holds NaN or infinity, which JSON does not have"
+    level: list[Any] = [value]  # the values at one depth: a level at a time, so no (value, depth) pairs are made
+    depth = 0
+    while level:
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, str):
+                if "\x00" in item:
+                    return "holds a NUL character, which PostgreSQL cannot store"
+                if not item.isascii():
+                    try:
+                        item.encode()
+                    except UnicodeEncodeError:
+                        return "holds an unpaired surrogate, which is not text"
+            elif isinstance(item, dict | list | tuple):
+                if depth >= limit:
+                    return f"is nested deeper than {limit} levels (MEMORA_MAX_JSON_DEPTH)"
+                below += item
+                if isinstance(item, dict):
+                    below += item.values()
+            elif isinstance(item, float) and not math.isfinite(item):
+                return "holds NaN or infinity, which JSON does not have"
+        level, depth = below, depth + 1
     return None
 
 
