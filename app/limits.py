@@ -21,7 +21,11 @@ through Memora reads back whole; a row nested deeper (written with SQL) is cut a
 MAX_TITLE_CHARS = 1_000
 MAX_SOURCE_CHARS = 2_048
 MAX_DESCRIPTION_CHARS = 10_000
-"""Strings without a natural size: a document's title and source, a collection's description."""
+"""Strings without a natural size: a document's title and source; the description of a collection, a dataset or a
+snapshot."""
+
+MAX_EXTERNAL_ID = 1_024
+"""Longest external_id of a document, in characters (and MAX_KEY_BYTES in bytes)."""
 
 MAX_KEY_BYTES = 1_024
 """Longest external_id and label, in bytes of UTF-8: they are keys of btree indexes, whose entries PostgreSQL keeps

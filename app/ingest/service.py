@@ -17,9 +17,7 @@ from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline, repository
 from app.ingest.pipeline import ChunkInput, GivenDocument
-from app.limits import MAX_KEY_BYTES, MAX_SOURCE_CHARS, MAX_TITLE_CHARS
-
-MAX_EXTERNAL_ID = 1024
+from app.limits import MAX_EXTERNAL_ID, MAX_KEY_BYTES, MAX_SOURCE_CHARS, MAX_TITLE_CHARS
 
 
 @dataclass(frozen=True)
