@@ -376,3 +376,18 @@ def test_labels_past_their_limits_are_a_422(notes: TestClient, record: dict[str,
     assert response.json()["error"]["details"]["problems"] == [
         {"line": None, "field": f"body[0].{field}", "reason": reason}
     ]
+
+
+def test_issue_13_case_6_csv_cells_nested_deep_are_a_problem_of_their_line(notes: TestClient) -> None:
+    """A JSON cell (metadata) nested 3000 deep does not parse: it stays text, as any cell that is not JSON, and its
+    line is refused for that; nested 40 deep it parses, and is past the depth limit."""
+    deep, too_deep = "[" * 3000 + "]" * 3000, json.dumps(nested(40)).replace('"', '""')
+    rows = f'text,label,metadata\nfirst,x,"{deep}"\nsecond,x,"{too_deep}"\nthird,x,"{{""a"": 1}}"\n'
+
+    response = notes.post("/v1/datasets/d/import", content=rows.encode(), headers={"content-type": "text/csv"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"] == 1, response.json()
+    problems = {p["line"]: p["reason"] for p in response.json()["problems"]}
+    assert sorted(problems) == [2, 3]
+    assert problems[3] == TOO_DEEP
