@@ -42,18 +42,6 @@ def unstorable(value: Any, max_depth: int | None = None) -> str | None:
     return None
 
 
-def depth_of(value: Any) -> int:
-    """How deeply VALUE nests dicts and lists: 0 for a scalar, 1 for {} or [], 2 for {"a": []}..."""
-    deepest = 0
-    pending: list[tuple[Any, int]] = [(value, 0)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list | tuple):
-            deepest = max(deepest, depth + 1)
-            pending += [(child, depth + 1) for child in (item.values() if isinstance(item, dict) else item)]
-    return deepest
-
-
 def _storable(value: Any) -> Any:
     if reason := unstorable(value):
         raise ValueError(reason)

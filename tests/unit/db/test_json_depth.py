@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from app.db import jsonb
-from app.db.storable import depth_of, unstorable
+from app.db.storable import unstorable
 from app.limits import READ_JSON_DEPTH
 
 
@@ -27,18 +27,6 @@ def test_unstorable_counts_every_dict_and_list(levels: int, fits: bool) -> None:
 
     assert (reason is None) is fits
     assert fits or reason == "is nested deeper than 32 levels (MEMORA_MAX_JSON_DEPTH)"
-
-
-def test_depth_of() -> None:
-    assert [depth_of(v) for v in (1, "s", {}, [], {"a": []}, [[[1]]], {"a": 1, "b": {"c": {}}})] == [
-        0,
-        0,
-        1,
-        1,
-        2,
-        3,
-        3,
-    ]
 
 
 def test_the_default_limit_is_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
