@@ -34,17 +34,22 @@ def cut(value: Any, depth: int) -> Any:
     """VALUE with every dict or list below DEPTH levels of nesting replaced by CUT (a loop, not recursion)."""
     if not isinstance(value, dict | list) or depth < 1:
         return value if not isinstance(value, dict | list) else CUT
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        container, level = pending.pop()
+    # A level at a time: only the containers of one level are held, and the last level kept is the only one written.
+    level: list[Any] = [value]
+    for _ in range(depth - 1):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return value
+    for container in level:
         keys = container.keys() if isinstance(container, dict) else range(len(container))
         for key in keys:
-            child = container[key]
-            if isinstance(child, dict | list):
-                if level >= depth:
-                    container[key] = CUT
-                else:
-                    pending.append((child, level + 1))
+            if isinstance(container[key], dict | list):
+                container[key] = CUT
     return value
 
 
