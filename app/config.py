@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.limits import READ_JSON_DEPTH
 from memora_migrations.database import check_schema, sqlalchemy_url
 
 
@@ -65,6 +66,13 @@ class Settings(BaseSettings):
     )
     max_documents_per_request: int = Field(
         default=1000, ge=1, description="Most documents one POST .../documents may carry."
+    )
+
+    max_json_depth: int = Field(
+        default=32,
+        ge=1,
+        le=READ_JSON_DEPTH,  # so what is stored reads back whole (app/db/jsonb.py)
+        description="Deepest nesting of any JSON Memora stores (metadata, example records, filters); deeper is a 422.",
     )
 
     # Training data.

@@ -1,16 +1,19 @@
-"""FastAPI dependencies: settings, and one session per request."""
+"""FastAPI dependencies: settings, one session per request, and the checks every request's parameters pass."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.api import timeouts
 from app.config import Settings
+from app.db.storable import unstorable
+from app.errors import InvalidInputError
+from app.limits import BIGINT_MAX
 
 
 def get_settings(request: Request) -> Settings:
@@ -21,6 +24,16 @@ def get_settings(request: Request) -> Settings:
 def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
+
+
+def check_parameters(request: Request) -> None:
+    """Path and query parameters are text PostgreSQL must take: a NUL (%00) or a lone surrogate in any of them is a
+    422 naming it, before a route compares it with a column. Runs for every route, ahead of the route's own ones."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if isinstance(value, str) and (reason := unstorable(value)):
+            raise InvalidInputError.for_problems([{"field": f"{where}.{name}", "reason": reason}])
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -42,3 +55,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 # scope="function": commit before the response goes out, so a failed commit is the client's 500, not a lost write.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+ExampleId = Annotated[
+    int, Path(ge=-BIGINT_MAX - 1, le=BIGINT_MAX, description="An example's id: a bigint, so one past it is a 422.")
+]

@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api.bodies import too_deep
+from app.api.deps import check_parameters
 from app.api.limits import BodyLimitMiddleware
 from app.api.routes import (
     answer,
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         docs_url=None,  # served by routes/docs.py, without a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        dependencies=[Depends(check_parameters)],
     )
     app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, settings=settings)
@@ -98,6 +101,8 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Routing errors (unknown path, wrong method) in the same error body as everything else."""
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse of a body
+        return await _app_error(request, too_deep())
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
     body = {"error": {"code": code, "message": str(exc.detail)}}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -167,3 +167,5 @@ def _json_option(flag: str, value: str) -> Any:
         return json.loads(value)
     except ValueError as exc:
         raise InvalidInputError.for_field(flag, f"not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInputError.for_field(flag, "JSON nested too deeply to parse") from None

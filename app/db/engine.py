@@ -61,10 +61,14 @@ def make_engine(settings: Settings, application_name: str, url: str | None = Non
 
 
 def _register_vector(dbapi_connection: Any, _record: Any) -> None:
-    """Teach psycopg the vector types, once the extension exists (it does not before the first migration)."""
+    """Teach psycopg the vector types, once the extension exists (it does not before the first migration), and to
+    read json so that no stored value breaks a read (app/db/jsonb.py)."""
     from pgvector.psycopg import register_vector
     from psycopg.types import TypeInfo
 
+    from app.db import jsonb
+
+    jsonb.register(dbapi_connection)
     if TypeInfo.fetch(dbapi_connection, "vector") is not None:
         register_vector(dbapi_connection)
     dbapi_connection.commit()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ExampleId, SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
 from app.db.models import Dataset
 from app.db.repository import all_named
@@ -135,12 +135,12 @@ def list_examples(
 
 
 @router.get("/{name}/examples/{example_id}", response_model=ExampleOut)
-def get_example(name: str, example_id: int, db: SessionDep) -> ExampleOut:
+def get_example(name: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     return service.one(db, service.get(db, name), example_id)
 
 
 @router.delete("/{name}/examples/{example_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_example(name: str, example_id: int, db: SessionDep) -> Response:
+def delete_example(name: str, example_id: ExampleId, db: SessionDep) -> Response:
     """Remove an example from the live dataset; snapshots that hold it still read it."""
     service.remove_example(db, service.get(db, name), example_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import SessionDep
+from app.api.deps import ExampleId, SessionDep
 from app.api.timeouts import statement_kind
 from app.training.batches import service as batches
 from app.training.batches.schemas import Batch
@@ -58,7 +58,7 @@ def list_snapshot_examples(
 
 
 @router.get("/{name}/snapshots/{snapshot}/examples/{example_id}", response_model=ExampleOut)
-def get_snapshot_example(name: str, snapshot: str, example_id: int, db: SessionDep) -> ExampleOut:
+def get_snapshot_example(name: str, snapshot: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     dataset = service.get(db, name)
     return snapshots.one(db, dataset, snapshots.get(db, dataset, snapshot), example_id)
 
