@@ -33,7 +33,7 @@ def serve(
         migrate.upgrade(config)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
     app = create_app(config, worker=config.worker_in_serve)
-    run(app, sockets, config.log_level)
+    run(app, sockets, config.log_level, json_logs=config.log_format == "json")
 
 
 @cli.command()

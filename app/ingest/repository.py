@@ -56,6 +56,7 @@ class ClaimedDocument:
     dimensions: int
     chunking: dict[str, Any]
     language: str
+    request_id: str | None = None  # of the request that created or last changed it, for the worker's log lines
 
 
 # Documents.
@@ -74,7 +75,9 @@ def upsert_documents(db: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str
     )
     upsert: Any = statement.on_conflict_do_update(
         index_elements=[Document.collection_id, Document.external_id],
-        set_={name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source")},
+        set_={
+            name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source", "request_id")
+        },
         where=changed,
     ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"), Document.id)
     return {row[0]: tuple(row) for row in db.execute(upsert)}
@@ -194,6 +197,7 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
             Collection.dimensions,
             Collection.chunking,
             Collection.language,
+            Document.request_id,
         )
         .join(claimed, and_(Document.collection_id == claimed.c.collection_id, Document.id == claimed.c.id))
         .join(Collection, Collection.id == Document.collection_id)

@@ -17,6 +17,7 @@ from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline, repository
 from app.ingest.pipeline import ChunkInput, GivenDocument
+from app.observe.context import current_request_id
 
 MAX_EXTERNAL_ID = 1024
 
@@ -81,6 +82,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
     """
     validate(inputs)
     _check_dimensions(collection, inputs)
+    request_id = current_request_id()
     rows = [
         {
             "collection_id": collection.id,
@@ -90,6 +92,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
             "content_type": doc.content_type,
             "metadata": doc.metadata,
             "source": doc.source,
+            "request_id": request_id,
         }
         for doc in inputs
     ]
