@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db.engine import make_engine
 from app.db.query import Query
 from app.ingest.worker import Worker
-from app.observe import metrics
+from app.observe import collector, metrics
 from tests.integration.observe.helpers import scrape, seed, value
 from tests.openai_server import OpenAIServer
 
@@ -71,6 +71,7 @@ def test_the_queue_and_leases_are_read_from_the_database(client: TestClient, com
     text = client.get("/metrics").text
 
     assert value(samples, "memora_database_up") == 1
+    assert value(samples, "memora_database_read_seconds") > 0
     for status in ("pending", "processing", "ready", "failed"):
         assert value(samples, "memora_documents", status=status) == counts.get(status, 0), status
     assert value(samples, "memora_leases", state="held") == 1
@@ -105,6 +106,18 @@ def test_metrics_answer_when_the_database_does_not() -> None:
     assert value(samples, "memora_database_up") == 0
     assert not [name for name, _ in samples if name == "memora_documents"]
     assert value(samples, "memora_db_pool_size", pool="api") == Settings().pool_size
+
+
+def test_a_read_the_database_cannot_finish_in_time_is_given_up(
+    client: TestClient, committed: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collector, "STATEMENT_TIMEOUT_MS", 300)
+    with committed.begin() as conn:
+        Query("LOCK TABLE memora.document IN ACCESS EXCLUSIVE MODE").run(conn)  # the scrape's read must wait
+        samples = scrape(client)
+
+    assert value(samples, "memora_database_up") == 0
+    assert not [name for name, _ in samples if name == "memora_documents"]
 
 
 def test_the_worker_counts_chunks_embedded_and_documents_ready(fresh_db_url: str, committed: Engine) -> None:
