@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             stop.set()
             if thread is not None:
                 thread.join()
+                worker_engine.dispose()  # else its pooled connections outlive the app
             if own_engine:
                 app.state.engine.dispose()
 

@@ -4,6 +4,7 @@ queue and leases read from the database at scrape time, pools, and a setting tha
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -161,3 +162,22 @@ def test_provider_errors_and_retries_are_counted_by_kind(openai_server: OpenAISe
         embedder.embed(["never embedded"])
 
     assert tuple(a - b for a, b in zip(counts(), before, strict=True)) == (2, 2, 1, 0)
+
+
+def test_the_worker_inside_serve_counts_into_the_apis_metrics(fresh_db_url: str) -> None:
+    settings = Settings(database_url=fresh_db_url, worker_poll_seconds=0.2)
+    body = {"name": "docs", "embedding_provider": "hashing", "dimensions": 16}
+    with TestClient(create_app(settings, worker=True)) as client:
+        before = scrape(client)
+        assert client.post("/v1/collections", json=body).status_code == 201
+        client.post("/v1/collections/docs/documents", json={"external_id": "a", "content": "Served and embedded."})
+        deadline = time.monotonic() + 60  # a safety net: the loop ends when the document is ready
+        while client.get("/v1/collections/docs/documents/a").json()["status"] != "ready":
+            assert time.monotonic() < deadline, "the worker did not process the document"
+            time.sleep(0.05)
+        after = scrape(client)
+
+    assert value(after, "memora_documents_ready_total") - value(before, "memora_documents_ready_total") == 1
+    assert value(after, "memora_chunks_embedded_total") - value(before, "memora_chunks_embedded_total") == 1
+    assert value(after, "memora_db_pool_size", pool="worker") == settings.pool_size
+    assert value(after, "memora_documents", status="ready") == 1
