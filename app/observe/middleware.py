@@ -16,6 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.observe import metrics
 from app.observe.context import HEADER, accepted_request_id, enter_request
 
+# A method is the client's to choose: any other would be a new series, without bound.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class RequestObserver:
     """Pure ASGI (no BaseHTTPMiddleware: streaming responses and background tasks stay untouched)."""
@@ -55,7 +58,8 @@ class RequestObserver:
     def _record(scope: Scope, status: int, seconds: float) -> None:
         route: Any = scope.get("route")
         template = getattr(route, "path_format", None) or getattr(route, "path", None) or metrics.UNMATCHED_ROUTE
-        labels = (scope["method"], template, str(status))
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        labels = (method, template, str(status))
         metrics.REQUESTS.labels(*labels).inc()
         metrics.LATENCY.labels(*labels).observe(seconds)
 

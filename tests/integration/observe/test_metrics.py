@@ -65,6 +65,17 @@ def test_requests_are_counted_by_route_template_never_by_raw_path(client: TestCl
     assert "secret-path-5678" not in text
 
 
+def test_a_method_of_the_clients_invention_is_counted_as_other(client: TestClient) -> None:
+    before = scrape(client)
+
+    assert client.request("SECRETVERB", "/v1/collections").status_code == 405
+    after = scrape(client)
+
+    labels = {"method": "other", "route": "/v1/collections", "status": "405"}
+    assert value(after, REQUESTS, **labels) - value(before, REQUESTS, **labels) == 1
+    assert "SECRETVERB" not in client.get("/metrics").text
+
+
 def test_the_queue_and_leases_are_read_from_the_database(client: TestClient, committed: Engine) -> None:
     counts = seed(committed)
 
