@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(
         default=5.0, gt=0, description="Poll interval when no NOTIFY arrives (a fallback, not the main path)."
     )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port on MEMORA_HOST where `memora worker` serves its Prometheus metrics; 0: none.",
+    )
 
     # Embedding providers (app/embeddings/).
     embed_batch_size: int = Field(default=64, ge=1, le=2048, description="Texts per embedding call.")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -19,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.db.models import DOCUMENT_STATUSES
+from app.errors import AppError
 
 if TYPE_CHECKING:
     from prometheus_client import Metric
@@ -157,3 +159,41 @@ def registry(settings: Settings, state: Any) -> CollectorRegistry:
     result.register(DatabaseCollector(settings, lambda: engines()["api"]))
     result.register(PoolCollector(engines))
     return result
+
+
+def worker_registry(engine: Engine) -> CollectorRegistry:
+    """What a standalone `memora worker` shows on MEMORA_WORKER_METRICS_PORT: the process's counters and its pool.
+    The queue is the database's, shown by any API's /metrics."""
+    result = CollectorRegistry(auto_describe=False)
+    result.register(_Process())
+    result.register(PoolCollector(lambda: {"worker": engine}))
+    return result
+
+
+@contextmanager
+def served(settings: Settings, engine: Engine) -> Iterator[None]:
+    """Serve the worker's metrics at http://MEMORA_HOST:MEMORA_WORKER_METRICS_PORT/metrics inside the block (not at
+    all with port 0); a port that cannot be had is an AppError naming the setting."""
+    if not settings.worker_metrics_port:
+        yield
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        server, thread = start_http_server(
+            settings.worker_metrics_port, addr=settings.host, registry=worker_registry(engine)
+        )
+    except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535 given as --metrics-port
+        where = f"{settings.host}:{settings.worker_metrics_port}"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise AppError(
+            f"cannot serve the worker's metrics on {where}: {reason}; choose another port with "
+            "--metrics-port or MEMORA_WORKER_METRICS_PORT (0: none)"
+        ) from None
+    log.info("worker metrics on http://%s:%s/metrics", settings.host, settings.worker_metrics_port)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
