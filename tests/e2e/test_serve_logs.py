@@ -23,8 +23,7 @@ def _free_port() -> int:
 
 def test_serve_writes_json_lines_with_the_request_id(fresh_db_url: str) -> None:
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")}
-    env |= {"MEMORA_DATABASE_URL": fresh_db_url, "MEMORA_PORT": str(port), "MEMORA_LOG_FORMAT": "json"}
+    env = {**os.environ, "MEMORA_DATABASE_URL": fresh_db_url, "MEMORA_PORT": str(port), "MEMORA_LOG_FORMAT": "json"}
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--no-worker", "--no-migrate"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -12,6 +12,8 @@ import time
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import Settings
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -21,7 +23,7 @@ def _free_port() -> int:
 
 
 def worker(url: str, *args: str) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")}
+    env = {**os.environ, "MEMORA_WORKER_METRICS_PORT": "0"}  # the suite's schema (MEMORA_DB_SCHEMA) stays
     command = [sys.executable, "-m", "app", "--database-url", url, "worker", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -48,7 +50,7 @@ def test_a_standalone_worker_serves_its_metrics(fresh_db_url: str) -> None:
         for s in family.samples
     }
     assert ("memora_chunks_embedded_total", ()) in samples
-    assert samples[("memora_db_pool_size", (("pool", "worker"),))] == 5
+    assert samples[("memora_db_pool_size", (("pool", "worker"),))] == Settings().pool_size
     assert process.returncode == 0, stderr
     assert f"worker metrics on http://127.0.0.1:{port}/metrics" in stderr
 
