@@ -49,7 +49,9 @@ def _print(summary: Status) -> None:
     assert failures is not None
     assert leases is not None
     assert workers is not None
-    queue = Table("collection", "pending", "processing", "ready", "failed", "oldest pending", title="Queue")
+    queue = Table("collection", title="Queue")
+    for column in ("pending", "processing", "ready", "failed", "oldest pending"):
+        queue.add_column(column, justify="right")
     for row in [*summary.collections, queue_total]:
         name = getattr(row, "collection", None)
         queue.add_row(
