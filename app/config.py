@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port the REST API listens on.")
     migrate_on_start: bool = Field(default=True, description="Apply pending migrations when `memora serve` starts.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or as one JSON object each with the request id (docs/reliability.md).",
+    )
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics; false: a 404.")
     pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept open per process.")
     statement_timeout_ms: int = Field(
         default=0, ge=0, description="statement_timeout of API requests of no kind below, in ms; 0 means none."
@@ -112,6 +117,12 @@ class Settings(BaseSettings):
     )
     worker_poll_seconds: float = Field(
         default=5.0, gt=0, description="Poll interval when no NOTIFY arrives (a fallback, not the main path)."
+    )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port on MEMORA_HOST where `memora worker` serves its Prometheus metrics; 0: none.",
     )
 
     # Embedding providers (app/embeddings/).

@@ -28,6 +28,7 @@ from app.api.routes import (
     exports,
     finetune,
     health,
+    observe,
     search,
     snapshots,
 )
@@ -36,6 +37,8 @@ from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
 from app.errors import AppError, InvalidInputError, invalid_json
 from app.ingest.worker import Worker
+from app.observe import collector
+from app.observe.middleware import ObservedApp
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None, *, worker: bool = False) -> FastAPI:
@@ -51,7 +54,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         stop = threading.Event()
         thread = None
         if worker:
-            worker_engine = make_engine(settings, "worker", url=app.state.engine.url.render_as_string(False))
+            worker_engine = app.state.worker_engine = make_engine(
+                settings, "worker", url=app.state.engine.url.render_as_string(False)
+            )
             thread = threading.Thread(target=Worker(settings, worker_engine).run, args=(stop,), name="memora-worker")
             thread.start()
         try:
@@ -60,10 +65,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             stop.set()
             if thread is not None:
                 thread.join()
+                worker_engine.dispose()  # else its pooled connections outlive the app
             if own_engine:
                 app.state.engine.dispose()
 
-    app = FastAPI(
+    app = ObservedApp(
+        count_requests=settings.metrics,
         title="Memora",
         version=__version__,
         description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",
@@ -76,11 +83,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     )
     app.state.settings = settings
     app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.state.metrics = collector.registry(settings, app.state)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(docs.router)
     app.include_router(health.router)
+    app.include_router(observe.router)
     app.include_router(collections.router)
     app.include_router(documents.router)
     app.include_router(search.router)

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from app.embeddings.base import Tokenizer, Vectors, WordTokenizer
 from app.errors import EmbeddingProviderError
+from app.observe import metrics
 
 if TYPE_CHECKING:
     import openai
@@ -151,15 +152,20 @@ class OpenAIEmbedder:
                 retry = exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
                 whole_request = retry or exc.status_code in _WHOLE_REQUEST_STATUSES
                 wait = retry_after_seconds(exc.response.headers)
+                kind = metrics.status_kind(exc.status_code)
             except openai.APITimeoutError:
                 reason, retry, wait = f"no answer within {self.timeout:g}s", True, None
                 whole_request = True
+                kind = "timeout"
             except openai.APIConnectionError as exc:
                 reason, retry, wait = f"connection failed ({self._scrub(str(exc.__cause__ or exc))})", True, None
                 whole_request = True
+                kind = "connection"
             except (openai.OpenAIError, ValueError) as exc:
                 reason, retry, wait = self._scrub(f"{type(exc).__name__}: {exc}"), False, None
                 whole_request = False
+                kind = "other"
+            metrics.provider_failed("openai", kind, retried=retry and attempt < self.max_retries)
             if not retry or attempt >= self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise EmbeddingProviderError(

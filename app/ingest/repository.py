@@ -57,6 +57,7 @@ class ClaimedDocument:
     dimensions: int
     chunking: dict[str, Any]
     language: str
+    request_id: str | None = None  # of the request that created or last changed it, for the worker's log lines
     # Set when the document was claimed from a worker whose lease ran out (it died, or lost the database): who,
     # and how many seconds ago its lease ended, so a takeover shows in the log with the time it took.
     taken_over_from: str | None = None
@@ -79,7 +80,9 @@ def upsert_documents(db: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str
     )
     upsert: Any = statement.on_conflict_do_update(
         index_elements=[Document.collection_id, Document.external_id],
-        set_={name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source")},
+        set_={
+            name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source", "request_id")
+        },
         where=changed,
     ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"), Document.id)
     return {row[0]: tuple(row) for row in db.execute(upsert)}
@@ -199,6 +202,7 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
             Collection.dimensions,
             Collection.chunking,
             Collection.language,
+            Document.request_id,
             # Before the UPDATE: whose lease ran out (of a document still processing), and how long ago.
             case((Document.status == "processing", Document.leased_by)),
             func.extract("epoch", func.now() - Document.available_at),
@@ -213,8 +217,9 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
             *row[:3],
             row[3] + 1,
             *row[4:12],
-            taken_over_from=row[12],
-            lease_expired_for=None if row[12] is None else float(row[13]),
+            request_id=row[12],
+            taken_over_from=row[13],
+            lease_expired_for=None if row[13] is None else float(row[14]),
         )  # type: ignore[call-arg, misc]
         for row in claimed_rows
     ]

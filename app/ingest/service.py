@@ -18,6 +18,7 @@ from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline, repository
 from app.ingest.pipeline import ChunkInput, GivenDocument
 from app.limits import MAX_EXTERNAL_ID, MAX_KEY_BYTES, MAX_SOURCE_CHARS, MAX_TITLE_CHARS
+from app.observe.context import current_request_id
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
     """
     validate(inputs)
     _check_dimensions(collection, inputs)
+    request_id = current_request_id()
     rows = [
         {
             "collection_id": collection.id,
@@ -96,6 +98,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
             "content_type": doc.content_type,
             "metadata": doc.metadata,
             "source": doc.source,
+            "request_id": request_id,
         }
         for doc in inputs
     ]

@@ -38,6 +38,8 @@ from app.errors import AppError, EmbeddingProviderError
 from app.ingest import chunk_repository, pipeline, repository
 from app.ingest.pipeline import PlannedChunk
 from app.ingest.repository import ClaimedDocument
+from app.observe import metrics
+from app.observe.context import for_document
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +317,7 @@ class Worker:
             vectors.update(zip(digests[start : start + size], batch, strict=True))
             self._publish(replace(progress, embedded=start + len(batch)))
         self.stats.texts_embedded += len(texts)
+        metrics.chunks_embedded(texts)
         return vectors
 
     def _publish(self, progress: BatchProgress) -> None:
@@ -352,7 +355,9 @@ class Worker:
                 repository.finish(conn, [doc for doc, _, _ in ours])
         self.stats.superseded += len(items) - len(ours)
         self.stats.documents += len(ours)
+        metrics.documents_ready([doc for doc, _, _ in ours])
 
+    @for_document  # its log lines carry the id of the request that created or last changed the document
     def _give_back(self, doc: ClaimedDocument, exc: Exception) -> None:
         message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
         # Bad input (4xx) and what the provider refuses for good fail at once; the rest (5xx, 429, timeouts) retry.
