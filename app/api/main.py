@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api.failures import ErrorsAsJson, database_error
 from app.api.routes import (
     answer,
     collections,
@@ -46,7 +49,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
         stop = threading.Event()
-        thread = None
+        thread = worker_engine = None
         if worker:
             worker_engine = make_engine(settings, "worker", url=app.state.engine.url.render_as_string(False))
             thread = threading.Thread(target=Worker(settings, worker_engine).run, args=(stop,), name="memora-worker")
@@ -57,6 +60,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             stop.set()
             if thread is not None:
                 thread.join()
+            if worker_engine is not None:
+                worker_engine.dispose()
             if own_engine:
                 app.state.engine.dispose()
 
@@ -74,6 +79,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(psycopg.Error, database_error)
+    app.add_middleware(ErrorsAsJson)
     app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(collections.router)
