@@ -260,7 +260,10 @@ class EmbeddedPostgres:
                     f"{START_TIMEOUT_S}s; see {self.log_path}"
                 )
             time.sleep(0.1)
-            lines = pid_file.read_text().splitlines()
+            try:
+                lines = pid_file.read_text().splitlines()
+            except FileNotFoundError:  # it was stopping (or failed to start) and is gone now
+                return None
         return EmbeddedServer(pid=pid, port=int(lines[3]), password=self.password_path.read_text().strip())
 
     def _start(self) -> EmbeddedServer:
