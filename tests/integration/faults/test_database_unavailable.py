@@ -6,13 +6,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
@@ -160,6 +161,41 @@ def test_connections_ended_by_the_server_leave_a_working_pool(settings: Settings
 
     assert ended is not None
     assert ended[0] >= 1
+    assert after == [200] * 5
+
+
+def test_a_connection_lost_mid_request_is_a_503_and_the_pool_recovers(
+    settings: Settings,
+    fresh_db_url: str,
+    serve: Callable[[FastAPI], Served],
+    connection_to: Callable[[Served], Connection],
+) -> None:
+    app = create_app(settings.model_copy(update={"database_url": fresh_db_url}))
+
+    @app.get("/sleep")
+    def sleep(request: Request) -> dict[str, str]:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT pg_sleep(60) /* lost */"))
+        return {}
+
+    conn = connection_to(serve(app))
+    answers: list[tuple[int, dict[str, Any]]] = []
+    request = threading.Thread(target=lambda: answers.append(conn.request("GET", "/sleep")))
+    request.start()
+    with psycopg.connect(fresh_db_url, autocommit=True) as admin:
+        deadline = time.monotonic() + 60  # a safety net: the query starts at once
+        backend = None
+        while backend is None and time.monotonic() < deadline:
+            backend = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE state = 'active' AND query LIKE %s", ("%/* lost */%",)
+            ).fetchone()
+        assert backend is not None
+        admin.execute("SELECT pg_terminate_backend(%s)", backend)
+    request.join()
+    after = [conn.request("GET", "/v1/collections")[0] for _ in range(5)]
+
+    assert len(answers) == 1
+    assert _unavailable(*answers[0]), answers
     assert after == [200] * 5
 
 
