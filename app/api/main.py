@@ -51,7 +51,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         stop = threading.Event()
         thread = worker_engine = None
         if worker:
-            worker_engine = make_engine(settings, "worker", url=app.state.engine.url.render_as_string(False))
+            # The server the API's engine reaches: the settings' own (and the embedded one, followed), or a test's.
+            url = None if own_engine else app.state.engine.url.render_as_string(False)
+            worker_engine = make_engine(settings, "worker", url=url)
             thread = threading.Thread(target=Worker(settings, worker_engine).run, args=(stop,), name="memora-worker")
             thread.start()
         try:

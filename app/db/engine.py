@@ -59,7 +59,7 @@ def make_engine(settings: Settings, application_name: str, url: str | None = Non
         connect_args={"application_name": f"memora-{application_name}", "options": options},
         **kwargs,
     )
-    if settings.embedded:
+    if settings.embedded and url is None:  # an explicit URL is a server of the caller's choosing
         follow(engine, EmbeddedPostgres(settings.data_dir, settings.pg_port))
     if settings.db_schema != SCHEMA:
         engine = engine.execution_options(schema_translate_map={SCHEMA: settings.db_schema})
