@@ -31,6 +31,26 @@ from app.training.imports.schemas import ImportMode, ImportReport
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
+# The bodies these routes read themselves (streamed, or parsed as any example format), documented so that clients
+# and the OpenAPI fuzzer (tests/fuzz/) know what to send.
+_RECORDS = {"anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
+_EXAMPLES_BODY = {"required": True, "content": {"application/json": {"schema": _RECORDS}}}
+_IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string", "description": "JSONL: one record per line"}},
+        "text/csv": {"schema": {"type": "string", "description": "A header row naming the fields"}},
+        "application/json": {"schema": {**_RECORDS, "description": "A SQuAD file, or an array of records"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+    },
+}
+
 ModeQuery = Annotated[
     ImportMode, Query(description="strict: any bad record and nothing is stored; skip: store the good ones")
 ]
@@ -62,7 +82,12 @@ def delete_dataset(name: str, db: SessionDep) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{name}/examples", status_code=status.HTTP_201_CREATED, response_model=ImportReport)
+@router.post(
+    "/{name}/examples",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ImportReport,
+    openapi_extra={"requestBody": _EXAMPLES_BODY},
+)
 async def add_examples(
     name: str,
     request: Request,
@@ -82,7 +107,7 @@ async def add_examples(
     return await run_in_threadpool(_import, db, name, readers.records_of(body), mode, format, model)
 
 
-@router.post("/{name}/import", response_model=ImportReport)
+@router.post("/{name}/import", response_model=ImportReport, openapi_extra={"requestBody": _IMPORT_BODY})
 async def import_file(
     name: str,
     request: Request,
