@@ -236,3 +236,36 @@ def test_a_killed_connection_between_requests_is_not_a_500(client: httpx.Client,
 
         assert response.status_code == 200, response.text
         assert response.json()["name"] == "ds"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/v1/collections", {"name": "kb", "embedding_provider": "hashing"}),
+     ("/v1/datasets", {"name": "ds", "task": "classification"})],
+)  # fmt: skip
+def test_two_creates_of_one_name_at_once_are_a_201_and_a_409(
+    client: httpx.Client, base_url: str, path: str, body: dict[str, Any]
+) -> None:
+    responses = at_once(4, lambda c, i: c.post(path, json=body), base_url)
+
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409], [r.text for r in responses]
+    for conflict in (r.json()["error"] for r in responses if r.status_code == 409):
+        assert conflict["code"] == "conflict"
+    assert [row["name"] for row in client.get(path).json()] == [body["name"]]
+
+
+def test_an_import_into_a_dataset_being_deleted_is_not_a_500(client: httpx.Client, base_url: str) -> None:
+    make_dataset(client)
+    body = jsonl([{"text": f"record {i}", "label": "ham"} for i in range(2000)])
+    ndjson = {"content-type": "application/x-ndjson"}
+
+    def call(c: httpx.Client, i: int) -> httpx.Response:
+        if i == 0:
+            return c.post("/v1/datasets/ds/import", content=body, headers=ndjson)
+        return c.delete("/v1/datasets/ds")
+
+    imported, deleted = at_once(2, call, base_url)
+
+    assert deleted.status_code == 204, deleted.text
+    assert imported.status_code in (200, 404), imported.text
+    assert client.get("/v1/datasets/ds").status_code == 404
