@@ -42,9 +42,9 @@ def create(db: Session, data: CollectionCreate) -> Collection:
     return add_named(db, collection, "uq_collection_name")
 
 
-def get(db: Session, name: str, *, lock: bool = False) -> Collection:
-    """Collection NAME, or a 404."""
-    return get_named(db, Collection, name, lock=lock)
+def get(db: Session, name: str, *, lock: bool = False, hold: bool = False) -> Collection:
+    """Collection NAME, or a 404 (HOLD: kept from being deleted until the transaction ends)."""
+    return get_named(db, Collection, name, lock=lock, hold=hold)
 
 
 def embedder(db: Session, settings: Settings, name: str) -> Embedder:

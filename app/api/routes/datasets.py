@@ -173,7 +173,7 @@ def label_counts(name: str, db: SessionDep, split: SplitName | None = None) -> l
 
 
 def _import(db: Session, name: str, records: Any, mode: Any, format: str | None, model: str | None) -> ImportReport:
-    job = Importer(db, service.get(db, name, lock=False), mode=mode, format=format, model=model)
+    job = Importer(db, service.get(db, name, hold=True), mode=mode, format=format, model=model)
     job.add(records)
     return job.finish()
 

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 @router.post("/{name}/snapshots", status_code=status.HTTP_201_CREATED, response_model=SnapshotOut)
 def create_snapshot(name: str, body: SnapshotCreate, db: SessionDep) -> SnapshotOut:
     """Freeze the live examples (ids, content hashes, splits) as a named, immutable version."""
-    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name), body))
+    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name, hold=True), body))
 
 
 @router.get("/{name}/snapshots", response_model=list[SnapshotOut])

@@ -29,9 +29,9 @@ def create(db: Session, data: DatasetCreate) -> Dataset:
     return add_named(db, dataset, "uq_dataset_name")
 
 
-def get(db: Session, name: str, *, lock: bool = False) -> Dataset:
-    """Dataset NAME, or a 404."""
-    return get_named(db, Dataset, name, lock=lock)
+def get(db: Session, name: str, *, lock: bool = False, hold: bool = False) -> Dataset:
+    """Dataset NAME, or a 404 (HOLD: kept from being deleted until the transaction ends)."""
+    return get_named(db, Dataset, name, lock=lock, hold=hold)
 
 
 def delete_dataset(db: Session, name: str) -> None:

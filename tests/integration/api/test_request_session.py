@@ -24,6 +24,7 @@ from app.training.imports.importer import BATCH
 from tests.conftest import sqlalchemy_engine
 from tests.integration.rag.answer_support import serving
 from tests.integration.search.test_collection import recounted, text_statistics
+from tests.schema import q
 
 DOCUMENTS = Query(
     "SELECT d.external_id, d.content, d.version FROM memora.document d "
@@ -32,6 +33,10 @@ DOCUMENTS = Query(
 EXAMPLES = Query(
     "SELECT count(*), count(DISTINCT e.input) FROM memora.example e "
     "JOIN memora.dataset d ON d.id = e.dataset_id WHERE d.name = %(dataset)s"
+)
+WAITING_API = (
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE application_name = 'memora-api' AND datname = current_database() AND wait_event_type = 'Lock'"
 )
 TERMINATE_API = Query(
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -269,3 +274,40 @@ def test_an_import_into_a_dataset_being_deleted_is_not_a_500(client: httpx.Clien
     assert deleted.status_code == 204, deleted.text
     assert imported.status_code in (200, 404), imported.text
     assert client.get("/v1/datasets/ds").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("parent", "delete", "request_"),
+    [
+        ("collection", "DELETE FROM memora.collection WHERE name = 'kb'",
+         ("POST", "/v1/collections/kb/documents", {"external_id": "new", "content": "Written as kb goes."})),
+        ("dataset", "DELETE FROM memora.dataset WHERE name = 'ds'",
+         ("POST", "/v1/datasets/ds/snapshots", {"name": "v1"})),
+        ("dataset", "DELETE FROM memora.dataset WHERE name = 'ds'",
+         ("POST", "/v1/datasets/ds/examples", [{"text": "written as ds goes", "label": "ham"}])),
+    ],
+)  # fmt: skip
+def test_a_write_into_a_parent_deleted_meanwhile_is_a_404(
+    client: httpx.Client, fresh_db_url: str, parent: str, delete: str, request_: tuple[str, str, Any]
+) -> None:
+    """The delete holds the row when the write arrives; the write waits for it (its lookup keeps the row, FOR KEY
+    SHARE) and then finds nothing: a 404, where it was a 500 (a foreign key violation, or the SQL function's
+    "does not exist") from a lookup that did not keep the row."""
+    assert client.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing"}).status_code == 201
+    make_dataset(client)
+    assert client.post("/v1/datasets/ds/examples", json=[{"text": "old", "label": "ham"}]).status_code == 201
+    method, path, body = request_
+    with psycopg.connect(fresh_db_url) as deleting, ThreadPoolExecutor(1) as pool:
+        deleting.execute(q(delete))
+        pending = pool.submit(client.request, method, path, json=body)
+        with psycopg.connect(fresh_db_url, autocommit=True) as watch:
+            waited = 0
+            while watch.execute(WAITING_API).fetchone() == (0,) and not pending.done() and waited < 600:
+                watch.execute("SELECT pg_sleep(0.05)")
+                waited += 1
+        deleting.commit()
+        response = pending.result(timeout=60)
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
+    assert parent in response.json()["error"]["message"]
