@@ -37,7 +37,7 @@ def get_snapshot(name: str, snapshot: str, db: SessionDep) -> SnapshotOut:
 @router.delete("/{name}/snapshots/{snapshot}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_snapshot(name: str, snapshot: str, db: SessionDep) -> Response:
     """Delete a snapshot; examples deleted from the live dataset that only it held are purged."""
-    snapshots.delete(db, service.get(db, name), snapshot)
+    snapshots.delete(db, service.get(db, name, hold=True), snapshot)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

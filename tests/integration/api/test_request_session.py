@@ -276,38 +276,49 @@ def test_an_import_into_a_dataset_being_deleted_is_not_a_500(client: httpx.Clien
     assert client.get("/v1/datasets/ds").status_code == 404
 
 
+DELETE_KB = "DELETE FROM memora.collection WHERE name = 'kb'"
+DELETE_DS = (
+    "DELETE FROM memora.snapshot WHERE dataset_id = (SELECT id FROM memora.dataset WHERE name = 'ds');"
+    "DELETE FROM memora.dataset WHERE name = 'ds'"
+)
+DELETE_S0 = "DELETE FROM memora.snapshot WHERE name = 's0'"
+
+
 @pytest.mark.parametrize(
-    ("parent", "delete", "request_"),
+    ("gone", "delete", "request_"),
     [
-        ("collection", "DELETE FROM memora.collection WHERE name = 'kb'",
+        ("collection", DELETE_KB,
          ("POST", "/v1/collections/kb/documents", {"external_id": "new", "content": "Written as kb goes."})),
-        ("dataset", "DELETE FROM memora.dataset WHERE name = 'ds'",
-         ("POST", "/v1/datasets/ds/snapshots", {"name": "v1"})),
-        ("dataset", "DELETE FROM memora.dataset WHERE name = 'ds'",
-         ("POST", "/v1/datasets/ds/examples", [{"text": "written as ds goes", "label": "ham"}])),
+        ("dataset", DELETE_DS, ("POST", "/v1/datasets/ds/snapshots", {"name": "v1"})),
+        ("dataset", DELETE_DS, ("POST", "/v1/datasets/ds/examples", [{"text": "written as ds goes", "label": "ham"}])),
+        ("dataset", DELETE_DS, ("DELETE", "/v1/datasets/ds/snapshots/s0", None)),
+        ("snapshot", DELETE_S0, ("DELETE", "/v1/datasets/ds/snapshots/s0", None)),
     ],
+    ids=["documents", "snapshot", "examples", "snapshot-delete-dataset-gone", "snapshot-deleted-twice"],
 )  # fmt: skip
-def test_a_write_into_a_parent_deleted_meanwhile_is_a_404(
-    client: httpx.Client, fresh_db_url: str, parent: str, delete: str, request_: tuple[str, str, Any]
+def test_a_write_to_a_row_deleted_meanwhile_is_a_404(
+    client: httpx.Client, fresh_db_url: str, gone: str, delete: str, request_: tuple[str, str, Any]
 ) -> None:
-    """The delete holds the row when the write arrives; the write waits for it (its lookup keeps the row, FOR KEY
-    SHARE) and then finds nothing: a 404, where it was a 500 (a foreign key violation, or the SQL function's
-    "does not exist") from a lookup that did not keep the row."""
+    """A delete holds the row when the request arrives; the request waits for it (its lookup keeps the row: FOR KEY
+    SHARE of a parent it writes under, FOR UPDATE of a row it deletes) and then finds nothing: a 404, where it was
+    a 500 (a foreign key violation, the SQL function's "does not exist", a delete that matched no row) or a 201 that
+    called a new example a duplicate, from lookups that did not keep the row."""
     assert client.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing"}).status_code == 201
     make_dataset(client)
     assert client.post("/v1/datasets/ds/examples", json=[{"text": "old", "label": "ham"}]).status_code == 201
+    assert client.post("/v1/datasets/ds/snapshots", json={"name": "s0"}).status_code == 201
     method, path, body = request_
     with psycopg.connect(fresh_db_url) as deleting, ThreadPoolExecutor(1) as pool:
         deleting.execute(q(delete))
         pending = pool.submit(client.request, method, path, json=body)
         with psycopg.connect(fresh_db_url, autocommit=True) as watch:
-            waited = 0
-            while watch.execute(WAITING_API).fetchone() == (0,) and not pending.done() and waited < 600:
+            polls = 0  # a safety net of 30 s; the request waits on the lock at once
+            while watch.execute(WAITING_API).fetchone() == (0,) and not pending.done() and polls < 600:
                 watch.execute("SELECT pg_sleep(0.05)")
-                waited += 1
+                polls += 1
         deleting.commit()
         response = pending.result(timeout=60)
 
     assert response.status_code == 404, response.text
     assert response.json()["error"]["code"] == "not_found"
-    assert parent in response.json()["error"]["message"]
+    assert gone in response.json()["error"]["message"]
