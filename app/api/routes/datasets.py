@@ -161,7 +161,7 @@ def get_example(name: str, example_id: int, db: SessionDep) -> ExampleOut:
 @router.delete("/{name}/examples/{example_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_example(name: str, example_id: int, db: SessionDep) -> Response:
     """Remove an example from the live dataset; snapshots that hold it still read it."""
-    service.remove_example(db, service.get(db, name), example_id)
+    service.remove_example(db, service.get(db, name, hold=True), example_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

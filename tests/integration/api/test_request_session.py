@@ -282,6 +282,7 @@ DELETE_DS = (
     "DELETE FROM memora.dataset WHERE name = 'ds'"
 )
 DELETE_S0 = "DELETE FROM memora.snapshot WHERE name = 's0'"
+TOMBSTONE = "UPDATE memora.example SET deleted_at = now()"  # what deleting an example a snapshot holds does
 
 
 @pytest.mark.parametrize(
@@ -293,21 +294,28 @@ DELETE_S0 = "DELETE FROM memora.snapshot WHERE name = 's0'"
         ("dataset", DELETE_DS, ("POST", "/v1/datasets/ds/examples", [{"text": "written as ds goes", "label": "ham"}])),
         ("dataset", DELETE_DS, ("DELETE", "/v1/datasets/ds/snapshots/s0", None)),
         ("snapshot", DELETE_S0, ("DELETE", "/v1/datasets/ds/snapshots/s0", None)),
+        ("dataset", DELETE_DS, ("DELETE", "/v1/datasets/ds/examples/{example}", None)),
+        ("example", TOMBSTONE, ("DELETE", "/v1/datasets/ds/examples/{example}", None)),
+        ("dataset", DELETE_DS, ("POST", "/v1/datasets/ds/dedup", {})),
     ],
-    ids=["documents", "snapshot", "examples", "snapshot-delete-dataset-gone", "snapshot-deleted-twice"],
+    ids=["documents", "snapshot", "examples", "snapshot-delete-dataset-gone", "snapshot-deleted-twice",
+         "example-delete-dataset-gone", "example-deleted-twice", "dedup-dataset-gone"],
 )  # fmt: skip
 def test_a_write_to_a_row_deleted_meanwhile_is_a_404(
     client: httpx.Client, fresh_db_url: str, gone: str, delete: str, request_: tuple[str, str, Any]
 ) -> None:
     """A delete holds the row when the request arrives; the request waits for it (its lookup keeps the row: FOR KEY
     SHARE of a parent it writes under, FOR UPDATE of a row it deletes) and then finds nothing: a 404, where it was
-    a 500 (a foreign key violation, the SQL function's "does not exist", a delete that matched no row) or a 201 that
-    called a new example a duplicate, from lookups that did not keep the row."""
+    a 500 (a foreign key violation, the SQL function's "does not exist", a delete that matched no row), a 201 that
+    called a new example a duplicate, or a 204 or 200 for work on rows that were gone, from lookups that did not
+    keep the row."""
     assert client.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing"}).status_code == 201
     make_dataset(client)
     assert client.post("/v1/datasets/ds/examples", json=[{"text": "old", "label": "ham"}]).status_code == 201
     assert client.post("/v1/datasets/ds/snapshots", json={"name": "s0"}).status_code == 201
+    (example,) = client.get("/v1/datasets/ds/examples").json()["items"]
     method, path, body = request_
+    path = path.format(example=example["id"])
     with psycopg.connect(fresh_db_url) as deleting, ThreadPoolExecutor(1) as pool:
         deleting.execute(q(delete))
         pending = pool.submit(client.request, method, path, json=body)
