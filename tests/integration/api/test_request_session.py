@@ -38,7 +38,7 @@ WAITING_API = (
     "SELECT count(*) FROM pg_stat_activity "
     "WHERE application_name = 'memora-api' AND datname = current_database() AND wait_event_type = 'Lock'"
 )
-TERMINATE_API = Query(
+TERMINATE_API = (
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
     "WHERE application_name = 'memora-api' AND datname = current_database()"
 )
@@ -233,7 +233,7 @@ def test_a_killed_connection_between_requests_is_not_a_500(client: httpx.Client,
     for _ in range(3):
         assert client.get("/v1/datasets/ds").status_code == 200
         with psycopg.connect(fresh_db_url, autocommit=True) as conn:
-            killed = conn.execute(TERMINATE_API.text).fetchone()
+            killed = conn.execute(TERMINATE_API).fetchone()
         assert killed is not None
         assert killed[0] >= 1, "the API held no connection to kill"
 
