@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.limits import READ_JSON_DEPTH
 from memora_migrations.database import check_schema, sqlalchemy_url
 
 
@@ -36,17 +37,47 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535, description="Port the REST API listens on.")
     migrate_on_start: bool = Field(default=True, description="Apply pending migrations when `memora serve` starts.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or as one JSON object each with the request id (docs/reliability.md).",
+    )
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics; false: a 404.")
     pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept open per process.")
     statement_timeout_ms: int = Field(
-        default=0, ge=0, description="statement_timeout for API connections in ms; 0 means none."
+        default=0, ge=0, description="statement_timeout of API requests of no kind below, in ms; 0 means none."
+    )
+    # Per kind of request, set per transaction (SET LOCAL); a statement past one is a 504 naming its setting.
+    search_statement_timeout_ms: int = Field(
+        default=10_000, ge=0, description="statement_timeout of search and answer requests, in ms; 0 means none."
+    )
+    import_statement_timeout_ms: int = Field(
+        default=0, ge=0, description="statement_timeout of uploads and dataset imports, in ms; 0 means none."
+    )
+    export_statement_timeout_ms: int = Field(
+        default=0, ge=0, description="statement_timeout of exports and training batches, in ms; 0 means none."
     )
 
     # Ingestion limits (REST and CLI).
     max_upload_bytes: int = Field(
         default=50 * 1024 * 1024, ge=1024, description="Largest request body or uploaded file, in bytes."
     )
+    max_json_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of any request that is not an upload or an import, in bytes (chunked or not).",
+    )
+    max_query_chars: int = Field(
+        default=4000, ge=1, description="Longest search query or answer question, in characters."
+    )
     max_documents_per_request: int = Field(
         default=1000, ge=1, description="Most documents one POST .../documents may carry."
+    )
+
+    max_json_depth: int = Field(
+        default=32,
+        ge=1,
+        le=READ_JSON_DEPTH,  # so what is stored reads back whole (app/db/jsonb.py)
+        description="Deepest nesting of any JSON Memora stores (metadata, example records, filters); deeper is a 422.",
     )
 
     # Training data.
@@ -75,7 +106,10 @@ class Settings(BaseSettings):
     worker_in_serve: bool = Field(default=True, description="Run an ingestion worker inside `memora serve`.")
     worker_batch_size: int = Field(default=16, ge=1, le=1000, description="Documents a worker claims at once.")
     worker_lease_seconds: int = Field(
-        default=300, ge=5, description="How long a claimed document stays with its worker before others may retry it."
+        default=30,
+        ge=5,
+        description="How long a claimed document stays with its worker before others may retry it; renewed every "
+        "third of it while the worker works, so it bounds how long the batch of a dead worker waits.",
     )
     worker_max_attempts: int = Field(default=5, ge=1, description="Attempts before a document is marked failed.")
     worker_retry_seconds: float = Field(
@@ -83,6 +117,12 @@ class Settings(BaseSettings):
     )
     worker_poll_seconds: float = Field(
         default=5.0, gt=0, description="Poll interval when no NOTIFY arrives (a fallback, not the main path)."
+    )
+    worker_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port on MEMORA_HOST where `memora worker` serves its Prometheus metrics; 0: none.",
     )
 
     # Embedding providers (app/embeddings/).

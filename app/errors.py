@@ -123,6 +123,13 @@ class PayloadTooLargeError(AppError):
     code = "payload_too_large"
 
 
+class StatementTimeoutError(AppError):
+    """A statement ran past the statement timeout of its kind of request; the message names the setting."""
+
+    status = 504
+    code = "statement_timeout"
+
+
 class UnsupportedMediaTypeError(AppError):
     status = 415
     code = "unsupported_media_type"
@@ -142,10 +149,23 @@ class EmbeddedPostgresError(DatabaseUnavailableError):
 
 
 class EmbeddingProviderError(AppError):
-    """An embedding provider failed or answered with something unusable; the message says which and why."""
+    """An embedding provider failed or answered with something unusable; the message says which and why.
+
+    PERMANENT: asking again cannot help (a rejected key, an unknown model, a text the provider refuses), so the
+    worker fails the document at once instead of retrying. WHOLE_REQUEST: the failure is about the request as such
+    (a bad key, an unknown model, a server error, a timeout), not one of its texts, so the worker does not try the
+    texts one document at a time: every document of the request shares the outcome.
+    """
 
     status = 502
     code = "embedding_provider"
+
+    def __init__(
+        self, message: str, *, details: Any = None, permanent: bool = False, whole_request: bool = False
+    ) -> None:
+        super().__init__(message, details=details)
+        self.permanent = permanent
+        self.whole_request = whole_request
 
 
 class ChatProviderError(AppError):

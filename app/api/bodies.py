@@ -27,5 +27,12 @@ def parse_json(body: bytes, **options: Any) -> Any:
         return json.loads(body, **options)
     except json.JSONDecodeError as exc:
         raise invalid_json(exc) from None
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise too_deep() from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidInputError.for_field("body", f"not valid JSON ({exc})") from None
+
+
+def too_deep(field: str = "body") -> InvalidInputError:
+    """JSON nested so deeply that Python's parser gives up (about a thousand levels), far past MEMORA_MAX_JSON_DEPTH."""
+    return InvalidInputError.for_problems([{"field": field, "reason": "JSON nested too deeply to parse"}])

@@ -1,15 +1,19 @@
-"""FastAPI dependencies: settings, and one session per request."""
+"""FastAPI dependencies: settings, one session per request, and the checks every request's parameters pass."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.api import timeouts
 from app.config import Settings
+from app.db.storable import unstorable
+from app.errors import InvalidInputError
+from app.limits import BIGINT_MAX
 
 
 def get_settings(request: Request) -> Settings:
@@ -22,14 +26,28 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
+def check_parameters(request: Request) -> None:
+    """Path and query parameters are text PostgreSQL must take: a NUL (%00) or a lone surrogate in any of them is a
+    422 naming it, before a route compares it with a column. Runs for every route, ahead of the route's own ones."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if isinstance(value, str) and (reason := unstorable(value)):
+            raise InvalidInputError.for_problems([{"field": f"{where}.{name}", "reason": reason}])
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """A session that commits when the request succeeds and rolls back when it fails."""
-    with request.app.state.sessions() as session:
+    """A session that commits when the request succeeds and rolls back when it fails; its statements run under the
+    statement timeout of the route's kind, and one cancelled by it is a 504 naming the setting to raise."""
+    timeout = timeouts.of_request(request, request.app.state.settings)
+    with request.app.state.sessions(info=timeout.session_info()) as session:
         try:
             yield session
             session.commit()
-        except BaseException:
+        except BaseException as exc:
             session.rollback()
+            if timeouts.is_timeout(exc):
+                raise timeout.error() from exc
             raise
 
 
@@ -37,3 +55,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 # scope="function": commit before the response goes out, so a failed commit is the client's 500, not a lost write.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+ExampleId = Annotated[
+    int, Path(ge=-BIGINT_MAX - 1, le=BIGINT_MAX, description="An example's id: a bigint, so one past it is a 422.")
+]

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api.bodies import too_deep
+from app.api.deps import check_parameters
+from app.api.limits import BodyLimitMiddleware
 from app.api.routes import (
     answer,
     collections,
@@ -25,6 +28,7 @@ from app.api.routes import (
     exports,
     finetune,
     health,
+    observe,
     search,
     snapshots,
 )
@@ -33,6 +37,8 @@ from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
 from app.errors import AppError, InvalidInputError, invalid_json
 from app.ingest.worker import Worker
+from app.observe import collector
+from app.observe.middleware import ObservedApp
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None, *, worker: bool = False) -> FastAPI:
@@ -48,7 +54,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         stop = threading.Event()
         thread = None
         if worker:
-            worker_engine = make_engine(settings, "worker", url=app.state.engine.url.render_as_string(False))
+            worker_engine = app.state.worker_engine = make_engine(
+                settings, "worker", url=app.state.engine.url.render_as_string(False)
+            )
             thread = threading.Thread(target=Worker(settings, worker_engine).run, args=(stop,), name="memora-worker")
             thread.start()
         try:
@@ -57,10 +65,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             stop.set()
             if thread is not None:
                 thread.join()
+                worker_engine.dispose()  # else its pooled connections outlive the app
             if own_engine:
                 app.state.engine.dispose()
 
-    app = FastAPI(
+    app = ObservedApp(
+        count_requests=settings.metrics,
         title="Memora",
         version=__version__,
         description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",
@@ -69,13 +79,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         docs_url=None,  # served by routes/docs.py, without a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        dependencies=[Depends(check_parameters)],
     )
     app.state.settings = settings
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.state.metrics = collector.registry(settings, app.state)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.include_router(docs.router)
     app.include_router(health.router)
+    app.include_router(observe.router)
     app.include_router(collections.router)
     app.include_router(documents.router)
     app.include_router(search.router)
@@ -96,6 +110,8 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     """Routing errors (unknown path, wrong method) in the same error body as everything else."""
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse of a body
+        return await _app_error(request, too_deep())
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
     body = {"error": {"code": code, "message": str(exc.detail)}}
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

@@ -61,11 +61,15 @@ def _advice(exc: OSError) -> str:
     return f"{exc.strerror or exc}; check --host (MEMORA_HOST) and --port (MEMORA_PORT)"
 
 
-def run(app: FastAPI, sockets: list[socket.socket], log_level: str) -> None:
-    """Serve APP on SOCKETS until Ctrl-C or SIGTERM, exiting as uvicorn.run does if the application does not start."""
+def run(app: FastAPI, sockets: list[socket.socket], log_level: str, *, json_logs: bool = False) -> None:
+    """Serve APP on SOCKETS until Ctrl-C or SIGTERM, exiting as uvicorn.run does if the application does not start.
+    With JSON_LOGS, uvicorn's loggers (its access log too) keep no handlers of their own: their lines go to the root
+    logger's JSON handler, with the request id."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level=log_level))
+    config = uvicorn.Config(app, log_level=log_level, log_config=None if json_logs else LOGGING_CONFIG)
+    server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
     if not server.started:

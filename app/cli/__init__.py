@@ -26,6 +26,7 @@ from app.cli import (
     search,
     serve,
     snapshots,
+    status,
 )
 from app.cli.options import DEFAULTS, setting
 from app.config import Settings
@@ -48,6 +49,7 @@ cli.add_typer(datasets.cli, name="dataset")
 cli.add_typer(exports.cli)
 cli.add_typer(finetune.cli, name="finetune")
 cli.add_typer(db.cli, name="db")
+cli.add_typer(status.cli)
 
 
 @cli.callback()
@@ -63,7 +65,10 @@ def root(
     ctx.obj = Settings(
         database_url=database_url, data_dir=data_dir, pg_port=pg_port, db_schema=db_schema, log_level=log_level
     )
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    from app.observe.logs import handler
+
+    # MEMORA_LOG_FORMAT is read with the other settings (no option: it is the deployment's choice, not a command's).
+    logging.basicConfig(level=log_level.upper(), handlers=[handler(ctx.obj.log_format)])
     # Alembic names every plugin it sets up when it is first imported: noise on every `memora db` command.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 

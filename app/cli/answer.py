@@ -104,7 +104,9 @@ def ask(
     from sqlalchemy.orm import Session
 
     from app.rag import service
+    from app.search.service import check_query_length
 
+    check_query_length(settings, question, "QUESTION")
     with Session(engine) as db:
         prepared = service.prepare(db, settings, collection, request)
     done: dict[str, Any] = {}
@@ -165,3 +167,5 @@ def _json_option(flag: str, value: str) -> Any:
         return json.loads(value)
     except ValueError as exc:
         raise InvalidInputError.for_field(flag, f"not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInputError.for_field(flag, "JSON nested too deeply to parse") from None

@@ -33,7 +33,7 @@ def serve(
         migrate.upgrade(config)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
     app = create_app(config, worker=config.worker_in_serve)
-    run(app, sockets, config.log_level)
+    run(app, sockets, config.log_level, json_logs=config.log_format == "json")
 
 
 @cli.command()
@@ -43,6 +43,7 @@ def worker(
         bool, option("WORKER_UNTIL_EMPTY", "Exit when the queue is empty instead of waiting for more work.",
                      "--until-empty")
     ] = False,
+    metrics_port: Annotated[int, setting("worker_metrics_port", "--metrics-port")] = DEFAULTS["worker_metrics_port"],
 ) -> None:  # fmt: skip
     """Chunk and embed queued documents until SIGTERM (which lets the current batch finish)."""
     import signal
@@ -50,12 +51,15 @@ def worker(
 
     from app.db.engine import make_engine
     from app.ingest.worker import Worker
+    from app.observe import collector
 
-    config = settings(ctx)
+    config = settings(ctx).model_copy(update={"worker_metrics_port": metrics_port})
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    stats = Worker(config, make_engine(config, "worker")).run(stop, until_empty=until_empty)
+    engine = make_engine(config, "worker")
+    with collector.served(config, engine):
+        stats = Worker(config, engine).run(stop, until_empty=until_empty)
     typer.echo(
         f"processed {stats.documents} documents ({stats.failed} failed, {stats.superseded} superseded), "
         f"embedded {stats.texts_embedded} texts"

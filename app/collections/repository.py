@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Chunk, Collection, Document, embedding_partition
 from app.db.query import Query
+from app.observe.context import current_request_id
 
 _TEXT_SEARCH_CONFIG_EXISTS = Query("SELECT count(*) = 1 FROM pg_ts_config WHERE cfgname = %(name)s")
 _TRUNCATE = Query("TRUNCATE memora.{partition}")
@@ -23,7 +24,14 @@ def requeue_documents(db: Session, collection_id: int) -> int:
     result = db.execute(
         update(Document)
         .where(Document.collection_id == collection_id)
-        .values(status="pending", attempts=0, error=None, available_at=func.now(), leased_by=None)
+        .values(
+            status="pending",
+            attempts=0,
+            error=None,
+            available_at=func.now(),
+            leased_by=None,
+            request_id=current_request_id(),
+        )
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.db.storable import StorableObject, StorableText
+from app.db.storable import Real, StorableObject, StorableText
+from app.limits import MAX_DESCRIPTION_CHARS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 Provider = Literal["local", "openai", "hashing"]
@@ -43,24 +44,32 @@ class Hnsw(BaseModel):
 
 
 # BM25 of text search: k1 saturates term frequency (0: a term counts once), b normalises by chunk length (0: none).
+# Both are stored as PostgreSQL real, so a value that is not 0 must not underflow it (Real).
 Bm25K1 = Annotated[
-    float, Field(ge=0, le=10, allow_inf_nan=False, description="BM25 k1, term-frequency saturation (0 to 10).")
+    float,
+    Field(ge=0, le=10, allow_inf_nan=False, description="BM25 k1, term-frequency saturation: 0, or 1.2e-38 to 10."),
+    Real,
 ]
-Bm25B = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, description="BM25 b, length normalisation (0 to 1).")]
+Bm25B = Annotated[
+    float, Field(ge=0, le=1, allow_inf_nan=False, description="BM25 b, length normalisation: 0, or 1.2e-38 to 1."), Real
+]
+Description = Annotated[StorableText, Field(max_length=MAX_DESCRIPTION_CHARS)]
+Language = Annotated[StorableText, Field(min_length=1, max_length=63, description="A text search configuration.")]
+ModelName = Annotated[StorableText, Field(min_length=1, max_length=200)]
 
 
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, examples=["handbook"])
-    description: StorableText = ""
+    description: Description = ""
     embedding_provider: Provider = "local"
-    embedding_model: str | None = Field(default=None, description="Default: the provider's default model.")
+    embedding_model: ModelName | None = Field(default=None, description="Default: the provider's default model.")
     dimensions: int | None = Field(default=None, ge=1, le=4000, description="Default: the model's dimensions.")
     metric: Metric = "cosine"
     storage: Storage = "vector"
     chunking: Chunking = Field(default_factory=Chunking)
-    language: str = Field(default="english", description="PostgreSQL text search configuration.")
+    language: Language = "english"
     hnsw: Hnsw = Field(default_factory=Hnsw)
     bm25_k1: Bm25K1 = 0.9
     bm25_b: Bm25B = 0.4
@@ -69,22 +78,34 @@ class CollectionCreate(BaseModel):
 
 class CollectionUpdate(BaseModel):
     """Fields to change. Changing the embedding model drops the collection's vectors and embeds everything anew;
-    changing chunking re-chunks every document."""
+    changing chunking re-chunks every document. Leaving a field out keeps it; null is only for embedding_model and
+    dimensions (the provider's default), since the other fields have no null to become."""
 
     model_config = ConfigDict(extra="forbid")
 
-    description: StorableText | None = None
+    description: Description | None = None
     embedding_provider: Provider | None = None
-    embedding_model: str | None = None
+    embedding_model: ModelName | None = None
     dimensions: int | None = Field(default=None, ge=1, le=4000)
     metric: Metric | None = None
     storage: Storage | None = None
     chunking: Chunking | None = None
-    language: str | None = None
+    language: Language | None = None
     hnsw: Hnsw | None = None
     bm25_k1: Bm25K1 | None = None
     bm25_b: Bm25B | None = None
     metadata: StorableObject | None = None
+
+    @field_validator(
+        "description", "embedding_provider", "metric", "storage", "chunking", "language", "hnsw", "bm25_k1",
+        "bm25_b", "metadata",
+    )  # fmt: skip
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """Runs only for fields the body names (defaults are not validated), so null here was sent."""
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep its value")
+        return value
 
 
 class CollectionOut(BaseModel):

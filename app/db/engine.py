@@ -61,16 +61,31 @@ def make_engine(settings: Settings, application_name: str, url: str | None = Non
 
 
 def _register_vector(dbapi_connection: Any, _record: Any) -> None:
-    """Teach psycopg the vector types, once the extension exists (it does not before the first migration)."""
+    """Teach psycopg the vector types, once the extension exists (it does not before the first migration), and to
+    read json so that no stored value breaks a read (app/db/jsonb.py)."""
     from pgvector.psycopg import register_vector
     from psycopg.types import TypeInfo
 
+    from app.db import jsonb
+
+    jsonb.register(dbapi_connection)
     if TypeInfo.fetch(dbapi_connection, "vector") is not None:
         register_vector(dbapi_connection)
     dbapi_connection.commit()
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions on ENGINE; one made with info={"statement_timeout_ms": n} runs each of its transactions under that
+    statement_timeout (app/api/timeouts.py)."""
+    from sqlalchemy import event
     from sqlalchemy.orm import sessionmaker
 
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    event.listen(factory, "after_begin", _set_statement_timeout)
+    return factory
+
+
+def _set_statement_timeout(session: Session, _transaction: Any, connection: Any) -> None:
+    timeout = session.info.get("statement_timeout_ms")
+    if timeout is not None:
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout)}")

@@ -20,29 +20,25 @@ def noun(model: type[DeclarativeBase] | DeclarativeBase) -> str:
 
 
 def find_named(
-    db: Session, model: type[Row], name: str, *, lock: bool = False, hold: bool = False, within: Any = None
+    db: Session, model: type[Row], name: str, *, lock: bool = False, keep: bool = False, within: Any = None
 ) -> Row | None:
-    """The MODEL row called NAME (inside the parent row WITHIN, for names unique per parent), or None.
-
-    LOCK takes it FOR UPDATE. HOLD takes it FOR KEY SHARE, for a request that writes rows under it: a delete of it
-    running meanwhile is waited for (and then there is no row: a 404, not a foreign key violation later), and one
-    that comes later waits for the request, while other readers and writers go on.
-    """
+    """The MODEL row called NAME (inside the parent row WITHIN, for names unique per parent), or None."""
     query = select(model).where(model.name == name)  # type: ignore[attr-defined]
     if within is not None:
         query = query.where(getattr(model, f"{within.__tablename__}_id") == within.id)
     if lock:
         query = query.with_for_update()
-    elif hold:
+    elif keep:
         query = query.with_for_update(read=True, key_share=True)
     return db.scalars(query).one_or_none()
 
 
 def get_named(
-    db: Session, model: type[Row], name: str, *, lock: bool = False, hold: bool = False, within: Any = None
+    db: Session, model: type[Row], name: str, *, lock: bool = False, keep: bool = False, within: Any = None
 ) -> Row:
-    """The MODEL row called NAME, or a 404 that names what was looked for (locked or held as find_named says)."""
-    row = find_named(db, model, name, lock=lock, hold=hold, within=within)
+    """The MODEL row called NAME, or a 404 that names what was looked for. LOCK: FOR UPDATE. KEEP: FOR KEY SHARE, so
+    a long read that goes back to the row sees it to the end (a delete waits for the transaction; updates do not)."""
+    row = find_named(db, model, name, lock=lock, keep=keep, within=within)
     if row is None:
         missing = f"no {noun(model)} named {name!r}"
         raise NotFoundError(missing if within is None else f"{noun(within)} {within.name!r} has {missing}")

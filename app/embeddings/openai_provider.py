@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from app.embeddings.base import Tokenizer, Vectors, WordTokenizer
 from app.errors import EmbeddingProviderError
+from app.observe import metrics
 
 if TYPE_CHECKING:
     import openai
@@ -31,6 +32,8 @@ MAX_TOKENS_PER_REQUEST = 300_000
 BACKOFF_SECONDS = 0.5  # the first wait before a retry the server did not time; doubled each attempt, jittered
 MAX_WAIT_SECONDS = 60.0  # the longest wait before a retry, whatever Retry-After asks
 _RETRY_STATUSES = frozenset({408, 409, 429})
+# Refusals of the request as such, whatever its texts: a bad key, no permission, no such model.
+_WHOLE_REQUEST_STATUSES = frozenset({401, 403, 404})
 _DETAIL_CHARS = 300
 _WORDS = WordTokenizer()
 
@@ -97,7 +100,9 @@ class OpenAIEmbedder:
         if not key:
             raise EmbeddingProviderError(
                 "the openai provider needs an API key: set MEMORA_OPENAI_API_KEY or OPENAI_API_KEY (any value for a "
-                "server that does not check keys)"
+                "server that does not check keys)",
+                permanent=True,
+                whole_request=True,
             )
         self._secret = SecretStr(key)
         import openai
@@ -129,11 +134,15 @@ class OpenAIEmbedder:
             yield range(start, len(texts))
 
     def _request(self, texts: list[str]) -> Vectors:
-        """One request, retried on 408, 409, 429, 5xx, timeouts and lost connections."""
+        """One request, retried on 408, 409, 429, 5xx, timeouts and lost connections.
+
+        Any other failure is permanent (the error says so): the same request would meet the same 400, 401, 403 or
+        404, so the worker fails its documents at once rather than retrying them for the next half hour.
+        """
         import openai
 
         extra: dict[str, Any] = {"dimensions": self.dimensions} if self.send_dimensions else {}
-        attempt = 0
+        attempt, whole_request = 0, False
         while True:
             try:
                 response = self._client.embeddings.create(model=self.model, input=texts, **extra)
@@ -141,16 +150,27 @@ class OpenAIEmbedder:
             except openai.APIStatusError as exc:
                 reason = f"HTTP {exc.status_code}: {self._detail(exc)}"
                 retry = exc.status_code in _RETRY_STATUSES or exc.status_code >= 500
+                whole_request = retry or exc.status_code in _WHOLE_REQUEST_STATUSES
                 wait = retry_after_seconds(exc.response.headers)
+                kind = metrics.status_kind(exc.status_code)
             except openai.APITimeoutError:
                 reason, retry, wait = f"no answer within {self.timeout:g}s", True, None
+                whole_request = True
+                kind = "timeout"
             except openai.APIConnectionError as exc:
                 reason, retry, wait = f"connection failed ({self._scrub(str(exc.__cause__ or exc))})", True, None
+                whole_request = True
+                kind = "connection"
             except (openai.OpenAIError, ValueError) as exc:
                 reason, retry, wait = self._scrub(f"{type(exc).__name__}: {exc}"), False, None
+                whole_request = False
+                kind = "other"
+            metrics.provider_failed("openai", kind, retried=retry and attempt < self.max_retries)
             if not retry or attempt >= self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise EmbeddingProviderError(f"embedding model {self.model}{tries}: {reason}") from None
+                raise EmbeddingProviderError(
+                    f"embedding model {self.model}{tries}: {reason}", permanent=not retry, whole_request=whole_request
+                ) from None
             if wait is None:
                 wait = BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.0)
             wait = min(wait, MAX_WAIT_SECONDS)
@@ -173,7 +193,9 @@ class OpenAIEmbedder:
             if len(item.embedding) != self.dimensions:
                 raise EmbeddingProviderError(
                     f"embedding model {self.model} returned {len(item.embedding)}-dimensional vectors, expected "
-                    f"{self.dimensions} (does the model support this many dimensions?)"
+                    f"{self.dimensions} (does the model support this many dimensions?)",
+                    permanent=True,
+                    whole_request=True,
                 )
         return np.asarray([item.embedding for item in data], dtype=np.float32)
 

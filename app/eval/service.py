@@ -84,6 +84,8 @@ def load_queries(path: Path) -> dict[str, str]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UnreadableFileError.at_line(str(path), number, f"not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UnreadableFileError.at_line(str(path), number, "JSON nested too deeply to parse") from None
         if not isinstance(item, dict) or not isinstance(item.get("text"), str) or item.get("_id") is None:
             raise UnreadableFileError.at_line(str(path), number, 'expected an object with "_id" and "text"')
         queries[str(item["_id"])] = item["text"]

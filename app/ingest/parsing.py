@@ -240,6 +240,8 @@ def _jsonl_line(filename: str, number: int, line: str) -> ParsedDocument:
         raise UnreadableFileError.at_line(
             filename, number, f"not valid JSON ({exc.msg} at column {exc.colno})", field="line"
         ) from None
+    except RecursionError:
+        raise UnreadableFileError.at_line(filename, number, "JSON nested too deeply to parse", field="line") from None
     if not isinstance(item, dict):
         raise UnreadableFileError.at_line(filename, number, "must be a JSON object", field="line")
     key = "content" if "content" in item else "text"

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    case,
     create_engine,
     delete,
     func,
@@ -56,6 +57,11 @@ class ClaimedDocument:
     dimensions: int
     chunking: dict[str, Any]
     language: str
+    request_id: str | None = None  # of the request that created or last changed it, for the worker's log lines
+    # Set when the document was claimed from a worker whose lease ran out (it died, or lost the database): who,
+    # and how many seconds ago its lease ended, so a takeover shows in the log with the time it took.
+    taken_over_from: str | None = None
+    lease_expired_for: float | None = None
 
 
 # Documents.
@@ -74,7 +80,9 @@ def upsert_documents(db: Session, rows: Sequence[Mapping[str, Any]]) -> dict[str
     )
     upsert: Any = statement.on_conflict_do_update(
         index_elements=[Document.collection_id, Document.external_id],
-        set_={name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source")},
+        set_={
+            name: excluded[name] for name in ("title", "content", "content_type", "metadata", "source", "request_id")
+        },
         where=changed,
     ).returning(Document.external_id, Document.status, Document.version, literal_column("xmax = 0"), Document.id)
     return {row[0]: tuple(row) for row in db.execute(upsert)}
@@ -194,17 +202,32 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
             Collection.dimensions,
             Collection.chunking,
             Collection.language,
+            Document.request_id,
+            # Before the UPDATE: whose lease ran out (of a document still processing), and how long ago.
+            case((Document.status == "processing", Document.leased_by)),
+            func.extract("epoch", func.now() - Document.available_at),
         )
         .join(claimed, and_(Document.collection_id == claimed.c.collection_id, Document.id == claimed.c.id))
         .join(Collection, Collection.id == Document.collection_id)
     ).all()
     # The outer SELECT sees the rows as they were before the UPDATE: take version from there, attempts + 1.
-    return [ClaimedDocument(*row[:3], row[3] + 1, *row[4:]) for row in rows]  # type: ignore[call-arg, arg-type]
+    claimed_rows: list[Any] = [tuple(row) for row in rows]
+    return [
+        ClaimedDocument(
+            *row[:3],
+            row[3] + 1,
+            *row[4:12],
+            request_id=row[12],
+            taken_over_from=row[13],
+            lease_expired_for=None if row[13] is None else float(row[14]),
+        )  # type: ignore[call-arg, misc]
+        for row in claimed_rows
+    ]
 
 
-def renew_leases(conn: Connection, docs: Sequence[ClaimedDocument], worker: str, lease: timedelta) -> None:
-    """Push the leases of DOCS that this worker still holds LEASE into the future."""
-    conn.execute(
+def renew_leases(conn: Connection, docs: Sequence[ClaimedDocument], worker: str, lease: timedelta) -> int:
+    """Push the leases of DOCS that this worker still holds LEASE into the future; how many it still holds."""
+    result = conn.execute(
         update(Document)
         .where(
             Document.collection_id.in_({doc.collection_id for doc in docs}),
@@ -214,6 +237,7 @@ def renew_leases(conn: Connection, docs: Sequence[ClaimedDocument], worker: str,
         )
         .values(available_at=func.now() + lease)
     )
+    return int(result.rowcount)
 
 
 def next_available_in(conn: Connection) -> float | None:

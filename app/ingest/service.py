@@ -17,8 +17,8 @@ from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
 from app.ingest import pipeline, repository
 from app.ingest.pipeline import ChunkInput, GivenDocument
-
-MAX_EXTERNAL_ID = 1024
+from app.limits import MAX_EXTERNAL_ID, MAX_KEY_BYTES, MAX_SOURCE_CHARS, MAX_TITLE_CHARS
+from app.observe.context import current_request_id
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,13 @@ def validate(inputs: list[DocumentInput], field_prefix: str = "documents") -> li
         seen[key] = i
         if len(key) > MAX_EXTERNAL_ID:
             problems.append({"field": f"{where}.external_id", "reason": f"is longer than {MAX_EXTERNAL_ID} characters"})
+        elif len(key.encode(errors="replace")) > MAX_KEY_BYTES:
+            problems.append(
+                {"field": f"{where}.external_id", "reason": f"is longer than {MAX_KEY_BYTES} bytes of UTF-8"}
+            )
+        for name, most in (("title", MAX_TITLE_CHARS), ("source", MAX_SOURCE_CHARS)):
+            if len(getattr(doc, name) or "") > most:
+                problems.append({"field": f"{where}.{name}", "reason": f"is longer than {most} characters"})
         for name in ("content", "title", "external_id", "source", "metadata"):
             if reason := unstorable(getattr(doc, name)):
                 problems.append({"field": f"{where}.{name}", "reason": reason})
@@ -81,6 +88,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
     """
     validate(inputs)
     _check_dimensions(collection, inputs)
+    request_id = current_request_id()
     rows = [
         {
             "collection_id": collection.id,
@@ -90,6 +98,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
             "content_type": doc.content_type,
             "metadata": doc.metadata,
             "source": doc.source,
+            "request_id": request_id,
         }
         for doc in inputs
     ]
@@ -190,8 +199,12 @@ def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
         value = json.loads(raw, parse_constant=reject_constant)
     except (json.JSONDecodeError, ValueError) as exc:
         raise InvalidInputError.for_field("metadata", f"not JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInputError.for_field("metadata", "JSON nested too deeply to parse") from None
     if not isinstance(value, dict):
         raise InvalidInputError.for_field("metadata", "must be a JSON object")
+    if reason := unstorable(value):
+        raise InvalidInputError.for_field("metadata", reason)
     return value
 
 

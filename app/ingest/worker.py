@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -34,14 +34,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import Settings
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
-from app.errors import AppError
+from app.errors import AppError, EmbeddingProviderError
 from app.ingest import chunk_repository, pipeline, repository
 from app.ingest.pipeline import PlannedChunk
 from app.ingest.repository import ClaimedDocument
+from app.observe import metrics
+from app.observe.context import for_document
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_WAIT = timedelta(minutes=10)
+MAX_RECONNECT_WAIT = 60.0
+RENEWAL_RETRY_SECONDS = 1.0  # after a failed lease renewal, try again this soon rather than a third of a lease later
 Work = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
 
 
@@ -84,16 +88,40 @@ class WorkerStats:
     failed: int = 0
     superseded: int = 0
     texts_embedded: int = 0
+    taken_over: int = 0  # documents claimed from a worker whose lease ran out
+    leases_renewed: int = 0  # renewals of a batch's leases (one per batch and renewal)
+    leases_lost: int = 0  # documents found no longer ours at a renewal (edited, or taken over)
+    woken: int = 0  # sleeps ended by a NOTIFY rather than by the poll interval
+    reconnects: int = 0
+
+
+def reconnect_delay(poll_seconds: float, failures: int) -> float:
+    """The wait before reconnecting after FAILURES outages in a row: the poll interval, doubled each time, at most
+    a minute."""
+    return min(MAX_RECONNECT_WAIT, poll_seconds * 2.0 ** (failures - 1))
+
+
+def _wait_on(stop: threading.Event, seconds: float) -> None:
+    stop.wait(seconds)
 
 
 class Worker:
-    """One ingestion worker; run() loops until stopped, run_once() does one batch."""
+    """One ingestion worker; run() loops until stopped, run_once() does one batch.
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    WAIT(stop, seconds) is how run() waits before reconnecting (tests pass one that only counts). ASLEEP is set
+    while the worker waits for work on its LISTEN connection, so one can tell it is idle.
+    """
+
+    def __init__(
+        self, settings: Settings, engine: Engine, *, wait: Callable[[threading.Event, float], object] = _wait_on
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.stats = WorkerStats()
+        self.asleep = threading.Event()
+        self._wait = wait
+        self._failures = 0  # outages in a row: reset by every poll of the queue that reached the database
         self._channel = f"{settings.db_schema}.document"
         self._progress_channel = progress_channel(settings.db_schema)
         self._groups = itertools.count(1)
@@ -101,18 +129,21 @@ class Worker:
     def run(self, stop: threading.Event, *, until_empty: bool = False) -> WorkerStats:
         """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty.
 
-        A lost database (restart, failover) does not end the worker: it waits, longer each time, and reconnects.
+        A lost database (restart, failover) does not end the worker: it waits and reconnects, longer after each
+        outage in a row; once it reaches the database again the count starts over, so a database restarted once a
+        day costs a second each time, not a minute forever after the fifth.
         """
-        failures = 0
+        self._failures = 0
         while not stop.is_set():
             try:
                 if self._serve(stop, until_empty):
                     break
             except (psycopg.Error, SQLAlchemyError, OSError) as exc:
-                failures += 1
-                delay = min(60.0, self.settings.worker_poll_seconds * 2 ** (failures - 1))
-                log.warning("worker %s lost the database (%s); retrying in %.0fs", self.name, exc, delay)
-                stop.wait(delay)
+                self._failures += 1
+                self.stats.reconnects += 1
+                delay = reconnect_delay(self.settings.worker_poll_seconds, self._failures)
+                log.warning("worker %s lost the database (%s); retrying in %.1fs", self.name, exc, delay)
+                self._wait(stop, delay)
         return self.stats
 
     def _serve(self, stop: threading.Event, until_empty: bool) -> bool:
@@ -120,7 +151,9 @@ class Worker:
         with repository.listener(self.engine, "memora-worker-listen", self._channel) as listener:
             log.info("worker %s listening on %s", self.name, self._channel)
             while not stop.is_set():
-                if self.run_once():
+                claimed = self.run_once()
+                self._failures = 0  # the queue was reached: the next outage is a first one again
+                if claimed:
                     continue
                 with self.engine.connect() as conn:
                     wait = repository.next_available_in(conn)
@@ -134,24 +167,52 @@ class Worker:
         lease = timedelta(seconds=self.settings.worker_lease_seconds)
         with self.engine.begin() as conn:
             claimed = repository.claim(conn, self.name, self.settings.worker_batch_size, lease)
+        for doc in claimed:
+            if doc.taken_over_from is not None:
+                self.stats.taken_over += 1
+                log.warning(
+                    "worker %s took document %s over from %s, whose lease ran out %.1fs ago (attempt %s)",
+                    self.name, doc.id, doc.taken_over_from, doc.lease_expired_for or 0.0, doc.attempts,
+                )  # fmt: skip
         if claimed:
+            # Renewals stop before the write: one waiting on the write's row locks would find the documents done.
             with self._keeping_leases(claimed, lease):
-                self._process(claimed)
+                work = self._prepare(claimed)
+            self._write(work)
         return len(claimed)
 
     @contextlib.contextmanager
     def _keeping_leases(self, claimed: list[ClaimedDocument], lease: timedelta) -> Iterator[None]:
         """Renew the batch's leases every third of a lease while it is worked on, so a slow batch (a long document,
-        a slow embedding service) is not taken over; a worker that dies stops renewing, and its leases run out."""
+        a slow embedding service) is not taken over; a worker that dies stops renewing, and its leases run out.
+
+        A renewal that fails (the database away) is logged and tried again a second later: two missed renewals
+        still leave a third of the lease. Should the lease run out all the same and another worker take a document
+        over, the renewal notices (stats.leases_lost), and so does the write (repository.lock_if_still_ours), which
+        leaves that document to the other worker: no chunk is written twice.
+        """
         done = threading.Event()
+        interval = lease.total_seconds() / 3
 
         def renew() -> None:
-            while not done.wait(lease.total_seconds() / 3):
+            held = len(claimed)
+            pause = interval
+            while not done.wait(pause):
                 try:
                     with self.engine.begin() as conn:
-                        repository.renew_leases(conn, claimed, self.name, lease)
-                except Exception:
-                    log.exception("could not renew leases; another worker may take the documents over")
+                        still_ours = repository.renew_leases(conn, claimed, self.name, lease)
+                except Exception as exc:
+                    log.warning("worker %s could not renew its leases (%s); retrying in %.0fs", self.name, exc,
+                                min(RENEWAL_RETRY_SECONDS, interval))  # fmt: skip
+                    pause = min(RENEWAL_RETRY_SECONDS, interval)
+                    continue
+                pause = interval
+                self.stats.leases_renewed += 1
+                if still_ours < held:
+                    self.stats.leases_lost += held - still_ours
+                    log.warning("worker %s no longer holds %d of its %d documents (edited or taken over)",
+                                self.name, held - still_ours, len(claimed))  # fmt: skip
+                    held = still_ours
 
         keeper = threading.Thread(target=renew, name="memora-lease-keeper", daemon=True)
         keeper.start()
@@ -164,11 +225,17 @@ class Worker:
     def _sleep(self, listener: psycopg.Connection[Any], stop: threading.Event, seconds: float) -> None:
         """Until a NOTIFY arrives, STOP is set or SECONDS pass (in short slices, so SIGTERM is served quickly)."""
         deadline = time.monotonic() + seconds
-        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            for _ in listener.notifies(timeout=min(left, 0.5), stop_after=1):
-                return
+        self.asleep.set()
+        try:
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                for _ in listener.notifies(timeout=min(left, 0.5), stop_after=1):
+                    self.stats.woken += 1
+                    return
+        finally:
+            self.asleep.clear()
 
-    def _process(self, claimed: list[ClaimedDocument]) -> None:
+    def _prepare(self, claimed: list[ClaimedDocument]) -> list[Work]:
+        """Chunks and vectors of the claimed documents; those that fail are given back on the way."""
         plans: dict[int, list[PlannedChunk]] = {}
         embedders: dict[int, Embedder] = {}
         for doc in claimed:
@@ -179,7 +246,7 @@ class Worker:
                 self._give_back(doc, exc)
 
         vectors = self._vectors([doc for doc in claimed if doc.id in plans], plans, embedders)
-        self._write([(doc, plans[doc.id], vectors[doc.id]) for doc in claimed if doc.id in plans and doc.id in vectors])
+        return [(doc, plans[doc.id], vectors[doc.id]) for doc in claimed if doc.id in plans and doc.id in vectors]
 
     def _vectors(
         self,
@@ -197,8 +264,10 @@ class Worker:
             try:
                 result |= self._group_vectors(collection_id, model, members, plans, embedders)
             except Exception as exc:
-                if len(members) == 1:
-                    self._give_back(members[0], exc)
+                # A failure of the request as such (a bad key, a server error) is every document's: no one by one.
+                if len(members) == 1 or (isinstance(exc, EmbeddingProviderError) and exc.whole_request):
+                    for doc in members:
+                        self._give_back(doc, exc)
                     continue
                 # One bad document must not fail the others: embed them one at a time.
                 for doc in members:
@@ -248,6 +317,7 @@ class Worker:
             vectors.update(zip(digests[start : start + size], batch, strict=True))
             self._publish(replace(progress, embedded=start + len(batch)))
         self.stats.texts_embedded += len(texts)
+        metrics.chunks_embedded(texts)
         return vectors
 
     def _publish(self, progress: BatchProgress) -> None:
@@ -285,10 +355,13 @@ class Worker:
                 repository.finish(conn, [doc for doc, _, _ in ours])
         self.stats.superseded += len(items) - len(ours)
         self.stats.documents += len(ours)
+        metrics.documents_ready([doc for doc, _, _ in ours])
 
+    @for_document  # its log lines carry the id of the request that created or last changed the document
     def _give_back(self, doc: ClaimedDocument, exc: Exception) -> None:
         message = exc.message if isinstance(exc, AppError) else f"{type(exc).__name__}: {exc}"
-        permanent = isinstance(exc, AppError) and exc.status < 500
+        # Bad input (4xx) and what the provider refuses for good fail at once; the rest (5xx, 429, timeouts) retry.
+        permanent = isinstance(exc, AppError) and (exc.status < 500 or getattr(exc, "permanent", False))
         if permanent or doc.attempts >= self.settings.worker_max_attempts:
             retry_in = None
             self.stats.failed += 1

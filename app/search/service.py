@@ -42,6 +42,7 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
     started = time.perf_counter()
     if request.k > settings.search_max_k:
         raise InvalidInputError.for_field("body.k", f"must be at most {settings.search_max_k} (MEMORA_SEARCH_MAX_K)")
+    check_query_length(settings, request.query)
     query = request.query if request.query is not None and request.query.strip() else None
     mode: Mode = request.mode
     if mode == "text":
@@ -116,6 +117,14 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
     results = [_result(row, mode, set(request.include), highlights, reranked.get(row["chunk_id"])) for row in rows]
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     return SearchResponse(results=results, mode=mode, k=request.k, took_ms=took_ms)
+
+
+def check_query_length(settings: Settings, query: str | None, field: str = "body.query") -> None:
+    """A 422 for a query longer than MEMORA_MAX_QUERY_CHARS: the cost of parsing, embedding and matching a query
+    grows with it (a 10 MB query took 12 s and 739 MiB), and no question needs pages of words."""
+    if query is not None and len(query) > settings.max_query_chars:
+        reason = f"{len(query)} characters; the limit is {settings.max_query_chars} (MEMORA_MAX_QUERY_CHARS)"
+        raise InvalidInputError.for_field(field, reason)
 
 
 def _embed_query(db: Session, settings: Settings, collection: Collection, query: str) -> Vector:

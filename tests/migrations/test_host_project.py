@@ -47,9 +47,9 @@ def host_project(tmp_path: Path) -> Path:
 def autogenerate(host_project: Path, **environment: str) -> str:
     """The revision `alembic revision --autogenerate` writes, less the lines every revision has."""
     succeeded(
-        alembic("revision", "--autogenerate", "-m", "proposed", "--rev-id", "h003", cwd=host_project, **environment)
+        alembic("revision", "--autogenerate", "-m", "proposed", "--rev-id", "h004", cwd=host_project, **environment)
     )
-    (path,) = (host_project / "migrations" / "versions").glob("*h003*.py")
+    (path,) = (host_project / "migrations" / "versions").glob("*h004*.py")
     text = path.read_text()
     path.unlink()
     return text
@@ -61,7 +61,7 @@ def test_one_alembic_upgrade_of_the_host_brings_its_tables_and_memoras(empty_db_
 
     succeeded(alembic("upgrade", "head", cwd=host_project, **host))
 
-    assert fetch(empty_db_url, "SELECT version_num FROM public.alembic_version") == [("h002",)]
+    assert fetch(empty_db_url, "SELECT version_num FROM public.alembic_version") == [("h003",)]
     assert fetch(empty_db_url, "SELECT version_num FROM memora.alembic_version") == [(HEAD,)]
     # The host's revision used `op` after Memora's migrations ran inside it: customer_collection is there.
     run_sql(

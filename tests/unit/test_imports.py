@@ -21,6 +21,7 @@ NOT_IMPORTED = {
         "onnxruntime",
         "openai",
         "pgvector",
+        "prometheus_client",
         "psycopg",
         "pyarrow",
         "pypdf",

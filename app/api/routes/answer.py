@@ -15,13 +15,14 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import ErrorResponse
+from app.api.timeouts import statement_kind
 from app.errors import AppError
 from app.rag import service
 from app.rag.schemas import AnswerRequest, AnswerResponse
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/collections/{name}", tags=["answers"])
+router = APIRouter(prefix="/v1/collections/{name}", tags=["answers"], dependencies=[statement_kind("search")])
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -54,7 +55,12 @@ class EventStream(StreamingResponse):
         },
         404: {"model": ErrorResponse, "description": "No such collection."},
         502: {"model": ErrorResponse, "description": "The chat model's server (or the embedding model) failed."},
-        504: {"model": ErrorResponse, "description": "The chat model's server did not answer in time."},
+        413: {"model": ErrorResponse, "description": "The body is over MEMORA_MAX_JSON_BODY_BYTES."},
+        504: {
+            "model": ErrorResponse,
+            "description": "The chat model's server did not answer in time (upstream_timeout), or retrieving the "
+            "sources ran past MEMORA_SEARCH_STATEMENT_TIMEOUT_MS (statement_timeout).",
+        },
     },
 )
 def answer(name: str, body: AnswerRequest, db: SessionDep, settings: SettingsDep) -> AnswerResponse | EventStream:

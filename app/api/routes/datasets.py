@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import ExampleId, SessionDep, SettingsDep
+from app.api.timeouts import statement_kind
 from app.db.models import Dataset
 from app.db.repository import all_named
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
@@ -87,6 +88,7 @@ def delete_dataset(name: str, db: SessionDep) -> Response:
     status_code=status.HTTP_201_CREATED,
     response_model=ImportReport,
     openapi_extra={"requestBody": _EXAMPLES_BODY},
+    dependencies=[statement_kind("import")],
 )
 async def add_examples(
     name: str,
@@ -107,7 +109,12 @@ async def add_examples(
     return await run_in_threadpool(_import, db, name, readers.records_of(body), mode, format, model)
 
 
-@router.post("/{name}/import", response_model=ImportReport, openapi_extra={"requestBody": _IMPORT_BODY})
+@router.post(
+    "/{name}/import",
+    response_model=ImportReport,
+    openapi_extra={"requestBody": _IMPORT_BODY},
+    dependencies=[statement_kind("import")],
+)
 async def import_file(
     name: str,
     request: Request,
@@ -154,14 +161,14 @@ def list_examples(
 
 
 @router.get("/{name}/examples/{example_id}", response_model=ExampleOut)
-def get_example(name: str, example_id: int, db: SessionDep) -> ExampleOut:
+def get_example(name: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     return service.one(db, service.get(db, name), example_id)
 
 
 @router.delete("/{name}/examples/{example_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_example(name: str, example_id: int, db: SessionDep) -> Response:
+def delete_example(name: str, example_id: ExampleId, db: SessionDep) -> Response:
     """Remove an example from the live dataset; snapshots that hold it still read it."""
-    service.remove_example(db, service.get(db, name, hold=True), example_id)
+    service.remove_example(db, service.get(db, name, keep=True), example_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -173,7 +180,7 @@ def label_counts(name: str, db: SessionDep, split: SplitName | None = None) -> l
 
 
 def _import(db: Session, name: str, records: Any, mode: Any, format: str | None, model: str | None) -> ImportReport:
-    job = Importer(db, service.get(db, name, hold=True), mode=mode, format=format, model=model)
+    job = Importer(db, service.get(db, name, keep=True), mode=mode, format=format, model=model)
     job.add(records)
     return job.finish()
 

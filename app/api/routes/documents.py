@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
+from app.api.timeouts import statement_kind
 from app.collections import service as collections
 from app.errors import (
     AppError,
@@ -52,6 +53,7 @@ _REQUEST_BODY = {
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadResponse,
+    dependencies=[statement_kind("import")],
     openapi_extra={"requestBody": {"required": True, "content": _REQUEST_BODY}},
 )
 async def add_documents(name: str, request: Request, db: SessionDep, settings: SettingsDep) -> UploadResponse:
@@ -80,7 +82,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
         first = failures[0].error or {}
         raise _FailedUpload(first.get("status", 422), failures)
 
-    collection = await run_in_threadpool(partial(collections.get, db, name, hold=True))
+    collection = await run_in_threadpool(partial(collections.get, db, name, keep=True))
     stored = await run_in_threadpool(service.upsert, db, collection, inputs) if inputs else []
     return UploadResponse(documents=[UploadResult(**vars(row)) for row in stored] + failures)
 

@@ -9,10 +9,11 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.api.deps import SettingsDep, get_session
+from app.api.timeouts import statement_kind
 from app.training.exports import service as export
 from app.training.exports.schemas import Options
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[statement_kind("export")])
 
 # The session lives until the response is sent (the default scope), so the stream reads through it.
 StreamSessionDep = Annotated[Session, Depends(get_session)]

@@ -6,10 +6,11 @@ from fastapi import APIRouter
 
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import ErrorResponse
+from app.api.timeouts import statement_kind
 from app.search import service
 from app.search.schemas import SearchRequest, SearchResponse
 
-router = APIRouter(prefix="/v1/collections/{name}", tags=["search"])
+router = APIRouter(prefix="/v1/collections/{name}", tags=["search"], dependencies=[statement_kind("search")])
 
 
 @router.post(
@@ -18,7 +19,9 @@ router = APIRouter(prefix="/v1/collections/{name}", tags=["search"])
     response_model_exclude_unset=True,
     responses={
         404: {"model": ErrorResponse, "description": "No such collection."},
+        413: {"model": ErrorResponse, "description": "The body is over MEMORA_MAX_JSON_BODY_BYTES."},
         502: {"model": ErrorResponse, "description": "The embedding provider failed to embed the query."},
+        504: {"model": ErrorResponse, "description": "A statement ran past MEMORA_SEARCH_STATEMENT_TIMEOUT_MS."},
     },
 )
 def search(name: str, body: SearchRequest, db: SessionDep, settings: SettingsDep) -> SearchResponse:

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from app.api.deps import SessionDep
+from app.api.deps import ExampleId, SessionDep
+from app.api.timeouts import statement_kind
 from app.training.batches import service as batches
 from app.training.batches.schemas import Batch
 from app.training.batches.service import MAX_BATCH, MAX_SEED
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 @router.post("/{name}/snapshots", status_code=status.HTTP_201_CREATED, response_model=SnapshotOut)
 def create_snapshot(name: str, body: SnapshotCreate, db: SessionDep) -> SnapshotOut:
     """Freeze the live examples (ids, content hashes, splits) as a named, immutable version."""
-    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name, hold=True), body))
+    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name, keep=True), body))
 
 
 @router.get("/{name}/snapshots", response_model=list[SnapshotOut])
@@ -37,7 +38,7 @@ def get_snapshot(name: str, snapshot: str, db: SessionDep) -> SnapshotOut:
 @router.delete("/{name}/snapshots/{snapshot}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_snapshot(name: str, snapshot: str, db: SessionDep) -> Response:
     """Delete a snapshot; examples deleted from the live dataset that only it held are purged."""
-    snapshots.delete(db, service.get(db, name, hold=True), snapshot)
+    snapshots.delete(db, service.get(db, name, keep=True), snapshot)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -57,7 +58,7 @@ def list_snapshot_examples(
 
 
 @router.get("/{name}/snapshots/{snapshot}/examples/{example_id}", response_model=ExampleOut)
-def get_snapshot_example(name: str, snapshot: str, example_id: int, db: SessionDep) -> ExampleOut:
+def get_snapshot_example(name: str, snapshot: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     dataset = service.get(db, name)
     return snapshots.one(db, dataset, snapshots.get(db, dataset, snapshot), example_id)
 
@@ -79,7 +80,7 @@ def write_snapshot_example(name: str, snapshot: str, example_id: str, db: Sessio
     snapshots.refuse_write(db, name, snapshot)
 
 
-@router.get("/{name}/batches", response_model=Batch)
+@router.get("/{name}/batches", response_model=Batch, dependencies=[statement_kind("export")])
 def get_batch(
     name: str,
     db: SessionDep,

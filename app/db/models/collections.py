@@ -123,6 +123,8 @@ class Document(Base):
     leased_by: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = created_at_column()
+    # X-Request-ID of the request that created or last changed the document: the worker's log lines carry it.
+    request_id: Mapped[str | None] = mapped_column(Text)
 
 
 class Chunk(Base):

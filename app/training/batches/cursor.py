@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from app.errors import InvalidInputError
+from app.limits import BIGINT_MAX
 
 _VERSION = 1
 
@@ -38,8 +39,15 @@ class Cursor:
             if version != _VERSION or len(values) != 6:
                 raise ValueError("version")
             cursor = cls(*values)
+            # The digest is a checksum, not a signature: a hand-made cursor passes it, so its numbers must still
+            # fit the bigints they are compared with.
             ints = (cursor.dataset, cursor.n, cursor.position)
-            if not all(type(v) is int and v >= 0 for v in ints) or cursor.position > cursor.n:
+            optional = (cursor.snapshot, cursor.seed)
+            if (
+                not all(type(v) is int and 0 <= v <= BIGINT_MAX for v in ints)
+                or not all(v is None or (type(v) is int and 0 <= v <= BIGINT_MAX - 4) for v in optional)
+                or cursor.position > cursor.n
+            ):
                 raise ValueError("values")
         except (ValueError, TypeError, UnicodeDecodeError):
             raise cursor_error("not a cursor this API gave out (garbled or edited)") from None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.collections.schemas import NAME_PATTERN
 from app.db.storable import StorableObject, StorableText
+from app.limits import MAX_DESCRIPTION_CHARS
 
 Task = Literal["chat", "completion", "classification", "pairs", "triplets", "qa", "custom"]
 Format = Task
@@ -50,7 +51,7 @@ class DatasetCreate(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '_', '.', '-'; at most 128 characters.")
     task: Task
-    description: StorableText = Field(default="", max_length=10_000)
+    description: StorableText = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
     metadata: StorableObject = Field(default_factory=dict)
     split: SplitRule = Field(default_factory=SplitRule)
 

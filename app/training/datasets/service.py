@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.db.models import Dataset
 from app.db.repository import add_named, get_named
 from app.errors import InvalidInputError, NotFoundError
+from app.limits import BIGINT_MAX
 from app.training.datasets import repository
 from app.training.datasets.schemas import DatasetCreate, DatasetOut, ExampleOut, SplitRule
 from app.training.formats.records import to_record
@@ -29,9 +30,9 @@ def create(db: Session, data: DatasetCreate) -> Dataset:
     return add_named(db, dataset, "uq_dataset_name")
 
 
-def get(db: Session, name: str, *, lock: bool = False, hold: bool = False) -> Dataset:
-    """Dataset NAME, or a 404 (HOLD: kept from being deleted until the transaction ends)."""
-    return get_named(db, Dataset, name, lock=lock, hold=hold)
+def get(db: Session, name: str, *, lock: bool = False, keep: bool = False) -> Dataset:
+    """Dataset NAME, or a 404 (LOCK and KEEP: app/db/repository.get_named)."""
+    return get_named(db, Dataset, name, lock=lock, keep=keep)
 
 
 def delete_dataset(db: Session, name: str) -> None:
@@ -73,7 +74,7 @@ def parse_cursor(cursor: str | None) -> int:
         value = int(cursor)
     except ValueError:
         raise InvalidInputError.for_field("cursor", "not a cursor this API gave out") from None
-    if value < -1:
+    if not -1 <= value <= BIGINT_MAX:
         raise InvalidInputError.for_field("cursor", "not a cursor this API gave out")
     return value
 

@@ -48,7 +48,7 @@ CHAT_RECORD = (
 # COPY's csv format quotes nothing in one column of JSON text: it has no control characters, so no \x01 or \x02.
 _COPY = "COPY (SELECT CASE WHEN e.format = 'chat' THEN {line} ELSE " + ROW_JSON.replace("{split}", "{{split}}") + " END"
 _COPY_END = "ORDER BY {order}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
-_UNBOUNDED = Query("SET LOCAL statement_timeout = 0; SET LOCAL enable_sort = off")
+_UNSORTED = Query("SET LOCAL enable_sort = off")
 
 # One round trip for a batch of anchors: memora.search_hybrid_v1 for each, with each hit's cosine similarity to
 # its example's positive (from the vector stored for the hit under the collection's model).
@@ -92,10 +92,11 @@ class Source:
         return Query(f"{head} {where} {tail}".replace("{split}", split).replace("{order}", order)), params
 
 
-def unbounded(db: Session) -> None:
-    """For the rest of the transaction: no statement timeout (an export may take long), and no sort, so rows stream
-    in the order of an index from the first one instead of being sorted (spilling on a large dataset) first."""
-    _UNBOUNDED.run(db)
+def unsorted(db: Session) -> None:
+    """For the rest of the transaction: no sort, so rows stream in the order of an index from the first one instead
+    of being sorted (spilling on a large dataset) first. The statement timeout is the caller's: the API's is
+    MEMORA_EXPORT_STATEMENT_TIMEOUT_MS (none by default, an export may rightly take long), the CLI has none."""
+    _UNSORTED.run(db)
 
 
 def format_counts(db: Session, source: Source) -> list[Row[Any]]:

@@ -9,13 +9,13 @@ server-side cursor. docs/training-export.md describes the files.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.db import jsonb
 from app.db.models import Collection, Dataset
 from app.db.repository import get_named
 from app.errors import InvalidInputError
@@ -80,7 +80,7 @@ class Export:
 
         Everything that can fail on the export's options (the embedding model of the collection) fails here,
         before the first block."""
-        repository.unbounded(db)
+        repository.unsorted(db)
         tick = progress or (lambda n: None)
         if self.format in ("openai-chat", "jsonl"):
             return self._copy_blocks(db, tick)
@@ -108,7 +108,7 @@ class Export:
         for data in repository.copy(db, self.source, repository.CHAT_LINE if chat else repository.CHAT_RECORD):
             row: bytes | memoryview = data
             if data[0] == 3:
-                row = convert(json.loads(bytes(data[1:]))).encode() + b"\n"
+                row = convert(jsonb.loads(data[1:])).encode() + b"\n"  # as psycopg reads jsonb: app/db/jsonb.py
             block.append(row)
             size += len(row)
             if size >= CHUNK_BYTES:

@@ -21,7 +21,7 @@ def _json_cell(cell: str) -> Any:
     """The JSON in a cell, or the cell's text when it is not JSON (parse_record then names the field)."""
     try:
         return json.loads(cell)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's parser, kept as text like the rest
         return cell
 
 

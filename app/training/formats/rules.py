@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from app.limits import MAX_KEY_BYTES, MAX_LABELS
+
 MAX_INT32 = 2**31 - 1
 MIN_INT32 = -(2**31)
 INT_ARRAYS = ("input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions")
@@ -83,6 +85,9 @@ def _label(value: Any, path: str, found: Found) -> str | None:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
+        if len(value.encode(errors="replace")) > MAX_KEY_BYTES:
+            found.append((path, f"is longer than {MAX_KEY_BYTES} bytes of UTF-8"))
+            return None
         return text_value(value, path, found)
     found.append((path, f"must be a string, an integer or a boolean, got {type_name(value)}"))
     return None
@@ -102,6 +107,8 @@ def classification(record: Mapping[str, Any], found: Found) -> Columns:
         found.append(("labels", f"must be an array of labels, got {type_name(labels)}"))
     elif not labels:
         found.append(("labels", "must not be empty"))
+    elif len(labels) > MAX_LABELS:
+        found.append(("labels", f"has {len(labels)} labels; at most {MAX_LABELS}"))
     else:
         seen: set[str] = set()
         for i, item in enumerate(labels):

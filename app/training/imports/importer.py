@@ -92,6 +92,9 @@ class Importer:
             if isinstance(record, Problem):
                 self._reject([record])
                 continue
+            if reason := unstorable(record):  # before parsing, which encodes text and walks nested values
+                self._reject([Problem(line, prefix, reason)])
+                continue
             parsed = parse_record(record, self.format, line=line, model=self.model)
             if isinstance(parsed, list):
                 self._reject([_prefixed(p, prefix) for p in parsed])

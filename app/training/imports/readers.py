@@ -28,6 +28,10 @@ MEDIA_TYPES: dict[str, FileKind] = {
 }
 
 
+TOO_DEEP = "is JSON nested too deeply to parse"
+"""Python's parser gives up near a thousand levels, far past MEMORA_MAX_JSON_DEPTH: the line is refused."""
+
+
 def file_kind(filename: str | None, media_type: str | None) -> FileKind:
     """JSONL, CSV or JSON (a SQuAD file, or an array of records), from the name or else the content type."""
     suffix = "." + filename.rsplit(".", 1)[-1].lower() if filename and "." in filename else ""
@@ -79,6 +83,8 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
             yield number, "", Problem(number, "", "is not UTF-8 text")
         except ValueError as exc:
             yield number, "", Problem(number, "", f"is not valid JSON ({exc})")
+        except RecursionError:
+            yield number, "", Problem(number, "", TOO_DEEP)
 
 
 def read_csv(stream: IO[bytes], format: str | None, rename: Mapping[str, str] | None = None) -> Iterator[Record]:
@@ -109,6 +115,9 @@ def read_json(stream: IO[bytes]) -> Iterator[Record]:
         document = json.load(stream)
     except (ValueError, UnicodeDecodeError) as exc:
         yield None, "", Problem(None, "", f"is not valid JSON ({exc})")
+        return
+    except RecursionError:
+        yield None, "", Problem(None, "", TOO_DEEP)
         return
     if isinstance(document, dict) and "data" in document:
         try:

@@ -23,7 +23,7 @@ def dedup(
     db: Session, name: str, request: DedupRequest, settings: Settings, *, progress: ProgressFn = no_progress
 ) -> DedupReport:
     """Report exact and near duplicate clusters of dataset NAME; with request.drop, keep one of each."""
-    dataset = datasets.get(db, name, hold=True)  # what it tombstones is not deleted under it
+    dataset = datasets.get(db, name, keep=True)  # as the leakage report does (app/training/quality/leakage.py)
     embedder = embedder_for(request, settings) if request.near is not None else None
     conn = db.connection()
     clusters: list[Cluster] = []

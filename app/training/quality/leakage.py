@@ -25,7 +25,9 @@ def leakage(
     progress: ProgressFn = no_progress,
 ) -> LeakageReport:
     """Pairs of a train example and a validation or test example that are exact or near duplicates."""
-    dataset = datasets.get(db, name)
+    # Kept (FOR KEY SHARE): the report reads the dataset's row again at each step, and a delete that came in
+    # between made the next read find nothing (a 500). A delete now waits for the report, or the report for it (404).
+    dataset = datasets.get(db, name, keep=True)
     embedder = embedder_for(choice, settings)
     conn = db.connection()
     params = {"d": dataset.id}

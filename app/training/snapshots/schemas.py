@@ -8,13 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.collections.schemas import NAME_PATTERN
 from app.db.storable import StorableText
+from app.limits import MAX_DESCRIPTION_CHARS
 
 
 class SnapshotCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="Letters, digits, '_', '.', '-'; at most 128 characters.")
-    description: StorableText = Field(default="", max_length=10_000)
+    description: StorableText = Field(default="", max_length=MAX_DESCRIPTION_CHARS)
 
 
 class SnapshotOut(BaseModel):

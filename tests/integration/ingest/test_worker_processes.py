@@ -2,85 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 
-import psycopg
 import pytest
 
-from app.config import Settings
-from app.db.query import in_schema
+from tests.integration.ingest.processes import (
+    add_documents,
+    assert_complete_without_duplicates,
+    execute,
+    openai_collection,
+    wait_for,
+    worker_process,
+)
 from tests.openai_server import OpenAIServer
 
 DOCUMENTS = 3
-SCHEMA = Settings().db_schema  # the schema tests/conftest.py builds the test database in
-TEXT = "\n\n".join(f"Section {i}: the worker embeds this paragraph about subject {i}." for i in range(6))
 
 
-def worker_process(url: str, *args: str, **env: str) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")} | {"MEMORA_DB_SCHEMA": SCHEMA}
-    environment |= env
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", "--database-url", url, "worker", *args],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def execute(url: str, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    """STATEMENT, naming memora.<object> as psql users do, run in the test database's schema."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        cursor = conn.execute(in_schema(statement, SCHEMA), params)
-        return cursor.fetchall() if cursor.description else []
-
-
-def add_documents(url: str, count: int, collection: str = "docs") -> None:
-    for i in range(count):
-        execute(
-            url,
-            "INSERT INTO memora.document (collection_id, external_id, content) "
-            "SELECT id, %s, %s FROM memora.collection WHERE name = %s",
-            (f"doc-{i}", f"Document {i}.\n\n{TEXT}", collection),
-        )
-
-
-def wait_for(condition: object, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def assert_complete_without_duplicates(url: str, expected_documents: int) -> None:
-    rows = execute(
-        url,
-        "SELECT d.status, count(c.id), count(DISTINCT c.ordinal), max(c.ordinal) + 1, count(e.chunk_id), "
-        "bool_and(substr(d.content, c.char_start + 1, c.char_end - c.char_start) = c.text) "
-        "FROM memora.document d JOIN memora.chunk c ON c.document_id = d.id "
-        "LEFT JOIN memora.embedding e ON e.chunk_id = c.id GROUP BY d.id, d.status",
-    )
-    assert len(rows) == expected_documents
-    for status, chunks, ordinals, last, vectors, spans_match in rows:
-        assert status == "ready"
-        assert chunks == ordinals == last == vectors
-        assert spans_match
-
-
-@pytest.fixture
-def openai_collection(fresh_db_url: str, openai_server: OpenAIServer) -> dict[str, str]:
+@pytest.fixture(name="openai_collection")
+def openai_collection_fixture(fresh_db_url: str, openai_server: OpenAIServer) -> dict[str, str]:
     """A collection embedded by the loopback OpenAI-compatible server; returns the worker's environment for it."""
-    execute(
-        fresh_db_url,
-        "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, chunking) "
-        "VALUES ('docs', 'openai', 'text-embedding-3-small', 64, %s)",
-        ('{"strategy": "recursive", "size": 16, "overlap": 0}',),
-    )
-    return {"MEMORA_OPENAI_BASE_URL": openai_server.base_url, "MEMORA_OPENAI_API_KEY": "sk-test-secret"}
+    return openai_collection(fresh_db_url, openai_server)
 
 
 def test_two_workers_share_the_queue_without_double_work(

@@ -138,19 +138,36 @@ def test_client_errors_are_not_retried(openai_server: OpenAIServer, caplog: pyte
     assert len(openai_server.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("status", "permanent", "whole_request"),
+    [(400, True, False), (401, True, True), (403, True, True), (404, True, True), (422, True, False),
+     (408, False, True), (409, False, True), (429, False, True), (500, False, True), (503, False, True)],
+)  # fmt: skip
+def test_errors_say_whether_they_are_permanent_and_whose(
+    status: int, permanent: bool, whole_request: bool, openai_server: OpenAIServer
+) -> None:
+    """What the worker needs to know: fail at once or retry (permanent), one document or the batch (whole_request)."""
+    openai_server.fail_next(1, status)
+    with pytest.raises(EmbeddingProviderError) as caught:
+        make(openai_server, max_retries=0).embed(["hello"])
+    assert (caught.value.permanent, caught.value.whole_request) == (permanent, whole_request)
+
+
 def test_timeout(openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
     openai_server.delay_next(2, seconds=2.0)
     embedder = make(openai_server, timeout=0.2, max_retries=1)
-    with pytest.raises(EmbeddingProviderError, match=r"after 2 attempts: no answer within 0\.2s"):
+    with pytest.raises(EmbeddingProviderError, match=r"after 2 attempts: no answer within 0\.2s") as caught:
         embedder.embed(["hello"])
     assert len(logged_waits(caplog)) == 1
+    assert (caught.value.permanent, caught.value.whole_request) == (False, True)
 
 
 def test_wrong_dimensions_from_the_server(openai_server: OpenAIServer) -> None:
     openai_server.wrong_dimensions = 63
     embedder = make(openai_server)
-    with pytest.raises(EmbeddingProviderError, match="returned 63-dimensional vectors, expected 64"):
+    with pytest.raises(EmbeddingProviderError, match="returned 63-dimensional vectors, expected 64") as caught:
         embedder.embed(["hello"])
+    assert (caught.value.permanent, caught.value.whole_request) == (True, True)
 
 
 def test_unreachable_server() -> None:
@@ -158,8 +175,9 @@ def test_unreachable_server() -> None:
     base_url = server.base_url
     server.stop()
     embedder = OpenAIEmbedder("m", 256, base_url=base_url, api_key=KEY, max_retries=1)
-    with pytest.raises(EmbeddingProviderError, match="connection failed"):
+    with pytest.raises(EmbeddingProviderError, match="connection failed") as caught:
         embedder.embed(["hello"])
+    assert (caught.value.permanent, caught.value.whole_request) == (False, True)
 
 
 def test_key_never_shows(openai_server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:

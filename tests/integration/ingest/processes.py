@@ -1,0 +1,103 @@
+"""Workers as `memora worker` processes, for the tests that start, kill and stop them: starting one, the test
+database's SQL, documents to ingest, and what a complete, duplicate-free ingestion looks like in the tables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from app.config import Settings
+from app.db.query import in_schema
+from tests.openai_server import OpenAIServer
+
+SCHEMA = Settings().db_schema  # the schema tests/conftest.py builds the test database in
+TEXT = "\n\n".join(f"Section {i}: the worker embeds this paragraph about subject {i}." for i in range(6))
+
+
+def worker_process(url: str, *args: str, **env: str) -> subprocess.Popen[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")} | {"MEMORA_DB_SCHEMA": SCHEMA}
+    environment |= env
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--database-url", url, "worker", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def execute(url: str, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """STATEMENT, naming memora.<object> as psql users do, run in the test database's schema."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(in_schema(statement, SCHEMA), params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def add_documents(url: str, count: int, collection: str = "docs", start: int = 0) -> None:
+    for i in range(start, start + count):
+        execute(
+            url,
+            "INSERT INTO memora.document (collection_id, external_id, content) "
+            "SELECT id, %s, %s FROM memora.collection WHERE name = %s",
+            (f"doc-{i}", f"Document {i}.\n\n{TEXT}", collection),
+        )
+
+
+def openai_collection(url: str, server: OpenAIServer) -> dict[str, str]:
+    """Collection 'docs', embedded by the loopback OpenAI-compatible SERVER; the worker's environment for it."""
+    execute(
+        url,
+        "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, chunking) "
+        "VALUES ('docs', 'openai', 'text-embedding-3-small', 64, %s)",
+        ('{"strategy": "recursive", "size": 16, "overlap": 0}',),
+    )
+    return {"MEMORA_OPENAI_BASE_URL": server.base_url, "MEMORA_OPENAI_API_KEY": "sk-test-secret"}
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30) -> None:
+    """Until CONDITION holds; the timeout is a safety net for a stuck test, not a bound the test checks."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def assert_complete_without_duplicates(url: str, expected_documents: int) -> None:
+    """EXPECTED_DOCUMENTS documents, all ready, each with chunks numbered 0..n-1 once, one vector each, and spans
+    that are the chunks' text."""
+    rows = execute(
+        url,
+        "SELECT d.status, count(c.id), count(DISTINCT c.ordinal), max(c.ordinal) + 1, count(e.chunk_id), "
+        "bool_and(substr(d.content, c.char_start + 1, c.char_end - c.char_start) = c.text) "
+        "FROM memora.document d JOIN memora.chunk c ON c.document_id = d.id "
+        "LEFT JOIN memora.embedding e ON e.chunk_id = c.id GROUP BY d.id, d.status",
+    )
+    assert len(rows) == expected_documents
+    for status, chunks, ordinals, last, vectors, spans_match in rows:
+        assert status == "ready"
+        assert chunks == ordinals == last == vectors
+        assert spans_match
+
+
+def assert_statistics_match_a_recount(url: str) -> None:
+    """The BM25 statistics the triggers keep (memora.text_stats, memora.term_stats) equal a count of the chunks."""
+    stored = execute(
+        url, "SELECT collection_id, chunks, total_length FROM memora.text_stats WHERE chunks <> 0 ORDER BY 1"
+    )
+    counted = execute(
+        url, "SELECT collection_id, count(*), sum(length(tsv)) FROM memora.chunk GROUP BY collection_id ORDER BY 1"
+    )
+    assert stored == counted
+    stored_terms = execute(url, "SELECT collection_id, lexeme, df FROM memora.term_stats ORDER BY 1, 2")
+    counted_terms = execute(
+        url,
+        "SELECT c.collection_id, u.lexeme, count(*) FROM memora.chunk c, unnest(c.tsv) u "
+        "GROUP BY c.collection_id, u.lexeme ORDER BY 1, 2",
+    )
+    assert stored_terms == counted_terms
+    assert counted  # something was counted
