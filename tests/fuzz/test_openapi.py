@@ -3,12 +3,11 @@ invalid) parameters and bodies, then sequences of operations linked by the spec,
 tests/fuzz/conftest.py. The property: no response is a 5xx, and responses with a documented status match their
 schema and content type.
 
-Bounded for CI (two to three minutes on two cores) and derandomized (a fixed seed, though schemathesis also
-learns from the answers, so runs differ a little); set
-MEMORA_FUZZ_EXAMPLES (examples per operation) and MEMORA_FUZZ_SCENARIOS (stateful scenarios) to run longer, and
-MEMORA_FUZZ_RANDOM=1 to explore other inputs (each failure prints a curl command that reproduces it). The second
-pass of `make test`, in schema ml, runs a tenth of the examples: it proves the schema rewrite on generated input,
-not a second search.
+Bounded for CI (two to three minutes on two cores) and derandomized (a fixed seed, though schemathesis also learns
+from the answers, so runs differ a little); set MEMORA_FUZZ_EXAMPLES (examples per operation) and
+MEMORA_FUZZ_SCENARIOS (stateful scenarios) to run longer, and MEMORA_FUZZ_RANDOM=1 to explore other inputs (each
+failure prints a curl command that reproduces it). The second pass of `make test`, in schema ml, runs a tenth of the
+examples: it proves the schema rewrite on generated input, not a second search.
 """
 
 from __future__ import annotations
