@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 
+import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.api.bodies import too_deep
 from app.api.deps import check_parameters
+from app.api.failures import ErrorsAsJson, database_error
 from app.api.limits import BodyLimitMiddleware
 from app.api.routes import (
     answer,
@@ -52,11 +55,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
         stop = threading.Event()
-        thread = None
+        thread = worker_engine = None
         if worker:
-            worker_engine = app.state.worker_engine = make_engine(
-                settings, "worker", url=app.state.engine.url.render_as_string(False)
-            )
+            # The server the API's engine reaches: the settings' own (and the embedded one, followed), or a test's.
+            url = None if own_engine else app.state.engine.url.render_as_string(False)
+            worker_engine = make_engine(settings, "worker", url=url)
+            app.state.worker_engine = worker_engine
             thread = threading.Thread(target=Worker(settings, worker_engine).run, args=(stop,), name="memora-worker")
             thread.start()
         try:
@@ -65,7 +69,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             stop.set()
             if thread is not None:
                 thread.join()
-                worker_engine.dispose()  # else its pooled connections outlive the app
+            if worker_engine is not None:
+                worker_engine.dispose()
             if own_engine:
                 app.state.engine.dispose()
 
@@ -87,6 +92,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(psycopg.Error, database_error)
+    app.add_middleware(ErrorsAsJson)
     app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(observe.router)

@@ -20,6 +20,11 @@ class ErrorResponse(BaseModel):
 class DatabaseHealth(BaseModel):
     reachable: bool
     embedded: bool = Field(description="True when Memora runs its own PostgreSQL server.")
+    address: str | None = Field(
+        default=None,
+        description="host:port of the server this check reached (the embedded server's port may change at a restart).",
+        examples=["127.0.0.1:5432"],
+    )
     server_version: str | None = Field(default=None, examples=["18.6"])
     pgvector_version: str | None = Field(default=None, examples=["0.8.6"])
     revision: str | None = Field(default=None, description="Migration revision the database is at.")

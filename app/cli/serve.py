@@ -21,10 +21,12 @@ def serve(
     = DEFAULTS["migrate_on_start"],
     worker_in_serve: Annotated[bool, setting("worker_in_serve", "--worker/--no-worker")] = DEFAULTS["worker_in_serve"],
 ) -> None:  # fmt: skip
-    """Serve the REST API (OpenAPI docs at /docs) with an ingestion worker, migrating the database first."""
+    """Serve the REST API (OpenAPI docs at /docs) with an ingestion worker, migrating the database first; the
+    embedded PostgreSQL is started again if it stops while the API runs."""
     from app.api.main import create_app
     from app.api.serving import listen, run
     from app.db import migrate
+    from app.db.supervisor import supervised
 
     update = {"host": host, "port": port, "migrate_on_start": migrate_on_start, "worker_in_serve": worker_in_serve}
     config = settings(ctx).model_copy(update=update)
@@ -33,7 +35,8 @@ def serve(
         migrate.upgrade(config)
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
     app = create_app(config, worker=config.worker_in_serve)
-    run(app, sockets, config.log_level, json_logs=config.log_format == "json")
+    with supervised(config):  # the embedded server, restarted if it crashes while the API runs
+        run(app, sockets, config.log_level, json_logs=config.log_format == "json")
 
 
 @cli.command()

@@ -140,6 +140,17 @@ class EmbeddedPostgres:
             self._pg_ctl("stop", "-m", "fast", "-w", "-t", str(START_TIMEOUT_S))
             return True
 
+    def restart(self) -> EmbeddedServer:
+        """Restart the server in place, on the same port (pg_ctl restart, fast shutdown: sessions are ended)."""
+        with self._locked():
+            if self._running() is None:
+                raise EmbeddedPostgresError(f"the embedded PostgreSQL in {self.pgdata} is not running")
+            self._pg_ctl("restart", "-m", "fast", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log_path))
+            server = self._running()
+        if server is None:
+            raise EmbeddedPostgresError(f"PostgreSQL exited right after it restarted; see {self.log_path}")
+        return server
+
     # -- set-up ---------------------------------------------------------------------------------------------
 
     def _make_root(self) -> None:
@@ -249,7 +260,10 @@ class EmbeddedPostgres:
                     f"{START_TIMEOUT_S}s; see {self.log_path}"
                 )
             time.sleep(0.1)
-            lines = pid_file.read_text().splitlines()
+            try:
+                lines = pid_file.read_text().splitlines()
+            except FileNotFoundError:  # it was stopping (or failed to start) and is gone now
+                return None
         return EmbeddedServer(pid=pid, port=int(lines[3]), password=self.password_path.read_text().strip())
 
     def _start(self) -> EmbeddedServer:

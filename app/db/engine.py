@@ -6,12 +6,13 @@ SQLAlchemy, psycopg and the models are imported where they are used: `memora --h
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from app.config import Settings
 from app.db.embedded import EmbeddedPostgres
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Dialect, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -37,6 +38,10 @@ def libpq_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# The embedded server each engine's connections go to, by dialect (an engine's execution_options copies share it).
+_FOLLOWED: WeakKeyDictionary[Dialect, EmbeddedPostgres] = WeakKeyDictionary()
+
+
 def make_engine(settings: Settings, application_name: str, url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for one kind of process (api, worker, cli), named in pg_stat_activity as memora-<kind>."""
     from sqlalchemy import create_engine, event
@@ -54,10 +59,48 @@ def make_engine(settings: Settings, application_name: str, url: str | None = Non
         connect_args={"application_name": f"memora-{application_name}", "options": options},
         **kwargs,
     )
+    if settings.embedded and url is None:  # an explicit URL is a server of the caller's choosing
+        follow(engine, EmbeddedPostgres(settings.data_dir, settings.pg_port))
     if settings.db_schema != SCHEMA:
         engine = engine.execution_options(schema_translate_map={SCHEMA: settings.db_schema})
     event.listen(engine, "connect", _register_vector)
     return engine
+
+
+def follow(engine: Engine, server: EmbeddedPostgres) -> None:
+    """Connect ENGINE to wherever SERVER runs now, read from its data directory at each new connection.
+
+    The embedded server may come back on another port (MEMORA_PG_PORT=0 picks a free one at each start) or with
+    another password file: an engine that kept the URL it was made with would never reach it again.
+    """
+    from sqlalchemy import event
+
+    _FOLLOWED[engine.dialect] = server
+
+    @event.listens_for(engine, "do_connect")
+    def _current_address(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams.update(_address(server))
+
+
+def sibling(engine: Engine, **kwargs: Any) -> Engine:
+    """A new engine on ENGINE's database (with KWARGS, e.g. its own pool), that follows the embedded server as
+    ENGINE does."""
+    from sqlalchemy import create_engine
+
+    own = create_engine(engine.url, **kwargs)
+    if (server := _FOLLOWED.get(engine.dialect)) is not None:
+        follow(own, server)
+    return own
+
+
+def _address(server: EmbeddedPostgres) -> dict[str, Any]:
+    import psycopg
+
+    running = server.status()
+    if running is None:
+        # No SQLSTATE: what the API's error handler reads as "the database is unavailable" (a 503).
+        raise psycopg.OperationalError(f"the embedded PostgreSQL in {server.pgdata} is not running")
+    return {"host": "127.0.0.1", "port": running.port, "password": running.password}
 
 
 def _register_vector(dbapi_connection: Any, _record: Any) -> None:

@@ -57,7 +57,10 @@ def is_postgres(pid: int, pgdata: Path) -> bool:
 
 
 def port_free(port: int) -> bool:
+    """Could a server listen on 127.0.0.1:PORT? Bound as PostgreSQL binds it, with SO_REUSEADDR: the connections
+    of a server that just stopped linger in TIME_WAIT on its port for a minute, and only a listener takes it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

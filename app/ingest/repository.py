@@ -16,7 +16,6 @@ from sqlalchemy import (
     Row,
     and_,
     case,
-    create_engine,
     delete,
     func,
     literal_column,
@@ -28,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from app.db.engine import sibling
 from app.db.models import Chunk, Collection, Document
 from app.db.query import Query
 
@@ -298,7 +298,7 @@ def listener(engine: Engine, application_name: str, *channels: str) -> Iterator[
     """A connection of its own that LISTENs on CHANNELS (read it with .notifies()): autocommit, named
     APPLICATION_NAME in pg_stat_activity, and outside ENGINE's pool, so no pooled connection keeps listening."""
     named = {"application_name": application_name}
-    own = create_engine(engine.url, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=named)
+    own = sibling(engine, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=named)
     try:
         with own.connect() as conn:
             for channel in channels:

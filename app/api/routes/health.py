@@ -26,6 +26,8 @@ def healthz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
     try:
         with engine.connect() as conn:
             info = server_info(conn)
+            reached = conn.connection.driver_connection.info  # type: ignore[union-attr]
+            database.address = f"{reached.host}:{reached.port}"
             database.revision = current_revision_of(conn, settings.db_schema)
     except SQLAlchemyError as exc:
         database.error = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).strip()

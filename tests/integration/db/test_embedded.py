@@ -144,3 +144,26 @@ def test_a_foreign_directory_is_not_overwritten(data_dir: Path) -> None:
     with pytest.raises(EmbeddedPostgresError, match="not empty"):
         EmbeddedPostgres(data_dir).ensure_running()
     assert (data_dir / "pg" / "notes.txt").read_text() == "mine"
+
+
+def test_stop_then_url_back_to_back_on_a_fixed_port(data_dir: Path) -> None:
+    """Issue 13 case 10: the connections a fast shutdown closes leave the server's port in TIME_WAIT, which must not
+    read as "in use by another program" when nothing listens there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")}
+    env |= {"MEMORA_DATA_DIR": str(data_dir), "MEMORA_PG_PORT": str(port)}
+    embedded = EmbeddedPostgres(data_dir, port=port)
+    held = psycopg.connect(embedded.ensure_running().url())  # closed by the server: the server's side lingers
+    try:
+        stopped = subprocess.run([sys.executable, "-m", "app", "db", "stop"], env=env, capture_output=True, text=True)
+        url = subprocess.run([sys.executable, "-m", "app", "db", "url"], env=env, capture_output=True, text=True)
+    finally:
+        held.close()
+
+    assert stopped.stdout.strip() == "stopped", stopped.stderr
+    assert url.returncode == 0, url.stderr
+    assert f"@127.0.0.1:{port}/" in url.stdout
+    with psycopg.connect(url.stdout.strip()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
