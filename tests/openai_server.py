@@ -43,6 +43,9 @@ class Request:
     body: bytes
     received_at: float = field(default_factory=time.monotonic)
     params: dict[str, str] = field(default_factory=dict)
+    # Set once the server has written its answer (or found the client gone): a test that times out before then
+    # can say so without timing anything.
+    answered: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.body or b"null")
@@ -200,8 +203,11 @@ class OpenAIServer:
             self._stopping.wait(fault.delay)
         response = self._answer(request, fault)
         # A client that gave up (its timeout) is what a delay tests.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self._write(http, response)
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self._write(http, response)
+        finally:
+            request.answered.set()
 
     def _answer(self, request: Request, fault: Fault | None) -> Response:
         if fault is not None and fault.status is not None:

@@ -42,9 +42,9 @@ def create(db: Session, data: CollectionCreate) -> Collection:
     return add_named(db, collection, "uq_collection_name")
 
 
-def get(db: Session, name: str, *, lock: bool = False) -> Collection:
-    """Collection NAME, or a 404."""
-    return get_named(db, Collection, name, lock=lock)
+def get(db: Session, name: str, *, lock: bool = False, keep: bool = False) -> Collection:
+    """Collection NAME, or a 404 (LOCK and KEEP: app/db/repository.get_named)."""
+    return get_named(db, Collection, name, lock=lock, keep=keep)
 
 
 def embedder(db: Session, settings: Settings, name: str) -> Embedder:

@@ -32,6 +32,26 @@ from app.training.imports.schemas import ImportMode, ImportReport
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
+# The bodies these routes read themselves (streamed, or parsed as any example format), documented so that clients
+# and the OpenAPI fuzzer (tests/fuzz/) know what to send.
+_RECORDS = {"anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}
+_EXAMPLES_BODY = {"required": True, "content": {"application/json": {"schema": _RECORDS}}}
+_IMPORT_BODY = {
+    "required": True,
+    "content": {
+        "application/x-ndjson": {"schema": {"type": "string", "description": "JSONL: one record per line"}},
+        "text/csv": {"schema": {"type": "string", "description": "A header row naming the fields"}},
+        "application/json": {"schema": {**_RECORDS, "description": "A SQuAD file, or an array of records"}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        },
+    },
+}
+
 ModeQuery = Annotated[
     ImportMode, Query(description="strict: any bad record and nothing is stored; skip: store the good ones")
 ]
@@ -67,6 +87,7 @@ def delete_dataset(name: str, db: SessionDep) -> Response:
     "/{name}/examples",
     status_code=status.HTTP_201_CREATED,
     response_model=ImportReport,
+    openapi_extra={"requestBody": _EXAMPLES_BODY},
     dependencies=[statement_kind("import")],
 )
 async def add_examples(
@@ -88,7 +109,12 @@ async def add_examples(
     return await run_in_threadpool(_import, db, name, readers.records_of(body), mode, format, model)
 
 
-@router.post("/{name}/import", response_model=ImportReport, dependencies=[statement_kind("import")])
+@router.post(
+    "/{name}/import",
+    response_model=ImportReport,
+    openapi_extra={"requestBody": _IMPORT_BODY},
+    dependencies=[statement_kind("import")],
+)
 async def import_file(
     name: str,
     request: Request,
@@ -142,7 +168,7 @@ def get_example(name: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
 @router.delete("/{name}/examples/{example_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_example(name: str, example_id: ExampleId, db: SessionDep) -> Response:
     """Remove an example from the live dataset; snapshots that hold it still read it."""
-    service.remove_example(db, service.get(db, name), example_id)
+    service.remove_example(db, service.get(db, name, keep=True), example_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -154,7 +180,7 @@ def label_counts(name: str, db: SessionDep, split: SplitName | None = None) -> l
 
 
 def _import(db: Session, name: str, records: Any, mode: Any, format: str | None, model: str | None) -> ImportReport:
-    job = Importer(db, service.get(db, name, lock=False), mode=mode, format=format, model=model)
+    job = Importer(db, service.get(db, name, keep=True), mode=mode, format=format, model=model)
     job.add(records)
     return job.finish()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -81,7 +82,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
         first = failures[0].error or {}
         raise _FailedUpload(first.get("status", 422), failures)
 
-    collection = await run_in_threadpool(collections.get, db, name)
+    collection = await run_in_threadpool(partial(collections.get, db, name, keep=True))
     stored = await run_in_threadpool(service.upsert, db, collection, inputs) if inputs else []
     return UploadResponse(documents=[UploadResult(**vars(row)) for row in stored] + failures)
 

@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 @router.post("/{name}/snapshots", status_code=status.HTTP_201_CREATED, response_model=SnapshotOut)
 def create_snapshot(name: str, body: SnapshotCreate, db: SessionDep) -> SnapshotOut:
     """Freeze the live examples (ids, content hashes, splits) as a named, immutable version."""
-    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name), body))
+    return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name, keep=True), body))
 
 
 @router.get("/{name}/snapshots", response_model=list[SnapshotOut])
@@ -38,7 +38,7 @@ def get_snapshot(name: str, snapshot: str, db: SessionDep) -> SnapshotOut:
 @router.delete("/{name}/snapshots/{snapshot}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_snapshot(name: str, snapshot: str, db: SessionDep) -> Response:
     """Delete a snapshot; examples deleted from the live dataset that only it held are purged."""
-    snapshots.delete(db, service.get(db, name), snapshot)
+    snapshots.delete(db, service.get(db, name, keep=True), snapshot)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -68,12 +68,12 @@ def page(
     return db.execute(query).all()
 
 
-def one(db: Session, dataset: Dataset, example_id: int) -> Row[Any] | None:
-    rows = db.execute(
-        select(*out_columns(Example.seq, Example.split)).where(
-            Example.dataset_id == dataset.id, Example.id == example_id, Example.deleted_at.is_(None)
-        )
-    ).all()
+def one(db: Session, dataset: Dataset, example_id: int, *, lock: bool = False) -> Row[Any] | None:
+    """The live example EXAMPLE_ID of DATASET (FOR UPDATE when LOCK), or None."""
+    query = select(*out_columns(Example.seq, Example.split)).where(
+        Example.dataset_id == dataset.id, Example.id == example_id, Example.deleted_at.is_(None)
+    )
+    rows = db.execute(query.with_for_update(of=Example) if lock else query).all()
     return rows[0] if rows else None
 
 

@@ -97,7 +97,8 @@ def one(db: Session, dataset: Dataset, example_id: int) -> ExampleOut:
 def remove_example(db: Session, dataset: Dataset, example_id: int) -> None:
     """Delete an example from the live dataset. One that a snapshot holds becomes a tombstone, so the snapshot
     still reads it; it is purged when its last snapshot is deleted."""
-    if repository.one(db, dataset, example_id) is None:
+    # FOR UPDATE: a delete of it running meanwhile is waited for, and then it is gone (a 404, as a second delete).
+    if repository.one(db, dataset, example_id, lock=True) is None:
         raise NotFoundError(f"dataset {dataset.name!r} has no example {example_id}")
     if repository.held_by_snapshot(db, dataset, example_id):
         repository.tombstone(db, dataset, example_id)

@@ -26,7 +26,8 @@ def find_jobs(
         return list(db.scalars(query))
     found: list[FinetuneJob] = []
     for ref in refs:
-        by_id = [FinetuneJob.id == int(ref)] if ref.isdigit() and len(ref) < 19 else []
+        # ASCII digits only: str.isdigit() is true for '²' too, which int() refuses.
+        by_id = [FinetuneJob.id == int(ref)] if ref.isascii() and ref.isdigit() and len(ref) < 19 else []
         matches = list(db.scalars(query.where(or_(FinetuneJob.provider_job_id == ref, *by_id))))
         if not matches:
             raise NotFoundError(f"no fine-tuning job {ref!r}")

@@ -29,7 +29,9 @@ def _answers(cells: dict[str, str]) -> list[dict[str, Any]]:
     text, start = cells.pop("answer_text", ""), cells.pop("answer_start", "").strip()
     if not text and not start:
         return []
-    return [{"text": text, "answer_start": int(start) if start.lstrip("-").isdigit() else start}]
+    digits = start.removeprefix("-")
+    # ASCII digits only: str.isdigit() is true for '²' too, which int() refuses; the text goes on, and is named.
+    return [{"text": text, "answer_start": int(start) if digits.isascii() and digits.isdigit() else start}]
 
 
 def _record(row: Mapping[Any, str | None], format: str | None) -> dict[str, Any]:

@@ -52,7 +52,9 @@ def all_of(db: Session, dataset: Dataset) -> Sequence[Snapshot]:
 
 def delete(db: Session, dataset: Dataset, name: str) -> int:
     """Delete a snapshot and purge the tombstones no snapshot holds any more; returns how many were purged."""
-    snapshot = get(db, dataset, name)
+    # FOR UPDATE: a delete of it running meanwhile is waited for, and then it is gone (a 404, not a delete that
+    # matches no row).
+    snapshot = get_named(db, Snapshot, name, lock=True, within=dataset)
     with frozen_errors():
         db.delete(snapshot)
         db.flush()

@@ -65,3 +65,22 @@ def test_redoc_is_off_and_only_swagger_ui_files_are_served(client: TestClient) -
         response = client.get(f"/docs/assets/{name}")
         assert response.status_code == 404, name
         assert response.json()["error"]["code"] == "not_found"
+
+
+def test_every_operation_that_reads_a_body_documents_it(client: TestClient) -> None:
+    """Routes that read their body themselves declare it too, so clients and the fuzzer (tests/fuzz/) send one."""
+    paths = client.get("/openapi.json").json()["paths"]
+    bodies = {
+        (method.upper(), path): sorted(operation["requestBody"]["content"])
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    }
+
+    assert bodies[("POST", "/v1/datasets/{name}/examples")] == ["application/json"]
+    assert bodies[("POST", "/v1/datasets/{name}/import")] == [
+        "application/json", "application/x-ndjson", "multipart/form-data", "text/csv",
+    ]  # fmt: skip
+    assert bodies[("POST", "/v1/collections/{name}/documents")] == ["application/json", "multipart/form-data"]
+    posts = {(m.upper(), p) for p, ops in paths.items() for m in ops if m in ("post", "patch", "put")}
+    assert posts - set(bodies) == set(), "a write without a documented body"

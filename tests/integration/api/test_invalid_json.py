@@ -52,7 +52,8 @@ def test_every_json_body_endpoint_is_tried() -> None:
         if "application/json" in operation.get("requestBody", {}).get("content", {})
     }
 
-    assert json_bodies <= set(ENDPOINTS)
+    # An import's body is a file (a SQuAD JSON among others): its report names what is wrong with it, record by record.
+    assert json_bodies - {("post", "/v1/datasets/{name}/import")} <= set(ENDPOINTS)
 
 
 def test_a_mistake_on_the_first_line_is_column_of_that_line(api: TestClient) -> None:

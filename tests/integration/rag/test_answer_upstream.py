@@ -4,7 +4,6 @@ events (the upstream failing mid-stream, the client going away), with the API ke
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -53,19 +52,18 @@ def test_upstream_timeout_is_504(
     chat_settings: Settings, engine: Engine, db: Session, api: TestClient, openai_server: OpenAIServer
 ) -> None:
     impatient = chat_settings.model_copy(update={"openai_timeout_seconds": 0.5, "openai_max_retries": 2})
-    openai_server.delay_next(2, seconds=3, path=CHAT)
+    openai_server.delay_next(2, seconds=120, path=CHAT)  # cut short when the server stops
     with TestClient(make_app(impatient, engine, db)) as client:
-        started = time.monotonic()
         whole = client.post(URL, json={"question": QUESTION})
         streamed = client.post(URL, json={"question": QUESTION, "stream": True})
-        took = time.monotonic() - started
+    upstream_answered = [request.answered.is_set() for request in openai_server.requests_to(CHAT)]
 
     assert whole.status_code == 504, whole.text
     assert whole.json()["error"]["code"] == "upstream_timeout"
     assert "no answer within 0.5s" in whole.json()["error"]["message"]
     assert streamed.status_code == 504
     assert len(openai_server.requests_to(CHAT)) == 2  # a timeout is not retried
-    assert took < 2.5
+    assert upstream_answered == [False, False]  # both 504s came while the upstream still held its answers
 
 
 def test_a_failed_first_request_is_retried(
@@ -138,11 +136,11 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error_event(
 ) -> None:  # fmt: skip
     impatient = chat_settings.model_copy(update={"openai_timeout_seconds": 1.0})
     openai_server.chat.reply("one two three four five six [1]")
-    openai_server.chat.fail_mid_stream(after=2, how=how, seconds=5)  # type: ignore[arg-type]
+    openai_server.chat.fail_mid_stream(after=2, how=how, seconds=120)  # type: ignore[arg-type]
     with TestClient(make_app(impatient, engine, db)) as client:
-        started = time.monotonic()
         response = client.post(URL, json={"question": QUESTION, "stream": True})
-        took = time.monotonic() - started
+    (stream,) = openai_server.chat.streams
+    upstream_ended = stream.ended.is_set()
 
     assert response.status_code == 200
     events = parse_events(response.text)
@@ -151,12 +149,14 @@ def test_an_upstream_failure_mid_stream_ends_with_an_error_event(
     error = events[-1][1]["error"]
     assert error["code"] == code
     assert "failed mid-answer" in error["message"] or "no answer within 1s" in error["message"]
-    assert took < 4  # the stall ended in the timeout, not the upstream's 5 s
+    assert stream.sent == 2
+    if how == "stall":  # it ended in the timeout, while the upstream still stalled (cut short when it stops)
+        assert not upstream_ended
 
 
 def test_a_client_that_goes_away_stops_the_upstream_request(live: str, openai_server: OpenAIServer) -> None:
-    openai_server.chat.chunk_delay = 0.05
-    openai_server.chat.reply(" ".join(f"word{i}" for i in range(100)))  # 5 s of streaming
+    openai_server.chat.chunk_delay = 0.2
+    openai_server.chat.reply(" ".join(f"word{i}" for i in range(600)))  # 2 minutes of streaming, cut short
     seen = []
     body = {"question": QUESTION, "stream": True}
     with httpx.Client(timeout=10) as client, client.stream("POST", live + URL, json=body) as response:
@@ -166,7 +166,7 @@ def test_a_client_that_goes_away_stops_the_upstream_request(live: str, openai_se
                 break
     (record,) = openai_server.chat.streams
 
-    assert record.ended.wait(5), "the upstream stream is still being read"
+    assert record.ended.wait(60), "the upstream stream is still being read"  # a safety net: it ends at once
     assert record.outcome == "aborted"
     assert record.sent < record.pieces
     assert seen[0] == "event: sources"

@@ -342,3 +342,20 @@ def test_nan_in_a_record_is_a_problem_of_its_line(api: TestClient) -> None:
     assert (report["stored"], report["invalid"]) == (1, 1)
     assert report["problems"][0]["line"] == 1
     assert "NaN" in report["problems"][0]["reason"]
+
+
+def test_a_csv_answer_start_of_digits_that_int_does_not_read_is_a_problem_of_its_line(api: TestClient) -> None:
+    """str.isdigit() is true for superscripts, which int() refuses, and "--3" passed a check that stripped every
+    minus: the import was a 500 (found beside the fuzzer's ValueError in app/training/finetune, the same test)."""
+    api.post("/v1/datasets", json={"name": "qa", "task": "qa"})
+    rows = ["question,context,answer_text,answer_start", "Where?,In France.,France,3", "Where?,In Spain.,Spain,²",
+            "Where?,In Italy.,Italy,--3"]  # fmt: skip
+    csv_body = "".join(row + "\n" for row in rows).encode()
+
+    response = api.post("/v1/datasets/qa/import", files={"file": ("qa.csv", csv_body, "text/csv")})
+
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["stored"], report["invalid"]) == (1, 2)
+    assert [problem["line"] for problem in report["problems"]] == [3, 4]
+    assert all("answer_start" in problem["field"] for problem in report["problems"])

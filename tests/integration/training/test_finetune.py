@@ -323,3 +323,12 @@ def test_the_rest_view_reads_the_lineage(support: Engine, server: OpenAIServer, 
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
     assert other.json() == []
+
+
+@pytest.mark.parametrize("ref", ["²", "٣", "12³"])
+def test_a_job_ref_of_digits_that_int_does_not_read_is_a_404(api: Any, ref: str) -> None:
+    """Found by the OpenAPI fuzzer: str.isdigit() is true for superscripts, which int() refuses (a 500)."""
+    response = api.get(f"/v1/finetune/jobs/{ref}")
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"]["code"] == "not_found"
