@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -161,17 +161,44 @@ class EmbeddingProviderError(AppError):
     code = "embedding_provider"
 
     def __init__(
-        self, message: str, *, details: Any = None, permanent: bool = False, whole_request: bool = False
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        permanent: bool = False,
+        whole_request: bool = False,
+        about: Literal["model", "dimensions"] | None = None,
     ) -> None:
         super().__init__(message, details=details)
         self.permanent = permanent
         self.whole_request = whole_request
+        self.about = (
+            about  # the choice the server refused: its model (404), or its dimensions (vectors of another width)
+        )
 
 
-class ChatProviderError(AppError):
-    """The chat model's server failed or refused; the message says which server and model, and why."""
+class UpstreamError(AppError):
+    """An OpenAI-compatible server (chat, reranking) failed or refused; the message says which server and model, and
+    why. ANSWERED is the HTTP status the server answered with, None when it did not answer or answered garbage."""
 
     status = 502
+
+    def __init__(self, message: str, *, details: Any = None, answered: int | None = None) -> None:
+        super().__init__(message, details=details)
+        self.answered = answered
+
+    def unknown_model(self, field: str, model: str) -> AppError:
+        """This error, or a 422 naming FIELD when the server answered 404 to MODEL, a name the request gave: OpenAI
+        and the servers that copy it say 404 `model_not_found` for a model they do not have, which is the client's
+        mistake, not the server's."""
+        if self.answered != 404:
+            return self
+        return InvalidInputError.for_field(field, f"the server has no model {model!r} ({self.message})")
+
+
+class ChatProviderError(UpstreamError):
+    """The chat model's server failed or refused."""
+
     code = "chat_provider"
 
 

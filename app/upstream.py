@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from app.config import Settings
 from app.embeddings.openai_provider import retry_after_seconds
-from app.errors import AppError, UpstreamTimeoutError
+from app.errors import AppError, UpstreamError, UpstreamTimeoutError
 
 if TYPE_CHECKING:
     import openai
@@ -70,7 +70,7 @@ class Upstream:
     """One OpenAI-compatible server: its client (without the client's own retries: call() retries, and logs each
     retry) and failures as ERROR, a subclass's AppError. Use it in a with block, or close() it."""
 
-    error: type[AppError] = AppError
+    error: type[UpstreamError] = UpstreamError
     needed_by = "the server"
 
     def __init__(self, settings: Settings) -> None:
@@ -109,13 +109,13 @@ class Upstream:
 
         attempt = 0
         while True:
-            wait = None
+            wait = answered = None
             try:
                 return call()
             except openai.APITimeoutError:
                 raise self.timed_out(where) from None
             except openai.APIStatusError as exc:
-                reason = f"HTTP {exc.status_code}: {self.detail(exc)}"
+                reason, answered = f"HTTP {exc.status_code}: {self.detail(exc)}", exc.status_code
                 retry = exc.status_code in RETRY_STATUSES or exc.status_code >= 500
                 wait = retry_after_seconds(exc.response.headers)
             except openai.APIConnectionError as exc:
@@ -124,7 +124,7 @@ class Upstream:
                 reason, retry = self.scrub(f"{type(exc).__name__}: {exc}"), False
             if not retry or attempt >= self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise self.error(f"{where}{tries}: {reason}") from None
+                raise self.error(f"{where}{tries}: {reason}", answered=answered) from None
             if wait is None:
                 wait = 0.5 * 2**attempt * random.uniform(0.5, 1.0)
             wait = min(wait, MAX_WAIT_SECONDS)

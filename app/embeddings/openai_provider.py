@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
@@ -144,6 +144,7 @@ class OpenAIEmbedder:
         extra: dict[str, Any] = {"dimensions": self.dimensions} if self.send_dimensions else {}
         attempt, whole_request = 0, False
         while True:
+            about: Literal["model"] | None = None
             try:
                 response = self._client.embeddings.create(model=self.model, input=texts, **extra)
                 return self._vectors(response, len(texts))
@@ -153,6 +154,7 @@ class OpenAIEmbedder:
                 whole_request = retry or exc.status_code in _WHOLE_REQUEST_STATUSES
                 wait = retry_after_seconds(exc.response.headers)
                 kind = metrics.status_kind(exc.status_code)
+                about = "model" if exc.status_code == 404 else None
             except openai.APITimeoutError:
                 reason, retry, wait = f"no answer within {self.timeout:g}s", True, None
                 whole_request = True
@@ -169,7 +171,10 @@ class OpenAIEmbedder:
             if not retry or attempt >= self.max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise EmbeddingProviderError(
-                    f"embedding model {self.model}{tries}: {reason}", permanent=not retry, whole_request=whole_request
+                    f"embedding model {self.model}{tries}: {reason}",
+                    permanent=not retry,
+                    whole_request=whole_request,
+                    about=about,
                 ) from None
             if wait is None:
                 wait = BACKOFF_SECONDS * 2**attempt * random.uniform(0.5, 1.0)
@@ -196,6 +201,7 @@ class OpenAIEmbedder:
                     f"{self.dimensions} (does the model support this many dimensions?)",
                     permanent=True,
                     whole_request=True,
+                    about="dimensions",
                 )
         return np.asarray([item.embedding for item in data], dtype=np.float32)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.config import Settings
-from app.errors import InvalidInputError, location, problems_of
+from app.errors import AppError, ChatProviderError, InvalidInputError, location, problems_of
 from app.rag import prompt
 from app.rag.llm import ChatClient, ChatStream, TokenUsage
 from app.rag.schemas import (
@@ -49,6 +49,11 @@ class Prepared:
     retrieved: int
     min_score: float | None
     started: float = field(default_factory=time.perf_counter)
+    model_given: bool = False  # named by the request, rather than MEMORA_CHAT_MODEL
+
+    def refused(self, exc: ChatProviderError) -> AppError:
+        """EXC, or a 422 naming body.model when the server has no model of the name the request gave."""
+        return exc.unknown_model("body.model", self.model) if self.model_given else exc
 
     def response(
         self,
@@ -100,6 +105,7 @@ def prepare(db: Session, settings: Settings, name: str, request: AnswerRequest) 
         retrieved=len(results),
         min_score=floor,
         started=started,
+        model_given=request.model is not None,
     )
 
 
@@ -109,7 +115,10 @@ def answer(db: Session, settings: Settings, name: str, request: AnswerRequest) -
     if not prepared.sources:
         return prepared.response(None)
     with ChatClient(settings) as chat:
-        completion = chat.complete(prepared.model, prepared.messages, prepared.temperature)
+        try:
+            completion = chat.complete(prepared.model, prepared.messages, prepared.temperature)
+        except ChatProviderError as exc:
+            raise prepared.refused(exc) from None
     return prepared.response(completion.text, completion.finish_reason, completion.usage, completion.model)
 
 
@@ -120,6 +129,9 @@ def open_stream(settings: Settings, prepared: Prepared) -> ChatStream | None:
     chat = ChatClient(settings)
     try:
         return chat.stream(prepared.model, prepared.messages, prepared.temperature)
+    except ChatProviderError as exc:
+        chat.close()
+        raise prepared.refused(exc) from None
     except BaseException:
         chat.close()
         raise

@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.config import Settings
-from app.errors import AppError
+from app.errors import UpstreamError
 from app.upstream import Upstream
 
 
-class RerankProviderError(AppError):
+class RerankProviderError(UpstreamError):
     """The rerank server failed, refused, or sent a reply that does not score every candidate."""
 
-    status = 502
     code = "rerank_provider"
 
 

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.db.models import Collection
 from app.embeddings.registry import get_embedder
 from app.errors import AppError, EmbeddingProviderError, InvalidInputError
+from app.rerank.llm import RerankProviderError
 from app.rerank.service import Reranked, candidates_for, get_reranker, rerank
 from app.search import repository
 from app.search.repository import START, STOP, Vector
@@ -107,7 +108,12 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         # End the read before calling the reranker's server, as before calling an embedding model.
         db.commit()
         with closing(get_reranker(request.rerank, settings)) as reranker:
-            outcome = rerank(reranker, query, rows, request.rerank.top_n, lambda row: f"{row['title']}\n{row['text']}")
+            try:
+                outcome = rerank(
+                    reranker, query, rows, request.rerank.top_n, lambda row: f"{row['title']}\n{row['text']}"
+                )
+            except RerankProviderError as exc:
+                raise exc.unknown_model("body.rerank.model", request.rerank.model) from None
         rows = [item.hit for item in outcome.hits[: request.k]]
         reranked = {item.hit["chunk_id"]: item for item in outcome.hits[: request.k]}
 

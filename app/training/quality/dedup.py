@@ -12,9 +12,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.errors import EmbeddingProviderError
 from app.training.datasets import service as datasets
 from app.training.quality import repository
-from app.training.quality.index import ProgressFn, chosen, embedder_for, ensure_embeddings, no_progress
+from app.training.quality.index import (
+    ProgressFn,
+    chosen,
+    embedder_for,
+    ensure_embeddings,
+    no_progress,
+    refused,
+)
 from app.training.quality.neighbours import Mode, neighbours
 from app.training.quality.schemas import Cluster, DedupReport, DedupRequest
 
@@ -36,7 +44,10 @@ def dedup(
             seq |= dict(zip(r.ids, r.seqs, strict=True))
     embedded = 0
     if request.near is not None and embedder is not None:
-        embedded = ensure_embeddings(db, dataset, embedder, batch_size=settings.embed_batch_size, progress=progress)
+        try:
+            embedded = ensure_embeddings(db, dataset, embedder, batch_size=settings.embed_batch_size, progress=progress)
+        except EmbeddingProviderError as exc:
+            raise refused(exc, request) from None
         mode: Mode = "distinct" if request.exact else "all"
         near = request.near
         found = neighbours(conn, dataset, embedder.dimensions, mode, near.k, near.threshold, progress=progress)

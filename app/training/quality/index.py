@@ -21,7 +21,7 @@ from app.db.models import MAX_INDEXED_DIMENSIONS, Dataset
 from app.db.query import Query, schema_of
 from app.embeddings.base import Embedder
 from app.embeddings.registry import default_model, get_embedder
-from app.errors import InvalidInputError
+from app.errors import AppError, EmbeddingProviderError, InvalidInputError
 from app.training.quality.schemas import EmbeddingChoice
 
 # Progress of a long step: (step, done, total); the CLI draws it as a bar.
@@ -49,6 +49,14 @@ def embedder_for(choice: EmbeddingChoice, settings: Settings) -> Embedder:
         problem = exc.problems[0] if exc.problems else {"field": "", "reason": exc.message}
         field = {"embedding_provider": "provider", "embedding_model": "model"}.get(problem["field"], "dimensions")
         raise InvalidInputError.for_field(field, problem["reason"]) from None
+
+
+def refused(exc: EmbeddingProviderError, choice: EmbeddingChoice) -> AppError:
+    """EXC, or a 422 naming the field of CHOICE the server refused when the request gave it: a model the server does
+    not have, or dimensions the model does not give. A default the request left alone stays the server's 502."""
+    if exc.about is not None and getattr(choice, exc.about) is not None:
+        return InvalidInputError.for_field(exc.about, exc.message)
+    return exc
 
 
 def chosen(embedder: Embedder) -> EmbeddingChoice:

@@ -6,9 +6,17 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.errors import EmbeddingProviderError
 from app.training.datasets import service as datasets
 from app.training.quality import repository
-from app.training.quality.index import ProgressFn, chosen, embedder_for, ensure_embeddings, no_progress
+from app.training.quality.index import (
+    ProgressFn,
+    chosen,
+    embedder_for,
+    ensure_embeddings,
+    no_progress,
+    refused,
+)
 from app.training.quality.neighbours import neighbours
 from app.training.quality.schemas import EmbeddingChoice, LeakageReport, LeakPair
 
@@ -35,7 +43,10 @@ def leakage(
         LeakPair(train_id=r.train_id, other_id=r.other_id, other_split=r.other_split, similarity=1, exact=True)
         for r in repository.EXACT_CROSSINGS.run(conn, params)
     ]
-    embedded = ensure_embeddings(db, dataset, embedder, batch_size=settings.embed_batch_size, progress=progress)
+    try:
+        embedded = ensure_embeddings(db, dataset, embedder, batch_size=settings.embed_batch_size, progress=progress)
+    except EmbeddingProviderError as exc:
+        raise refused(exc, choice) from None
     for r in neighbours(conn, dataset, embedder.dimensions, "leakage", k, threshold, progress=progress):
         pairs.append(LeakPair(train_id=r.b, other_id=r.a, other_split=r.a_split, similarity=r.similarity, exact=False))
     pairs.sort(key=lambda p: (-p.similarity, p.other_id, p.train_id))

@@ -36,16 +36,32 @@ def live(app: FastAPI, api: TestClient) -> Iterator[str]:
         yield url
 
 
-def test_unknown_model_is_502_with_the_upstreams_message(api: TestClient, openai_server: OpenAIServer) -> None:
-    whole = ask(api, 502, model="gpt-nope")
+def test_a_model_the_server_does_not_have_is_422_naming_the_field(api: TestClient, openai_server: OpenAIServer) -> None:
+    """The request's own mistake, not the server's (issue 13: no 5xx from any input): OpenAI's 404 model_not_found
+    for a model the request named is a 422 naming body.model, with the server's own words."""
+    whole = ask(api, 422, model="gpt-nope")
     streamed = api.post(URL, json={"question": QUESTION, "model": "gpt-nope", "stream": True})
 
-    assert whole["error"]["code"] == "chat_provider"
-    assert "The model `gpt-nope` does not exist" in whole["error"]["message"]
-    assert "HTTP 404" in whole["error"]["message"]
-    assert streamed.status_code == 502
+    [problem] = whole["error"]["details"]
+    assert problem["field"] == "body.model"
+    assert "The model `gpt-nope` does not exist" in problem["reason"]
+    assert "HTTP 404" in problem["reason"]
+    assert streamed.status_code == 422
     assert streamed.headers["content-type"] == "application/json"
-    assert "The model `gpt-nope` does not exist" in streamed.json()["error"]["message"]
+    assert streamed.json()["error"]["details"][0]["field"] == "body.model"
+
+
+def test_a_configured_model_the_server_does_not_have_is_502(
+    chat_settings: Settings, engine: Engine, db: Session, api: TestClient, openai_server: OpenAIServer
+) -> None:
+    """MEMORA_CHAT_MODEL naming a model the server lacks is the operator's to fix: 502 with the server's words (API
+    holds the corpus)."""
+    misconfigured = chat_settings.model_copy(update={"chat_model": "gpt-nope"})
+    with TestClient(make_app(misconfigured, engine, db)) as client:
+        whole = client.post(URL, json={"question": QUESTION})
+    assert whole.status_code == 502
+    assert whole.json()["error"]["code"] == "chat_provider"
+    assert "The model `gpt-nope` does not exist" in whole.json()["error"]["message"]
 
 
 def test_upstream_timeout_is_504(

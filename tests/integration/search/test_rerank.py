@@ -84,8 +84,19 @@ def test_bad_rerank_options_are_422(api: TestClient, body: dict[str, Any], field
     assert any(p["field"].startswith(field) for p in response.json()["error"]["details"]), response.json()
 
 
-def test_an_unknown_rerank_model_is_502_with_the_servers_message(api: TestClient) -> None:
+def test_an_unknown_rerank_model_is_422_naming_the_field_with_the_servers_message(api: TestClient) -> None:
+    """The server's 404 for a model the request named is the request's mistake (issue 13: no 5xx from any input)."""
+    response = api.post(URL, json={"query": "aardvark", "rerank": {"model": "nope"}})
+
+    assert response.status_code == 422
+    [problem] = response.json()["error"]["details"]
+    assert problem["field"] == "body.rerank.model"
+    assert "The model `nope` does not exist" in problem["reason"]
+
+
+def test_a_rerank_server_error_stays_502(api: TestClient, openai_server: OpenAIServer) -> None:
+    openai_server.fail_next(1, 500, path="/v1/rerank")
     response = api.post(URL, json={"query": "aardvark", "rerank": {"model": "nope"}})
 
     assert response.status_code == 502
-    assert "nope" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "rerank_provider"

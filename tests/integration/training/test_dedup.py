@@ -6,20 +6,25 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from pydantic import SecretStr
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from app.api.deps import get_session
+from app.api.main import create_app
 from app.config import Settings
 from app.db.models import Dataset
 from app.embeddings.registry import get_embedder
 from app.training.quality import index as dataset_index
 from app.training.quality import neighbours
 from tests.factories import make_dataset
+from tests.openai_server import OpenAIServer
 from tests.schema import q, sql
 
 HASHING = {"provider": "hashing"}
@@ -290,6 +295,70 @@ def test_bad_leakage_queries_are_422(api: TestClient, db: Session, params: dict[
 
     assert response.status_code == 422, response.text
     assert field in [d["field"] for d in response.json()["error"]["details"]]
+
+
+@pytest.fixture
+def openai_api(settings: Settings, engine: Engine, db: Session, openai_server: OpenAIServer) -> Iterator[TestClient]:
+    """The API on the test's transaction, its openai provider the loopback server (no retries)."""
+    update = {
+        "openai_base_url": openai_server.base_url,
+        "openai_api_key": SecretStr("sk-test"),
+        "openai_max_retries": 0,
+    }
+    app = create_app(settings.model_copy(update=update), engine=engine)
+
+    def session() -> Iterator[Session]:
+        yield db
+        db.flush()
+
+    app.dependency_overrides[get_session] = session
+    with TestClient(app) as client:
+        yield client
+
+
+OPENAI = {"provider": "openai", "model": "custom-embedder", "dimensions": 48}
+
+
+@pytest.mark.parametrize("route", ["dedup", "leakage"])
+def test_a_model_the_server_lacks_or_a_width_it_does_not_give_is_422(
+    openai_api: TestClient, openai_server: OpenAIServer, db: Session, route: str
+) -> None:
+    """Issue 13: the embedding server refusing the request's own choice (its 404 for the model; vectors of another
+    width than the dimensions asked for) is a 422 naming that field, not a 502."""
+    dataset = make_dataset(db)
+    add(db, dataset, ["same", "other"])
+
+    def ask() -> dict[str, Any]:
+        if route == "dedup":
+            response = openai_api.post(f"/v1/datasets/{dataset.name}/dedup", json={"near": {}, **OPENAI})
+        else:
+            response = openai_api.get(f"/v1/datasets/{dataset.name}/leakage", params=OPENAI)
+        assert response.status_code == 422, response.text
+        [problem] = response.json()["error"]["details"]
+        return problem
+
+    openai_server.fail_next(1, 404, path="/v1/embeddings")
+    unknown = ask()
+    openai_server.wrong_dimensions = 32
+    narrower = ask()
+
+    assert unknown["field"] == "model"
+    assert "HTTP 404" in unknown["reason"]
+    assert narrower["field"] == "dimensions"
+    assert "returned 32-dimensional vectors, expected 48" in narrower["reason"]
+
+
+def test_a_server_that_refuses_a_default_the_request_left_alone_stays_502(
+    openai_api: TestClient, openai_server: OpenAIServer, db: Session
+) -> None:
+    dataset = make_dataset(db)
+    add(db, dataset, ["same", "other"])
+    openai_server.fail_next(1, 404, path="/v1/embeddings")
+
+    response = openai_api.post(f"/v1/datasets/{dataset.name}/dedup", json={"near": {}, "provider": "openai"})
+
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "embedding_provider"
 
 
 def test_unknown_dataset_is_404(api: TestClient) -> None:
