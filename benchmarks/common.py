@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from psycopg import sql
 from rich.console import Console
@@ -116,6 +118,40 @@ class Timings:
 
     def as_dict(self) -> dict[str, float]:
         return dict(self.seconds)
+
+
+@contextmanager
+def memora_serve(database_url: str, *flags: str, **env: str) -> Iterator[str]:
+    """`memora serve --no-migrate FLAGS` on DATABASE_URL, on a free loopback port, with ENV added; its base URL once
+    /healthz answers 200. Stopped (SIGTERM, then SIGKILL after 30 s) at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "app", "--log-level", "warning", "serve", "--no-migrate", *flags,
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    # The URL (with its password) goes in the environment, not on a command line other users can read.
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "MEMORA_DATABASE_URL": database_url, **env})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"memora serve did not come up on port {port}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 @contextmanager

@@ -16,16 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +30,7 @@ from common import (
     REPO_ROOT,
     code_version,
     machine,
+    memora_serve,
     print_facts,
     print_table,
     progress,
@@ -160,40 +155,6 @@ def store(url: str, collection: str, corpus: list[dict[str, Any]], bar: Any) -> 
 # The server and the clients.
 
 
-@contextmanager
-def serving(database_url: str, **env: str) -> Iterator[str]:
-    """`memora serve` (API and worker) on a free loopback port, with ENV added; its base URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "app", "--log-level", "warning", "serve", "--no-migrate",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    # The URL (with its password) goes in the environment, not on a command line other users can read.
-    environment = {**os.environ, "MEMORA_DATABASE_URL": database_url, **env}
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env=environment)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"memora serve did not come up on port {port}")
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-
-
 def run_phase(
     phase: Phase,
     url: str,
@@ -296,13 +257,13 @@ def main() -> None:
     else:
         with scratch_database("memora_load") as db:
             facts |= {**server_facts(db.url), "server": db.server}
-            with serving(db.url) as url, progress() as bar:
+            with memora_serve(db.url) as url, progress() as bar:
                 store(url, args.collection, corpus, bar)
                 phase("1 search", url, bar)
                 phase("2 search + uploads", url, bar, uploaders=args.uploaders)
             # A server of its own with the timeout, and no worker still embedding phase 2's uploads beside it.
             timeout = {"MEMORA_SEARCH_STATEMENT_TIMEOUT_MS": str(args.timeout_ms), "MEMORA_WORKER_IN_SERVE": "false"}
-            with serving(db.url, **timeout) as url, progress() as bar:
+            with memora_serve(db.url, **timeout) as url, progress() as bar:
                 phase(third, url, bar, slow=slow, slow_clients=args.slow_clients)
 
     rows: list[list[Any]] = []

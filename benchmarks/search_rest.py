@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from typing import Any
 
 import httpx
 import numpy as np
-from common import REPO_ROOT, ScratchDatabase
+from common import ScratchDatabase, memora_serve
 
 from app.embeddings.local import LocalEmbedder
 
 MODES = ("hybrid", "text")  # text: the same request without a query embedding, i.e. HTTP + JSON + SQL
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rest_latency(
@@ -30,55 +19,30 @@ def rest_latency(
 ) -> dict[str, Any] | None:
     """POST /v1/collections/{name}/search for every query (hybrid, the query embedded by the server's local model,
     then text), one keep-alive connection; client-side latency. None when the app has no search route."""
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "app", "--log-level", "warning",
-        "serve", "--no-worker", "--no-migrate", "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    # The URL (with its password) goes in the environment, not on a command line other users can read.
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "MEMORA_DATABASE_URL": db.url})
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"memora serve did not come up on port {port}")
-                time.sleep(0.2)
-            path = f"/v1/collections/{collection}/search"
-            if client.post(path, json={"query": "x", "k": k, "mode": "text"}).status_code == 404:
-                return None
-            # Warm-up: the server loads the model on its first query.
-            for query in queries[:20]:
-                for mode in MODES:
-                    client.post(path, json={"query": query, "k": k, "mode": mode}).raise_for_status()
-            rng = np.random.default_rng(seed)
-            ms: dict[str, list[float]] = {mode: [] for mode in MODES}
-            took: dict[str, list[float]] = {mode: [] for mode in MODES}
-            task = bar.add_task("REST: POST .../search", total=len(queries))
-            for query in queries:
-                for index in rng.permutation(len(MODES)):
-                    mode = MODES[index]
-                    start = time.perf_counter()
-                    response = client.post(path, json={"query": query, "k": k, "mode": mode})
-                    ms[mode].append(1000 * (time.perf_counter() - start))
-                    response.raise_for_status()
-                    body = response.json()
-                    assert len(body["results"]) == k, (query, mode, len(body["results"]))
-                    took[mode].append(body["took_ms"])
-                bar.advance(task)
-            bar.remove_task(task)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    with memora_serve(db.url, "--no-worker") as url, httpx.Client(base_url=url, timeout=60) as client:
+        path = f"/v1/collections/{collection}/search"
+        if client.post(path, json={"query": "x", "k": k, "mode": "text"}).status_code == 404:
+            return None
+        # Warm-up: the server loads the model on its first query.
+        for query in queries[:20]:
+            for mode in MODES:
+                client.post(path, json={"query": query, "k": k, "mode": mode}).raise_for_status()
+        rng = np.random.default_rng(seed)
+        ms: dict[str, list[float]] = {mode: [] for mode in MODES}
+        took: dict[str, list[float]] = {mode: [] for mode in MODES}
+        task = bar.add_task("REST: POST .../search", total=len(queries))
+        for query in queries:
+            for index in rng.permutation(len(MODES)):
+                mode = MODES[index]
+                start = time.perf_counter()
+                response = client.post(path, json={"query": query, "k": k, "mode": mode})
+                ms[mode].append(1000 * (time.perf_counter() - start))
+                response.raise_for_status()
+                body = response.json()
+                assert len(body["results"]) == k, (query, mode, len(body["results"]))
+                took[mode].append(body["took_ms"])
+            bar.advance(task)
+        bar.remove_task(task)
     # The model's share: the same queries embedded here, one at a time, as the server does.
     embedder = LocalEmbedder()
     embedder.embed(queries[:5])
