@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +12,6 @@ from sqlalchemy import Engine
 
 from app.api.main import create_app
 from app.config import Settings
-from app.db.engine import make_engine
 from app.db.query import Query
 from app.ingest.worker import Worker
 from app.observe import collector, metrics
@@ -21,21 +19,6 @@ from tests.integration.observe.helpers import scrape, seed, value
 from tests.openai_server import OpenAIServer
 
 REQUESTS = "memora_http_requests_total"
-
-
-@pytest.fixture
-def committed(fresh_db_url: str) -> Iterator[Engine]:
-    """An engine on a database of the test's own, whose writes the app's own connections see."""
-    engine = make_engine(Settings(database_url=fresh_db_url), "test")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def client(fresh_db_url: str) -> Iterator[TestClient]:
-    """The API on the test's database, with its own engine and pool, as `memora serve` runs it."""
-    with TestClient(create_app(Settings(database_url=fresh_db_url))) as client:
-        yield client
 
 
 def test_requests_are_counted_by_route_template_never_by_raw_path(client: TestClient) -> None:

@@ -3,15 +3,11 @@ number equal to a count of the database's rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.api.main import create_app
 from app.config import Settings
-from app.db.engine import make_engine
 from app.db.query import Query
 from tests.integration.api.test_docs_samples import json_block_after
 from tests.integration.observe.helpers import seed
@@ -30,22 +26,9 @@ ERRORS = Query(
 )
 
 
-@pytest.fixture
-def engine(fresh_db_url: str) -> Iterator[Engine]:
-    engine = make_engine(Settings(database_url=fresh_db_url), "test")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def client(fresh_db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(database_url=fresh_db_url))) as client:
-        yield client
-
-
-def test_status_numbers_equal_counts_in_the_database(client: TestClient, engine: Engine) -> None:
-    totals = seed(engine)
-    with engine.connect() as conn:
+def test_status_numbers_equal_counts_in_the_database(client: TestClient, committed: Engine) -> None:
+    totals = seed(committed)
+    with committed.connect() as conn:
         per_collection: dict[str, dict[str, int]] = {}
         for name, status, count in BY_COLLECTION.run(conn):
             per_collection.setdefault(name, {})[status] = count
@@ -75,8 +58,8 @@ def test_status_numbers_equal_counts_in_the_database(client: TestClient, engine:
     assert body["workers"]["connected"] == 0
 
 
-def test_status_lists_as_many_errors_as_asked(client: TestClient, engine: Engine) -> None:
-    seed(engine)
+def test_status_lists_as_many_errors_as_asked(client: TestClient, committed: Engine) -> None:
+    seed(committed)
 
     assert len(client.get("/v1/status", params={"errors": 1}).json()["failures"]["last"]) == 1
     assert client.get("/v1/status", params={"errors": 0}).json()["failures"]["last"] == []
@@ -105,8 +88,8 @@ def test_status_when_the_database_does_not_answer_is_503() -> None:
     assert body["queue"] is None
 
 
-def test_the_status_sample_in_the_docs_has_the_answers_shape(client: TestClient, engine: Engine) -> None:
-    seed(engine)
+def test_the_status_sample_in_the_docs_has_the_answers_shape(client: TestClient, committed: Engine) -> None:
+    seed(committed)
     sample = json_block_after("rest.md", "## `GET /v1/status`")
     answer = client.get("/v1/status").json()
 
