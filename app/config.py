@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.limits import READ_JSON_DEPTH
 from memora_migrations.database import check_schema, sqlalchemy_url
@@ -55,6 +55,31 @@ class Settings(BaseSettings):
     )
     export_statement_timeout_ms: int = Field(
         default=0, ge=0, description="statement_timeout of exports and training batches, in ms; 0 means none."
+    )
+
+    # Access control (app/auth/, docs/security.md).
+    auth: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="API keys: required, off, or auto (required when MEMORA_HOST is not a loopback address).",
+    )
+    api_key_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret mixed into the stored hash of every API key; set it on every process, keep it out of "
+        "the database. Unset: a fixed one (keys carry 256 random bits, so the hash is safe without it).",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names requests may name besides localhost ones and MEMORA_HOST (comma-separated).",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins that may call the API from a browser (comma-separated); none: CORS off.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0, description="Requests per minute each API key may send (a key may set its own); 0: no limit."
+    )
+    audit_retention_days: int = Field(
+        default=90, ge=1, description="Days the audit trail keeps an event (memora.audit_event)."
     )
 
     # Ingestion limits (REST and CLI).
@@ -139,6 +164,14 @@ class Settings(BaseSettings):
     )
     openai_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one OpenAI request.")
     openai_max_retries: int = Field(default=5, ge=0, description="Retries on 429 and 5xx, honouring Retry-After.")
+
+    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """Lists are read from the environment as comma-separated text."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -1,11 +1,13 @@
 """The data model: collections of documents, their chunks and embeddings (collections.py); datasets of labeled
-examples (training.py); what they share (base.py). Everything is importable from here, as app.db.models.
+examples (training.py); API keys and the audit trail (access.py); what they share (base.py). Everything is
+importable from here, as app.db.models.
 
 Every table lives in one schema (SCHEMA here; another name at run time through the engine's
 schema_translate_map). Child tables carry collection_id or dataset_id and lead their primary keys with it, so
 the schema can be distributed by that column (Citus) without rewriting keys. docs/schema.md explains the choices.
 """
 
+from app.db.models.access import ROLES, ApiKey, AuditEvent
 from app.db.models.base import (
     CONTENT_TYPES,
     DOCUMENT_STATUSES,
@@ -30,9 +32,12 @@ __all__ = [
     "MAX_INDEXED_DIMENSIONS",
     "METRICS",
     "PROVIDERS",
+    "ROLES",
     "SCHEMA",
     "STORAGE_TYPES",
     "TASKS",
+    "ApiKey",
+    "AuditEvent",
     "Base",
     "Chunk",
     "Collection",
