@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 if TYPE_CHECKING:
@@ -20,11 +21,14 @@ class AppError(Exception):
 
     status = 500
     code = "internal_error"
+    headers: Mapping[str, str] = MappingProxyType({})  # sent with the error response (WWW-Authenticate, Retry-After)
 
-    def __init__(self, message: str, *, details: Any = None) -> None:
+    def __init__(self, message: str, *, details: Any = None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        if headers is not None:
+            self.headers = headers
 
     @classmethod
     def about_file(cls, file: str, reason: str, **extra: Any) -> Self:
@@ -36,6 +40,28 @@ class AppError(Exception):
         if self.details is not None:
             body["details"] = self.details
         return {"error": body}
+
+
+class UnauthorizedError(AppError):
+    """No API key, or one that is unknown, expired or revoked: the client must say who it is."""
+
+    status = 401
+    code = "unauthorized"
+    headers: Mapping[str, str] = MappingProxyType({"WWW-Authenticate": 'Bearer realm="memora"'})
+
+
+class ForbiddenError(AppError):
+    """A valid key whose role is below what the route needs; the message names the role."""
+
+    status = 403
+    code = "forbidden"
+
+
+class RateLimitedError(AppError):
+    """A key past its requests per minute; Retry-After says when the next one is allowed."""
+
+    status = 429
+    code = "rate_limited"
 
 
 class NotFoundError(AppError):

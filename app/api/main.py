@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status)
+    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=dict(exc.headers))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

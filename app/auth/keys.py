@@ -1,0 +1,115 @@
+"""API keys: made once and shown once, stored as a keyed hash only, checked in constant time.
+
+A key is `mk_` and 43 characters of URL-safe base64 (32 random bytes, 256 bits). Its first 11 characters are its
+prefix: stored in clear to find the row and shown in lists, never enough to use it. The rest is kept only as
+HMAC-SHA-256 under MEMORA_API_KEY_SECRET (or a fixed secret when unset). A fast hash is right here, where a password
+would need a slow one: guessing a 256-bit random key takes 2^255 tries on average whatever the hash costs, so a slow
+hash would only add its cost (~100 ms) to every request. The secret means a copy of the database alone cannot even
+test a guess. docs/security.md has the whole argument.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.auth.principal import EVERYTHING, Principal, Role
+from app.config import Settings
+from app.db.models import ApiKey
+
+PREFIX = "mk_"
+PREFIX_CHARS = len(PREFIX) + 8  # what `memora key list` shows and the lookup uses
+KEY_BYTES = 32
+# The HMAC key when MEMORA_API_KEY_SECRET is unset: the hash is then a plain, domain-separated SHA-256.
+_DEFAULT_SECRET = b"memora api key v1"
+# last_used_at is written at most this often per key, so a busy key does not write a row per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key just made: the secret (shown once, never stored) and its row."""
+
+    secret: str
+    row: ApiKey
+
+
+def generate() -> str:
+    return PREFIX + secrets.token_urlsafe(KEY_BYTES)
+
+
+def looks_like_key(token: str) -> bool:
+    return token.startswith(PREFIX) and len(token) == PREFIX_CHARS + 35 and token.isascii()
+
+
+def digest(token: str, settings: Settings) -> bytes:
+    """The stored form of TOKEN: HMAC-SHA-256 under the server's secret."""
+    secret = settings.api_key_secret.get_secret_value().encode() if settings.api_key_secret else _DEFAULT_SECRET
+    return hmac.new(secret, token.encode(), hashlib.sha256).digest()
+
+
+def create(
+    db: Session,
+    settings: Settings,
+    name: str,
+    role: Role,
+    *,
+    collections: Sequence[str] = EVERYTHING,
+    datasets: Sequence[str] = EVERYTHING,
+    expires_in: timedelta | None = None,
+    rate_limit: int | None = None,
+) -> NewKey:
+    """Make a key; the caller shows NewKey.secret once. Names are checked by the table (one live key per name)."""
+    secret = generate()
+    row = ApiKey(
+        name=name,
+        prefix=secret[:PREFIX_CHARS],
+        hash=digest(secret, settings),
+        role=role.name,
+        collections=list(collections),
+        datasets=list(datasets),
+        rate_limit=rate_limit,
+        expires_at=datetime.now(UTC) + expires_in if expires_in is not None else None,
+    )
+    db.add(row)
+    db.flush()
+    return NewKey(secret, row)
+
+
+def authenticate(db: Session, settings: Settings, token: str) -> Principal | None:
+    """The principal TOKEN stands for, or None when it is no live key (unknown, expired or revoked). Every row with
+    the token's prefix is compared, in constant time, so the answer's timing tells nothing about the hash."""
+    if not looks_like_key(token):
+        return None
+    wanted = digest(token, settings)
+    rows = db.scalars(select(ApiKey).where(ApiKey.prefix == token[:PREFIX_CHARS])).all()
+    found = None
+    for row in rows:
+        if hmac.compare_digest(row.hash, wanted):
+            found = row
+    if found is None or found.revoked_at is not None:
+        return None
+    now = datetime.now(UTC)
+    if found.expires_at is not None and found.expires_at <= now:
+        return None
+    if found.last_used_at is None or found.last_used_at < now - LAST_USED_RESOLUTION:
+        db.execute(update(ApiKey).where(ApiKey.id == found.id).values(last_used_at=func.now()))
+    return principal_of(found)
+
+
+def principal_of(row: ApiKey) -> Principal:
+    return Principal(
+        role=Role[row.role],
+        collections=tuple(row.collections),
+        datasets=tuple(row.datasets),
+        name=row.name,
+        key_id=row.id,
+        rate_limit=row.rate_limit,
+    )
