@@ -113,3 +113,38 @@ def principal_of(row: ApiKey) -> Principal:
         key_id=row.id,
         rate_limit=row.rate_limit,
     )
+
+
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_duration(text: str) -> timedelta:
+    """How long a new key lives, from "90d", "12h", "30m" or "2w"; a ValueError says what is wrong."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS or not number.isdigit() or int(number) == 0:
+        raise ValueError(f"{text!r} is not a duration: a positive whole number then m, h, d or w (90d)")
+    if int(number) > 36_500 * _UNITS["d"] / _UNITS[unit]:
+        raise ValueError(f"{text!r} is more than 100 years")
+    return int(number) * _UNITS[unit]
+
+
+def live(db: Session, name: str) -> ApiKey | None:
+    """The unrevoked key called NAME (expired or not), or None."""
+    return db.scalars(select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None))).one_or_none()
+
+
+def all_keys(db: Session, *, revoked: bool = False) -> list[ApiKey]:
+    """Every key, oldest first; revoked ones only with REVOKED."""
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return list(db.scalars(query))
+
+
+def revoke(db: Session, name: str) -> ApiKey | None:
+    """Revoke the live key called NAME (the next request with it is a 401); None when there is none."""
+    row = live(db, name)
+    if row is not None:
+        row.revoked_at = datetime.now(UTC)
+        db.flush()
+    return row

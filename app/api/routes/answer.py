@@ -16,13 +16,19 @@ from starlette.types import Receive, Scope, Send
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import ErrorResponse
 from app.api.timeouts import statement_kind
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.errors import AppError
 from app.rag import service
 from app.rag.schemas import AnswerRequest, AnswerResponse
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/collections/{name}", tags=["answers"], dependencies=[statement_kind("search")])
+router = APIRouter(
+    prefix="/v1/collections/{name}",
+    tags=["answers"],
+    dependencies=[needs(Role.read, collection="name"), statement_kind("search")],
+)
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep, SettingsDep
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.collections.schemas import Provider
 from app.training.datasets import service as datasets
 from app.training.datasets.schemas import SplitRule
@@ -21,22 +23,25 @@ from app.training.quality.schemas import (
 )
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+# Who may call these routes (app/auth/rules.py): the dataset is the path's {name}.
+READS = [needs(Role.read, dataset="name")]
+WRITES = [needs(Role.write, dataset="name")]
 
 
-@router.post("/{name}/split", response_model=SplitReport)
+@router.post("/{name}/split", response_model=SplitReport, dependencies=WRITES)
 def split_dataset(name: str, body: SplitRule, db: SessionDep) -> SplitReport:
     """Store the split rule and reassign every live example's split by it (examples added later join the split
     their text hash gives them). The same rule always gives the same split; exact duplicates share one."""
     return splits.split(db, name, body)
 
 
-@router.get("/{name}/split", response_model=SplitReport)
+@router.get("/{name}/split", response_model=SplitReport, dependencies=READS)
 def get_split(name: str, db: SessionDep) -> SplitReport:
     """The dataset's split rule and its live examples per split (and per label when stratified)."""
     return splits.report(db, datasets.get(db, name))
 
 
-@router.post("/{name}/dedup", response_model=DedupReport)
+@router.post("/{name}/dedup", response_model=DedupReport, dependencies=WRITES)
 def dedup_dataset(name: str, body: DedupRequest, db: SessionDep, settings: SettingsDep) -> DedupReport:
     """Clusters of exact duplicates (same normalised text and labels) and, with `near`, of near duplicates
     (embedding cosine >= threshold, found through an HNSW index). With `drop`, all but the first example of each
@@ -44,7 +49,7 @@ def dedup_dataset(name: str, body: DedupRequest, db: SessionDep, settings: Setti
     return dedup.dedup(db, name, body, settings)
 
 
-@router.get("/{name}/leakage", response_model=LeakageReport)
+@router.get("/{name}/leakage", response_model=LeakageReport, dependencies=READS)
 def leakage(
     name: str,
     db: SessionDep,

@@ -13,6 +13,8 @@ from starlette.datastructures import UploadFile
 from app.api.bodies import parse_json, read_body
 from app.api.deps import ExampleId, SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.db.models import Dataset
 from app.db.repository import all_named
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
@@ -31,6 +33,9 @@ from app.training.imports.importer import Importer
 from app.training.imports.schemas import ImportMode, ImportReport
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+# Who may call these routes (app/auth/rules.py): the dataset is the path's {name}.
+READS = [needs(Role.read, dataset="name")]
+WRITES = [needs(Role.write, dataset="name")]
 
 # The bodies these routes read themselves (streamed, or parsed as any example format), documented so that clients
 # and the OpenAPI fuzzer (tests/fuzz/) know what to send.
@@ -61,22 +66,22 @@ ModelQuery = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, dependencies=[needs(Role.admin)])
 def create_dataset(body: DatasetCreate, db: SessionDep) -> DatasetOut:
     return service.describe(db, [service.create(db, body)])[0]
 
 
-@router.get("", response_model=list[DatasetOut])
+@router.get("", response_model=list[DatasetOut], dependencies=[needs(Role.read)])
 def list_datasets(db: SessionDep) -> list[DatasetOut]:
     return service.describe(db, all_named(db, Dataset))
 
 
-@router.get("/{name}", response_model=DatasetOut)
+@router.get("/{name}", response_model=DatasetOut, dependencies=READS)
 def get_dataset(name: str, db: SessionDep) -> DatasetOut:
     return service.describe(db, [service.get(db, name)])[0]
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[needs(Role.admin, dataset="name")])
 def delete_dataset(name: str, db: SessionDep) -> Response:
     """Delete a dataset with its examples and snapshots."""
     service.delete_dataset(db, name)
@@ -88,7 +93,7 @@ def delete_dataset(name: str, db: SessionDep) -> Response:
     status_code=status.HTTP_201_CREATED,
     response_model=ImportReport,
     openapi_extra={"requestBody": _EXAMPLES_BODY},
-    dependencies=[statement_kind("import")],
+    dependencies=[needs(Role.write, dataset="name"), statement_kind("import")],
 )
 async def add_examples(
     name: str,
@@ -113,7 +118,7 @@ async def add_examples(
     "/{name}/import",
     response_model=ImportReport,
     openapi_extra={"requestBody": _IMPORT_BODY},
-    dependencies=[statement_kind("import")],
+    dependencies=[needs(Role.write, dataset="name"), statement_kind("import")],
 )
 async def import_file(
     name: str,
@@ -146,7 +151,7 @@ async def import_file(
         return await run_in_threadpool(_import, db, name, records, mode, format, model)
 
 
-@router.get("/{name}/examples", response_model=ExamplePage)
+@router.get("/{name}/examples", response_model=ExamplePage, dependencies=READS)
 def list_examples(
     name: str,
     db: SessionDep,
@@ -160,19 +165,23 @@ def list_examples(
     return ExamplePage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{name}/examples/{example_id}", response_model=ExampleOut)
+@router.get("/{name}/examples/{example_id}", response_model=ExampleOut, dependencies=READS)
 def get_example(name: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     return service.one(db, service.get(db, name), example_id)
 
 
-@router.delete("/{name}/examples/{example_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{name}/examples/{example_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITES,
+)
 def delete_example(name: str, example_id: ExampleId, db: SessionDep) -> Response:
     """Remove an example from the live dataset; snapshots that hold it still read it."""
     service.remove_example(db, service.get(db, name, keep=True), example_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{name}/labels", response_model=list[LabelCount])
+@router.get("/{name}/labels", response_model=list[LabelCount], dependencies=READS)
 def label_counts(name: str, db: SessionDep, split: SplitName | None = None) -> list[LabelCount]:
     """Live examples per label, most frequent first."""
     rows = repository.label_counts(db, service.get(db, name), split)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from app.auth.rules import PUBLIC
 from app.errors import NotFoundError
 
 DOCS_URL = "/docs"
@@ -23,7 +24,7 @@ _ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/cs
 router = APIRouter(include_in_schema=False)
 
 
-@router.get(DOCS_URL)
+@router.get(DOCS_URL, dependencies=[PUBLIC])
 def swagger_ui(request: Request) -> HTMLResponse:
     """The interactive API documentation."""
     root = request.scope.get("root_path", "")
@@ -38,7 +39,7 @@ def swagger_ui(request: Request) -> HTMLResponse:
     )
 
 
-@router.get(_ASSETS_URL + "/{name}")
+@router.get(_ASSETS_URL + "/{name}", dependencies=[PUBLIC])
 def swagger_ui_asset(name: str) -> FileResponse:
     """One of Swagger UI's files."""
     if name not in _ASSETS:

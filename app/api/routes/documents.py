@@ -13,6 +13,8 @@ from starlette.datastructures import UploadFile
 from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.collections import service as collections
 from app.errors import (
     AppError,
@@ -35,6 +37,9 @@ from app.ingest.schemas import (
 from app.ingest.service import DocumentInput
 
 router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+# Who may call these routes (app/auth/rules.py): the collection is the path's {name}.
+READS = [needs(Role.read, collection="name")]
+WRITES = [needs(Role.write, collection="name")]
 
 _many = TypeAdapter(list[DocumentIn])
 _DOCUMENT = DocumentIn.model_json_schema()
@@ -53,7 +58,7 @@ _REQUEST_BODY = {
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=UploadResponse,
-    dependencies=[statement_kind("import")],
+    dependencies=[needs(Role.write, collection="name"), statement_kind("import")],
     openapi_extra={"requestBody": {"required": True, "content": _REQUEST_BODY}},
 )
 async def add_documents(name: str, request: Request, db: SessionDep, settings: SettingsDep) -> UploadResponse:
@@ -87,7 +92,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
     return UploadResponse(documents=[UploadResult(**vars(row)) for row in stored] + failures)
 
 
-@router.get("", response_model=DocumentPage)
+@router.get("", response_model=DocumentPage, dependencies=READS)
 def list_documents(
     name: str,
     db: SessionDep,
@@ -104,14 +109,14 @@ def list_documents(
     return DocumentPage(items=[DocumentSummary.model_validate(row._mapping) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{external_id:path}", response_model=DocumentDetail)
+@router.get("/{external_id:path}", response_model=DocumentDetail, dependencies=READS)
 def get_document(name: str, external_id: str, db: SessionDep) -> DocumentDetail:
     """One document with its status, error and chunk count."""
     row = service.one(db, collections.get(db, name), external_id)
     return DocumentDetail.model_validate(row._mapping)
 
 
-@router.delete("/{external_id:path}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{external_id:path}", status_code=status.HTTP_204_NO_CONTENT, dependencies=WRITES)
 def delete_document(name: str, external_id: str, db: SessionDep) -> Response:
     """Delete a document with its chunks and vectors."""
     service.remove(db, collections.get(db, name), external_id)

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import SettingsDep, get_session
 from app.api.timeouts import statement_kind
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.training.exports import service as export
 from app.training.exports.schemas import Options
 
@@ -29,6 +31,7 @@ StreamSessionDep = Annotated[Session, Depends(get_session)]
         },
         404: {"description": "No such dataset, snapshot or collection."},
     },
+    dependencies=[needs(Role.read, dataset="name")],
 )
 def export_dataset(
     name: str,

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.errors import ConflictError
 from app.training.finetune import repository
 from app.training.finetune.schemas import FinetuneJobOut
@@ -14,7 +16,7 @@ from app.training.finetune.schemas import FinetuneJobOut
 router = APIRouter(prefix="/v1/finetune", tags=["fine-tuning"])
 
 
-@router.get("/jobs", response_model=list[FinetuneJobOut])
+@router.get("/jobs", response_model=list[FinetuneJobOut], dependencies=[needs(Role.read)])
 def list_jobs(
     db: SessionDep,
     dataset: Annotated[str | None, Query(max_length=128, description="Only this dataset's jobs")] = None,
@@ -23,7 +25,7 @@ def list_jobs(
     return [FinetuneJobOut.of(job) for job in repository.find_jobs(db, dataset=dataset)]
 
 
-@router.get("/jobs/{job}", response_model=FinetuneJobOut)
+@router.get("/jobs/{job}", response_model=FinetuneJobOut, dependencies=[needs(Role.read)])
 def get_job(job: str, db: SessionDep) -> FinetuneJobOut:
     """One job by Memora's id or by the service's job id (ftjob-...)."""
     found = repository.find_jobs(db, [job])

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import __version__
 from app.api.deps import EngineDep, SettingsDep
 from app.api.schemas import DatabaseHealth, Health
+from app.auth.rules import PUBLIC
 from app.db.migrate import current_revision_of, head_revision
 from memora_migrations.server import server_info
 
@@ -19,6 +20,7 @@ router = APIRouter(tags=["health"])
     "/healthz",
     response_model=Health,
     responses={503: {"model": Health, "description": "Database unreachable or migrations pending."}},
+    dependencies=[PUBLIC],
 )
 def healthz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
     """Database reachability, PostgreSQL and pgvector versions, and the migration revision."""

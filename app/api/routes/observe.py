@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import EngineDep, SettingsDep
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.errors import NotFoundError
 from app.observe import status as status_service
 from app.observe.schemas import Status
@@ -23,6 +25,7 @@ router = APIRouter(tags=["observability"])
         200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
         404: {"description": "Metrics are turned off (MEMORA_METRICS=false)."},
     },
+    dependencies=[needs(Role.read)],
 )
 def metrics(request: Request, settings: SettingsDep) -> Response:
     """Request counts and latencies per route template, the queue, leases, embedding and provider counters, and the
@@ -36,6 +39,7 @@ def metrics(request: Request, settings: SettingsDep) -> Response:
     "/v1/status",
     response_model=Status,
     responses={503: {"model": Status, "description": "The database does not answer."}},
+    dependencies=[needs(Role.read)],
 )
 def status(
     engine: EngineDep,

@@ -7,10 +7,16 @@ from fastapi import APIRouter
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import ErrorResponse
 from app.api.timeouts import statement_kind
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.search import service
 from app.search.schemas import SearchRequest, SearchResponse
 
-router = APIRouter(prefix="/v1/collections/{name}", tags=["search"], dependencies=[statement_kind("search")])
+router = APIRouter(
+    prefix="/v1/collections/{name}",
+    tags=["search"],
+    dependencies=[needs(Role.read, collection="name"), statement_kind("search")],
+)
 
 
 @router.post(

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import ExampleId, SessionDep
 from app.api.timeouts import statement_kind
+from app.auth.principal import Role
+from app.auth.rules import needs
 from app.training.batches import service as batches
 from app.training.batches.schemas import Batch
 from app.training.batches.service import MAX_BATCH, MAX_SEED
@@ -17,32 +19,44 @@ from app.training.snapshots import service as snapshots
 from app.training.snapshots.schemas import SnapshotCreate, SnapshotOut
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+# Who may call these routes (app/auth/rules.py): the dataset is the path's {name}.
+READS = [needs(Role.read, dataset="name")]
+WRITES = [needs(Role.write, dataset="name")]
 
 
-@router.post("/{name}/snapshots", status_code=status.HTTP_201_CREATED, response_model=SnapshotOut)
+@router.post(
+    "/{name}/snapshots",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SnapshotOut,
+    dependencies=WRITES,
+)
 def create_snapshot(name: str, body: SnapshotCreate, db: SessionDep) -> SnapshotOut:
     """Freeze the live examples (ids, content hashes, splits) as a named, immutable version."""
     return SnapshotOut.model_validate(snapshots.create(db, service.get(db, name, keep=True), body))
 
 
-@router.get("/{name}/snapshots", response_model=list[SnapshotOut])
+@router.get("/{name}/snapshots", response_model=list[SnapshotOut], dependencies=READS)
 def list_snapshots(name: str, db: SessionDep) -> list[SnapshotOut]:
     return [SnapshotOut.model_validate(s) for s in snapshots.all_of(db, service.get(db, name))]
 
 
-@router.get("/{name}/snapshots/{snapshot}", response_model=SnapshotOut)
+@router.get("/{name}/snapshots/{snapshot}", response_model=SnapshotOut, dependencies=READS)
 def get_snapshot(name: str, snapshot: str, db: SessionDep) -> SnapshotOut:
     return SnapshotOut.model_validate(snapshots.get(db, service.get(db, name), snapshot))
 
 
-@router.delete("/{name}/snapshots/{snapshot}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{name}/snapshots/{snapshot}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITES,
+)
 def delete_snapshot(name: str, snapshot: str, db: SessionDep) -> Response:
     """Delete a snapshot; examples deleted from the live dataset that only it held are purged."""
     snapshots.delete(db, service.get(db, name, keep=True), snapshot)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{name}/snapshots/{snapshot}/examples", response_model=ExamplePage)
+@router.get("/{name}/snapshots/{snapshot}/examples", response_model=ExamplePage, dependencies=READS)
 def list_snapshot_examples(
     name: str,
     snapshot: str,
@@ -57,30 +71,46 @@ def list_snapshot_examples(
     return ExamplePage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{name}/snapshots/{snapshot}/examples/{example_id}", response_model=ExampleOut)
+@router.get(
+    "/{name}/snapshots/{snapshot}/examples/{example_id}",
+    response_model=ExampleOut,
+    dependencies=READS,
+)
 def get_snapshot_example(name: str, snapshot: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     dataset = service.get(db, name)
     return snapshots.one(db, dataset, snapshots.get(db, dataset, snapshot), example_id)
 
 
-@router.post("/{name}/snapshots/{snapshot}/examples", include_in_schema=False)
-@router.post("/{name}/snapshots/{snapshot}/import", include_in_schema=False)
-@router.patch("/{name}/snapshots/{snapshot}", include_in_schema=False)
-@router.put("/{name}/snapshots/{snapshot}", include_in_schema=False)
+@router.post("/{name}/snapshots/{snapshot}/examples", include_in_schema=False, dependencies=WRITES)
+@router.post("/{name}/snapshots/{snapshot}/import", include_in_schema=False, dependencies=WRITES)
+@router.patch("/{name}/snapshots/{snapshot}", include_in_schema=False, dependencies=WRITES)
+@router.put("/{name}/snapshots/{snapshot}", include_in_schema=False, dependencies=WRITES)
 def write_snapshot(name: str, snapshot: str, db: SessionDep) -> None:
     """Snapshots are immutable: 409."""
     snapshots.refuse_write(db, name, snapshot)
 
 
-@router.delete("/{name}/snapshots/{snapshot}/examples/{example_id}", include_in_schema=False)
-@router.patch("/{name}/snapshots/{snapshot}/examples/{example_id}", include_in_schema=False)
-@router.put("/{name}/snapshots/{snapshot}/examples/{example_id}", include_in_schema=False)
+@router.delete(
+    "/{name}/snapshots/{snapshot}/examples/{example_id}",
+    include_in_schema=False,
+    dependencies=WRITES,
+)
+@router.patch(
+    "/{name}/snapshots/{snapshot}/examples/{example_id}",
+    include_in_schema=False,
+    dependencies=WRITES,
+)
+@router.put(
+    "/{name}/snapshots/{snapshot}/examples/{example_id}",
+    include_in_schema=False,
+    dependencies=WRITES,
+)
 def write_snapshot_example(name: str, snapshot: str, example_id: str, db: SessionDep) -> None:
     """Snapshots are immutable: 409."""
     snapshots.refuse_write(db, name, snapshot)
 
 
-@router.get("/{name}/batches", response_model=Batch, dependencies=[statement_kind("export")])
+@router.get("/{name}/batches", response_model=Batch, dependencies=[*READS, statement_kind("export")])
 def get_batch(
     name: str,
     db: SessionDep,
