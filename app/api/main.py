@@ -20,7 +20,9 @@ from app import __version__
 from app.api.bodies import too_deep
 from app.api.deps import check_parameters
 from app.api.failures import ErrorsAsJson, database_error
+from app.api.hosts import HostCheck
 from app.api.limits import BodyLimitMiddleware
+from app.api.origins import CrossOriginWrites, add_cors
 from app.api.routes import (
     answer,
     collections,
@@ -95,6 +97,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(psycopg.Error, database_error)
     app.add_middleware(ErrorsAsJson)
+    # Added last, run first: the Host check, then CORS, then the refusal of foreign writes.
+    app.add_middleware(CrossOriginWrites, settings=settings)
+    add_cors(app, settings)
+    app.add_middleware(HostCheck, settings=settings)
     app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(observe.router)
