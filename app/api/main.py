@@ -38,6 +38,7 @@ from app.api.routes import (
     snapshots,
 )
 from app.api.schemas import ErrorResponse
+from app.auth.ratelimit import RateLimiter
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
 from app.errors import AppError, InvalidInputError, invalid_json
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_middleware(CrossOriginWrites, settings=settings)
     add_cors(app, settings)
     app.add_middleware(HostCheck, settings=settings)
+    app.state.rate_limiter = RateLimiter()
     app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(observe.router)
