@@ -25,6 +25,7 @@ from app.api.limits import BodyLimitMiddleware
 from app.api.origins import CrossOriginWrites, add_cors
 from app.api.routes import (
     answer,
+    audit,
     collections,
     dataset_quality,
     datasets,
@@ -38,6 +39,7 @@ from app.api.routes import (
     snapshots,
 )
 from app.api.schemas import ErrorResponse
+from app.audit.recorder import AuditMiddleware, AuditTrail
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         own_engine = engine is None
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
+        app.state.audit = AuditTrail(settings, app.state.sessions)
         stop = threading.Event()
         thread = worker_engine = None
         if worker:
@@ -98,7 +101,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(psycopg.Error, database_error)
     app.add_middleware(ErrorsAsJson)
-    # Added last, run first: the Host check, then CORS, then the refusal of foreign writes.
+    # Added last, run first: the Host check, then CORS, then the refusal of foreign writes, then the audit.
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(CrossOriginWrites, settings=settings)
     add_cors(app, settings)
     app.add_middleware(HostCheck, settings=settings)
@@ -115,6 +119,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(snapshots.router)
     app.include_router(exports.router)
     app.include_router(finetune.router)
+    app.include_router(audit.router)
     return app
 
 

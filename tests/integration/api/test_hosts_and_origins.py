@@ -4,6 +4,7 @@ page refused before any route runs (app/api/hosts.py, app/api/origins.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ def make_client(settings: Settings, engine: Engine, db: Session) -> Iterator[Mak
 
         app.dependency_overrides[get_session] = session
         client = TestClient(app, base_url=base_url).__enter__()
+        app.state.audit.sessions = lambda: nullcontext(db)
         made.append(client)
         return client
 
