@@ -5,10 +5,12 @@ that cannot be written costs the client nothing."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
@@ -20,6 +22,7 @@ from app.auth.principal import Role
 from app.config import Settings
 from app.db.engine import make_engine
 from app.db.models import AuditEvent, Collection
+from tests.integration.rag.answer_support import serving
 
 
 @pytest.fixture
@@ -89,3 +92,22 @@ def test_a_trail_that_cannot_be_written_is_logged_not_the_clients_error(
     assert "could not delete old audit events" in caplog.text
     assert trail(check_engine) == []
     assert client.get("/v1/collections/kb").status_code == 200
+
+
+def test_the_client_has_its_answer_before_the_event_is_written(own_settings: Settings) -> None:
+    """Served by uvicorn: the response arrives while the recorder is still held back, and the event follows."""
+    released, recorded = threading.Event(), threading.Event()
+    app = create_app(own_settings)
+
+    class HeldBack:
+        def record(self, event: dict[str, Any]) -> None:
+            assert released.wait(timeout=60)
+            recorded.set()
+
+    with serving(app) as url, httpx.Client(base_url=url, timeout=60) as http:
+        app.state.audit = HeldBack()
+        response = http.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing"})
+        assert response.status_code == 201
+        assert not recorded.is_set()
+        released.set()
+        assert recorded.wait(timeout=60)
