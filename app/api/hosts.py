@@ -9,6 +9,7 @@ we do not know closes that door whatever the mode. Allowed: the loopback names, 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from fastapi.responses import JSONResponse
@@ -17,6 +18,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import HostNotAllowedError
+
+log = logging.getLogger("app.api")
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
@@ -50,6 +53,17 @@ class AllowedHosts:
     def allows(self, host: str) -> bool:
         name = host_name(host)
         return self.any or name in self.exact or (bool(name) and name.endswith(self.suffixes))
+
+
+def explain(settings: Settings) -> None:
+    """At start-up, say what a server bound to every address answers to, when nothing was added: the request that
+    names its IP or DNS name gets a 400, and this line says why before anyone asks."""
+    if host_name(settings.host) in WILDCARD_ADDRESSES and not settings.allowed_hosts:
+        log.info(
+            "listening on %s, answering requests that name localhost, 127.0.0.1 or ::1 only; set "
+            "MEMORA_ALLOWED_HOSTS to the names and addresses clients use to reach this server",
+            settings.host or "every address",
+        )
 
 
 class HostCheck:

@@ -17,10 +17,10 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api import hosts
 from app.api.bodies import too_deep
 from app.api.deps import check_parameters
 from app.api.failures import ErrorsAsJson, database_error
-from app.api.hosts import HostCheck
 from app.api.limits import BodyLimitMiddleware
 from app.api.origins import CrossOriginWrites, add_cors
 from app.api.routes import (
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
+        hosts.explain(settings)
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
         app.state.audit = AuditTrail(settings, app.state.sessions)
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_middleware(AuditMiddleware)
     app.add_middleware(CrossOriginWrites, settings=settings)
     add_cors(app, settings)
-    app.add_middleware(HostCheck, settings=settings)
+    app.add_middleware(hosts.HostCheck, settings=settings)
     app.state.rate_limiter = RateLimiter()
     app.include_router(docs.router)
     app.include_router(health.router)

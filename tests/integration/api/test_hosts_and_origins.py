@@ -3,6 +3,7 @@ page refused before any route runs (app/api/hosts.py, app/api/origins.py)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
@@ -183,3 +184,17 @@ def test_reads_from_a_foreign_page_are_not_refused(make_client: MakeClient) -> N
     response = client.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing"})
     assert response.status_code == 201
     assert client.get(UPLOAD, headers={"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}).status_code == 200
+
+
+def test_a_server_bound_to_every_address_says_what_it_answers_to(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.api"):
+        make_client(host="0.0.0.0")
+        make_client(host="0.0.0.0", allowed_hosts=["memora.internal"])
+        make_client(host="127.0.0.1")
+    lines = [r.getMessage() for r in caplog.records if "MEMORA_ALLOWED_HOSTS" in r.getMessage()]
+    assert lines == [
+        "listening on 0.0.0.0, answering requests that name localhost, 127.0.0.1 or ::1 only; set "
+        "MEMORA_ALLOWED_HOSTS to the names and addresses clients use to reach this server"
+    ]
