@@ -44,13 +44,14 @@ _DATASET = "audit_dataset"
 def names(request: Request, *, collection: str | None = None, dataset: str | None = None) -> None:
     """Tell the trail which collection or dataset REQUEST works on, when no path parameter says it."""
     if collection is not None:
-        request.state.audit_collection = collection
+        setattr(request.state, _COLLECTION, collection)
     if dataset is not None:
-        request.state.audit_dataset = dataset
+        setattr(request.state, _DATASET, dataset)
 
 
 class AuditTrail:
-    """Writes events through SESSIONS (a session factory; app.state.audit_sessions), purging old ones hourly."""
+    """Writes events through SESSIONS (the app's session factory; the tests' `api` fixture swaps in its rolled-back
+    session), purging old ones hourly by CLOCK (monotonic seconds)."""
 
     def __init__(self, settings: Settings, sessions: SessionFactory, clock: Callable[[], float] = time.monotonic):
         self.retention = timedelta(days=settings.audit_retention_days)
