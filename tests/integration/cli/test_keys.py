@@ -183,3 +183,15 @@ def test_bad_input_is_one_line_and_no_key(fresh_db_url: str, args: tuple[str, ..
     assert result.stdout == ""
     _, listed, _ = key(fresh_db_url, "list", "--all", "--json")
     assert [row["name"] for row in json.loads(listed)] == ["taken"]
+
+
+def test_the_key_is_in_no_log_line_even_at_debug_level(fresh_db_url: str) -> None:
+    env = {**os.environ, "MEMORA_DATABASE_URL": fresh_db_url, "MEMORA_LOG_LEVEL": "debug"}
+    result = subprocess.run([sys.executable, "-m", "app", "key", "create", "dbg", "--role", "read"],
+                            capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+    secret = result.stdout.strip()
+    assert result.returncode == 0, result.stderr
+    assert KEY.fullmatch(secret)
+    assert secret[keys.PREFIX_CHARS :] not in result.stderr
+    assert result.stderr.startswith("key dbg: role read")
