@@ -166,8 +166,10 @@ def env_settings(env: dict[str, str]) -> dict[str, str]:
          "(give names or globs, comma-separated; * for all)"),
         (("create", "x", "--role", "read", "--datasets", ""), "error: --datasets: an empty pattern (give names or "
          "globs, comma-separated; * for all)"),
-        (("create", "x", "--role", "read", "--rate-limit", "0"), "error: --rate-limit: at least 1 request per minute "
-         "(unset: the server's)"),
+        (("create", "x", "--role", "read", "--rate-limit", "0"), "error: --rate-limit: 1 to 1,000,000 requests per "
+         "minute (unset: the server's)"),
+        (("create", "x", "--role", "read", "--rate-limit", "99999999999"), "error: --rate-limit: 1 to 1,000,000 "
+         "requests per minute (unset: the server's)"),
         (("create", "bad name", "--role", "read"), "error: NAME: 1-128 letters, digits, '_', '.', '@' or '-', "
          "starting with a letter or digit"),
         (("revoke", "nobody"), "error: no live key is called 'nobody' (memora key list)"),
