@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+import time
 
+import psycopg
 import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -197,3 +199,41 @@ def test_the_key_is_in_no_log_line_even_at_debug_level(fresh_db_url: str) -> Non
     assert KEY.fullmatch(secret)
     assert secret[keys.PREFIX_CHARS :] not in result.stderr
     assert result.stderr.startswith("key dbg: role read")
+
+
+def test_a_name_taken_while_the_command_runs_is_the_same_one_line(fresh_db_url: str) -> None:
+    # Another process makes "race" and has not committed: the command's check does not see it, its INSERT waits on
+    # the unique index, then fails when the other commits.
+    engine = sqlalchemy_engine(fresh_db_url)
+    other = Session(engine)
+    keys.create(other, Settings(database_url=fresh_db_url), "race", Role.read)
+    command = subprocess.Popen([sys.executable, "-m", "app", "key", "create", "race", "--role", "admin"],
+                               env={**os.environ, "MEMORA_DATABASE_URL": fresh_db_url}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        blocked = wait_for_a_blocked_cli_backend(fresh_db_url, command)
+    finally:
+        other.commit()
+        other.close()
+        engine.dispose()
+        out, err = command.communicate(timeout=120)
+
+    assert blocked, err
+    assert command.returncode == 1
+    assert (out, err) == ("", "error: a live key is called 'race': revoke it first (memora key revoke race) or pick "
+                          "another\n")  # fmt: skip
+
+
+def wait_for_a_blocked_cli_backend(url: str, command: subprocess.Popen[str]) -> bool:
+    """True once a backend of the memora command waits for a lock; False if the command ends first."""
+    deadline = time.monotonic() + 120
+    with psycopg.connect(url, autocommit=True) as conn:
+        while command.poll() is None and time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'memora-cli' AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(0.05)  # poll interval while the command runs
+    return False
