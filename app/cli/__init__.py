@@ -23,6 +23,7 @@ from app.cli import (
     eval,
     exports,
     finetune,
+    keys,
     search,
     serve,
     snapshots,
@@ -50,6 +51,7 @@ cli.add_typer(exports.cli)
 cli.add_typer(finetune.cli, name="finetune")
 cli.add_typer(db.cli, name="db")
 cli.add_typer(status.cli)
+cli.add_typer(keys.cli, name="key")
 
 
 @cli.callback()
