@@ -24,6 +24,7 @@ from app.cli import (
     eval,
     exports,
     finetune,
+    keys,
     search,
     serve,
     snapshots,
@@ -51,6 +52,7 @@ cli.add_typer(exports.cli)
 cli.add_typer(finetune.cli, name="finetune")
 cli.add_typer(db.cli, name="db")
 cli.add_typer(status.cli)
+cli.add_typer(keys.cli, name="key")
 cli.add_typer(audit.cli)
 
 

@@ -53,7 +53,7 @@ def _table(events: list[AuditEventOut]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("at", "key", "method", "path", "collection", "dataset", "status", box=None)
+    table = Table("at", "key", "method", "path", "collection", "dataset", "status", box=None, pad_edge=False)
     for event in events:
         table.add_row(
             event.at.strftime("%Y-%m-%d %H:%M:%S%z"),
