@@ -15,6 +15,7 @@ import typer
 
 from app.cli import (
     answer,
+    audit,
     collections,
     dataset_quality,
     datasets,
@@ -52,6 +53,7 @@ cli.add_typer(finetune.cli, name="finetune")
 cli.add_typer(db.cli, name="db")
 cli.add_typer(status.cli)
 cli.add_typer(keys.cli, name="key")
+cli.add_typer(audit.cli)
 
 
 @cli.callback()
