@@ -31,6 +31,7 @@ from app.api.routes import (
     exports,
     finetune,
     health,
+    keys,
     observe,
     search,
     snapshots,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(snapshots.router)
     app.include_router(exports.router)
     app.include_router(finetune.router)
+    app.include_router(keys.router)
     return app
 
 
