@@ -15,6 +15,7 @@ from app.auth import keys
 from app.auth.principal import Role
 from app.config import Settings
 from app.db.engine import make_engine
+from tests.integration.api.test_docs_samples import json_block_after
 
 
 @pytest.fixture
@@ -56,6 +57,10 @@ def test_a_key_made_over_rest_works_and_is_shown_once(admin: tuple[TestClient, d
     assert passes.json() == {"error": {"code": "not_found", "message": "no collection named 'docs-a'"}}
     assert client.get("/v1/collections/other", headers=as_ci).status_code == 404
     assert client.delete("/v1/collections/docs-a", headers=as_ci).status_code == 403  # admin only
+
+    sample = json_block_after("rest.md", "### `/v1/keys`")
+    assert isinstance(sample, dict)
+    assert sample.keys() == made.json().keys()
 
     listed = client.get("/v1/keys", headers=headers)
     one = client.get("/v1/keys/ci", headers=headers)
