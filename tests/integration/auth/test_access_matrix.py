@@ -159,7 +159,15 @@ def _renamed(body: Any, old: str, new: str) -> Any:
 def test_the_table_covers_every_operation_of_the_spec() -> None:
     spec = create_app(Settings(database_url="postgresql://localhost/unused")).openapi()
     documented = {(method.upper(), path) for path, operations in spec["paths"].items() for method in operations}
-    tabled = {(method, route.path) for method, route in ROUTES}
+    tabled = {(method, route.path_format) for method, route in ROUTES}
 
     assert documented <= tabled
     assert ("GET", "/v1/keys") in documented
+
+
+def test_the_spec_documents_401_and_403_everywhere() -> None:
+    spec = create_app(Settings(database_url="postgresql://localhost/unused")).openapi()
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            assert {"401", "403"} <= operation["responses"].keys(), f"{method} {path}"
