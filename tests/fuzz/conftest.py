@@ -27,6 +27,7 @@ COLLECTION = "fuzz-docs"
 DATASET = "fuzz-data"
 SNAPSHOT = "v1"
 DIMENSIONS = 8
+FUZZ_KEYS = ("fuzz-admin", "fuzz-read")  # the keys of served_with_keys, kept by reset()
 PARAGRAPHS = {
     "aardvark": ["The aardvark is a nocturnal burrowing mammal.", "It eats ants and termites at night."],
     "pangolin": ["Pangolins are scaly mammals that roll into a ball."],
@@ -62,12 +63,16 @@ class Served:
             self.example_ids = [example["id"] for example in page.json()["items"]]
 
     def reset(self) -> None:
-        """Delete every collection and dataset, then seed: each stateful scenario meets the same server (Hypothesis
-        takes a scenario whose steps answer differently on a second run for a flaky strategy)."""
+        """Delete every collection and dataset, revoke the keys scenarios made, then seed: each stateful scenario
+        meets the same server (Hypothesis takes a scenario whose steps answer differently on a second run for a flaky
+        strategy)."""
         with httpx.Client(base_url=self.base_url, timeout=60, headers=self.headers) as client:
             for kind in ("collections", "datasets"):
                 for row in _expect(client.get(f"/v1/{kind}"), 200).json():
                     _expect(client.delete(f"/v1/{kind}/{row['name']}"), 204)
+            for row in _expect(client.get("/v1/keys"), 200).json():  # keys a scenario made (its name is then free)
+                if row["name"] not in FUZZ_KEYS:
+                    _expect(client.delete(f"/v1/keys/{row['name']}"), 204)
         self.seed()
 
 
@@ -127,8 +132,8 @@ def served_with_keys(server_url: str, template_db: str) -> Iterator[Keyed]:
     with _served(server_url, template_db, auth="required") as (base_url, settings):
         engine = make_engine(settings, "test")
         with Session(engine) as db:
-            admin = keys.create(db, settings, "fuzz-admin", Role.admin).secret
-            read = keys.create(db, settings, "fuzz-read", Role.read).secret
+            admin = keys.create(db, settings, FUZZ_KEYS[0], Role.admin).secret
+            read = keys.create(db, settings, FUZZ_KEYS[1], Role.read).secret
             db.commit()
         engine.dispose()
         served = Keyed(base_url, headers={"Authorization": f"Bearer {admin}"}, read_key=read)
