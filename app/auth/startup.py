@@ -30,12 +30,19 @@ def check_serve(settings: Settings) -> None:
         )
     if not keys_required(settings):
         return
+    from sqlalchemy.exc import ProgrammingError
+
     from app.db.engine import make_engine
 
     engine = make_engine(settings, "cli")
     try:
         with Session(engine) as db:
             found = has_admin_key(db)
+    except ProgrammingError as exc:  # no api_key table: --no-migrate on a database migrations have not reached
+        raise AppError(
+            "cannot look for an admin key: the database is not migrated (run `memora db upgrade`, or serve without "
+            f"--no-migrate): {str(exc.orig).strip().splitlines()[0]}"
+        ) from None
     finally:
         engine.dispose()
     if not found:

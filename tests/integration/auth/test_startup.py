@@ -47,3 +47,10 @@ def test_only_a_live_admin_key_counts(db: Session, settings: Settings) -> None:
     keys.create(db, settings, "root", Role.admin, expires_in=timedelta(days=1))
     db.flush()
     assert has_admin_key(db)
+
+
+def test_an_unmigrated_database_says_so(empty_db_url: str) -> None:
+    with pytest.raises(AppError) as refused:
+        check_serve(Settings(database_url=empty_db_url, auth="required"))
+
+    assert refused.value.message.startswith("cannot look for an admin key: the database is not migrated")
