@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from app.auth import keys
 from app.auth.mode import keys_required
@@ -34,7 +35,7 @@ async def enforce(request: Request, rule: Rule) -> None:
     settings: Settings = request.app.state.settings
     token = sent_key(request)
     if token is not None:
-        principal = await run_in_threadpool(_authenticate, request.app.state.sessions, settings, token)
+        principal = await run_in_threadpool(_authenticate, request.app.state.engine, settings, token)
         if principal is None:
             raise UnauthorizedError(BAD_KEY)
     elif not keys_required(settings):
@@ -61,13 +62,12 @@ def sent_key(request: Request) -> str | None:
     return sent.pop() if sent else None
 
 
-def _authenticate(sessions: sessionmaker[Session], settings: Settings, token: str) -> Principal | None:
-    """The key's principal, looked up in a session of its own that commits at once: last_used_at is kept even when
-    the request fails afterwards."""
-    with sessions() as db:
-        principal = keys.authenticate(db, settings, token)
-        db.commit()
-    return principal
+def _authenticate(engine: Engine, settings: Settings, token: str) -> Principal | None:
+    """The key's principal, looked up on a connection of its own in autocommit: the lookup is one statement with no
+    BEGIN and COMMIT around it (this runs on every request with a key), and last_used_at, when it is written, is
+    kept even if the request fails afterwards."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, Session(bind=conn) as db:
+        return keys.authenticate(db, settings, token)
 
 
 def allow(principal: Principal, rule: Rule, path_params: dict[str, str]) -> None:
