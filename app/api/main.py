@@ -34,6 +34,7 @@ from app.api.routes import (
     exports,
     finetune,
     health,
+    keys,
     observe,
     search,
     snapshots,
@@ -87,7 +88,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         version=__version__,
         description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse, "description": "Invalid input"}},
+        responses={
+            401: {"model": ErrorResponse, "description": "No API key where one is required, or one not valid"},
+            403: {"model": ErrorResponse, "description": "The API key's role or grants do not allow this"},
+            422: {"model": ErrorResponse, "description": "Invalid input"},
+        },
         docs_url=None,  # served by routes/docs.py, without a CDN
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
@@ -121,6 +126,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(exports.router)
     app.include_router(finetune.router)
     app.include_router(audit.router)
+    app.include_router(keys.router)
     return app
 
 

@@ -33,6 +33,8 @@ class DatabaseHealth(BaseModel):
 
 
 class Health(BaseModel):
+    """The health check. Where API keys are required, a caller without one gets `status` alone (docs/security.md)."""
+
     status: Literal["ok", "unavailable", "migrations_pending"]
-    version: str
-    database: DatabaseHealth
+    version: str | None = Field(default=None, description="Memora's version; absent for a caller without a key.")
+    database: DatabaseHealth | None = Field(default=None, description="Absent for a caller without a key.")

@@ -1,18 +1,118 @@
 """The access check every route runs before its body: who the request is, and whether its route's rule lets it.
 
-Where the server is open (loopback, no key needed; docs/security.md), a request with no key acts as OPEN.
+Who: the key in `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key that is sent must be a live one, in
+every mode (a client that sends a key means to be that key). With no key, the request is OPEN where the server is
+open (app/auth/mode.py), and a 401 where keys are required, except on routes open to all (/healthz, the docs).
+
+What: the route's rule (app/auth/rules.py). A role below the rule's is a 403 naming both; a collection or dataset
+the key is not granted is the very 404 of a name that does not exist (app/db/repository.missing), so a key learns
+nothing about what it may not see. Routes that take a name elsewhere (a body, a query parameter) call the checks
+below with `current(request)`.
 """
 
 from __future__ import annotations
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from app.auth import ratelimit
-from app.auth.principal import OPEN
+from app.auth import keys, ratelimit
+from app.auth.mode import keys_required
+from app.auth.principal import ANONYMOUS, OPEN, Principal
 from app.auth.rules import Rule
+from app.config import Settings
+from app.db.models import Collection, Dataset
+from app.db.repository import missing
+from app.errors import ForbiddenError, UnauthorizedError
+
+NO_KEY = "this route needs an API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+BAD_KEY = "the API key is not valid: it is unknown, expired or revoked"
 
 
 async def enforce(request: Request, rule: Rule) -> None:
     """Set request.state.principal, or refuse the request as RULE says."""
-    request.state.principal = OPEN
+    settings: Settings = request.app.state.settings
+    token = sent_key(request)
+    if token is not None:
+        principal = await run_in_threadpool(_authenticate, request.app.state.engine, settings, token)
+        if principal is None:
+            raise UnauthorizedError(BAD_KEY)
+    elif not keys_required(settings):
+        principal = OPEN
+    elif rule.role is None:
+        principal = ANONYMOUS
+    else:
+        raise UnauthorizedError(NO_KEY)
+    allow(principal, rule, request.path_params)
+    request.state.principal = principal
     ratelimit.admit(request)
+
+
+def sent_key(request: Request) -> str | None:
+    """The key the request sends, or None. Two different keys are a 401: which one the client meant is a guess.
+    An Authorization header of another scheme (Basic, from a proxy in front) is not a key and is left alone."""
+    sent = set()
+    scheme, _, credentials = request.headers.get("authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        sent.add(credentials.strip())
+    if "x-api-key" in request.headers:
+        sent.add(request.headers["x-api-key"].strip())
+    if len(sent) > 1:
+        raise UnauthorizedError("the request sends two different API keys (Authorization and X-API-Key)")
+    return sent.pop() if sent else None
+
+
+def _authenticate(engine: Engine, settings: Settings, token: str) -> Principal | None:
+    """The key's principal, looked up on a connection of its own in autocommit: the lookup is one statement with no
+    BEGIN and COMMIT around it (this runs on every request with a key), and last_used_at, when it is written, is
+    kept even if the request fails afterwards."""
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, Session(bind=conn) as db:
+        return keys.authenticate(db, settings, token)
+
+
+def allow(principal: Principal, rule: Rule, path_params: dict[str, str]) -> None:
+    """Refuse PRINCIPAL what RULE does not let it do: a 403 for its role or a narrowed key, a 404 for a name."""
+    if rule.role is not None and not principal.may(rule.role):
+        raise ForbiddenError(
+            f"this route needs a key of role {rule.role.name} or above; this key's role is {principal.role.name}",
+            details={"needed": rule.role.name, "role": principal.role.name},
+        )
+    if rule.unrestricted and not principal.unrestricted:
+        raise ForbiddenError("this route needs a key granted every collection and every dataset ('*')")
+    if rule.collection is not None:
+        check_collection(principal, path_params[rule.collection])
+    if rule.dataset is not None:
+        check_dataset(principal, path_params[rule.dataset])
+
+
+def check_collection(principal: Principal, name: str) -> None:
+    """The 404 of a collection that does not exist, unless PRINCIPAL is granted NAME."""
+    if not principal.sees_collection(name):
+        raise missing(Collection, name)
+
+
+def check_dataset(principal: Principal, name: str) -> None:
+    """The 404 of a dataset that does not exist, unless PRINCIPAL is granted NAME."""
+    if not principal.sees_dataset(name):
+        raise missing(Dataset, name)
+
+
+def check_new_collection(principal: Principal, name: str) -> None:
+    """A 403 for making a collection called NAME that PRINCIPAL is not granted."""
+    if not principal.sees_collection(name):
+        raise _not_granted("collection", name)
+
+
+def check_new_dataset(principal: Principal, name: str) -> None:
+    """A 403 for making a dataset called NAME that PRINCIPAL is not granted."""
+    if not principal.sees_dataset(name):
+        raise _not_granted("dataset", name)
+
+
+def _not_granted(noun: str, name: str) -> ForbiddenError:
+    """Not a 404: the refusal is the same whether the name is taken or not, so it confirms nothing."""
+    return ForbiddenError(
+        f"this key may not create a {noun} named {name!r}: it is not among the {noun}s the key is granted",
+        details=[{"field": "body.name", "reason": "not granted to this key"}],
+    )

@@ -51,6 +51,9 @@ class Principal:
 
 
 OPEN = Principal(role=Role.admin)
+# A request with no key, where keys are required, on a route open to all (/healthz, the docs): it is granted no
+# collection and no dataset, and only such routes ever see it (/healthz then shows its status alone).
+ANONYMOUS = Principal(role=Role.read, collections=(), datasets=())
 
 
 def current(connection: HTTPConnection) -> Principal:

@@ -25,6 +25,7 @@ def serve(
     embedded PostgreSQL is started again if it stops while the API runs."""
     from app.api.main import create_app
     from app.api.serving import listen, run
+    from app.auth.startup import check_serve
     from app.db import migrate
     from app.db.supervisor import supervised
 
@@ -33,6 +34,7 @@ def serve(
     sockets = listen(host, port)  # a port in use is one line naming --port, before anything starts
     if config.migrate_on_start:
         migrate.upgrade(config)
+    check_serve(config)  # no admin key where keys are required: one line saying how to make one
     typer.echo(f"Memora {__version__} on http://{host}:{port} (API docs: http://{host}:{port}/docs)", err=True)
     app = create_app(config, worker=config.worker_in_serve)
     with supervised(config):  # the embedded server, restarted if it crashes while the API runs

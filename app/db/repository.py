@@ -40,9 +40,15 @@ def get_named(
     a long read that goes back to the row sees it to the end (a delete waits for the transaction; updates do not)."""
     row = find_named(db, model, name, lock=lock, keep=keep, within=within)
     if row is None:
-        missing = f"no {noun(model)} named {name!r}"
-        raise NotFoundError(missing if within is None else f"{noun(within)} {within.name!r} has {missing}")
+        raise missing(model, name, within=within)
     return row
+
+
+def missing(model: type[DeclarativeBase], name: str, *, within: Any = None) -> NotFoundError:
+    """The 404 for a MODEL row called NAME that is not there; also what a key not granted NAME gets, word for word,
+    so that a 404 never tells a key that a name it may not see exists (app/auth/access.py)."""
+    absent = f"no {noun(model)} named {name!r}"
+    return NotFoundError(absent if within is None else f"{noun(within)} {within.name!r} has {absent}")
 
 
 def all_named(db: Session, model: type[Row]) -> Sequence[Row]:

@@ -3,6 +3,7 @@ for the queue and the leases, and the small lookups beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -72,9 +73,10 @@ def leases_by_worker(conn: Connection) -> list[Row[Any]]:
     )
 
 
-def last_errors(conn: Connection, limit: int) -> list[Row[Any]]:
+def last_errors(conn: Connection, limit: int, collection_ids: Sequence[int] | None = None) -> list[Row[Any]]:
     """The LIMIT documents that failed most recently, for good or awaiting a retry: (document_id, external_id,
-    collection, status, attempts, at, error, request_id), newest first."""
+    collection, status, attempts, at, error, request_id), newest first; of COLLECTION_IDS alone when given."""
+    within = [] if collection_ids is None else [Document.collection_id.in_(collection_ids)]
     return list(
         conn.execute(
             select(
@@ -88,7 +90,7 @@ def last_errors(conn: Connection, limit: int) -> list[Row[Any]]:
                 Document.request_id,
             )
             .join(Collection, Collection.id == Document.collection_id)
-            .where(Document.error.is_not(None), Document.status.in_(("failed", "pending")))
+            .where(Document.error.is_not(None), Document.status.in_(("failed", "pending")), *within)
             .order_by(Document.updated_at.desc(), Document.id.desc())
             .limit(limit)
         )

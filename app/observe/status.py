@@ -3,6 +3,7 @@ whether the database answers. GET /v1/status and `memora status` both show it.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from app.observe.schemas import (
@@ -26,9 +27,11 @@ DEFAULT_ERRORS = 10
 MAX_ERRORS = 100
 
 
-def read(engine: Engine, errors: int = DEFAULT_ERRORS) -> Status:
+def read(engine: Engine, errors: int = DEFAULT_ERRORS, sees: Callable[[str], bool] | None = None) -> Status:
     """The summary with the ERRORS most recent errors, read in one repeatable-read transaction so its numbers
-    agree with each other; a Status saying 'unavailable' with the reason when the database does not answer."""
+    agree with each other; a Status saying 'unavailable' with the reason when the database does not answer.
+    SEES: the collections an API key is granted; the queue, failures and leases then count theirs alone (the
+    workers stay whole: they serve every collection)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from app.observe import repository
@@ -38,7 +41,11 @@ def read(engine: Engine, errors: int = DEFAULT_ERRORS) -> Status:
             conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             at = repository.now(conn)
             rows = repository.queue(conn)
-            last = repository.last_errors(conn, errors)
+            within = None
+            if sees is not None:
+                rows = [row for row in rows if sees(row.collection)]
+                within = [row.collection_id for row in rows]  # a collection without documents has no errors
+            last = repository.last_errors(conn, errors, within)
             holders = repository.leases_by_worker(conn)
             connected = repository.workers_connected(conn)
     except SQLAlchemyError as exc:

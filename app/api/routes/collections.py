@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request, Response, status
 
 from app.api.deps import SessionDep
 from app.audit import recorder as audit
-from app.auth.principal import Role
+from app.auth.access import check_new_collection
+from app.auth.principal import Role, current
 from app.auth.rules import needs
 from app.collections import service
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate
@@ -19,13 +20,16 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut, dependencies=[needs(Role.admin)])
 def create_collection(body: CollectionCreate, db: SessionDep, request: Request) -> CollectionOut:
     """Create a collection; its vector partition and HNSW index are created with it."""
-    audit.names(request, collection=body.name)
+    audit.names(request, collection=body.name)  # first, so a refused create is recorded with the name it asked for
+    check_new_collection(current(request), body.name)
     return service.to_out(service.create(db, body), {})
 
 
 @router.get("", response_model=list[CollectionOut], dependencies=[needs(Role.read)])
-def list_collections(db: SessionDep) -> list[CollectionOut]:
-    return service.describe(db, all_named(db, Collection))
+def list_collections(db: SessionDep, request: Request) -> list[CollectionOut]:
+    """The collections the key is granted."""
+    principal = current(request)
+    return service.describe(db, [row for row in all_named(db, Collection) if principal.sees_collection(row.name)])
 
 
 @router.get("/{name}", response_model=CollectionOut, dependencies=[needs(Role.read, collection="name")])

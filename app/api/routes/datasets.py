@@ -14,7 +14,8 @@ from app.api.bodies import parse_json, read_body
 from app.api.deps import ExampleId, SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
 from app.audit import recorder as audit
-from app.auth.principal import Role
+from app.auth.access import check_new_dataset
+from app.auth.principal import Role, current
 from app.auth.rules import needs
 from app.db.models import Dataset
 from app.db.repository import all_named
@@ -69,13 +70,16 @@ ModelQuery = Annotated[
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, dependencies=[needs(Role.admin)])
 def create_dataset(body: DatasetCreate, db: SessionDep, request: Request) -> DatasetOut:
-    audit.names(request, dataset=body.name)
+    audit.names(request, dataset=body.name)  # first, so a refused create is recorded with the name it asked for
+    check_new_dataset(current(request), body.name)
     return service.describe(db, [service.create(db, body)])[0]
 
 
 @router.get("", response_model=list[DatasetOut], dependencies=[needs(Role.read)])
-def list_datasets(db: SessionDep) -> list[DatasetOut]:
-    return service.describe(db, all_named(db, Dataset))
+def list_datasets(db: SessionDep, request: Request) -> list[DatasetOut]:
+    """The datasets the key is granted."""
+    principal = current(request)
+    return service.describe(db, [row for row in all_named(db, Dataset) if principal.sees_dataset(row.name)])
 
 
 @router.get("/{name}", response_model=DatasetOut, dependencies=READS)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from app.api.deps import SettingsDep, get_session
 from app.api.timeouts import statement_kind
-from app.auth.principal import Role
+from app.auth.principal import Role, current
 from app.auth.rules import needs
 from app.training.exports import service as export
 from app.training.exports.schemas import Options
@@ -35,6 +35,7 @@ StreamSessionDep = Annotated[Session, Depends(get_session)]
 )
 def export_dataset(
     name: str,
+    request: Request,
     db: StreamSessionDep,
     settings: SettingsDep,
     format: Annotated[str | None, Query(description=f"One of {', '.join(export.EXPORT_FORMATS)}.")] = None,
@@ -50,6 +51,6 @@ def export_dataset(
     """Stream the examples as openai-chat, jsonl, parquet, csv, pairs, triplets or openai-batch; every parameter
     is checked before the first byte, so a bad one is a 404 or 422, never a broken file."""
     options = Options(format, split, snapshot, negatives, collection, kind, model)
-    job = export.prepare(db, name, options)
+    job = export.prepare(db, name, options, current(request))
     headers = {"Content-Disposition": f'attachment; filename="{job.filename}"', "X-Memora-Examples": str(job.total)}
     return StreamingResponse(job.chunks(db, settings), media_type=job.media_type, headers=headers)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import __version__
 from app.api.deps import EngineDep, SettingsDep
 from app.api.schemas import DatabaseHealth, Health
+from app.auth.principal import ANONYMOUS, current
 from app.auth.rules import PUBLIC
 from app.db.migrate import current_revision_of, head_revision
 from memora_migrations.server import server_info
@@ -22,8 +23,9 @@ router = APIRouter(tags=["health"])
     responses={503: {"model": Health, "description": "Database unreachable or migrations pending."}},
     dependencies=[PUBLIC],
 )
-def healthz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
-    """Database reachability, PostgreSQL and pgvector versions, and the migration revision."""
+def healthz(engine: EngineDep, settings: SettingsDep, request: Request) -> JSONResponse:
+    """Database reachability, PostgreSQL and pgvector versions, and the migration revision. Where API keys are
+    required, a caller without one (a load balancer) gets the status alone: no versions, addresses or errors."""
     database = DatabaseHealth(reachable=False, embedded=settings.embedded, head=head_revision())
     try:
         with engine.connect() as conn:
@@ -39,5 +41,8 @@ def healthz(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
         database.server_version = info.server_version
         database.pgvector_version = info.pgvector_version
         status = "ok" if database.revision == database.head else "migrations_pending"
+    code = 200 if status == "ok" else 503
+    if current(request) is ANONYMOUS:
+        return JSONResponse(Health(status=status).model_dump(exclude_none=True), status_code=code)
     health = Health(status=status, version=__version__, database=database)
-    return JSONResponse(health.model_dump(), status_code=200 if status == "ok" else 503)
+    return JSONResponse(health.model_dump(), status_code=code)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import EngineDep, SettingsDep
-from app.auth.principal import Role
+from app.auth.principal import Role, current
 from app.auth.rules import needs
 from app.errors import NotFoundError
 from app.observe import status as status_service
@@ -43,11 +43,15 @@ def metrics(request: Request, settings: SettingsDep) -> Response:
 )
 def status(
     engine: EngineDep,
+    request: Request,
     errors: Annotated[
         int, Query(ge=0, le=status_service.MAX_ERRORS, description="How many of the most recent errors to list.")
     ] = status_service.DEFAULT_ERRORS,
 ) -> JSONResponse:
     """The queue (documents by status, overall and per collection, and the oldest pending wait), failures with the
-    most recent errors, leases held and expired, the workers that hold documents, and whether the database answers."""
-    summary = status_service.read(engine, errors)
+    most recent errors, leases held and expired, the workers that hold documents, and whether the database answers.
+    A key granted some collections sees the figures of those alone."""
+    principal = current(request)
+    sees = None if "*" in principal.collections else principal.sees_collection
+    summary = status_service.read(engine, errors, sees)
     return JSONResponse(summary.model_dump(mode="json"), status_code=200 if summary.status == "ok" else 503)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
+from app.auth.access import check_collection
+from app.auth.principal import OPEN, Principal
 from app.config import Settings
 from app.db import jsonb
 from app.db.models import Collection, Dataset
@@ -119,14 +121,16 @@ class Export:
         tick(len(block))
 
 
-def prepare(db: Session, dataset_name: str, options: Options) -> Export:
-    """Check an export before a byte of it is written: 404 for an unknown dataset, snapshot or collection, 422
-    naming the field for the rest (an example format the export cannot write among them)."""
+def prepare(db: Session, dataset_name: str, options: Options, principal: Principal = OPEN) -> Export:
+    """Check an export before a byte of it is written: 404 for an unknown dataset, snapshot or collection (or one
+    PRINCIPAL is not granted: the same 404, at the same point), 422 naming the field for the rest (an example format
+    the export cannot write among them)."""
     _check(options)
     dataset = datasets.get(db, dataset_name)
     snapshot_id = snapshots.get(db, dataset, options.snapshot).id if options.snapshot is not None else None
     collection = None
     if options.collection is not None:
+        check_collection(principal, options.collection)
         collection = get_named(db, Collection, options.collection)
     source = Source(dataset.id, snapshot_id, options.split)
     export = Export(dataset, options, source, collection)

@@ -30,6 +30,11 @@ def find_jobs(
         by_id = [FinetuneJob.id == int(ref)] if ref.isascii() and ref.isdigit() and len(ref) < 19 else []
         matches = list(db.scalars(query.where(or_(FinetuneJob.provider_job_id == ref, *by_id))))
         if not matches:
-            raise NotFoundError(f"no fine-tuning job {ref!r}")
+            raise no_job(ref)
         found.extend(job for job in matches if job not in found)
     return found
+
+
+def no_job(ref: str) -> NotFoundError:
+    """The 404 of a job REF names that is not there (or is of a dataset the API key is not granted)."""
+    return NotFoundError(f"no fine-tuning job {ref!r}")

@@ -24,6 +24,7 @@ ENDPOINTS = [
     ("post", "/v1/datasets/{name}/split"),
     ("post", "/v1/datasets/{name}/dedup"),
     ("post", "/v1/datasets/{name}/snapshots"),
+    ("post", "/v1/keys"),
 ]
 
 
