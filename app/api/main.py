@@ -41,6 +41,7 @@ from app.api.routes import (
 )
 from app.api.schemas import ErrorResponse
 from app.audit.recorder import AuditMiddleware, AuditTrail
+from app.auth.access import Identify
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(psycopg.Error, database_error)
+    app.add_middleware(Identify)  # who the request is, before its body is read (inside ErrorsAsJson)
     app.add_middleware(ErrorsAsJson)
     # Added last, run first: the Host check, then CORS, then the refusal of foreign writes, then the audit.
     app.add_middleware(AuditMiddleware)

@@ -12,41 +12,104 @@ below with `current(request)`.
 
 from __future__ import annotations
 
+import psycopg
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.failures import database_error
 from app.auth import keys, ratelimit
 from app.auth.mode import keys_required
 from app.auth.principal import ANONYMOUS, OPEN, Principal
-from app.auth.rules import Rule
+from app.auth.rules import Rule, api_routes, rule_of
 from app.config import Settings
 from app.db.models import Collection, Dataset
 from app.db.repository import missing
-from app.errors import ForbiddenError, UnauthorizedError
+from app.errors import AppError, ForbiddenError, UnauthorizedError
 
 NO_KEY = "this route needs an API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 BAD_KEY = "the API key is not valid: it is unknown, expired or revoked"
+IDENTITY = "identity"  # the request state's key of the principal Identify found
 
 
 async def enforce(request: Request, rule: Rule) -> None:
-    """Set request.state.principal, or refuse the request as RULE says."""
+    """Set request.state.principal, or refuse the request as RULE says. Who the request is was settled by
+    Identify before its body was read; an app without that middleware settles it here."""
+    principal = getattr(request.state, IDENTITY, None) or await identify(request, public=rule.role is None)
+    allow(principal, rule, request.path_params)
+    request.state.principal = principal
+    ratelimit.admit(request)
+
+
+async def identify(request: Request, *, public: bool) -> Principal:
+    """Who REQUEST acts as: its key's principal, OPEN where the server is open, ANONYMOUS on a PUBLIC route where
+    keys are required; else a 401."""
     settings: Settings = request.app.state.settings
     token = sent_key(request)
     if token is not None:
         principal = await run_in_threadpool(_authenticate, request.app.state.engine, settings, token)
         if principal is None:
             raise UnauthorizedError(BAD_KEY)
-    elif not keys_required(settings):
-        principal = OPEN
-    elif rule.role is None:
-        principal = ANONYMOUS
-    else:
-        raise UnauthorizedError(NO_KEY)
-    allow(principal, rule, request.path_params)
-    request.state.principal = principal
-    ratelimit.admit(request)
+        return principal
+    if not keys_required(settings):
+        return OPEN
+    if public:
+        return ANONYMOUS
+    raise UnauthorizedError(NO_KEY)
+
+
+class Identify:
+    """Pure ASGI middleware: settles who a request is before FastAPI reads its body, so a missing or bad key is a
+    401 even when the body is not JSON (FastAPI parses a body before it runs a route's dependencies). It finds the
+    request's route to know whether the route is open to all; enforce() then applies the route's rule."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = _route_of(scope)
+        rule = rule_of(route) if route is not None else None
+        request = Request(scope)
+        try:
+            principal = await identify(request, public=rule is not None and rule.role is None)
+        except (AppError, DBAPIError, psycopg.Error) as exc:
+            if route is not None:
+                scope["route"] = route  # so the audit trail records a refused write
+            await (await _refusal(request, exc))(scope, receive, send)
+            return
+        scope.setdefault("state", {})[IDENTITY] = principal
+        await self.app(scope, receive, send)
+
+
+async def _refusal(request: Request, exc: Exception) -> Response:
+    """The answer to a request Identify stops: the error's own (a 401), or the 503 of a database that does not
+    answer the key's lookup, as the exception handlers give it from a route (any other error goes on up, to
+    ErrorsAsJson's 500)."""
+    if isinstance(exc, AppError):
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=dict(exc.headers))
+    return await database_error(request, exc)
+
+
+def _route_of(scope: Scope) -> APIRoute | None:
+    """The API route SCOPE's method and path match, or None (an unknown path, or a known one with another method)."""
+    app = scope["app"]
+    routes: list[APIRoute] | None = getattr(app.state, "api_routes", None)
+    if routes is None:
+        routes = app.state.api_routes = api_routes(app)
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return route
+    return None
 
 
 def sent_key(request: Request) -> str | None:

@@ -28,11 +28,12 @@ MakeClient = Callable[..., TestClient]
 @pytest.fixture
 def make_client(settings: Settings, engine: Engine, db: Session) -> Iterator[MakeClient]:
     """A client of the API with some settings changed, its requests in the test's rolled-back transaction, and no
-    Host allowed beyond the defaults unless the test says so."""
+    Host allowed beyond the defaults unless the test says so. Keys are off (MEMORA_AUTH=off), whatever address the
+    test binds: the checks here apply in every mode, and keys are tests/integration/auth/'s."""
     made: list[TestClient] = []
 
     def make(base_url: str = "http://localhost:8000", **changes: Any) -> TestClient:
-        app = create_app(settings.model_copy(update={"allowed_hosts": [], **changes}), engine=engine)
+        app = create_app(settings.model_copy(update={"allowed_hosts": [], "auth": "off", **changes}), engine=engine)
 
         def session() -> Iterator[Session]:
             yield db

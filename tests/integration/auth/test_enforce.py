@@ -180,3 +180,27 @@ def test_last_used_is_kept_when_the_request_fails(keyed: TestClient, seeded: See
     with Session(seeded.engine) as db:
         used = db.scalar(select(ApiKey.last_used_at).where(ApiKey.name == "used-once"))
     assert used is not None
+
+
+@pytest.mark.parametrize("caller", ["no key", "bad key"])
+def test_a_body_that_is_not_json_is_still_a_401_without_a_good_key(
+    keyed: TestClient, seeded: Seeded, caller: str
+) -> None:
+    """FastAPI parses a body before it runs a route's dependencies; Identify settles the key first, so a caller
+    without a good key learns nothing from the route, not even that its body is malformed."""
+    headers = {"content-type": "application/json"} | ({} if caller == "no key" else bearer("mk_" + "x" * 43))
+    response = keyed.post(f"/v1/collections/{COLLECTION}/search", content=b'{"query": ', headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="memora"'
+    with_key = keyed.post(
+        f"/v1/collections/{COLLECTION}/search",
+        content=b'{"query": ',
+        headers={"content-type": "application/json"} | bearer(seeded.secrets["read"]),
+    )
+    assert with_key.status_code == 422  # a good key gets the body's own error
+
+
+def test_an_unknown_path_without_a_key_is_a_401_not_a_map_of_the_api(keyed: TestClient) -> None:
+    assert keyed.get("/v1/no-such-thing").status_code == 401
+    assert keyed.get("/healthz").status_code in (200, 503)  # routes open to all stay open
