@@ -78,9 +78,11 @@ class Identify:
             return
         route = _route_of(scope)
         rule = rule_of(route) if route is not None else None
+        # The OpenAPI document is FastAPI's own route, not an APIRoute with a rule: open to all, like the docs.
+        public = scope["path"] == scope["app"].openapi_url or (rule is not None and rule.role is None)
         request = Request(scope)
         try:
-            principal = await identify(request, public=rule is not None and rule.role is None)
+            principal = await identify(request, public=public)
         except (AppError, DBAPIError, psycopg.Error) as exc:
             if route is not None:
                 scope["route"] = route  # so the audit trail records a refused write

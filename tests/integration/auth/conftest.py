@@ -79,8 +79,9 @@ def rolled_back(engine: Engine) -> object:
     return session
 
 
-def app_for(seeded: Seeded, auth: str) -> FastAPI:
-    app = create_app(seeded.settings.model_copy(update={"auth": auth}), engine=seeded.engine)
+def app_for(seeded: Seeded, auth: str, *, settings: Settings | None = None) -> FastAPI:
+    settings = (settings or seeded.settings).model_copy(update={"auth": auth})
+    app = create_app(settings, engine=seeded.engine)
     app.dependency_overrides[get_session] = rolled_back(seeded.engine)
     return app
 
