@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -113,3 +113,87 @@ def _current(config: Settings) -> str | None:
     from app.db.engine import database_url
 
     return migrate.current_revision(database_url(config), config.db_schema)
+
+
+role_cli = typer.Typer(
+    help="Login roles for people who use Memora's schema from SQL (psql, notebooks, BI tools).", no_args_is_help=True
+)
+cli.add_typer(role_cli, name="role")
+
+
+@role_cli.command("create")
+def role_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The login name (a lower-case SQL identifier).")],
+    reader: Annotated[bool, typer.Option("--reader", help="SELECT and the search and batch functions.")] = False,
+    writer: Annotated[bool, typer.Option("--writer", help="Reader + documents and examples.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (default: generate and print one).")
+    ] = False,
+) -> None:
+    """Create a LOGIN role NAME in the reader or writer group of Memora's schema, and print how to connect."""
+    import secrets
+    import sys
+
+    from app.db import sql_roles
+    from app.errors import InvalidInputError
+
+    if reader == writer:
+        raise InvalidInputError.for_field("role", "give exactly one of --reader and --writer")
+    sql_roles.check_name(name)
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else secrets.token_urlsafe(18)
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        roles = sql_roles.create_login(conn, config.db_schema, name, "writer" if writer else "reader", password)
+    target = _login_url(config, name, None if password_stdin else password)
+    typer.echo(f"created role {name}, member of {roles.writer if writer else roles.reader}")
+    if not password_stdin:
+        typer.echo("its password is shown once, here: keep it in a password manager or ~/.pgpass")
+    typer.echo(f'connect: psql "{target}"')
+
+
+@role_cli.command("list")
+def role_list(ctx: typer.Context) -> None:
+    """List the login roles of the reader and writer groups."""
+    from app.db import sql_roles
+
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        found = sql_roles.logins(conn, config.db_schema)
+    if not found:
+        typer.echo("no login roles; create one with: memora db role create NAME --reader")
+    for login in found:
+        typer.echo(f"{login.name}\t{login.kind}" + (f"\tvalid until {login.valid_until}" if login.valid_until else ""))
+
+
+@role_cli.command("drop")
+def role_drop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A login role made by `memora db role create`.")],
+) -> None:
+    """Drop a login role of the reader or writer group (its sessions keep running until they end)."""
+    from app.db import sql_roles
+
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        sql_roles.drop_login(conn, config.db_schema, name)
+    typer.echo(f"dropped role {name}")
+
+
+def _admin_connection(config: Settings) -> Any:
+    """An autocommit psycopg connection for managing roles: the embedded superuser, or MEMORA_DATABASE_URL's role."""
+    import psycopg
+
+    from app.db.engine import admin_url, libpq_url
+
+    return psycopg.connect(libpq_url(admin_url(config)), autocommit=True, application_name="memora-cli")
+
+
+def _login_url(config: Settings, name: str, password: str | None) -> str:
+    """NAME's libpq URL to Memora's database (with PASSWORD if given; else psql asks for it)."""
+    from sqlalchemy.engine import make_url
+
+    from app.db.engine import admin_url
+
+    url = make_url(admin_url(config)).set(drivername="postgresql", username=name, password=password)
+    return url.render_as_string(hide_password=False)
