@@ -29,7 +29,10 @@ def become_owner(schema: str) -> Executable:
             END IF;
             owner := (SELECT value FROM "{schema}".meta WHERE key = '{OWNER_KEY}');
             IF owner IS NOT NULL AND EXISTS (SELECT FROM pg_roles WHERE rolname = owner)
-               AND pg_has_role(current_user, owner, 'MEMBER') THEN
+               -- From PostgreSQL 16 membership may come without SET (a CREATEROLE creator's ADMIN alone).
+               AND (CASE WHEN current_setting('server_version_num')::int >= 160000
+                         THEN pg_has_role(current_user, owner, 'SET')
+                         ELSE pg_has_role(current_user, owner, 'MEMBER') END) THEN
                 EXECUTE format('SET LOCAL ROLE %I', owner);
             END IF;
         END

@@ -120,7 +120,8 @@ def logins(conn: psycopg.Connection, schema: str) -> list[Login]:
     rows = conn.execute(
         "SELECT r.rolname, g.rolname, r.rolvaliduntil::text FROM pg_auth_members m"
         " JOIN pg_roles r ON r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid"
-        " WHERE g.rolname = ANY(%s) AND r.rolcanlogin ORDER BY r.rolname",
+        # Not those who hold ADMIN on the group: the role that ran the migrations (CREATEROLE, PostgreSQL 16+).
+        " WHERE g.rolname = ANY(%s) AND r.rolcanlogin AND NOT m.admin_option ORDER BY r.rolname",
         ([roles.reader, roles.writer],),
     ).fetchall()
     return [Login(name, "writer" if group == roles.writer else "reader", until) for name, group, until in rows]
@@ -133,19 +134,23 @@ def drop_login(conn: psycopg.Connection, schema: str, name: str) -> None:
     if name not in {login.name for login in logins(conn, schema)}:
         raise NotFoundError(f"no login role {name} in the reader or writer group of schema {schema}")
     try:
-        with conn.transaction():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))  # its grants, in this database
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
     except errors.DependentObjectsStillExist as exc:
         detail = (exc.diag.message_detail or "").replace("\n", "; ")
-        raise ConflictError(f"role {name} still owns or holds objects in other databases: {detail}") from None
+        raise ConflictError(
+            f"role {name} owns objects or holds grants of its own ({detail}): run REASSIGN OWNED BY {name} TO ...; "
+            f"DROP OWNED BY {name} in each database it has them in, then drop it again"
+        ) from None
     except errors.InsufficientPrivilege as exc:
         raise _no_createrole(conn, exc) from None
 
 
 def _no_createrole(conn: psycopg.Connection, exc: Exception) -> InvalidInputError:
+    import psycopg
+
     user = conn.execute("SELECT current_user").fetchone()
+    reason = exc.diag.message_primary if isinstance(exc, psycopg.Error) else str(exc)
     return InvalidInputError(
-        f"{user[0] if user else 'this role'} may not manage roles ({str(exc).strip()}): run this as a role with "
+        f"{user[0] if user else 'this role'} may not manage roles ({reason}): run this as a role with "
         "CREATEROLE and ADMIN on Memora's group roles (the role that ran the migrations)"
     )

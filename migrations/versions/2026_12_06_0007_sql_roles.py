@@ -106,9 +106,11 @@ def upgrade() -> None:
             SELECT 'sql_role_' || key, value FROM jsonb_each_text(names)
             UNION ALL SELECT 'sql_roles', 'created:' || array_to_string(created, ',');
 
-            -- A non-superuser creator (CREATEROLE) holds ADMIN on what it created; it needs membership to hand
-            -- objects over and to SET ROLE to the owner.
-            IF NOT privileged AND NOT pg_has_role(current_user, names->>'owner', 'MEMBER') THEN
+            -- A non-superuser creator (CREATEROLE) holds ADMIN on what it created but, from PostgreSQL 16, neither
+            -- SET nor INHERIT: it grants itself membership, to hand objects over and SET ROLE to the owner.
+            IF NOT privileged AND NOT (CASE WHEN current_setting('server_version_num')::int >= 160000
+                                            THEN pg_has_role(current_user, names->>'owner', 'SET')
+                                            ELSE pg_has_role(current_user, names->>'owner', 'MEMBER') END) THEN
                 EXECUTE format('GRANT %I TO %I', names->>'owner', current_user);
             END IF;
             EXECUTE format('GRANT %I TO %I', names->>'reader', names->>'writer');
@@ -177,8 +179,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    s = schema()
     meta = qualified("meta")
     op.execute("SET LOCAL ROLE NONE")
+    # The reader's and writer's grants are revoked one by one: DROP OWNED BY would need their privileges, which a
+    # migrating user with CREATEROLE (ADMIN on them, PostgreSQL 16) does not have.
     op.execute(
         ddl(
             f"""
@@ -187,15 +192,29 @@ def downgrade() -> None:
             names jsonb := (SELECT jsonb_object_agg(substr(key, 10), value) FROM {meta} WHERE key LIKE 'sql\\_role\\_%');
             created text := (SELECT value FROM {meta} WHERE key = 'sql_roles');
             kind text;
+            home regnamespace;
         BEGIN
             IF names IS NOT NULL THEN
                 IF EXISTS (SELECT FROM pg_roles WHERE rolname = names->>'owner') THEN
                     EXECUTE format('REASSIGN OWNED BY %I TO %I', names->>'owner', current_user);
+                    EXECUTE format('DROP OWNED BY %I', names->>'owner');  -- its grants and default privileges here
                 END IF;
-                FOREACH kind IN ARRAY ARRAY['reader', 'writer', 'owner'] LOOP
+                FOREACH kind IN ARRAY ARRAY['reader', 'writer'] LOOP
                     CONTINUE WHEN NOT EXISTS (SELECT FROM pg_roles WHERE rolname = names->>kind);
-                    EXECUTE format('DROP OWNED BY %I', names->>kind);  -- in this database: its grants
-                    CONTINUE WHEN NOT (kind = ANY (string_to_array(substr(created, 9), ',')));
+                    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I', '{s}', names->>kind);
+                    EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA %I FROM %I', '{s}', names->>kind);
+                    EXECUTE format('REVOKE ALL ON SCHEMA %I FROM %I', '{s}', names->>kind);
+                    FOR home IN
+                        SELECT n.oid FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace,
+                             aclexplode(n.nspacl) a
+                        WHERE e.extname = 'vector' AND a.grantee = (names->>kind)::regrole
+                    LOOP
+                        EXECUTE format('REVOKE USAGE ON SCHEMA %s FROM %I', home, names->>kind);
+                    END LOOP;
+                END LOOP;
+                FOREACH kind IN ARRAY ARRAY['reader', 'writer', 'owner'] LOOP
+                    CONTINUE WHEN NOT (kind = ANY (string_to_array(substr(created, 9), ',')))
+                                  OR NOT EXISTS (SELECT FROM pg_roles WHERE rolname = names->>kind);
                     BEGIN
                         EXECUTE format('DROP ROLE %I', names->>kind);
                     EXCEPTION WHEN dependent_objects_still_exist THEN
