@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from app.cli.options import settings
+from app.cli.options import option, settings
 from app.config import Settings
 
 cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.", no_args_is_help=True)
@@ -17,12 +17,28 @@ cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.", 
 def upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    service_role: Annotated[
+        str | None,
+        option(
+            "DB_SERVICE_ROLE",
+            "Then make this existing login role the service's: a member of the owner role, so the API and worker "
+            "can log in as it rather than as the role that migrates (docker-compose.yml does).",
+            "--service-role",
+        ),
+    ] = None,
 ) -> None:
     """Apply migrations up to REVISION."""
     from app.db import migrate
 
     migrate.upgrade(settings(ctx), revision)
     typer.echo(f"database at {_current(settings(ctx)) or 'base'}")
+    if service_role is not None:
+        from app.db import sql_roles
+
+        config = settings(ctx)
+        with _admin_connection(config) as conn:
+            roles = sql_roles.grant_service(conn, config.db_schema, service_role)
+        typer.echo(f"{service_role} is a member of {roles.owner}")
 
 
 @cli.command()
@@ -46,22 +62,31 @@ def current(ctx: typer.Context) -> None:
     typer.echo(f"head: {migrate.head_revision()}")
 
 
-@cli.command()
-def url(ctx: typer.Context) -> None:
-    """Print the database URL (starting the embedded server if needed), e.g. for psql "$(memora db url)"."""
-    from app.db.engine import database_url, libpq_url
+SUPERUSER = option(
+    "DB_SUPERUSER",
+    "The embedded server's superuser, for what the service role may not do (ALTER SYSTEM, roles, extensions); "
+    "the same URL as without it when MEMORA_DATABASE_URL is set.",
+    "--superuser",
+)
 
-    typer.echo(libpq_url(database_url(settings(ctx))))
+
+@cli.command()
+def url(ctx: typer.Context, superuser: Annotated[bool, SUPERUSER] = False) -> None:
+    """Print the database URL (starting the embedded server if needed), e.g. for psql "$(memora db url)": the
+    service's role (memora_app on the embedded server)."""
+    from app.db.engine import admin_url, database_url, libpq_url
+
+    typer.echo(libpq_url((admin_url if superuser else database_url)(settings(ctx))))
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def psql(ctx: typer.Context) -> None:
-    """Open psql (bundled with the embedded server) on Memora's database; psql's own options and arguments pass
-    through as psql takes them (memora db psql -c 'SELECT 1', -f script.sql, -At ...)."""
+def psql(ctx: typer.Context, superuser: Annotated[bool, SUPERUSER] = False) -> None:
+    """Open psql (bundled with the embedded server) on Memora's database as the service's role; psql's own options
+    and arguments pass through as psql takes them (memora db psql -c 'SELECT 1', -f script.sql, -At ...)."""
     from app.db.embedded import bin_dir
-    from app.db.engine import database_url, libpq_url
+    from app.db.engine import admin_url, database_url, libpq_url
 
-    target = libpq_url(database_url(settings(ctx)))
+    target = libpq_url((admin_url if superuser else database_url)(settings(ctx)))
     program = str(bin_dir() / "psql")
     os.execv(program, [program, "--dbname", target, *ctx.args])
 
@@ -125,10 +150,13 @@ cli.add_typer(role_cli, name="role")
 def role_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The login name (a lower-case SQL identifier).")],
-    reader: Annotated[bool, typer.Option("--reader", help="SELECT and the search and batch functions.")] = False,
-    writer: Annotated[bool, typer.Option("--writer", help="Reader + documents and examples.")] = False,
+    reader: Annotated[bool, option("ROLE_READER", "SELECT and the search and batch functions.", "--reader")] = False,
+    writer: Annotated[bool, option("ROLE_WRITER", "Reader + documents and examples.", "--writer")] = False,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin (default: generate and print one).")
+        bool,
+        option(
+            "ROLE_PASSWORD_STDIN", "Read the password from stdin (default: generate and print one).", "--password-stdin"
+        ),
     ] = False,
 ) -> None:
     """Create a LOGIN role NAME in the reader or writer group of Memora's schema, and print how to connect."""
@@ -191,9 +219,10 @@ def _admin_connection(config: Settings) -> Any:
 
 def _login_url(config: Settings, name: str, password: str | None) -> str:
     """NAME's libpq URL to Memora's database (with PASSWORD if given; else psql asks for it)."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import URL, make_url
 
     from app.db.engine import admin_url
 
-    url = make_url(admin_url(config)).set(drivername="postgresql", username=name, password=password)
+    admin = make_url(admin_url(config))  # its password is not NAME's: a new URL, not admin's with changes
+    url = URL.create("postgresql", name, password, admin.host, admin.port, admin.database, admin.query)
     return url.render_as_string(hide_password=False)

@@ -154,3 +154,21 @@ def _no_createrole(conn: psycopg.Connection, exc: Exception) -> InvalidInputErro
         f"{user[0] if user else 'this role'} may not manage roles ({reason}): run this as a role with "
         "CREATEROLE and ADMIN on Memora's group roles (the role that ran the migrations)"
     )
+
+
+def grant_service(conn: psycopg.Connection, schema: str, name: str) -> GroupRoles:
+    """Make the login role NAME the service's: a member of SCHEMA's owner role (app/db/service_role.py says why)."""
+    from psycopg import errors, sql
+
+    roles = required_group_roles(conn, schema)
+    found = conn.execute("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    if found is None:
+        raise NotFoundError(f"no role {name}: create it first (CREATE ROLE {name} LOGIN PASSWORD ...)")
+    if found[1]:
+        raise InvalidInputError.for_field("service_role", f"{name} is a superuser: give the service a plain login")
+    try:
+        if conn.execute("SELECT pg_has_role(%s, %s, 'USAGE')", (name, roles.owner)).fetchone() != (True,):
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(roles.owner), sql.Identifier(name)))
+    except errors.InsufficientPrivilege as exc:
+        raise _no_createrole(conn, exc) from None
+    return roles
