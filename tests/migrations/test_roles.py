@@ -3,6 +3,7 @@ skipped (not failed) for a user without CREATEROLE, and removed by the downgrade
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterator
 
@@ -161,3 +162,22 @@ def test_a_user_with_createrole_migrates_as_the_owner_role_and_may_make_logins(o
     names = [value for key, value in roles.items() if key != "sql_roles"]
     assert existing(url, names) == set()
     assert fetch(url, "SELECT to_regnamespace('memora')") == [(None,)]
+
+
+def test_a_role_of_the_same_name_that_is_not_this_installs_is_never_taken_over(empty_db_url: str) -> None:
+    database = make_url(empty_db_url).database
+    squatter = f"memora_{database}_reader"
+    run_sql(empty_db_url, f"CREATE ROLE {squatter} NOLOGIN")
+    try:
+        upgrade(empty_db_url)
+
+        reader = roles_of(empty_db_url)["sql_role_reader"]
+        assert reader != squatter
+        assert re.fullmatch(r"memora_[0-9a-f]{9}_reader", reader)  # the schema and a hash of the database
+        assert fetch(empty_db_url, f"SELECT has_table_privilege('{squatter}', 'memora.document', 'SELECT')") == [
+            (False,)
+        ]
+        downgrade(empty_db_url, "base")
+        assert existing(empty_db_url, [squatter, reader]) == {squatter}
+    finally:
+        run_sql(empty_db_url, f"DROP ROLE IF EXISTS {squatter}")
