@@ -1,6 +1,6 @@
 """A small Python client of Memora's REST API, for training loops: batches with resumable cursors.
 
-    client = MemoraClient("http://127.0.0.1:8000")
+    client = MemoraClient("http://127.0.0.1:8000")  # the API key: api_key=..., else $MEMORA_API_KEY
     for batch in client.iter_batches("reviews", size=256, split="train", snapshot="v1", shuffle_seed=epoch):
         train_step(batch.items)
         save_checkpoint(cursor=batch.cursor)  # iter_batches(..., cursor=saved) goes on after this batch
@@ -12,6 +12,7 @@ that uses it.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,22 @@ class Batch:
 
 class MemoraClient:
     """The REST API at BASE_URL; or pass HTTP_CLIENT, an httpx.Client with its own base_url (a proxy, an ASGI
-    transport), which close() leaves open."""
+    transport), which close() leaves open. API_KEY (else the MEMORA_API_KEY variable; "" for none) goes with every
+    request as `Authorization: Bearer`, as a server that others can reach requires (docs/security.md)."""
 
-    def __init__(self, base_url: str, timeout: float = 60.0, *, http_client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout: float = 60.0,
+        *,
+        api_key: str | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
         self._own = http_client is None
         self.http = http_client or httpx.Client(base_url=base_url, timeout=timeout)
+        # A key read from a file or pasted keeps its newline; an empty variable means no key.
+        key = (os.environ.get("MEMORA_API_KEY", "") if api_key is None else api_key).strip()
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
 
     def close(self) -> None:
         if self._own:
@@ -61,15 +73,16 @@ class MemoraClient:
         self.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self.http.request(method, path, **kwargs)
+        response = self.http.request(method, path, headers=self._headers, **kwargs)
         if response.is_error:
             try:
                 error = response.json()["error"]
             except (ValueError, KeyError, TypeError):
                 error = {"code": "http_error", "message": response.text}
-            raise MemoraAPIError(
-                response.status_code, error.get("code", ""), error.get("message", ""), error.get("details")
-            )
+            message = error.get("message", "")
+            if response.status_code == 401 and not self._headers:
+                message += " (no API key was sent: pass api_key= or set MEMORA_API_KEY)"
+            raise MemoraAPIError(response.status_code, error.get("code", ""), message, error.get("details"))
         return None if response.status_code == 204 else response.json()
 
     def create_dataset(self, name: str, task: str, **options: Any) -> dict[str, Any]:

@@ -64,6 +64,20 @@ class RateLimitedError(AppError):
     code = "rate_limited"
 
 
+class HostNotAllowedError(AppError):
+    """A Host header this server does not answer to (app/api/hosts.py): DNS rebinding, or MEMORA_ALLOWED_HOSTS unset."""
+
+    status = 400
+    code = "host_not_allowed"
+
+
+class CrossOriginError(AppError):
+    """A write sent by a web page of another origin (app/api/origins.py), which the browser sent without asking."""
+
+    status = 403
+    code = "cross_origin_request"
+
+
 class NotFoundError(AppError):
     status = 404
     code = "not_found"

@@ -66,7 +66,7 @@ def main() -> None:
         for count in sorted(args.documents):
             with console.status(f"filling the queue to {count:,} documents"), psycopg.connect(scratch.url) as conn:
                 conn.execute(FILL.replace("%(count)s", str(count)))
-            with TestClient(create_app(scratch.settings)) as client:
+            with TestClient(create_app(scratch.settings), base_url="http://localhost") as client:
                 metrics = timed(client, "/metrics", args.runs)
                 status = timed(client, "/v1/status", args.runs)
             rows.append([count, *metrics, *status])

@@ -17,12 +17,15 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
+from app.api import hosts
 from app.api.bodies import too_deep
 from app.api.deps import check_parameters
 from app.api.failures import ErrorsAsJson, database_error
 from app.api.limits import BodyLimitMiddleware
+from app.api.origins import CrossOriginWrites, add_cors
 from app.api.routes import (
     answer,
+    audit,
     collections,
     dataset_quality,
     datasets,
@@ -36,6 +39,8 @@ from app.api.routes import (
     snapshots,
 )
 from app.api.schemas import ErrorResponse
+from app.audit.recorder import AuditMiddleware, AuditTrail
+from app.auth.ratelimit import RateLimiter
 from app.config import Settings, get_settings
 from app.db.engine import make_engine, make_session_factory
 from app.errors import AppError, InvalidInputError, invalid_json
@@ -52,8 +57,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         own_engine = engine is None
+        hosts.explain(settings)
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
+        app.state.audit = AuditTrail(settings, app.state.sessions)
         stop = threading.Event()
         thread = worker_engine = None
         if worker:
@@ -95,6 +102,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_exception_handler(DBAPIError, database_error)
     app.add_exception_handler(psycopg.Error, database_error)
     app.add_middleware(ErrorsAsJson)
+    # Added last, run first: the Host check, then CORS, then the refusal of foreign writes, then the audit.
+    app.add_middleware(AuditMiddleware)
+    app.add_middleware(CrossOriginWrites, settings=settings)
+    add_cors(app, settings)
+    app.add_middleware(hosts.HostCheck, settings=settings)
+    app.state.rate_limiter = RateLimiter()
     app.include_router(docs.router)
     app.include_router(health.router)
     app.include_router(observe.router)
@@ -107,6 +120,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(snapshots.router)
     app.include_router(exports.router)
     app.include_router(finetune.router)
+    app.include_router(audit.router)
     return app
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from app.auth import ratelimit
 from app.auth.principal import OPEN
 from app.auth.rules import Rule
 
@@ -14,3 +15,4 @@ from app.auth.rules import Rule
 async def enforce(request: Request, rule: Rule) -> None:
     """Set request.state.principal, or refuse the request as RULE says."""
     request.state.principal = OPEN
+    ratelimit.admit(request)

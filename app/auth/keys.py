@@ -121,7 +121,8 @@ _UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(day
 def parse_duration(text: str) -> timedelta:
     """How long a new key lives, from "90d", "12h", "30m" or "2w"; a ValueError says what is wrong."""
     number, unit = text[:-1], text[-1:]
-    if unit not in _UNITS or not number.isdigit() or int(number) == 0:
+    # isdigit() alone takes other scripts' digits and superscripts ("²d", which int() then refuses).
+    if unit not in _UNITS or not (number.isascii() and number.isdigit()) or int(number) == 0:
         raise ValueError(f"{text!r} is not a duration: a positive whole number then m, h, d or w (90d)")
     if int(number) > 36_500 * _UNITS["d"] / _UNITS[unit]:
         raise ValueError(f"{text!r} is more than 100 years")

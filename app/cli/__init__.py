@@ -15,6 +15,7 @@ import typer
 
 from app.cli import (
     answer,
+    audit,
     collections,
     dataset_quality,
     datasets,
@@ -23,6 +24,7 @@ from app.cli import (
     eval,
     exports,
     finetune,
+    keys,
     search,
     serve,
     snapshots,
@@ -50,6 +52,8 @@ cli.add_typer(exports.cli)
 cli.add_typer(finetune.cli, name="finetune")
 cli.add_typer(db.cli, name="db")
 cli.add_typer(status.cli)
+cli.add_typer(keys.cli, name="key")
+cli.add_typer(audit.cli)
 
 
 @cli.callback()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.api.deps import SessionDep
+from app.audit import recorder as audit
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.collections import service
@@ -16,8 +17,9 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut, dependencies=[needs(Role.admin)])
-def create_collection(body: CollectionCreate, db: SessionDep) -> CollectionOut:
+def create_collection(body: CollectionCreate, db: SessionDep, request: Request) -> CollectionOut:
     """Create a collection; its vector partition and HNSW index are created with it."""
+    audit.names(request, collection=body.name)
     return service.to_out(service.create(db, body), {})
 
 

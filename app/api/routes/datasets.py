@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile
 from app.api.bodies import parse_json, read_body
 from app.api.deps import ExampleId, SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
+from app.audit import recorder as audit
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.db.models import Dataset
@@ -67,7 +68,8 @@ ModelQuery = Annotated[
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetOut, dependencies=[needs(Role.admin)])
-def create_dataset(body: DatasetCreate, db: SessionDep) -> DatasetOut:
+def create_dataset(body: DatasetCreate, db: SessionDep, request: Request) -> DatasetOut:
+    audit.names(request, dataset=body.name)
     return service.describe(db, [service.create(db, body)])[0]
 
 

@@ -83,7 +83,7 @@ def send(app: FastAPI, path: str, body: Body, headers: dict[str, str]) -> httpx.
 
     async def post() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://memora") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             return await client.post(path, content=pieces(), headers=headers)
 
     return anyio.run(post)
