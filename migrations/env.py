@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.schema import CreateSchema, DropSchema, DropTable
 
-from memora_migrations import MigrationError, filters, idempotent, naming, server, target
+from memora_migrations import MigrationError, filters, idempotent, naming, roles, server, target
 
 config = context.config
 x_arguments = context.get_x_argument(as_dictionary=True)
@@ -76,6 +76,7 @@ def run_migrations_offline() -> None:
         context.execute(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=ADVISORY_LOCK_KEY))
         context.execute(CreateSchema(SCHEMA, if_not_exists=True))
         context.execute(idempotent.drop(SCHEMA))
+        context.execute(roles.become_owner(SCHEMA))
         context.run_migrations()
         heads = _heads(context.get_revision_argument())
         for statement in idempotent.apply(idempotent.needed(context.script, heads), SCHEMA):
@@ -124,13 +125,17 @@ def _migrate(conn: Connection) -> None:
             and idempotent.applied_fingerprint(conn, SCHEMA) == idempotent.fingerprint(files, SCHEMA)
         ):
             return
+        # Objects are created as the owner role (memora_migrations.roles); a host's transaction gets its role back.
+        role = conn.execute(text("SELECT current_setting('role')")).scalar()
         context.execute(idempotent.drop(SCHEMA))
+        context.execute(roles.become_owner(SCHEMA))
         context.run_migrations()
         heads = migration.get_current_heads()
         for statement in idempotent.apply(idempotent.needed(context.script, heads), SCHEMA):
             context.execute(statement)
         if not heads:
             _drop_leftovers(conn)
+        conn.execute(text("SELECT set_config('role', :role, true)"), {"role": role})
 
 
 def _drop_leftovers(conn: Connection) -> None:

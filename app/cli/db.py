@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from app.cli.options import settings
+from app.cli.options import option, settings
 from app.config import Settings
 
 cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.", no_args_is_help=True)
@@ -17,12 +17,28 @@ cli = typer.Typer(help="The database: migrations and the embedded PostgreSQL.", 
 def upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    service_role: Annotated[
+        str | None,
+        option(
+            "DB_SERVICE_ROLE",
+            "Then make this existing login role the service's: a member of the owner role, so the API and worker "
+            "can log in as it rather than as the role that migrates (docker-compose.yml does).",
+            "--service-role",
+        ),
+    ] = None,
 ) -> None:
     """Apply migrations up to REVISION."""
     from app.db import migrate
 
     migrate.upgrade(settings(ctx), revision)
     typer.echo(f"database at {_current(settings(ctx)) or 'base'}")
+    if service_role is not None:
+        from app.db import sql_roles
+
+        config = settings(ctx)
+        with _admin_connection(config) as conn:
+            roles = sql_roles.grant_service(conn, config.db_schema, service_role)
+        typer.echo(f"{service_role} is a member of {roles.owner}")
 
 
 @cli.command()
@@ -46,22 +62,31 @@ def current(ctx: typer.Context) -> None:
     typer.echo(f"head: {migrate.head_revision()}")
 
 
-@cli.command()
-def url(ctx: typer.Context) -> None:
-    """Print the database URL (starting the embedded server if needed), e.g. for psql "$(memora db url)"."""
-    from app.db.engine import database_url, libpq_url
+SUPERUSER = option(
+    "DB_SUPERUSER",
+    "The embedded server's superuser, for what the service role may not do (ALTER SYSTEM, roles, extensions); "
+    "the same URL as without it when MEMORA_DATABASE_URL is set.",
+    "--superuser",
+)
 
-    typer.echo(libpq_url(database_url(settings(ctx))))
+
+@cli.command()
+def url(ctx: typer.Context, superuser: Annotated[bool, SUPERUSER] = False) -> None:
+    """Print the database URL (starting the embedded server if needed), e.g. for psql "$(memora db url)": the
+    service's role (memora_app on the embedded server)."""
+    from app.db.engine import admin_url, database_url, libpq_url
+
+    typer.echo(libpq_url((admin_url if superuser else database_url)(settings(ctx))))
 
 
 @cli.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def psql(ctx: typer.Context) -> None:
-    """Open psql (bundled with the embedded server) on Memora's database; psql's own options and arguments pass
-    through as psql takes them (memora db psql -c 'SELECT 1', -f script.sql, -At ...)."""
+def psql(ctx: typer.Context, superuser: Annotated[bool, SUPERUSER] = False) -> None:
+    """Open psql (bundled with the embedded server) on Memora's database as the service's role; psql's own options
+    and arguments pass through as psql takes them (memora db psql -c 'SELECT 1', -f script.sql, -At ...)."""
     from app.db.embedded import bin_dir
-    from app.db.engine import database_url, libpq_url
+    from app.db.engine import admin_url, database_url, libpq_url
 
-    target = libpq_url(database_url(settings(ctx)))
+    target = libpq_url((admin_url if superuser else database_url)(settings(ctx)))
     program = str(bin_dir() / "psql")
     os.execv(program, [program, "--dbname", target, *ctx.args])
 
@@ -113,3 +138,91 @@ def _current(config: Settings) -> str | None:
     from app.db.engine import database_url
 
     return migrate.current_revision(database_url(config), config.db_schema)
+
+
+role_cli = typer.Typer(
+    help="Login roles for people who use Memora's schema from SQL (psql, notebooks, BI tools).", no_args_is_help=True
+)
+cli.add_typer(role_cli, name="role")
+
+
+@role_cli.command("create")
+def role_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The login name (a lower-case SQL identifier).")],
+    reader: Annotated[bool, option("ROLE_READER", "SELECT and the search and batch functions.", "--reader")] = False,
+    writer: Annotated[bool, option("ROLE_WRITER", "Reader + documents and examples.", "--writer")] = False,
+    password_stdin: Annotated[
+        bool,
+        option(
+            "ROLE_PASSWORD_STDIN", "Read the password from stdin (default: generate and print one).", "--password-stdin"
+        ),
+    ] = False,
+) -> None:
+    """Create a LOGIN role NAME in the reader or writer group of Memora's schema, and print how to connect."""
+    import secrets
+    import sys
+
+    from app.db import sql_roles
+    from app.errors import InvalidInputError
+
+    if reader == writer:
+        raise InvalidInputError.for_field("role", "give exactly one of --reader and --writer")
+    sql_roles.check_name(name)
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else secrets.token_urlsafe(18)
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        roles = sql_roles.create_login(conn, config.db_schema, name, "writer" if writer else "reader", password)
+    target = _login_url(config, name, None if password_stdin else password)
+    typer.echo(f"created role {name}, member of {roles.writer if writer else roles.reader}")
+    if not password_stdin:
+        typer.echo("its password is shown once, here: keep it in a password manager or ~/.pgpass")
+    typer.echo(f'connect: psql "{target}"')
+
+
+@role_cli.command("list")
+def role_list(ctx: typer.Context) -> None:
+    """List the login roles of the reader and writer groups."""
+    from app.db import sql_roles
+
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        found = sql_roles.logins(conn, config.db_schema)
+    if not found:
+        typer.echo("no login roles; create one with: memora db role create NAME --reader")
+    for login in found:
+        typer.echo(f"{login.name}\t{login.kind}" + (f"\tvalid until {login.valid_until}" if login.valid_until else ""))
+
+
+@role_cli.command("drop")
+def role_drop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="A login role made by `memora db role create`.")],
+) -> None:
+    """Drop a login role of the reader or writer group (its sessions keep running until they end)."""
+    from app.db import sql_roles
+
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        sql_roles.drop_login(conn, config.db_schema, name)
+    typer.echo(f"dropped role {name}")
+
+
+def _admin_connection(config: Settings) -> Any:
+    """An autocommit psycopg connection for managing roles: the embedded superuser, or MEMORA_DATABASE_URL's role."""
+    import psycopg
+
+    from app.db.engine import admin_url, libpq_url
+
+    return psycopg.connect(libpq_url(admin_url(config)), autocommit=True, application_name="memora-cli")
+
+
+def _login_url(config: Settings, name: str, password: str | None) -> str:
+    """NAME's libpq URL to Memora's database (with PASSWORD if given; else psql asks for it)."""
+    from sqlalchemy.engine import URL, make_url
+
+    from app.db.engine import admin_url
+
+    admin = make_url(admin_url(config))  # its password is not NAME's: a new URL, not admin's with changes
+    url = URL.create("postgresql", name, password, admin.host, admin.port, admin.database, admin.query)
+    return url.render_as_string(hide_password=False)

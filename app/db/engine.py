@@ -17,7 +17,20 @@ if TYPE_CHECKING:
 
 
 def database_url(settings: Settings) -> str:
-    """The SQLAlchemy URL to use: MEMORA_DATABASE_URL, else the embedded server (started if needed)."""
+    """The SQLAlchemy URL to use: MEMORA_DATABASE_URL, else the embedded server (started if needed) as the service
+    role (app/db/service_role.py), or as its superuser while the schema has no owner role for the service to join."""
+    if settings.database_url is not None:
+        return settings.database_url
+    from app.db import service_role
+
+    embedded = EmbeddedPostgres(settings.data_dir, settings.pg_port)
+    server = embedded.ensure_running()
+    return sqlalchemy_url(service_role.ensure(embedded, server, settings.db_schema) or server.url())
+
+
+def admin_url(settings: Settings) -> str:
+    """The SQLAlchemy URL for what the service role may not do (migrations, roles): MEMORA_DATABASE_URL, whose role
+    the operator chose, else the embedded server's superuser."""
     if settings.database_url is not None:
         return settings.database_url
     server = EmbeddedPostgres(settings.data_dir, settings.pg_port).ensure_running()
@@ -79,7 +92,7 @@ def follow(engine: Engine, server: EmbeddedPostgres) -> None:
 
     @event.listens_for(engine, "do_connect")
     def _current_address(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        cparams.update(_address(server))
+        cparams.update(_address(server, cparams.get("user")))
 
 
 def sibling(engine: Engine, **kwargs: Any) -> Engine:
@@ -93,14 +106,16 @@ def sibling(engine: Engine, **kwargs: Any) -> Engine:
     return own
 
 
-def _address(server: EmbeddedPostgres) -> dict[str, Any]:
+def _address(server: EmbeddedPostgres, user: str | None) -> dict[str, Any]:
     import psycopg
+
+    from app.db.service_role import password_of
 
     running = server.status()
     if running is None:
         # No SQLSTATE: what the API's error handler reads as "the database is unavailable" (a 503).
         raise psycopg.OperationalError(f"the embedded PostgreSQL in {server.pgdata} is not running")
-    return {"host": "127.0.0.1", "port": running.port, "password": running.password}
+    return {"host": "127.0.0.1", "port": running.port, "password": password_of(server, user) or running.password}
 
 
 def _register_vector(dbapi_connection: Any, _record: Any) -> None:

@@ -11,7 +11,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from app.config import Settings
-from app.db.engine import database_url
+from app.db.engine import admin_url, database_url
 from app.errors import DatabaseUnavailableError
 
 if TYPE_CHECKING:
@@ -19,12 +19,18 @@ if TYPE_CHECKING:
 
 
 def upgrade(settings: Settings, revision: str = "head", url: str | None = None) -> None:
-    """Upgrade settings.db_schema to REVISION in URL, else in settings' database (starting the embedded server)."""
-    _run("upgrade", url or database_url(settings), revision, settings.db_schema)
+    """Upgrade settings.db_schema to REVISION in URL, else in settings' database (starting the embedded server).
+
+    The embedded server is migrated by its superuser (the first revision creates the vector extension, 0007 the
+    group roles), and its service role then joins the owner role (app/db/service_role.py).
+    """
+    _run("upgrade", url or admin_url(settings), revision, settings.db_schema)
+    if url is None and settings.embedded:
+        database_url(settings)
 
 
 def downgrade(settings: Settings, revision: str, url: str | None = None) -> None:
-    _run("downgrade", url or database_url(settings), revision, settings.db_schema)
+    _run("downgrade", url or admin_url(settings), revision, settings.db_schema)
 
 
 @cache

@@ -125,6 +125,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     part text;
+    parent record;
+    grant_ record;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
@@ -138,6 +140,17 @@ BEGIN
         );
         PERFORM memora.set_collection_vector_check(NEW.id);
         PERFORM memora.create_collection_index(NEW.id);
+        -- Whoever creates it (the service's role, a superuser in psql), the partition is the parent's: same owner,
+        -- same grants (the SQL roles of migration 0007), since the search functions read partitions by name.
+        SELECT c.relowner::regrole, c.relacl INTO parent FROM pg_class c WHERE c.oid = 'memora.embedding'::regclass;
+        EXECUTE format('ALTER TABLE memora.%I OWNER TO %s', part, parent.relowner);
+        FOR grant_ IN
+            SELECT a.grantee::regrole AS grantee, a.privilege_type
+            FROM aclexplode(parent.relacl) a
+            WHERE a.grantee <> 0 AND a.grantee <> parent.relowner::oid
+        LOOP
+            EXECUTE format('GRANT %s ON memora.%I TO %s', grant_.privilege_type, part, grant_.grantee);
+        END LOOP;
         RETURN NEW;
     END IF;
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import psycopg
@@ -19,14 +20,29 @@ REVISIONS = [
 
 
 def dump(url: str, *options: str) -> str:
-    """pg_dump --schema-only of the database (or of the schemas named in options), for comparisons."""
+    """pg_dump --schema-only of the database (or of the schemas named in options), for comparisons.
+
+    Memora's SQL roles are named after the database (migration 0007): in the dump they are <owner>, <writer> and
+    <reader>, so that two databases migrated alike compare equal.
+    """
     result = subprocess.run(
         [str(bin_dir() / "pg_dump"), "--schema-only", "--no-owner", "--restrict-key=memora", *options, url],
         check=True,
         capture_output=True,
         text=True,
     )
-    return result.stdout
+    text = result.stdout
+    for name, kind in fetch(url, MEMORA_ROLES):
+        text = re.sub(rf"(?<![\w$]){re.escape(str(name))}(?![\w$])", f"<{kind}>", text)
+    return text
+
+
+# Every role migration 0007 made in this cluster, longest names first (one may be another's prefix).
+MEMORA_ROLES = """
+SELECT rolname, split_part(shobj_description(oid, 'pg_authid'), ' ', 2) FROM pg_roles
+WHERE shobj_description(oid, 'pg_authid') LIKE 'Memora % of schema % in database %'
+ORDER BY length(rolname) DESC
+"""
 
 
 def memora_schema(url: str) -> str:

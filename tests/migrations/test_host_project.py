@@ -47,9 +47,9 @@ def host_project(tmp_path: Path) -> Path:
 def autogenerate(host_project: Path, **environment: str) -> str:
     """The revision `alembic revision --autogenerate` writes, less the lines every revision has."""
     succeeded(
-        alembic("revision", "--autogenerate", "-m", "proposed", "--rev-id", "h004", cwd=host_project, **environment)
+        alembic("revision", "--autogenerate", "-m", "proposed", "--rev-id", "h099", cwd=host_project, **environment)
     )
-    (path,) = (host_project / "migrations" / "versions").glob("*h004*.py")
+    (path,) = (host_project / "migrations" / "versions").glob("*h099*.py")
     text = path.read_text()
     path.unlink()
     return text
@@ -61,8 +61,16 @@ def test_one_alembic_upgrade_of_the_host_brings_its_tables_and_memoras(empty_db_
 
     succeeded(alembic("upgrade", "head", cwd=host_project, **host))
 
-    assert fetch(empty_db_url, "SELECT version_num FROM public.alembic_version") == [("h003",)]
+    assert fetch(empty_db_url, "SELECT version_num FROM public.alembic_version") == [("h004",)]
     assert fetch(empty_db_url, "SELECT version_num FROM memora.alembic_version") == [(HEAD,)]
+    # Memora's objects are its owner role's; the host's table, made after Memora's migrations, is the host's.
+    owners = (
+        "SELECT relname, relowner::regrole::text FROM pg_class"
+        " WHERE oid IN ('memora.chunk'::regclass, 'public.customer_note'::regclass) ORDER BY 1"
+    )
+    owner_role = fetch(empty_db_url, "SELECT value FROM memora.meta WHERE key = 'sql_role_owner'")[0][0]
+    (host_user,) = fetch(empty_db_url, "SELECT current_user::text")[0]
+    assert fetch(empty_db_url, owners) == [("chunk", owner_role), ("customer_note", host_user)]
     # The host's revision used `op` after Memora's migrations ran inside it: customer_collection is there.
     run_sql(
         empty_db_url,

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
+from sqlalchemy.engine import make_url
 
 from app.cli import cli
 
@@ -81,6 +82,25 @@ def test_app_services_build_from_the_dockerfile_and_use_the_database_service() -
             continue
         assert service["build"] == "."
         assert "@db:5432/" in service["environment"]["MEMORA_DATABASE_URL"]
-        assert set(service["depends_on"]) & {"db", "api"}
+        assert set(service["depends_on"]) & {"db", "api", "migrate"}
     for needed in ("COPY migrations", "COPY sql", "alembic.ini", 'CMD ["memora", "serve"]'):
         assert needed in dockerfile
+
+
+def test_no_memora_service_is_the_superuser_and_only_the_migration_may_create_roles() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    roles_sql = (ROOT / "docker" / "roles.sql").read_text()
+
+    def user(name: str) -> str:
+        return str(make_url(services[name]["environment"]["MEMORA_DATABASE_URL"]).username)
+
+    superuser = services["db"]["environment"]["POSTGRES_USER"]
+    assert {user(name) for name in ("migrate", "api", "worker")}.isdisjoint({superuser})
+    assert user("api") == user("worker") != user("migrate")
+    assert services["migrate"]["command"][-2:] == ["--service-role", user("api")]
+    assert f"CREATE ROLE {user('migrate')} LOGIN CREATEROLE " in roles_sql
+    assert f"CREATE ROLE {user('api')} LOGIN PASSWORD " in roles_sql
+    assert services["api"]["environment"]["MEMORA_MIGRATE_ON_START"] == "false"
+    mounted = {volume.split(":")[1] for volume in services["db"]["volumes"]}
+    assert {"/docker-entrypoint-initdb.d/10-memora-roles.sh", "/memora/roles.sql"} <= mounted

@@ -35,3 +35,9 @@ class CustomerCollection(Base):
     collection_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("memora.collection.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class CustomerNote(Base):
+    __tablename__ = "customer_note"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
