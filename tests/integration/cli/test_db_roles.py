@@ -109,6 +109,10 @@ def test_the_roles_of_docker_compose_migrate_and_serve_without_a_superuser(serve
         upgraded = runner.invoke(cli, ["--database-url", as_migrator, "db", "upgrade", "--service-role", app])
         assert upgraded.exit_code == 0, upgraded.output
         assert upgraded.output.splitlines()[-1].startswith(f"{app} is a member of memora_")
+        # The compose file's second step: the migrating role makes the admin key the api's `serve` asks for.
+        admin_key = memora(as_migrator, "key", "create", "admin", "--role", "admin")
+        assert admin_key.returncode == 0, admin_key.stderr
+        assert admin_key.stdout.startswith("mk_")
 
         created = memora(as_app, "collection", "create", "notes", "--provider", "hashing", "--dimensions", "16")
         assert created.returncode == 0, created.stderr
