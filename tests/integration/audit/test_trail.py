@@ -9,12 +9,19 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import AuditEvent
 
 DOCS = "/v1/collections/kb/documents"
+
+
+@pytest.fixture(autouse=True)
+def no_earlier_events(db: Session) -> None:
+    """Events that other tests' apps committed to the shared database are not this test's: deleted inside its
+    rolled-back transaction, so the trail each test reads holds its own requests only, whatever ran before."""
+    db.execute(delete(AuditEvent))
 
 
 def events(api: TestClient, **params: Any) -> list[dict[str, Any]]:
