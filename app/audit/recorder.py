@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.audit import repository
+from app.auth.access import IDENTITY
 from app.auth.principal import Principal
 from app.auth.rules import rule_of
 from app.config import Settings
@@ -96,7 +97,8 @@ def event_of(scope: Scope, status: int) -> dict[str, Any] | None:
     if rule is None or not rule.writes:
         return None
     state = scope.get("state", {})
-    principal: Principal | None = state.get("principal")
+    # The principal the route's rule let in; else the one Identify found before the rule refused it (a 403).
+    principal: Principal | None = state.get("principal") or state.get(IDENTITY)
     params = scope.get("path_params", {})
     return {
         "key_id": principal.key_id if principal else None,

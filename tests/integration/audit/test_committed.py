@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.api.main import create_app
-from app.auth import access, keys
+from app.auth import keys
 from app.auth.principal import Role
 from app.config import Settings
 from app.db.engine import make_engine
@@ -63,19 +63,28 @@ def test_a_rolled_back_write_is_still_recorded(client: TestClient, check_engine:
     ]
 
 
-def test_the_key_is_named(
-    client: TestClient, own_settings: Settings, check_engine: Engine, monkeypatch: pytest.MonkeyPatch
+def test_the_key_is_named_on_writes_it_made_and_writes_it_was_refused(
+    client: TestClient, own_settings: Settings, check_engine: Engine
 ) -> None:
-    """On this branch the access check lets every request act as OPEN; making OPEN a key stands for a request
-    authenticated with that key."""
+    """Through the real key check (the client's server is open, and a key sent to it is that key): a 404 of an
+    admin key and the 403 of a read key both name the key; a bad key's 401 names none."""
     with Session(check_engine) as db, db.begin():
-        row = keys.create(db, own_settings, "ci-bot", Role.admin).row
-        principal = keys.principal_of(row)
-    monkeypatch.setattr(access, "OPEN", principal)
-    assert client.delete("/v1/collections/nowhere").status_code == 404
+        admin = keys.create(db, own_settings, "ci-bot", Role.admin)
+        reader = keys.create(db, own_settings, "analyst", Role.read)
+        admin_id, reader_id = admin.row.id, reader.row.id
+    bearer = {"Authorization": f"Bearer {admin.secret}"}
+
+    assert client.delete("/v1/collections/nowhere", headers=bearer).status_code == 404
+    assert client.delete("/v1/collections/kb", headers={"X-API-Key": reader.secret}).status_code == 403
+    assert client.delete("/v1/collections/kb", headers={"X-API-Key": "mk_" + "x" * 43}).status_code == 401
+
     with Session(check_engine) as db:
-        event = db.scalars(select(AuditEvent)).one()
-    assert (event.key_id, event.key_name, event.status) == (principal.key_id, "ci-bot", 404)
+        events = db.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    assert [(e.key_id, e.key_name, e.status) for e in events] == [
+        (admin_id, "ci-bot", 404),
+        (reader_id, "analyst", 403),
+        (None, None, 401),
+    ]
 
 
 def test_a_trail_that_cannot_be_written_is_logged_not_the_clients_error(
