@@ -19,7 +19,6 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -132,8 +131,8 @@ def _authenticate(engine: Engine, settings: Settings, token: str) -> Principal |
     """The key's principal, looked up on a connection of its own in autocommit: the lookup is one statement with no
     BEGIN and COMMIT around it (this runs on every request with a key), and last_used_at, when it is written, is
     kept even if the request fails afterwards."""
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn, Session(bind=conn) as db:
-        return keys.authenticate(db, settings, token)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return keys.authenticate(conn, settings, token)
 
 
 def allow(principal: Principal, rule: Rule, path_params: dict[str, str]) -> None:

@@ -16,8 +16,9 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.principal import EVERYTHING, Principal, Role
@@ -83,13 +84,28 @@ def create(
     return NewKey(secret, row)
 
 
-def authenticate(db: Session, settings: Settings, token: str) -> Principal | None:
+# What a lookup reads: plain rows, not ORM objects (half the lookup's time on every request with a key).
+_LOOKUP = select(
+    ApiKey.id,
+    ApiKey.name,
+    ApiKey.hash,
+    ApiKey.role,
+    ApiKey.collections,
+    ApiKey.datasets,
+    ApiKey.rate_limit,
+    ApiKey.expires_at,
+    ApiKey.revoked_at,
+    ApiKey.last_used_at,
+)
+
+
+def authenticate(db: Session | Connection, settings: Settings, token: str) -> Principal | None:
     """The principal TOKEN stands for, or None when it is no live key (unknown, expired or revoked). Every row with
     the token's prefix is compared, in constant time, so the answer's timing tells nothing about the hash."""
     if not looks_like_key(token):
         return None
     wanted = digest(token, settings)
-    rows = db.scalars(select(ApiKey).where(ApiKey.prefix == token[:PREFIX_CHARS])).all()
+    rows = db.execute(_LOOKUP.where(ApiKey.prefix == token[:PREFIX_CHARS])).all()
     found = None
     for row in rows:
         if hmac.compare_digest(row.hash, wanted):
@@ -104,7 +120,8 @@ def authenticate(db: Session, settings: Settings, token: str) -> Principal | Non
     return principal_of(found)
 
 
-def principal_of(row: ApiKey) -> Principal:
+def principal_of(row: Any) -> Principal:
+    """The principal of a key's row: an ApiKey, or a row of its columns."""
     return Principal(
         role=Role[row.role],
         collections=tuple(row.collections),
