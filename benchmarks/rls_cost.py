@@ -24,6 +24,7 @@ import random
 import secrets
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -33,7 +34,17 @@ from app.db import sql_roles
 from app.db.engine import make_engine
 from app.embeddings.hashing import HashingEmbedder
 from app.ingest.worker import Worker
-from benchmarks.common import console, machine, print_facts, print_table, scratch_database
+from benchmarks.common import (
+    REPO_ROOT,
+    code_version,
+    console,
+    machine,
+    print_facts,
+    print_table,
+    scratch_database,
+    server_facts,
+    write_json,
+)
 
 DIMENSIONS = 64
 WORDS = [
@@ -89,6 +100,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=3000, help="documents per collection")
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3, help="each round measures every set-up once")
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "rls_cost.json")
     args = parser.parse_args()
     rng = random.Random(14)
 
@@ -150,18 +162,27 @@ def main() -> None:
                 sql_roles.drop_login(conn, "memora", reader)
 
         base = statistics.median(results["none"])
+        figures: dict[str, dict[str, Any]] = {}
         rows: list[list[Any]] = []
         for mode in modes:
             p50 = statistics.median(results[mode])
             p95 = statistics.quantiles(results[mode], n=20)[18]
             rows.append([mode, len(results[mode]), f"{p50:.2f}", f"{p95:.2f}", f"{p50 / base:.2f}x",
                          sum(counts[mode]), sum(hidden[mode])])  # fmt: skip
+            figures[mode] = {
+                "searches": len(results[mode]), "p50_ms": round(p50, 3), "p95_ms": round(p95, 3),
+                "p50_vs_none": round(p50 / base, 3), "hits_granted": sum(counts[mode]),
+                "hits_hidden": sum(hidden[mode]),
+            }  # fmt: skip
         print_facts("machine", machine())
         print_table(
             f"search_hybrid as a SQL reader, {args.documents} documents per collection, k=10 (ms)",
             ["policy", "queries", "p50", "p95", "p50 vs none", "hits in a", "hits in b (hidden)"],
             rows,
         )
+        facts = {**machine(), **code_version(), "server": server_facts(scratch.url)}
+        write_json(args.json, {"benchmark": "rls_cost", "parameters": {k: str(v) for k, v in vars(args).items()},
+                               "machine": facts, "figures": figures})  # fmt: skip
 
 
 if __name__ == "__main__":
