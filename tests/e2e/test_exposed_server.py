@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tests.schema import SCHEMA
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -37,7 +39,8 @@ def test_the_exposed_server_block_runs_as_written(fresh_db_url: str) -> None:
     (create, exported, serve) = block("memora key create admin")
     (key_line, curl) = block("export MEMORA_API_KEY=")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORA_")}
-    env |= {"MEMORA_DATABASE_URL": fresh_db_url, "PYTHONPATH": str(ROOT)}
+    # The suite's schema stays: the database was migrated into it (memora, or ml in the run of `make test` in ml).
+    env |= {"MEMORA_DATABASE_URL": fresh_db_url, "MEMORA_DB_SCHEMA": SCHEMA, "PYTHONPATH": str(ROOT)}
     assert exported[0] == "export"
     env |= dict(assignment.split("=", 1) for assignment in exported[1:])
     assert (env["MEMORA_HOST"], serve) == ("0.0.0.0", ["memora", "serve"])
