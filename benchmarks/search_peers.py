@@ -10,8 +10,9 @@ Latency is one execute + fetch, the query's embedding computed beforehand. Quali
 second, untimed pass as `memora eval` computes it: Memora's modes through app/eval's rank_documents (200 chunks, more
 until 100 documents), the recipes asked for 100 rows (fewer where the recipe caps them).
 
-Query sets: NFCorpus's test queries over its corpus (keyword-ish), and SQuAD 2.0 dev's answerable questions over its
-paragraphs (natural-language questions, one relevant paragraph each).
+Query sets: NFCorpus's test queries over its corpus (keyword-ish); the same made questions of 10-20 words as
+benchmarks/load.py makes them (long queries on a corpus of real size; their quality figures say little); SQuAD 2.0
+dev's answerable questions over its paragraphs (natural-language questions, one relevant paragraph each).
 
     .venv/bin/python benchmarks/search_peers.py                                  # all documents, 300 queries a set
     .venv/bin/python benchmarks/search_peers.py --documents 2000 --queries 100   # quick: a few minutes
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -48,6 +50,8 @@ from common import (
     server_facts,
     write_json,
 )
+from load import QUESTION_STARTS
+from peer_recipes import BM25, HYBRID, QUALITY_K, RRF, SIDE, TEXT, K, document_texts, load_peers, methods
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from search_quality import Dataset, load_nfcorpus, load_squad
@@ -63,19 +67,17 @@ from app.embeddings import registry
 from app.embeddings.base import Vectors
 from app.embeddings.local import BUNDLED_MODEL_SHA256
 from app.eval.metrics import mean_scores, percentile, score
-from app.eval.repository import FusionParams
 from app.eval.service import DEFAULT_DEPTH, JudgedQuery, judged_queries, rank_documents
 from app.ingest import service as ingest
 from app.ingest.files import UPSERT_BATCH
 
 DATA = REPO_ROOT.parent / "shared" / "data"
-SETS = {"nfcorpus": DATA / "nfcorpus", "squad": DATA / "squad" / "dev-v2.0.json"}
+SETS = {
+    "nfcorpus": DATA / "nfcorpus",
+    "nfcorpus-questions": DATA / "nfcorpus",
+    "squad": DATA / "squad" / "dev-v2.0.json",
+}
 CACHE = Path(__file__).resolve().parent / ".cache" / f"search_peers-{BUNDLED_MODEL_SHA256[:12]}.npz"
-K = 10  # rows asked for in the timed pass
-QUALITY_K = 100  # rows asked of the recipes in the quality pass (recall@100)
-SIDE = 100  # candidates a side in the posting table's RRF, and rows of its BM25
-BM25 = "posting-table BM25"
-RRF = "RRF(posting BM25, HNSW)"
 
 
 class CachedEmbedder:
@@ -148,6 +150,19 @@ def choose(dataset: Dataset, documents: int | None, queries: int | None, rng: ra
                                                         len(judged) - len(kept)})  # fmt: skip
 
 
+def as_questions(base: QuerySet, rng: random.Random) -> QuerySet:
+    """BASE's queries made questions of 10-20 words as benchmarks/load.py makes them: a question's opening, the query,
+    then words drawn from the corpus's vocabulary; the same judgments, over the same corpus."""
+    vocabulary = [w for d in base.dataset.documents[:500] for w in d.content.split() if len(w) > 4 and w.isalpha()]
+    questions = []
+    for query in base.queries:
+        words = f"{rng.choice(QUESTION_STARTS)} {query.text}".split()
+        while len(words) < rng.randint(10, 20):
+            words.append(rng.choice(vocabulary))
+        questions.append(replace(query, text=" ".join(words[:20]) + "?"))
+    return QuerySet(f"{base.name}-questions", base.dataset, questions, facts=dict(base.facts))
+
+
 def ingest_memora(db_settings: Any, engine: Any, query_set: QuerySet, embedder: CachedEmbedder) -> None:
     """The corpus as Memora chunks: a collection with the defaults, upserted, then the worker (its embeddings come
     from the cache where it has them)."""
@@ -173,224 +188,6 @@ def ingest_memora(db_settings: Any, engine: Any, query_set: QuerySet, embedder: 
     query_set.facts |= {"upsert s": round(upserted - began, 1), "worker s": round(time.perf_counter() - upserted, 1)}
 
 
-def table(query_set: QuerySet, kind: str) -> sql.Identifier:
-    return sql.Identifier("peers", f"{query_set.name}_{kind}")
-
-
-def load_peers(url: str, query_set: QuerySet, embedder: CachedEmbedder) -> None:
-    """The peers' one-row-per-document table with its indexes, Supabase's hybrid_search on it, and the posting side
-    table built from the Memora chunks' tsvectors."""
-    documents = query_set.dataset.documents
-    contents = [f"{d.title}\n{d.content}" if d.title else d.content for d in documents]
-    with console.status(f"{query_set.name}: embedding {len(documents)} documents for the peers' table"):
-        vectors = embedder.embed(contents)
-    names = {kind: table(query_set, kind) for kind in ("document", "posting", "term", "stats", "hybrid_search")}
-    with psycopg.connect(url, autocommit=True) as conn, console.status(f"{query_set.name}: the peers' tables"):
-        register_vector(conn)
-        conn.execute("CREATE SCHEMA IF NOT EXISTS peers")
-        # The table of Supabase's guide (a stored tsvector and its GIN index; HNSW with vector_ip_ops, since its
-        # recipe orders by <#>) and of pgvector-python's example (GIN over to_tsvector('english', content); <=>).
-        conn.execute(sql.SQL("""
-            CREATE TABLE {document} (
-                id bigint PRIMARY KEY,
-                external_id text NOT NULL,
-                content text NOT NULL,
-                fts tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED,
-                embedding vector(384) NOT NULL
-            )""").format(**names))  # fmt: skip
-        with conn.cursor().copy(
-            sql.SQL("COPY {document} (id, external_id, content, embedding) FROM STDIN (FORMAT BINARY)").format(**names)
-        ) as copy:
-            copy.set_types(["int8", "text", "text", "vector"])
-            for number, (document, content, vector) in enumerate(zip(documents, contents, vectors, strict=True)):
-                copy.write_row((number + 1, document.external_id, content, vector))
-        for index in ("USING gin (fts)", "USING gin (to_tsvector('english', content))",
-                      "USING hnsw (embedding vector_ip_ops)", "USING hnsw (embedding vector_cosine_ops)"):  # fmt: skip
-            conn.execute(sql.SQL("CREATE INDEX ON {document} " + index).format(**names))
-        # Supabase's guide, "Hybrid search" (supabase.com/docs/guides/ai/hybrid-search): its hybrid_search function
-        # as written there, on this table (vector(384), and 'english' given to websearch_to_tsquery, which the guide
-        # leaves to default_text_search_config).
-        conn.execute(sql.SQL("""
-            CREATE FUNCTION {hybrid_search}(
-                query_text text,
-                query_embedding vector(384),
-                match_count int,
-                full_text_weight float = 1,
-                semantic_weight float = 1,
-                rrf_k int = 50
-            )
-            RETURNS SETOF {document}
-            LANGUAGE sql
-            AS $$
-            WITH full_text AS (
-                SELECT id,
-                       row_number() OVER (ORDER BY ts_rank_cd(fts, websearch_to_tsquery('english', query_text)) DESC)
-                           AS rank_ix
-                FROM {document}
-                WHERE fts @@ websearch_to_tsquery('english', query_text)
-                ORDER BY rank_ix
-                LIMIT least(match_count, 30) * 2
-            ),
-            semantic AS (
-                SELECT id, row_number() OVER (ORDER BY embedding <#> query_embedding) AS rank_ix
-                FROM {document}
-                ORDER BY rank_ix
-                LIMIT least(match_count, 30) * 2
-            )
-            SELECT {document}.*
-            FROM full_text
-            FULL OUTER JOIN semantic ON full_text.id = semantic.id
-            JOIN {document} ON coalesce(full_text.id, semantic.id) = {document}.id
-            ORDER BY coalesce(1.0 / (rrf_k + full_text.rank_ix), 0.0) * full_text_weight
-                   + coalesce(1.0 / (rrf_k + semantic.rank_ix), 0.0) * semantic_weight DESC
-            LIMIT least(match_count, 30)
-            $$""").format(**names))  # fmt: skip
-        # The posting side table: one row per lexeme and chunk with its tf (positions) and the chunk's length
-        # (distinct lexemes, as memora.bm25_candidates counts it), in a B-tree that serves index-only scans; each
-        # lexeme's df and the collection's N and mean length beside it.
-        conn.execute(
-            sql.SQL("""
-            CREATE TABLE {posting} (lexeme text, chunk_id bigint, tf integer NOT NULL, len integer NOT NULL,
-                                    PRIMARY KEY (lexeme, chunk_id) INCLUDE (tf, len))""").format(**names)
-        )
-        conn.execute(sql.SQL("""
-            INSERT INTO {posting}
-            SELECT u.lexeme, c.id, coalesce(cardinality(u.positions), 1), length(c.tsv)
-            FROM memora.chunk c CROSS JOIN LATERAL unnest(c.tsv) u
-            WHERE c.collection_id = %s""").format(**names), (query_set.collection_id,))  # fmt: skip
-        conn.execute(sql.SQL("CREATE TABLE {term} (lexeme text PRIMARY KEY, df integer NOT NULL)").format(**names))
-        conn.execute(
-            sql.SQL("INSERT INTO {term} SELECT lexeme, count(*) FROM {posting} GROUP BY lexeme").format(**names)
-        )
-        conn.execute(sql.SQL("""
-            CREATE TABLE {stats} AS
-            SELECT count(*)::double precision AS chunks, avg(length(tsv))::double precision AS avg_len
-            FROM memora.chunk WHERE collection_id = %s""").format(**names), (query_set.collection_id,))  # fmt: skip
-        conn.execute(sql.SQL("VACUUM ANALYZE {document}, {posting}, {term}, {stats}").format(**names))
-        conn.execute("VACUUM ANALYZE memora.document, memora.chunk, memora.embedding, memora.term_stats")
-        chunks = conn.execute("SELECT count(*) FROM memora.chunk WHERE collection_id = %s",
-                              (query_set.collection_id,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
-        postings = conn.execute(sql.SQL("SELECT count(*) FROM {posting}").format(**names)).fetchone()[0]  # type: ignore[index]
-    query_set.facts |= {"documents": len(documents), "chunks": chunks, "postings": postings}
-
-
-# The posting table's BM25 (Lucene's idf, k1 and b of the collection, OR of the query's lexemes), its SIDE best
-# chunks: the "20-line GROUP BY query" of issue 15. Ties broken by chunk id, as memora.bm25_candidates does.
-POSTING_BM25 = """
-    SELECT p.chunk_id,
-           sum(t.idf * p.tf * (%(k1)s + 1) / (p.tf + %(k1)s * (1 - %(b)s + %(b)s * p.len / s.avg_len))) AS score
-    FROM (SELECT term.lexeme, ln(1 + (s.chunks - term.df + 0.5) / (term.df + 0.5)) AS idf
-          FROM {term} term CROSS JOIN {stats} s
-          WHERE term.lexeme = ANY (ARRAY(SELECT DISTINCT u.lexeme
-                                         FROM unnest(to_tsvector('english', %(query)s)) u))) t
-    JOIN {posting} p ON p.lexeme = t.lexeme
-    CROSS JOIN {stats} s
-    GROUP BY p.chunk_id
-    ORDER BY score DESC, p.chunk_id
-    LIMIT 100
-"""
-# The chunks' documents, for the statements that rank chunks by hand.
-WITH_DOCUMENTS = """
-    JOIN memora.chunk c ON c.collection_id = %(collection_id)s AND c.id = ranked.chunk_id
-    JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id
-    ORDER BY ranked.score DESC, ranked.chunk_id
-"""
-
-
-@dataclass(frozen=True)
-class Method:
-    """One way to search: a statement returning (key, external_id) rows best first, or a mode of `memora eval`."""
-
-    name: str
-    statement: sql.Composable
-    quality_k: int  # rows its quality pass asks for (recipes); Memora's modes go through rank_documents instead
-    mode: str | None = None  # text, vector or hybrid: evaluated as `memora eval` evaluates it
-    params: FusionParams = field(default_factory=FusionParams)
-    setup: str | None = None  # run once on its connection
-    needs_embedding: bool = True
-
-
-def methods(query_set: QuerySet) -> list[Method]:
-    names = {kind: table(query_set, kind) for kind in ("document", "posting", "term", "stats", "hybrid_search")}
-
-    def compose(text: str) -> sql.Composed:
-        return sql.SQL(text).format(**names)
-
-    memora = "SELECT chunk_id, external_id FROM memora.{}"
-    bm25 = compose(POSTING_BM25)
-    return [
-        Method("memora.search_text", sql.SQL(memora.format("search_text(%(collection)s, %(query)s, %(k)s)")), 0,
-               "text", needs_embedding=False),
-        Method("memora.search_vector",
-               sql.SQL(memora.format("search_vector(%(collection)s, %(embedding)s, %(k)s)")), 0, "vector"),
-        Method("memora.search_hybrid (default)",
-               sql.SQL(memora.format("search_hybrid(%(collection)s, %(query)s, %(embedding)s, %(k)s)")), 0, "hybrid"),
-        Method("memora.search_hybrid (rrf)",
-               sql.SQL(memora.format("search_hybrid(%(collection)s, %(query)s, %(embedding)s, %(k)s, "
-                                     "fusion => 'rrf')")), 0, "hybrid", FusionParams(fusion="rrf")),
-        Method(BM25, sql.SQL("SELECT ranked.chunk_id, d.external_id FROM ({}) ranked {}").format(
-            bm25, sql.SQL(WITH_DOCUMENTS)), QUALITY_K, needs_embedding=False),
-        # RRF (k 60) of the posting BM25's 100 and the HNSW index's 100 nearest chunks; an HNSW scan returns at most
-        # hnsw.ef_search rows, hence 100 on its connection.
-        Method(RRF, sql.SQL("""
-            WITH bm25 AS ({bm25}),
-            nearest AS (
-                SELECT e.chunk_id, e.embedding <=> %(embedding)s AS distance
-                FROM memora.embedding e
-                WHERE e.collection_id = %(collection_id)s
-                ORDER BY e.embedding <=> %(embedding)s
-                LIMIT 100
-            ),
-            text_side AS (SELECT chunk_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank FROM bm25),
-            vector_side AS (SELECT chunk_id, row_number() OVER (ORDER BY distance, chunk_id) AS rank FROM nearest)
-            SELECT ranked.chunk_id, d.external_id
-            FROM (SELECT coalesce(t.chunk_id, v.chunk_id) AS chunk_id,
-                         coalesce(1.0 / (60 + t.rank), 0) + coalesce(1.0 / (60 + v.rank), 0) AS score
-                  FROM text_side t FULL OUTER JOIN vector_side v ON v.chunk_id = t.chunk_id
-                  ORDER BY score DESC, chunk_id
-                  LIMIT %(k)s) ranked
-            """).format(bm25=bm25) + sql.SQL(WITH_DOCUMENTS), 2 * SIDE, setup="SET hnsw.ef_search = 100"),
-        Method("Supabase hybrid_search", compose(
-            "SELECT id, external_id FROM {hybrid_search}(%(query)s, %(embedding)s, %(k)s)"), QUALITY_K),
-        # pgvector-python, examples/hybrid_search/rrf.py (examples/hybrid_search_rrf.py before): 20 a side, RANK(),
-        # k 60, plainto_tsquery; its LIMIT 5 is k here, and the documents' external ids are joined on.
-        Method("pgvector-python RRF example", compose("""
-            WITH semantic_search AS (
-                SELECT id, RANK () OVER (ORDER BY embedding <=> %(embedding)s) AS rank
-                FROM {document}
-                ORDER BY embedding <=> %(embedding)s
-                LIMIT 20
-            ),
-            keyword_search AS (
-                SELECT id, RANK () OVER (ORDER BY ts_rank_cd(to_tsvector('english', content), query) DESC)
-                FROM {document}, plainto_tsquery('english', %(query)s) query
-                WHERE to_tsvector('english', content) @@ query
-                ORDER BY ts_rank_cd(to_tsvector('english', content), query) DESC
-                LIMIT 20
-            )
-            SELECT fused.id, d.external_id
-            FROM (SELECT COALESCE(semantic_search.id, keyword_search.id) AS id,
-                         COALESCE(1.0 / (60 + semantic_search.rank), 0.0)
-                         + COALESCE(1.0 / (60 + keyword_search.rank), 0.0) AS score
-                  FROM semantic_search
-                  FULL OUTER JOIN keyword_search ON semantic_search.id = keyword_search.id
-                  ORDER BY score DESC
-                  LIMIT %(k)s) fused
-            JOIN {document} d ON d.id = fused.id
-            ORDER BY fused.score DESC
-            """), QUALITY_K),
-        # PostgreSQL's documentation, "Ranking Search Results": ts_rank_cd over the stored tsvector, every term of
-        # websearch_to_tsquery required.
-        Method("ts_rank_cd, websearch_to_tsquery", compose("""
-            SELECT id, external_id
-            FROM {document}, websearch_to_tsquery('english', %(query)s) q
-            WHERE fts @@ q
-            ORDER BY ts_rank_cd(fts, q) DESC, id
-            LIMIT %(k)s
-            """), QUALITY_K, needs_embedding=False),
-    ]  # fmt: skip
-
-
 @dataclass
 class Figures:
     """One method's latencies (timed pass), rows at k 10, and rankings of the quality pass."""
@@ -402,14 +199,17 @@ class Figures:
 
 def parameters(query_set: QuerySet, i: int, k: int, k1: float, b: float) -> dict[str, Any]:
     embedding = query_set.embeddings[i] if query_set.embeddings is not None else None
-    return {"collection": query_set.name, "collection_id": query_set.collection_id, "query": query_set.queries[i].text,
-            "embedding": embedding, "k": k, "k1": k1, "b": b}  # fmt: skip
+    return {"collection": query_set.dataset.name, "collection_id": query_set.collection_id,
+            "query": query_set.queries[i].text, "embedding": embedding, "k": k, "k1": k1, "b": b}  # fmt: skip
 
 
-def run(url: str, engine: Any, query_set: QuerySet, warmup: int, seed: int) -> dict[str, Figures]:
-    """The timed pass (interleaved, shuffled) and the quality pass of every method on QUERY_SET."""
+def run(
+    url: str, engine: Any, query_set: QuerySet, warmup: int, seed: int, explain: Path | None = None
+) -> dict[str, Figures]:
+    """The timed pass (interleaved, shuffled) and the quality pass of every method on QUERY_SET; with EXPLAIN, each
+    method's plan of the first query (EXPLAIN ANALYZE, BUFFERS) written there, one file a method."""
     rng = random.Random(seed)
-    chosen = methods(query_set)
+    chosen = methods(query_set.dataset.name)
     figures = {method.name: Figures() for method in chosen}
     connections = {}
     try:
@@ -446,14 +246,27 @@ def run(url: str, engine: Any, query_set: QuerySet, warmup: int, seed: int) -> d
                     for i in order:
                         if method.mode is not None:
                             embedding = query_set.embeddings[i] if method.needs_embedding else None  # type: ignore[index]
-                            ranking = rank_documents(conn, method.mode, query_set.name, query_set.queries[i].text,
-                                                     embedding, DEFAULT_DEPTH, method.params)  # fmt: skip
+                            ranking = rank_documents(conn, method.mode, query_set.dataset.name,
+                                                     query_set.queries[i].text, embedding, DEFAULT_DEPTH,
+                                                     method.params)  # fmt: skip
                         else:
                             values = parameters(query_set, i, method.quality_k, k1, b)
                             rows = connections[method.name].execute(method.statement, values).fetchall()
                             ranking = list(dict.fromkeys(str(external_id) for _, external_id in rows))
                         figures[method.name].rankings[i] = ranking
                         bar.advance(task)
+        if explain is not None:
+            explain.mkdir(parents=True, exist_ok=True)
+            values = parameters(query_set, order[0], K, k1, b)
+            for method in chosen:
+                plan = (
+                    connections[method.name]
+                    .execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + method.statement, values)
+                    .fetchall()
+                )
+                slug = re.sub(r"[^a-z0-9]+", "-", method.name.lower()).strip("-")
+                text = "\n".join(str(row[0]) for row in plan)
+                (explain / f"{query_set.name}-{slug}.txt").write_text(f"-- {values['query']}\n{text}\n")
     finally:
         for conn in connections.values():
             conn.close()
@@ -482,11 +295,11 @@ def summarise(query_set: QuerySet, figures: dict[str, Figures]) -> dict[str, Any
         for peer, label in ((BM25, "BM25"), (RRF, "RRF")):
             for p in ("p50", "p95"):
                 row[f"{p} / {label} {p}"] = row[f"{p}_ms"] / out[peer][f"{p}_ms"] if out[peer][f"{p}_ms"] else None
-        row["ndcg@10 - memora hybrid"] = row["ndcg@10"] - out["memora.search_hybrid (default)"]["ndcg@10"]
-    text, bm25 = figures["memora.search_text"].top, figures[BM25].top
+        row["ndcg@10 - memora hybrid"] = row["ndcg@10"] - out[HYBRID]["ndcg@10"]
+    text, bm25 = figures[TEXT].top, figures[BM25].top
     same = sum(1 for i in text if [key for key, _ in text[i]] == [key for key, _ in bm25[i][:K]])
-    text_row, bm25_row = out["memora.search_text"], out[BM25]
-    hybrid_row, rrf_row = out["memora.search_hybrid (default)"], out[RRF]
+    text_row, bm25_row = out[TEXT], out[BM25]
+    hybrid_row, rrf_row = out[HYBRID], out[RRF]
     goals = {
         "search_text p50 <= posting BM25 p50": text_row["p50_ms"] <= bm25_row["p50_ms"],
         "search_text p95 <= posting BM25 p95": text_row["p95_ms"] <= bm25_row["p95_ms"],
@@ -508,11 +321,12 @@ def embed_queries(query_set: QuerySet, embedder: CachedEmbedder) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", default="nfcorpus,squad", help="query sets, comma-separated: nfcorpus, squad")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"query sets, comma-separated: {', '.join(SETS)}")
     parser.add_argument("--documents", type=int, help="documents per corpus (default: all)")
     parser.add_argument("--queries", type=int, default=300, help="judged queries per set, drawn at random")
     parser.add_argument("--warmup", type=int, default=5, help="queries run through every method before timing")
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--explain", type=Path, help="write each method's plan of one query to this directory")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "search_peers.json")
     args = parser.parse_args()
     names = [name.strip() for name in args.sets.split(",") if name.strip()]
@@ -524,23 +338,35 @@ def main() -> None:
 
     started = time.perf_counter()
     rng = random.Random(args.seed)
-    query_sets = []
+    query_sets, chosen = [], {}
     for name in names:
-        with console.status(f"reading {SETS[name]}"):
-            dataset = load_nfcorpus(SETS[name]) if name == "nfcorpus" else load_squad(SETS[name])
-        query_sets.append(choose(dataset, args.documents, args.queries, rng))
+        corpus = name.removesuffix("-questions")
+        if corpus not in chosen:
+            with console.status(f"reading {SETS[name]}"):
+                dataset = load_nfcorpus(SETS[name]) if corpus == "nfcorpus" else load_squad(SETS[name])
+            chosen[corpus] = choose(dataset, args.documents, args.queries, rng)
+        query_sets.append(as_questions(chosen[corpus], rng) if name != corpus else chosen[corpus])
     results: dict[str, Any] = {}
     with scratch_database("memora_bench_peers") as db:
         facts = {**machine(), **code_version(), **server_facts(db.url), "server": db.server}
         engine = make_engine(db.settings, "bench")
         embedder = CachedEmbedder(registry.get_embedder("local", MODEL, 384, db.settings))
         try:
+            loaded: dict[str, QuerySet] = {}
             for query_set in query_sets:
-                ingest_memora(db.settings, engine, query_set, embedder)
-                load_peers(db.url, query_set, embedder)
+                if (first := loaded.get(query_set.dataset.name)) is not None:
+                    query_set.collection_id, query_set.facts = first.collection_id, {**first.facts}
+                else:
+                    ingest_memora(db.settings, engine, query_set, embedder)
+                    documents = query_set.dataset.documents
+                    with console.status(f"{query_set.name}: the peers' tables"):
+                        vectors = embedder.embed(document_texts(documents))
+                        query_set.facts |= load_peers(db.url, query_set.dataset.name, query_set.collection_id,
+                                                      documents, vectors)  # fmt: skip
+                    loaded[query_set.dataset.name] = query_set
                 embed_queries(query_set, embedder)
                 embedder.save()
-                figures = run(db.url, engine, query_set, args.warmup, args.seed)
+                figures = run(db.url, engine, query_set, args.warmup, args.seed, args.explain)
                 results[query_set.name] = {"corpus": query_set.facts, **summarise(query_set, figures)}
                 report(query_set, results[query_set.name])
         finally:
