@@ -12,6 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
+from app.db.models import SCHEMA, embedding_partition
 from app.eval.repository import FusionParams
 from app.ingest.service import DocumentInput
 
@@ -167,13 +168,14 @@ class Method:
     quality_k: int  # rows its quality pass asks for (recipes); Memora's modes go through rank_documents instead
     mode: str | None = None  # text, vector or hybrid: evaluated as `memora eval` evaluates it
     params: FusionParams = field(default_factory=FusionParams)
-    setup: str | None = None  # run once on its connection
+    setup: tuple[str, ...] = ()  # run once on its connection
     needs_embedding: bool = True
 
 
-def methods(corpus: str) -> list[Method]:
-    """Every method measured on CORPUS, Memora's first."""
+def methods(corpus: str, collection_id: int) -> list[Method]:
+    """Every method measured on CORPUS (Memora's collection COLLECTION_ID), Memora's first."""
     tables = names(corpus)
+    partition = sql.Identifier(SCHEMA, embedding_partition(collection_id))
 
     def compose(text: str) -> sql.Composed:
         return sql.SQL(text).format(**tables)
@@ -192,15 +194,17 @@ def methods(corpus: str) -> list[Method]:
                                      "fusion => 'rrf')")), 0, "hybrid", FusionParams(fusion="rrf")),
         Method(BM25, sql.SQL("SELECT ranked.chunk_id, d.external_id FROM ({}) ranked {}").format(
             bm25, sql.SQL(WITH_DOCUMENTS)), QUALITY_K, needs_embedding=False),
-        # RRF (k 60) of the posting BM25's 100 and the HNSW index's 100 nearest chunks; an HNSW scan returns at most
-        # hnsw.ef_search rows, hence 100 on its connection.
+        # RRF (k 60) of the posting BM25's 100 and the HNSW index's 100 nearest chunks, read from the collection's
+        # partition with the expression its HNSW index is built on (the bare column would be an exact scan). An HNSW
+        # scan returns at most hnsw.ef_search rows, hence 100 on its connection. For 100 rows pgvector's cost estimate
+        # has the planner prefer an exact scan and a top-N sort below some thousands of vectors (EXPLAIN at 3,341
+        # chunks), so sequential scans are off on this connection: the recipe uses its index at every size.
         Method(RRF, sql.SQL("""
             WITH bm25 AS ({bm25}),
             nearest AS (
-                SELECT e.chunk_id, e.embedding <=> %(embedding)s AS distance
-                FROM memora.embedding e
-                WHERE e.collection_id = %(collection_id)s
-                ORDER BY e.embedding <=> %(embedding)s
+                SELECT e.chunk_id, (e.embedding::vector(384)) <=> %(embedding)s::vector(384) AS distance
+                FROM {partition} e
+                ORDER BY (e.embedding::vector(384)) <=> %(embedding)s::vector(384)
                 LIMIT 100
             ),
             text_side AS (SELECT chunk_id, row_number() OVER (ORDER BY score DESC, chunk_id) AS rank FROM bm25),
@@ -211,7 +215,8 @@ def methods(corpus: str) -> list[Method]:
                   FROM text_side t FULL OUTER JOIN vector_side v ON v.chunk_id = t.chunk_id
                   ORDER BY score DESC, chunk_id
                   LIMIT %(k)s) ranked
-            """).format(bm25=bm25) + sql.SQL(WITH_DOCUMENTS), 2 * SIDE, setup="SET hnsw.ef_search = 100"),
+            """).format(bm25=bm25, partition=partition) + sql.SQL(WITH_DOCUMENTS), 2 * SIDE,
+               setup=("SET hnsw.ef_search = 100", "SET enable_seqscan = off")),
         Method("Supabase hybrid_search", compose(
             "SELECT id, external_id FROM {hybrid_search}(%(query)s, %(embedding)s, %(k)s)"), QUALITY_K),
         # pgvector-python, examples/hybrid_search/rrf.py (examples/hybrid_search_rrf.py before): 20 a side, RANK(),

@@ -209,15 +209,15 @@ def run(
     """The timed pass (interleaved, shuffled) and the quality pass of every method on QUERY_SET; with EXPLAIN, each
     method's plan of the first query (EXPLAIN ANALYZE, BUFFERS) written there, one file a method."""
     rng = random.Random(seed)
-    chosen = methods(query_set.dataset.name)
+    chosen = methods(query_set.dataset.name, query_set.collection_id)
     figures = {method.name: Figures() for method in chosen}
     connections = {}
     try:
         for method in chosen:
             conn = psycopg.connect(url, autocommit=True, application_name="bench-peers")
             register_vector(conn)
-            if method.setup:
-                conn.execute(method.setup)
+            for statement in method.setup:
+                conn.execute(statement)
             connections[method.name] = conn
         k1, b = (
             connections[BM25]
