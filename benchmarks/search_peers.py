@@ -25,6 +25,7 @@ without a relevant document in the corpus are dropped.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import random
 import re
@@ -51,7 +52,7 @@ from common import (
     write_json,
 )
 from load import QUESTION_STARTS
-from peer_recipes import BM25, HYBRID, QUALITY_K, RRF, SIDE, TEXT, K, document_texts, load_peers, methods
+from peer_recipes import BM25, HYBRID, QUALITY_K, RRF, SIDE, TEXT, K, Method, document_texts, load_peers, methods
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from search_quality import Dataset, load_nfcorpus, load_squad
@@ -256,21 +257,51 @@ def run(
                         figures[method.name].rankings[i] = ranking
                         bar.advance(task)
         if explain is not None:
-            explain.mkdir(parents=True, exist_ok=True)
-            values = parameters(query_set, order[0], K, k1, b)
-            for method in chosen:
-                plan = (
-                    connections[method.name]
-                    .execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + method.statement, values)
-                    .fetchall()
-                )
-                slug = re.sub(r"[^a-z0-9]+", "-", method.name.lower()).strip("-")
-                text = "\n".join(str(row[0]) for row in plan)
-                (explain / f"{query_set.name}-{slug}.txt").write_text(f"-- {values['query']}\n{text}\n")
+            write_plans(explain, query_set, chosen, connections, parameters(query_set, order[0], K, k1, b))
     finally:
         for conn in connections.values():
             conn.close()
     return figures
+
+
+# auto_explain, sent to the client: the plans of the statements inside functions (EXPLAIN shows a Function Scan).
+NESTED_PLANS = (
+    "LOAD 'auto_explain'",
+    "SET auto_explain.log_min_duration = 0",
+    "SET auto_explain.log_nested_statements = on",
+    "SET auto_explain.log_analyze = on",
+    "SET auto_explain.log_buffers = on",
+    "SET client_min_messages = log",
+)
+
+
+def _keep_notice(messages: list[str], notice: Any) -> None:
+    messages.append(str(notice.message_primary))
+
+
+def write_plans(
+    directory: Path,
+    query_set: QuerySet,
+    chosen: list[Method],
+    connections: dict[str, psycopg.Connection[Any]],
+    values: dict[str, Any],
+) -> None:
+    """Each method's EXPLAIN (ANALYZE, BUFFERS) of one query in DIRECTORY, then the plans auto_explain logs while it
+    runs: for the functions (Memora's, Supabase's), those of the statements inside."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for method in chosen:
+        conn = connections[method.name]
+        nested: list[str] = []
+        conn.add_notice_handler(functools.partial(_keep_notice, nested))
+        for statement in NESTED_PLANS:
+            conn.execute(statement)
+        plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + method.statement, values).fetchall()
+        conn.execute("SET client_min_messages = notice")
+        conn.execute("SET auto_explain.log_min_duration = -1")
+        slug = re.sub(r"[^a-z0-9]+", "-", method.name.lower()).strip("-")
+        text = "\n".join(str(row[0]) for row in plan)
+        inner = "".join(f"\n-- nested (auto_explain):\n{message}\n" for message in nested)
+        (directory / f"{query_set.name}-{slug}.txt").write_text(f"-- {values['query']}\n{text}\n{inner}")
 
 
 def summarise(query_set: QuerySet, figures: dict[str, Figures]) -> dict[str, Any]:
