@@ -1,0 +1,287 @@
+"""A study for issue 15: BM25 over postings kept by triggers (benchmarks/sql/postings_prototype.sql) against
+memora.search_text, on keyword queries and 10-20-word questions. Nothing here is wired into the product.
+
+Loads NFCorpus into a scratch database the way `memora ingest` does (hashing provider: text is what counts here)
+with the prototype applied first, so its triggers write the postings during the load; checks them against a
+recount; checks that each prototype's top k is search_text's for every query; then times, over one connection,
+every query in a shuffled order with the methods in a shuffled order per query: search_text (the product entry),
+bm25_candidates (its core), (a) a GROUP BY over all the query's postings, (b) MaxScore over postings. Also the
+storage per chunk and the chunk insert rate with and without the posting trigger, alternated in one run.
+
+    .venv/bin/python benchmarks/postings_study.py [--documents N] [--rounds 3] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from common import (
+    REPO_ROOT,
+    code_version,
+    console,
+    machine,
+    print_facts,
+    print_table,
+    scratch_database,
+    server_facts,
+    write_json,
+)
+from load import NFCORPUS, make_queries, read_jsonl
+from psycopg import sql
+from search_quality import load_nfcorpus
+from sqlalchemy.orm import Session
+
+from app.cli.documents import wait_for_worker
+from app.collections import service as collections
+from app.collections.schemas import CollectionCreate
+from app.db.engine import make_engine
+from app.ingest import service as ingest
+from app.ingest.files import UPSERT_BATCH
+
+PROTOTYPE = Path(__file__).resolve().parent / "sql" / "postings_prototype.sql"
+COLLECTION = "nfcorpus"
+METHODS = {
+    "search_text": "SELECT chunk_id, text_score FROM memora.search_text(%(c)s, %(q)s, %(k)s)",
+    "bm25_candidates": "SELECT chunk_id, score FROM memora.bm25_candidates(%(cid)s, %(q)s, %(k)s)",
+    "postings (a) GROUP BY": "SELECT chunk_id, score FROM memora.bm25_postings(%(c)s, %(q)s, %(k)s)",
+    "postings (b) MaxScore": "SELECT chunk_id, score FROM memora.bm25_postings_maxscore(%(c)s, %(q)s, %(k)s)",
+}
+TOLERANCE = 1e-9  # scores are sums of the same doubles in other orders
+
+
+def compare(reference: list[tuple[int, float]], other: list[tuple[int, float]]) -> str:
+    """'same' (ids in order, scores within TOLERANCE), 'tie order' (the same scores, ids differing only among
+    equal scores), else 'different'."""
+    if len(reference) == len(other) and all(
+        a[0] == b[0] and abs(a[1] - b[1]) <= TOLERANCE * max(1.0, abs(a[1]))
+        for a, b in zip(reference, other, strict=True)
+    ):
+        return "same"
+    if len(reference) == len(other) and all(abs(a[1] - b[1]) <= 1e-7 for a, b in zip(reference, other, strict=True)):
+        return "tie order"
+    return "different"
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Any = None) -> Any:
+    return conn.execute(query, params).fetchone()[0]  # type: ignore[index]
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    return float(np.percentile(values, 50)), float(np.percentile(values, 95))
+
+
+def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[str, Any]]:
+    with psycopg.connect(url) as conn:
+        # As the owner of Memora's objects, as migrations create them: foreign-key cascades delete chunks as the
+        # chunk table's owner, whose trigger must then be able to delete postings.
+        owner = scalar(conn, "SELECT value FROM memora.meta WHERE key = 'sql_role_owner'")
+        if owner is not None:
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
+        conn.execute(PROTOTYPE.read_text())
+    dataset = load_nfcorpus(args.corpus)
+    dataset.documents = dataset.documents[: args.documents]
+    engine = make_engine(settings, "bench")
+    with Session(engine) as db, db.begin():
+        collections.create(db, CollectionCreate(name=COLLECTION, embedding_provider="hashing"))
+    began = time.perf_counter()
+    for start in range(0, len(dataset.documents), UPSERT_BATCH):
+        with Session(engine) as db, db.begin():
+            ingest.upsert(db, collections.get(db, COLLECTION), dataset.documents[start : start + UPSERT_BATCH])
+    counts = wait_for_worker(settings, engine, COLLECTION)
+    assert counts.get("ready", 0) == len(dataset.documents), counts
+    seconds = {"ingest seconds (upsert and worker)": round(time.perf_counter() - began, 1)}
+    engine.dispose()
+    with psycopg.connect(url, autocommit=True) as conn:
+        cid = scalar(conn, "SELECT id FROM memora.collection WHERE name = %s", (COLLECTION,))
+        # The triggers' postings against a recount from the chunks, both ways.
+        recount = """SELECT c.collection_id, u.lexeme, c.id, coalesce(cardinality(u.positions), 1)::smallint,
+                            length(c.tsv) FROM memora.chunk c, unnest(c.tsv) u WHERE c.collection_id = %(c)s"""
+        stored = "SELECT collection_id, lexeme, chunk_id, tf, len FROM memora.posting WHERE collection_id = %(c)s"
+        missing = scalar(conn, f"SELECT count(*) FROM ({recount} EXCEPT ALL {stored}) x", {"c": cid})
+        extra = scalar(conn, f"SELECT count(*) FROM ({stored} EXCEPT ALL {recount}) x", {"c": cid})
+        conn.execute("VACUUM ANALYZE memora.chunk, memora.posting, memora.term_stats, memora.text_stats")
+        facts = {
+            "documents": len(dataset.documents),
+            "chunks": scalar(conn, "SELECT count(*) FROM memora.chunk WHERE collection_id = %s", (cid,)),
+            "postings": scalar(conn, "SELECT count(*) FROM memora.posting WHERE collection_id = %s", (cid,)),
+            "postings missing after the load (recount minus stored)": missing,
+            "postings extra after the load (stored minus recount)": extra,
+            **seconds,
+        }
+    return cid, facts
+
+
+def storage(url: str, chunks: int) -> dict[str, Any]:
+    """Bytes per chunk of the postings (heap, B-tree) beside the chunk table's and the statistics'."""
+    with psycopg.connect(url) as conn:
+
+        def size(expression: str) -> int:
+            return int(conn.execute(f"SELECT {expression}").fetchone()[0])  # type: ignore[index]
+
+        rows = {
+            "posting heap": size("pg_relation_size('memora.posting')"),
+            "posting B-tree (pk_posting)": size("pg_relation_size('memora.pk_posting')"),
+            "chunk heap + TOAST": size("pg_table_size('memora.chunk')"),
+            "chunk indexes (GIN on tsv among them)": size("pg_indexes_size('memora.chunk')"),
+            "chunk GIN on tsv": size("pg_relation_size('memora.ix_chunk_tsv')"),
+            "term_stats + text_stats": size(
+                "pg_total_relation_size('memora.term_stats') + pg_total_relation_size('memora.text_stats')"
+            ),
+        }
+    return {name: {"bytes": value, "bytes_per_chunk": round(value / chunks, 1)} for name, value in rows.items()}
+
+
+def check_and_time(url: str, cid: int, queries: list[tuple[str, str]], rounds: int, k: int) -> dict[str, Any]:
+    rng = random.Random(15)
+    results: dict[str, Any] = {"exactness": {}, "latency": {}}
+    timings: dict[str, dict[str, list[float]]] = {m: {"keywords": [], "questions": []} for m in METHODS}
+    per_query: dict[str, list[float]] = {m: [] for m in METHODS}
+    with psycopg.connect(url, autocommit=True) as conn:
+        lexemes = {
+            q: conn.execute(
+                "SELECT cardinality(lexemes) FROM memora.postings_query(%s, %s)", (COLLECTION, q)
+            ).fetchone()[0]  # type: ignore[index]
+            for _, q in queries
+        }
+        # Exactness, which also warms the caches and the plans.
+        verdicts: dict[str, dict[str, int]] = {m: {} for m in METHODS if m != "search_text"}
+        examples: list[dict[str, Any]] = []
+        for kind, q in queries:
+            params = {"c": COLLECTION, "cid": cid, "q": q, "k": k}
+            reference = conn.execute(METHODS["search_text"], params).fetchall()
+            for method in verdicts:
+                verdict = compare(reference, conn.execute(METHODS[method], params).fetchall())
+                verdicts[method][f"{kind}: {verdict}"] = verdicts[method].get(f"{kind}: {verdict}", 0) + 1
+                if verdict == "different" and len(examples) < 5:
+                    examples.append({"method": method, "query": q})
+        results["exactness"] = {"verdicts": verdicts, "examples": examples}
+        for _ in range(rounds):
+            order = list(queries)
+            rng.shuffle(order)
+            for kind, q in order:
+                params = {"c": COLLECTION, "cid": cid, "q": q, "k": k}
+                methods = list(METHODS)
+                rng.shuffle(methods)
+                took = {}
+                for method in methods:
+                    start = time.perf_counter()
+                    conn.execute(METHODS[method], params).fetchall()
+                    took[method] = (time.perf_counter() - start) * 1000
+                    timings[method][kind].append(took[method])
+                for method in METHODS:
+                    per_query[method].append(took[method] / took["search_text"])
+    for kind in ("keywords", "questions"):
+        counts = [lexemes[q] for kd, q in queries if kd == kind]
+        results["latency"][kind] = {
+            "queries": len(counts),
+            "lexemes in the collection per query (median, max)": [statistics.median(counts), max(counts)],
+        }
+        base = percentiles(timings["search_text"][kind])
+        for method in METHODS:
+            p50, p95 = percentiles(timings[method][kind])
+            results["latency"][kind][method] = {
+                "p50_ms": round(p50, 3),
+                "p95_ms": round(p95, 3),
+                "p50 / search_text p50": round(p50 / base[0], 3),
+                "p95 / search_text p95": round(p95 / base[1], 3),
+            }
+    return results
+
+
+def write_cost(url: str, source_id: int, rounds: int, batch: int) -> dict[str, Any]:
+    """Chunks inserted per second into a new collection, copies of SOURCE_ID's, BATCH chunks a statement and a
+    commit, with the posting insert trigger enabled and disabled in alternation."""
+    rates: dict[str, list[float]] = {"with postings": [], "without postings": []}
+    with psycopg.connect(url, autocommit=True) as conn:
+        documents = [r[0] for r in conn.execute(
+            "SELECT id FROM memora.document WHERE collection_id = %s ORDER BY id", (source_id,)
+        )]  # fmt: skip
+        for r in range(rounds):
+            modes = ["with postings", "without postings"]
+            if r % 2:
+                modes.reverse()
+            for mode in modes:
+                action = "ENABLE" if mode == "with postings" else "DISABLE"
+                conn.execute(f"ALTER TABLE memora.chunk {action} TRIGGER chunk_postings_insert")
+                target = conn.execute(
+                    "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
+                    "VALUES (%s, 'hashing', 'hashing', 256) RETURNING id",
+                    (f"write-{r}-{action.lower()}",),
+                ).fetchone()[0]  # type: ignore[index]
+                conn.execute(
+                    """INSERT INTO memora.document (collection_id, id, external_id, title, content, content_hash,
+                                                    status)
+                       SELECT %s, id, external_id, title, content, content_hash, 'ready'
+                       FROM memora.document WHERE collection_id = %s""",
+                    (target, source_id),
+                )
+                conn.execute("CHECKPOINT")
+                inserted, spent = 0, 0.0
+                for start in range(0, len(documents), batch):
+                    ids = documents[start : start + batch]
+                    began = time.perf_counter()
+                    inserted += conn.execute(
+                        """INSERT INTO memora.chunk (collection_id, document_id, ordinal, text, char_start, char_end,
+                                                     token_count, content_hash, title, language, metadata)
+                           SELECT %s, document_id, ordinal, text, char_start, char_end, token_count, content_hash,
+                                  title, language, metadata
+                           FROM memora.chunk WHERE collection_id = %s AND document_id = ANY (%s)""",
+                        (target, source_id, ids),
+                    ).rowcount
+                    spent += time.perf_counter() - began
+                rates[mode].append(inserted / spent)
+                conn.execute("ALTER TABLE memora.chunk ENABLE TRIGGER chunk_postings_insert")
+                conn.execute("DELETE FROM memora.collection WHERE id = %s", (target,))
+    with_p, without = statistics.median(rates["with postings"]), statistics.median(rates["without postings"])
+    return {
+        "documents per statement": batch,
+        "chunks/s per round": {m: [round(x) for x in v] for m, v in rates.items()},
+        "chunks/s median": {"with postings": round(with_p), "without postings": round(without)},
+        "with / without": round(with_p / without, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=NFCORPUS)
+    parser.add_argument("--documents", type=int, default=None, help="the first N documents only")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes over every query")
+    parser.add_argument("--write-rounds", type=int, default=4)
+    parser.add_argument("--write-batch", type=int, default=100, help="documents per insert statement")
+    parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "postings_study.json")
+    args = parser.parse_args()
+
+    payload: dict[str, Any] = {"machine": machine(), "code": code_version()}
+    payload["settings"] = {k: str(v) for k, v in vars(args).items()}
+    with scratch_database("postings") as db:
+        payload["server"] = server_facts(db.url)
+        cid, payload["load"] = load(args, db.url, db.settings)
+        print_facts("load", payload["load"])
+        payload["storage"] = storage(db.url, payload["load"]["chunks"])
+        print_table("storage", ["relation", "bytes", "bytes per chunk"],
+                    [[n, v["bytes"], v["bytes_per_chunk"]] for n, v in payload["storage"].items()])  # fmt: skip
+        rng = random.Random(15)
+        made = make_queries(read_jsonl(args.corpus / "corpus.jsonl"), read_jsonl(args.corpus / "queries.jsonl"), rng)
+        queries = [("questions" if q.endswith("?") else "keywords", q) for q in made]
+        payload["search"] = check_and_time(db.url, cid, queries, args.rounds, args.k)
+        console.print(payload["search"]["exactness"])
+        for kind, figures in payload["search"]["latency"].items():
+            rows = [[m, *v.values()] for m, v in figures.items() if isinstance(v, dict)]
+            print_table(f"{kind}: {figures['queries']} queries, lexemes "
+                        f"{figures['lexemes in the collection per query (median, max)']}",
+                        ["method", "p50 ms", "p95 ms", "p50 ratio", "p95 ratio"], rows)  # fmt: skip
+        payload["write"] = write_cost(db.url, cid, args.write_rounds, args.write_batch)
+        print_facts("chunk inserts", payload["write"])
+    write_json(args.json, payload)
+
+
+if __name__ == "__main__":
+    main()
