@@ -104,8 +104,22 @@ def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[s
         recount = """SELECT c.collection_id, u.lexeme, c.id, coalesce(cardinality(u.positions), 1)::smallint,
                             length(c.tsv) FROM memora.chunk c, unnest(c.tsv) u WHERE c.collection_id = %(c)s"""
         stored = "SELECT collection_id, lexeme, chunk_id, tf, len FROM memora.posting WHERE collection_id = %(c)s"
-        missing = scalar(conn, f"SELECT count(*) FROM ({recount} EXCEPT ALL {stored}) x", {"c": cid})
-        extra = scalar(conn, f"SELECT count(*) FROM ({stored} EXCEPT ALL {recount}) x", {"c": cid})
+        missing_query = f"SELECT count(*) FROM ({recount} EXCEPT ALL {stored}) x"
+        extra_query = f"SELECT count(*) FROM ({stored} EXCEPT ALL {recount}) x"
+        missing = scalar(conn, missing_query, {"c": cid})
+        extra = scalar(conn, extra_query, {"c": cid})
+        # The update and delete triggers, in a transaction rolled back: edited texts, renumbered chunks, deletions.
+        with conn.transaction(force_rollback=True):
+            conn.execute(
+                "UPDATE memora.chunk SET text = text || ' vitamin vitamin soy' "
+                "WHERE collection_id = %s AND id %% 5 = 0",
+                (cid,),
+            )
+            conn.execute(
+                "UPDATE memora.chunk SET ordinal = ordinal + 1000 WHERE collection_id = %s AND id %% 3 = 0", (cid,)
+            )
+            conn.execute("DELETE FROM memora.chunk WHERE collection_id = %s AND id %% 7 = 0", (cid,))
+            after_writes = scalar(conn, missing_query, {"c": cid}) + scalar(conn, extra_query, {"c": cid})
         conn.execute("VACUUM ANALYZE memora.chunk, memora.posting, memora.term_stats, memora.text_stats")
         facts = {
             "documents": len(dataset.documents),
@@ -113,6 +127,7 @@ def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[s
             "postings": scalar(conn, "SELECT count(*) FROM memora.posting WHERE collection_id = %s", (cid,)),
             "postings missing after the load (recount minus stored)": missing,
             "postings extra after the load (stored minus recount)": extra,
+            "postings differing from a recount after updates and deletes": after_writes,
             **seconds,
         }
     return cid, facts
