@@ -17,6 +17,7 @@ import argparse
 import random
 import statistics
 import time
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,11 @@ from common import (
 )
 from load import NFCORPUS, make_queries, read_jsonl
 from psycopg import sql
+from psycopg.types.json import Jsonb
+from search_corpus import Corpus, Generator, read_sources
 from search_quality import load_nfcorpus
 from sqlalchemy.orm import Session
+from write_variants import CHUNK_COLUMNS, CHUNK_TYPES, reserve_ids
 
 from app.cli.documents import wait_for_worker
 from app.collections import service as collections
@@ -45,8 +49,10 @@ from app.db.engine import make_engine
 from app.ingest import service as ingest
 from app.ingest.files import UPSERT_BATCH
 
+SQUAD = REPO_ROOT.parent / "shared" / "data" / "squad" / "dev-v2.0.json"
 PROTOTYPE = Path(__file__).resolve().parent / "sql" / "postings_prototype.sql"
 COLLECTION = "nfcorpus"
+SYNTHETIC = "synthetic"
 METHODS = {
     "search_text": "SELECT chunk_id, text_score FROM memora.search_text(%(c)s, %(q)s, %(k)s)",
     "bm25_candidates": "SELECT chunk_id, score FROM memora.bm25_candidates(%(cid)s, %(q)s, %(k)s)",
@@ -77,7 +83,7 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return float(np.percentile(values, 50)), float(np.percentile(values, 95))
 
 
-def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[str, Any]]:
+def apply_prototype(url: str) -> None:
     with psycopg.connect(url) as conn:
         # As the owner of Memora's objects, as migrations create them: foreign-key cascades delete chunks as the
         # chunk table's owner, whose trigger must then be able to delete postings.
@@ -85,6 +91,9 @@ def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[s
         if owner is not None:
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(owner)))
         conn.execute(PROTOTYPE.read_text())
+
+
+def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[str, Any]]:
     dataset = load_nfcorpus(args.corpus)
     dataset.documents = dataset.documents[: args.documents]
     engine = make_engine(settings, "bench")
@@ -133,6 +142,48 @@ def load(args: argparse.Namespace, url: str, settings: Any) -> tuple[int, dict[s
     return cid, facts
 
 
+def load_synthetic(url: str, corpus: Corpus, batch: int = 2000) -> tuple[int, dict[str, Any]]:
+    """CORPUS's texts as documents and chunks of a new collection (binary COPY, BATCH chunks a statement, as the
+    worker writes them), the prototype's triggers on; no vectors."""
+    began = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        cid, language = conn.execute(
+            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
+            "VALUES (%s, 'hashing', 'hashing', 256) RETURNING id, language::oid",
+            (SYNTHETIC,),
+        ).fetchone()  # type: ignore[misc]
+        cursor = conn.cursor()
+        with cursor.copy(
+            "COPY memora.document (collection_id, id, external_id, title, content, content_hash, status) FROM STDIN"
+        ) as copy:
+            for number, chunks in enumerate(corpus.documents, start=1):
+                content = "\n\n".join(chunks)
+                copy.write_row((cid, number, f"doc-{number}", "", content, sha256(content.encode()).digest(), "ready"))
+        rows = [(number, ordinal, text) for number, chunks in enumerate(corpus.documents, start=1)
+                for ordinal, text in enumerate(chunks)]  # fmt: skip
+        ids = reserve_ids(cursor, len(rows))
+        statement = sql.SQL("COPY memora.chunk ({}) FROM STDIN (FORMAT BINARY)").format(
+            sql.SQL(", ").join(map(sql.Identifier, CHUNK_COLUMNS))
+        )
+        for start in range(0, len(rows), batch):
+            with conn.transaction(), cursor.copy(statement) as copy:
+                copy.set_types(CHUNK_TYPES)
+                for chunk_id, (number, ordinal, text) in zip(ids[start:], rows[start : start + batch], strict=False):
+                    copy.write_row(
+                        (cid, chunk_id, number, ordinal, text, 0, len(text), len(text.split()),
+                         sha256(text.encode()).digest(), "", language, Jsonb({}))
+                    )  # fmt: skip
+        seconds = round(time.perf_counter() - began, 1)
+        conn.execute("VACUUM ANALYZE memora.chunk, memora.posting, memora.term_stats, memora.text_stats")
+        facts = {
+            "documents": len(corpus.documents),
+            "chunks": scalar(conn, "SELECT count(*) FROM memora.chunk WHERE collection_id = %s", (cid,)),
+            "postings": scalar(conn, "SELECT count(*) FROM memora.posting WHERE collection_id = %s", (cid,)),
+            "COPY seconds (documents and chunks, triggers on)": seconds,
+        }
+    return cid, facts
+
+
 def storage(url: str, chunks: int) -> dict[str, Any]:
     """Bytes per chunk of the postings (heap, B-tree) beside the chunk table's and the statistics'."""
     with psycopg.connect(url) as conn:
@@ -153,23 +204,23 @@ def storage(url: str, chunks: int) -> dict[str, Any]:
     return {name: {"bytes": value, "bytes_per_chunk": round(value / chunks, 1)} for name, value in rows.items()}
 
 
-def check_and_time(url: str, cid: int, queries: list[tuple[str, str]], rounds: int, k: int) -> dict[str, Any]:
+def check_and_time(
+    url: str, name: str, cid: int, queries: list[tuple[str, str]], rounds: int, k: int
+) -> dict[str, Any]:
     rng = random.Random(15)
     results: dict[str, Any] = {"exactness": {}, "latency": {}}
     timings: dict[str, dict[str, list[float]]] = {m: {"keywords": [], "questions": []} for m in METHODS}
     per_query: dict[str, list[float]] = {m: [] for m in METHODS}
     with psycopg.connect(url, autocommit=True) as conn:
         lexemes = {
-            q: conn.execute(
-                "SELECT cardinality(lexemes) FROM memora.postings_query(%s, %s)", (COLLECTION, q)
-            ).fetchone()[0]  # type: ignore[index]
+            q: conn.execute("SELECT cardinality(lexemes) FROM memora.postings_query(%s, %s)", (name, q)).fetchone()[0]  # type: ignore[index]
             for _, q in queries
         }
         # Exactness, which also warms the caches and the plans.
         verdicts: dict[str, dict[str, int]] = {m: {} for m in METHODS if m != "search_text"}
         examples: list[dict[str, Any]] = []
         for kind, q in queries:
-            params = {"c": COLLECTION, "cid": cid, "q": q, "k": k}
+            params = {"c": name, "cid": cid, "q": q, "k": k}
             reference = conn.execute(METHODS["search_text"], params).fetchall()
             for method in verdicts:
                 verdict = compare(reference, conn.execute(METHODS[method], params).fetchall())
@@ -181,7 +232,7 @@ def check_and_time(url: str, cid: int, queries: list[tuple[str, str]], rounds: i
             order = list(queries)
             rng.shuffle(order)
             for kind, q in order:
-                params = {"c": COLLECTION, "cid": cid, "q": q, "k": k}
+                params = {"c": name, "cid": cid, "q": q, "k": k}
                 methods = list(METHODS)
                 rng.shuffle(methods)
                 took = {}
@@ -271,6 +322,8 @@ def main() -> None:
     parser.add_argument("--write-rounds", type=int, default=4)
     parser.add_argument("--write-batch", type=int, default=100, help="documents per insert statement")
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--synthetic", type=int, default=0, help="ROWS chunks of search_speed.py's corpus instead")
+    parser.add_argument("--queries", type=int, default=300, help="queries of each length (--synthetic only)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "postings_study.json")
     args = parser.parse_args()
 
@@ -278,23 +331,40 @@ def main() -> None:
     payload["settings"] = {k: str(v) for k, v in vars(args).items()}
     with scratch_database("postings") as db:
         payload["server"] = server_facts(db.url)
-        cid, payload["load"] = load(args, db.url, db.settings)
+        if args.synthetic:
+            # The corpus of benchmarks/search_speed.py (bags of real words by topic), and its queries at two lengths.
+            generator = Generator(read_sources(args.corpus / "corpus.jsonl", SQUAD), seed=1)
+            corpus = generator.corpus(args.synthetic, 20, 60)
+            queries = [("keywords", q) for q in generator.queries(corpus, args.queries, 3, 8)]
+            queries += [("questions", q) for q in generator.queries(corpus, args.queries, 10, 20)]
+            apply_prototype(db.url)
+            name, (cid, payload["load"]) = SYNTHETIC, load_synthetic(db.url, corpus)
+        else:
+            rng = random.Random(15)
+            corpus_rows = read_jsonl(args.corpus / "corpus.jsonl")
+            made = make_queries(corpus_rows, read_jsonl(args.corpus / "queries.jsonl"), rng)
+            queries = [("questions" if q.endswith("?") else "keywords", q) for q in made]
+            apply_prototype(db.url)
+            name, (cid, payload["load"]) = COLLECTION, load(args, db.url, db.settings)
         print_facts("load", payload["load"])
         payload["storage"] = storage(db.url, payload["load"]["chunks"])
         print_table("storage", ["relation", "bytes", "bytes per chunk"],
                     [[n, v["bytes"], v["bytes_per_chunk"]] for n, v in payload["storage"].items()])  # fmt: skip
-        rng = random.Random(15)
-        made = make_queries(read_jsonl(args.corpus / "corpus.jsonl"), read_jsonl(args.corpus / "queries.jsonl"), rng)
-        queries = [("questions" if q.endswith("?") else "keywords", q) for q in made]
-        payload["search"] = check_and_time(db.url, cid, queries, args.rounds, args.k)
+        payload["search"] = check_and_time(db.url, name, cid, queries, args.rounds, args.k)
         console.print(payload["search"]["exactness"])
         for kind, figures in payload["search"]["latency"].items():
             rows = [[m, *v.values()] for m, v in figures.items() if isinstance(v, dict)]
             print_table(f"{kind}: {figures['queries']} queries, lexemes "
                         f"{figures['lexemes in the collection per query (median, max)']}",
                         ["method", "p50 ms", "p95 ms", "p50 ratio", "p95 ratio"], rows)  # fmt: skip
-        payload["write"] = write_cost(db.url, cid, args.write_rounds, args.write_batch)
-        print_facts("chunk inserts", payload["write"])
+        if args.write_rounds:
+            payload["write"] = write_cost(db.url, cid, args.write_rounds, args.write_batch)
+            print_facts("chunk inserts", payload["write"])
+        # The B-tree as the triggers grew it (page splits) against the same rebuilt at once.
+        with psycopg.connect(db.url, autocommit=True) as conn:
+            conn.execute("REINDEX INDEX memora.pk_posting")
+            payload["storage after REINDEX"] = storage(db.url, payload["load"]["chunks"])["posting B-tree (pk_posting)"]
+        console.print("posting B-tree after REINDEX", payload["storage after REINDEX"])
     write_json(args.json, payload)
 
 
