@@ -223,10 +223,12 @@ def check_and_time(
             params = {"c": name, "cid": cid, "q": q, "k": k}
             reference = conn.execute(METHODS["search_text"], params).fetchall()
             for method in verdicts:
-                verdict = compare(reference, conn.execute(METHODS[method], params).fetchall())
+                other = conn.execute(METHODS[method], params).fetchall()
+                verdict = compare(reference, other)
                 verdicts[method][f"{kind}: {verdict}"] = verdicts[method].get(f"{kind}: {verdict}", 0) + 1
-                if verdict == "different" and len(examples) < 5:
-                    examples.append({"method": method, "query": q})
+                if verdict != "same" and len(examples) < 5:
+                    examples.append({"method": method, "verdict": verdict, "query": q, "search_text": reference,
+                                     method: other})  # fmt: skip
         results["exactness"] = {"verdicts": verdicts, "examples": examples}
         for _ in range(rounds):
             order = list(queries)
