@@ -263,6 +263,28 @@ def check_and_time(
     return results
 
 
+def plans(url: str, name: str, cid: int, query: str, k: int) -> dict[str, list[str]]:
+    """The plans of every statement each method runs for QUERY (auto_explain, nested statements, with buffers),
+    to see where the time goes; empty if the server will not load auto_explain."""
+    found: dict[str, list[str]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        try:
+            conn.execute("LOAD 'auto_explain'")
+        except psycopg.Error as error:
+            return {"auto_explain unavailable": [str(error)]}
+        for setting, value in (("log_min_duration", "0"), ("log_nested_statements", "on"), ("log_analyze", "on"),
+                               ("log_buffers", "on"), ("log_level", "notice")):  # fmt: skip
+            conn.execute(sql.SQL("SET auto_explain.{} = {}").format(sql.SQL(setting), sql.Literal(value)))
+        for method, statement in METHODS.items():
+            conn.execute(statement, {"c": name, "cid": cid, "q": query, "k": k}).fetchall()
+            notices.clear()
+            conn.execute(statement, {"c": name, "cid": cid, "q": query, "k": k}).fetchall()
+            found[method] = list(notices)
+    return found
+
+
 def write_cost(url: str, source_id: int, rounds: int, batch: int) -> dict[str, Any]:
     """Chunks inserted per second into a new collection, copies of SOURCE_ID's, BATCH chunks a statement and a
     commit, with the posting insert trigger enabled and disabled in alternation."""
@@ -359,6 +381,8 @@ def main() -> None:
             print_table(f"{kind}: {figures['queries']} queries, lexemes "
                         f"{figures['lexemes in the collection per query (median, max)']}",
                         ["method", "p50 ms", "p95 ms", "p50 ratio", "p95 ratio"], rows)  # fmt: skip
+        question = next(q for kind, q in queries if kind == "questions")
+        payload["plans of one question"] = {"query": question, **plans(db.url, name, cid, question, args.k)}
         if args.write_rounds:
             payload["write"] = write_cost(db.url, cid, args.write_rounds, args.write_batch)
             print_facts("chunk inserts", payload["write"])
