@@ -288,6 +288,66 @@ def plans(url: str, name: str, cid: int, query: str, k: int) -> dict[str, list[s
     return found
 
 
+# How many postings a query must read, given its true k-th score (an oracle bar: what the best pruning could reach):
+# every posting (GROUP BY); MaxScore's essential terms with the bound idf * (k1 + 1) (loose) and with each term's
+# largest contribution (tight); the postings in blocks of chunk ids whose bound, the sum over the terms of the
+# block's largest contribution, reaches the bar (block-max), with the (term, block) bounds it reads.
+PRUNING = """
+WITH t AS (SELECT * FROM unnest(%(lexemes)s::text[], %(idfs)s::float8[]) t (lexeme, idf)),
+p AS (
+    SELECT p.chunk_id / %(block)s AS block, t.lexeme, t.idf * (%(k1)s + 1) AS loose,
+           t.idf * (%(k1)s + 1) * (1 - kv.v / (kv.v + p.tf)) AS impact
+    FROM t JOIN memora.posting p ON p.collection_id = %(cid)s AND p.lexeme = t.lexeme
+    CROSS JOIN LATERAL (SELECT %(k1)s * (1 - %(b)s + %(b)s * p.len / %(avglen)s)) kv (v)
+),
+terms AS (SELECT lexeme, count(*) AS df, max(loose) AS loose, max(impact) AS tight FROM p GROUP BY lexeme),
+term_blocks AS (SELECT block, lexeme, count(*) AS n, max(impact) AS m FROM p GROUP BY block, lexeme),
+blocks AS (SELECT block, sum(n) AS n, sum(m) AS bound FROM term_blocks GROUP BY block),
+-- A term is non-essential when the bounds of the terms at or below its bound stay under the bar.
+loose AS (SELECT lexeme, df, sum(loose) OVER (ORDER BY loose, lexeme) AS below FROM terms),
+tight AS (SELECT df, sum(tight) OVER (ORDER BY tight, lexeme) AS below FROM terms)
+SELECT (SELECT sum(df) FROM terms),
+       (SELECT coalesce(sum(df), 0) FROM loose WHERE below >= %(bar)s),
+       (SELECT coalesce(sum(df), 0) FROM tight WHERE below >= %(bar)s),
+       (SELECT coalesce(sum(n), 0) FROM blocks WHERE bound >= %(bar)s),
+       (SELECT count(*) FROM term_blocks),
+       -- Both: the essential terms' postings (loose bounds) in the blocks whose bound reaches the bar.
+       (SELECT coalesce(sum(tb.n), 0) FROM term_blocks tb JOIN blocks USING (block)
+        WHERE blocks.bound >= %(bar)s AND tb.lexeme IN (SELECT lexeme FROM loose WHERE below >= %(bar)s))
+"""
+
+
+def pruning(url: str, name: str, cid: int, queries: list[tuple[str, str]], k: int, block: int) -> dict[str, Any]:
+    """The share of a query's postings each pruning would read with the true k-th score as its bar (PRUNING)."""
+    shares: dict[str, dict[str, list[float]]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        for kind, q in queries:
+            row = conn.execute("SELECT * FROM memora.postings_query(%s, %s)", (name, q)).fetchone()
+            scores = [r[1] for r in conn.execute(METHODS["postings (a) GROUP BY"], {"c": name, "q": q, "k": k})]
+            if row is None or len(scores) < k:
+                continue
+            _, k1, b, avglen, lexemes, idfs = row
+            params = {"lexemes": lexemes, "idfs": idfs, "cid": cid, "k1": k1, "b": b, "avglen": avglen,
+                      "block": block, "bar": scores[-1] - 1e-9}  # fmt: skip
+            total, loose, tight, blocked, bounds, both = conn.execute(PRUNING, params).fetchone()  # type: ignore[misc]
+            figures = shares.setdefault(kind, {"postings": [], "MaxScore, bound idf * (k1 + 1)": [],
+                                               "MaxScore, each term's largest contribution": [],
+                                               f"block-max, blocks of {block} chunk ids": [],
+                                               "block bounds read / postings": [],
+                                               "MaxScore (loose) and block-max": []})  # fmt: skip
+            figures["postings"].append(float(total))
+            figures["MaxScore, bound idf * (k1 + 1)"].append(float(loose) / float(total))
+            figures["MaxScore, each term's largest contribution"].append(float(tight) / float(total))
+            figures[f"block-max, blocks of {block} chunk ids"].append(float(blocked) / float(total))
+            figures["block bounds read / postings"].append(float(bounds) / float(total))
+            figures["MaxScore (loose) and block-max"].append(float(both) / float(total))
+    return {
+        kind: {name: {"median": round(statistics.median(v), 3), "p90": round(float(np.percentile(v, 90)), 3)}
+               for name, v in figures.items()}
+        for kind, figures in shares.items()
+    }  # fmt: skip
+
+
 def write_cost(url: str, source_id: int, rounds: int, batch: int) -> dict[str, Any]:
     """Chunks inserted per second into a new collection, copies of SOURCE_ID's, BATCH chunks a statement and a
     commit, with the posting insert trigger enabled and disabled in alternation."""
@@ -349,6 +409,8 @@ def main() -> None:
     parser.add_argument("--write-rounds", type=int, default=4)
     parser.add_argument("--write-batch", type=int, default=100, help="documents per insert statement")
     parser.add_argument("-k", type=int, default=10)
+    parser.add_argument("--pruning", type=int, default=100, help="queries of each set for the pruning analysis")
+    parser.add_argument("--block", type=int, default=128, help="chunk ids per block in the pruning analysis")
     parser.add_argument("--synthetic", type=int, default=0, help="ROWS chunks of search_speed.py's corpus instead")
     parser.add_argument("--queries", type=int, default=300, help="queries of each length (--synthetic only)")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "postings_study.json")
@@ -384,6 +446,13 @@ def main() -> None:
             print_table(f"{kind}: {figures['queries']} queries, lexemes "
                         f"{figures['lexemes in the collection per query (median, max)']}",
                         ["method", "p50 ms", "p95 ms", "p50 ratio", "p95 ratio", "median ratio"], rows)  # fmt: skip
+        if args.pruning:
+            sample = [x for x in queries if x[0] == "keywords"][: args.pruning]
+            sample += [x for x in queries if x[0] == "questions"][: args.pruning]
+            payload["postings read with the true k-th score as the bar"] = pruning(
+                db.url, name, cid, sample, args.k, args.block
+            )
+            console.print(payload["postings read with the true k-th score as the bar"])
         question = next(q for kind, q in queries if kind == "questions")
         payload["plans of one question"] = {"query": question, **plans(db.url, name, cid, question, args.k)}
         if args.write_rounds:
