@@ -159,7 +159,7 @@ DECLARE
     dfs bigint[];
     bounds double precision[];
     nhead integer;          -- terms 1..nhead are pass 1's
-    nessential integer;     -- terms nhead+1..nessential are pass 2's essential terms; nessential+1..n the non-essential ones
+    nessential integer;     -- terms nhead+1..nessential are pass 2's essential terms, the others non-essential
     rest double precision;  -- the bounds of terms nessential+1..n together
     ids bigint[];
     scores double precision[];
