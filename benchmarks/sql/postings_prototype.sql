@@ -141,14 +141,19 @@ $$;
 
 
 -- (b) MaxScore over postings, exact. A term adds less than idf * (k1 + 1) to a chunk's score (its bound). Pass 1
--- reads the postings of the rarest terms (up to about 1,000 postings, at least k chunks when there are that many)
+-- reads the postings of the rarest terms (up to about FIRST_PASS postings, at least k chunks when there are that many)
 -- and completes those chunks' scores from the other terms' postings of those chunks only (a B-tree probe per
 -- chunk and term, which the index answers in key order). Its k-th score is the bar. The commonest terms whose bounds
 -- together do not reach the bar are non-essential: a chunk that has none but them cannot enter the top k, so their
 -- posting lists are never read in full. Pass 2 reads the postings of the terms left in between (essential), for the
 -- chunks pass 1 has not scored, drops those whose partial score plus the non-essential bounds cannot reach the bar,
 -- and completes the rest from the non-essential terms by probes.
-CREATE OR REPLACE FUNCTION memora.bm25_postings_maxscore(collection text, query text, k integer)
+CREATE OR REPLACE FUNCTION memora.bm25_postings_maxscore(
+    collection text,
+    query text,
+    k integer,
+    first_pass integer DEFAULT 1000
+)
 RETURNS TABLE (chunk_id bigint, score double precision)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -181,7 +186,7 @@ BEGIN
     bounds := ARRAY(SELECT x * (q.k1 + 1) FROM unnest(q.idfs) x);
     nhead := 1;
     WHILE nhead < n AND ((SELECT sum(x) FROM unnest(dfs[:nhead]) x) < k
-                         OR (SELECT sum(x) FROM unnest(dfs[:nhead + 1]) x) <= 1000) LOOP
+                         OR (SELECT sum(x) FROM unnest(dfs[:nhead + 1]) x) <= first_pass) LOOP
         nhead := nhead + 1;
     END LOOP;
 
