@@ -1,0 +1,259 @@
+-- A study, not part of the product (benchmarks/postings_study.py applies it to a scratch database; issue 15).
+--
+-- BM25 postings kept by statement-level triggers on memora.chunk, beside the statistics of
+-- sql/idempotent/003-text-stats.sql: one row per lexeme and chunk with the lexeme's tf in the chunk and the chunk's
+-- length, in a B-tree whose INCLUDE columns let a query's postings be read by an index-only scan. Scoring reads
+-- postings and term_stats and never a tsvector.
+--
+-- Exactness under concurrent writes needs no lock of its own: a chunk's postings are written and removed in the
+-- statement that writes or removes the chunk, so they are visible exactly when the chunk is (MVCC does the rest).
+-- The statistics keep their own locking (003).
+--
+-- tf and length are those of bm25_candidates: tf the number of positions of the lexeme in the tsvector, length the
+-- chunk's number of distinct lexemes, length(tsv). No foreign key: an RI check per posting row would cost more than
+-- the posting itself; deleting a collection deletes its chunks, whose delete trigger removes their postings.
+
+CREATE TABLE IF NOT EXISTS memora.posting (
+    collection_id bigint NOT NULL,
+    lexeme text NOT NULL,
+    chunk_id bigint NOT NULL,
+    tf smallint NOT NULL,
+    len integer NOT NULL,
+    CONSTRAINT pk_posting PRIMARY KEY (collection_id, lexeme, chunk_id) INCLUDE (tf, len)
+);
+
+
+CREATE OR REPLACE FUNCTION memora.chunk_postings()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- Each branch names only the transition tables its event has (PL/pgSQL plans a statement when it first runs).
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO memora.posting (collection_id, lexeme, chunk_id, tf, len)
+        SELECT n.collection_id, u.lexeme, n.id, coalesce(cardinality(u.positions), 1), length(n.tsv)
+        FROM new_rows n, unnest(n.tsv) u
+        ORDER BY 1, 2, 3;
+    ELSIF TG_OP = 'DELETE' THEN
+        DELETE FROM memora.posting p
+        USING (SELECT o.collection_id, o.id, u.lexeme FROM old_rows o, unnest(o.tsv) u) d
+        WHERE p.collection_id = d.collection_id AND p.lexeme = d.lexeme AND p.chunk_id = d.id;
+    ELSE
+        -- Updates that leave the text alone (renumbering the chunks of an edited document) change nothing.
+        DELETE FROM memora.posting p
+        USING (SELECT o.collection_id, o.id, u.lexeme
+               FROM old_rows o JOIN new_rows n ON n.collection_id = o.collection_id AND n.id = o.id, unnest(o.tsv) u
+               WHERE n.tsv IS DISTINCT FROM o.tsv) d
+        WHERE p.collection_id = d.collection_id AND p.lexeme = d.lexeme AND p.chunk_id = d.id;
+        INSERT INTO memora.posting (collection_id, lexeme, chunk_id, tf, len)
+        SELECT n.collection_id, u.lexeme, n.id, coalesce(cardinality(u.positions), 1), length(n.tsv)
+        FROM new_rows n JOIN old_rows o ON o.collection_id = n.collection_id AND o.id = n.id, unnest(n.tsv) u
+        WHERE n.tsv IS DISTINCT FROM o.tsv
+        ORDER BY 1, 2, 3;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER chunk_postings_insert
+    AFTER INSERT ON memora.chunk
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION memora.chunk_postings();
+
+CREATE OR REPLACE TRIGGER chunk_postings_update
+    AFTER UPDATE ON memora.chunk
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION memora.chunk_postings();
+
+CREATE OR REPLACE TRIGGER chunk_postings_delete
+    AFTER DELETE ON memora.chunk
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION memora.chunk_postings();
+
+
+CREATE OR REPLACE FUNCTION memora.refresh_postings(p_collection_id bigint)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    DELETE FROM memora.posting WHERE collection_id = p_collection_id;
+    INSERT INTO memora.posting (collection_id, lexeme, chunk_id, tf, len)
+    SELECT c.collection_id, u.lexeme, c.id, coalesce(cardinality(u.positions), 1), length(c.tsv)
+    FROM memora.chunk c, unnest(c.tsv) u
+    WHERE c.collection_id = p_collection_id
+    ORDER BY 1, 2, 3;
+$$;
+
+
+-- The query's terms with their idf, rarest first, as bm25_candidates computes them (the same numeric expression,
+-- cast to double precision as its array is), and the collection's parameters.
+CREATE OR REPLACE FUNCTION memora.postings_query(
+    collection text,
+    query text,
+    OUT collection_id bigint,
+    OUT k1 double precision,
+    OUT b double precision,
+    OUT avglen double precision,
+    OUT lexemes text[],
+    OUT idfs double precision[]
+)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.id, c.bm25_k1::double precision, c.bm25_b::double precision,
+           s.total_length::double precision / s.chunks,
+           ARRAY(SELECT t.lexeme FROM memora.term_stats t
+                 WHERE t.collection_id = c.id AND t.lexeme = ANY (memora.search_terms(c.language, query))
+                 ORDER BY t.df, t.lexeme),
+           ARRAY(SELECT ln(1 + (s.chunks - t.df + 0.5) / (t.df + 0.5))::double precision FROM memora.term_stats t
+                 WHERE t.collection_id = c.id AND t.lexeme = ANY (memora.search_terms(c.language, query))
+                 ORDER BY t.df, t.lexeme)
+    FROM memora.collection c JOIN memora.text_stats s ON s.collection_id = c.id
+    WHERE c.name = collection AND s.chunks > 0
+$$;
+
+
+-- (a) Every posting of every query term, summed per chunk. The score is written as bm25_candidates writes it,
+-- (k1 + 1) * sum of idf * (1 - K / (K + tf)) with K = k1 * (1 - b + b * len / avglen), so that only the order of the
+-- additions differs.
+CREATE OR REPLACE FUNCTION memora.bm25_postings(collection text, query text, k integer)
+RETURNS TABLE (chunk_id bigint, score double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q record := memora.postings_query(collection, query);
+BEGIN
+    IF q.collection_id IS NULL OR cardinality(q.lexemes) = 0 OR k <= 0 THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    SELECT p.chunk_id, (q.k1 + 1) * sum(t.idf * (1 - kv.v / (kv.v + p.tf)))
+    FROM unnest(q.lexemes, q.idfs) t (lexeme, idf)
+    JOIN memora.posting p ON p.collection_id = q.collection_id AND p.lexeme = t.lexeme
+    CROSS JOIN LATERAL (SELECT q.k1 * (1 - q.b + q.b * p.len / q.avglen)) kv (v)
+    GROUP BY p.chunk_id
+    ORDER BY 2 DESC, 1
+    LIMIT k;
+END
+$$;
+
+
+-- (b) MaxScore over postings, exact. A term adds less than idf * (k1 + 1) to a chunk's score (its bound). Pass 1
+-- reads the postings of the rarest terms (up to about FIRST_PASS postings, at least k chunks when there are that many)
+-- and completes those chunks' scores from the other terms' postings of those chunks only (a B-tree probe per
+-- chunk and term, which the index answers in key order). Its k-th score is the bar. The commonest terms whose bounds
+-- together do not reach the bar are non-essential: a chunk that has none but them cannot enter the top k, so their
+-- posting lists are never read in full. Pass 2 reads the postings of the terms left in between (essential), for the
+-- chunks pass 1 has not scored, drops those whose partial score plus the non-essential bounds cannot reach the bar,
+-- and completes the rest from the non-essential terms by probes.
+CREATE OR REPLACE FUNCTION memora.bm25_postings_maxscore(
+    collection text,
+    query text,
+    k integer,
+    first_pass integer DEFAULT 1000
+)
+RETURNS TABLE (chunk_id bigint, score double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    q record := memora.postings_query(collection, query);
+    n integer;
+    dfs bigint[];
+    bounds double precision[];
+    nhead integer;          -- terms 1..nhead are pass 1's
+    nessential integer;     -- terms nhead+1..nessential are pass 2's essential terms, the others non-essential
+    rest double precision;  -- the bounds of terms nessential+1..n together
+    ids bigint[];
+    scores double precision[];
+    seen bigint[];          -- the chunks pass 1 scored (every chunk with one of terms 1..nhead)
+    bar double precision;
+    more_ids bigint[];
+    more_scores double precision[];
+    -- Bounds and scores are sums of doubles taken in different orders: a bar lowered by this much keeps every
+    -- chunk that could tie.
+    slack constant double precision := 1e-9;
+BEGIN
+    n := coalesce(cardinality(q.lexemes), 0);
+    IF q.collection_id IS NULL OR n = 0 OR k <= 0 THEN
+        RETURN;
+    END IF;
+    dfs := ARRAY(SELECT t.df FROM unnest(q.lexemes) l JOIN memora.term_stats t
+                 ON t.collection_id = q.collection_id AND t.lexeme = l
+                 ORDER BY t.df, t.lexeme);
+    bounds := ARRAY(SELECT x * (q.k1 + 1) FROM unnest(q.idfs) x);
+    nhead := 1;
+    WHILE nhead < n AND ((SELECT sum(x) FROM unnest(dfs[:nhead]) x) < k
+                         OR (SELECT sum(x) FROM unnest(dfs[:nhead + 1]) x) <= first_pass) LOOP
+        nhead := nhead + 1;
+    END LOOP;
+
+    WITH head AS (
+        SELECT p.chunk_id, sum(t.idf * (1 - kv.v / (kv.v + p.tf))) AS s
+        FROM unnest(q.lexemes[:nhead], q.idfs[:nhead]) t (lexeme, idf)
+        JOIN memora.posting p ON p.collection_id = q.collection_id AND p.lexeme = t.lexeme
+        CROSS JOIN LATERAL (SELECT q.k1 * (1 - q.b + q.b * p.len / q.avglen)) kv (v)
+        GROUP BY p.chunk_id
+    ),
+    tail AS (
+        SELECT p.chunk_id, sum(t.idf * (1 - kv.v / (kv.v + p.tf))) AS s
+        FROM unnest(q.lexemes[nhead + 1:], q.idfs[nhead + 1:]) t (lexeme, idf)
+        JOIN memora.posting p ON p.collection_id = q.collection_id AND p.lexeme = t.lexeme
+        CROSS JOIN LATERAL (SELECT q.k1 * (1 - q.b + q.b * p.len / q.avglen)) kv (v)
+        WHERE p.chunk_id = ANY (ARRAY(SELECT h.chunk_id FROM head h))
+        GROUP BY p.chunk_id
+    ),
+    scored AS (
+        SELECT h.chunk_id, (q.k1 + 1) * (h.s + coalesce(t.s, 0)) AS score
+        FROM head h LEFT JOIN tail t USING (chunk_id)
+    )
+    SELECT (SELECT array_agg(h.chunk_id) FROM head h),
+           array_agg(b.chunk_id ORDER BY b.score DESC, b.chunk_id),
+           array_agg(b.score ORDER BY b.score DESC, b.chunk_id)
+    INTO seen, ids, scores
+    FROM (SELECT * FROM scored ORDER BY score DESC, chunk_id LIMIT k) b;
+
+    IF nhead < n THEN
+        bar := CASE WHEN coalesce(cardinality(ids), 0) >= k THEN scores[k] - slack ELSE -1 END;
+        nessential := n;
+        rest := 0;
+        WHILE nessential > nhead AND rest + bounds[nessential] < bar LOOP
+            rest := rest + bounds[nessential];
+            nessential := nessential - 1;
+        END LOOP;
+        IF nessential > nhead THEN
+            WITH essential AS (
+                SELECT p.chunk_id, sum(t.idf * (1 - kv.v / (kv.v + p.tf))) AS s
+                FROM unnest(q.lexemes[nhead + 1:nessential], q.idfs[nhead + 1:nessential]) t (lexeme, idf)
+                JOIN memora.posting p ON p.collection_id = q.collection_id AND p.lexeme = t.lexeme
+                CROSS JOIN LATERAL (SELECT q.k1 * (1 - q.b + q.b * p.len / q.avglen)) kv (v)
+                WHERE p.chunk_id NOT IN (SELECT unnest(seen))
+                GROUP BY p.chunk_id
+            ),
+            hopeful AS (
+                SELECT e.chunk_id, e.s FROM essential e WHERE (q.k1 + 1) * e.s + rest >= bar
+            ),
+            tail AS (
+                SELECT p.chunk_id, sum(t.idf * (1 - kv.v / (kv.v + p.tf))) AS s
+                FROM unnest(q.lexemes[nessential + 1:], q.idfs[nessential + 1:]) t (lexeme, idf)
+                JOIN memora.posting p ON p.collection_id = q.collection_id AND p.lexeme = t.lexeme
+                CROSS JOIN LATERAL (SELECT q.k1 * (1 - q.b + q.b * p.len / q.avglen)) kv (v)
+                WHERE p.chunk_id = ANY (ARRAY(SELECT h.chunk_id FROM hopeful h))
+                GROUP BY p.chunk_id
+            )
+            SELECT array_agg(b.chunk_id), array_agg(b.score)
+            INTO more_ids, more_scores
+            FROM (SELECT h.chunk_id, (q.k1 + 1) * (h.s + coalesce(t.s, 0)) AS score
+                  FROM hopeful h LEFT JOIN tail t USING (chunk_id)
+                  ORDER BY 2 DESC, 1 LIMIT k) b;
+            SELECT array_agg(r.id ORDER BY r.score DESC, r.id), array_agg(r.score ORDER BY r.score DESC, r.id)
+            INTO ids, scores
+            FROM (SELECT r.id, r.score FROM unnest(ids || more_ids, scores || more_scores) r (id, score)
+                  ORDER BY r.score DESC, r.id LIMIT k) r;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT r.id, r.score FROM unnest(ids, scores) r (id, score);
+END
+$$;
