@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from psycopg import sql
 from sqlalchemy import Connection, Engine, create_engine
@@ -175,9 +176,9 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     EmbeddedPostgres(path).stop()
 
 
-@pytest.fixture
-def api(settings: Settings, engine: Engine, db: Session) -> Iterator[TestClient]:
-    """A client of the REST API whose requests share the test's rolled-back transaction."""
+def app_on(db: Session, settings: Settings, engine: Engine) -> FastAPI:
+    """The REST API with SETTINGS, whose requests share DB, the test's rolled-back session (tests that change a
+    setting make their own app through this)."""
     app = create_app(settings, engine=engine)
 
     def session() -> Iterator[Session]:
@@ -185,6 +186,13 @@ def api(settings: Settings, engine: Engine, db: Session) -> Iterator[TestClient]
         db.flush()
 
     app.dependency_overrides[get_session] = session
+    return app
+
+
+@pytest.fixture
+def api(settings: Settings, engine: Engine, db: Session) -> Iterator[TestClient]:
+    """A client of the REST API whose requests share the test's rolled-back transaction."""
+    app = app_on(db, settings, engine)
     with TestClient(app) as client:
         app.state.audit.sessions = lambda: nullcontext(db)  # the trail too, rolled back with the test
         yield client

@@ -18,10 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
 from app.db.models import Collection, Dataset, Document, Example
+from tests.conftest import app_on
 
 JSON_LIMIT = 4096
 UPLOAD_LIMIT = 64 * 1024
@@ -54,13 +53,7 @@ def app(settings: Settings, engine: Engine, db: Session) -> FastAPI:
     limited = settings.model_copy(
         update={"max_json_body_bytes": JSON_LIMIT, "max_upload_bytes": UPLOAD_LIMIT, "max_import_bytes": IMPORT_LIMIT}
     )
-    app = create_app(limited, engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-        db.flush()
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, limited, engine)
     return app
 
 

@@ -13,10 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
 from app.api.hosts import AllowedHosts, host_name
-from app.api.main import create_app
 from app.config import Settings
+from tests.conftest import app_on
 
 UPLOAD = "/v1/collections/kb/documents"
 EVIL = "http://evil.example"
@@ -33,13 +32,7 @@ def make_client(settings: Settings, engine: Engine, db: Session) -> Iterator[Mak
     made: list[TestClient] = []
 
     def make(base_url: str = "http://localhost:8000", **changes: Any) -> TestClient:
-        app = create_app(settings.model_copy(update={"allowed_hosts": [], "auth": "off", **changes}), engine=engine)
-
-        def session() -> Iterator[Session]:
-            yield db
-            db.flush()
-
-        app.dependency_overrides[get_session] = session
+        app = app_on(db, settings.model_copy(update={"allowed_hosts": [], "auth": "off", **changes}), engine)
         client = TestClient(app, base_url=base_url).__enter__()
         app.state.audit.sessions = lambda: nullcontext(db)
         made.append(client)

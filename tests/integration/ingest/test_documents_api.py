@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
 from app.db.query import Query
+from tests.conftest import app_on
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ingest"
 URL = "/v1/collections/docs/documents"
@@ -129,12 +127,7 @@ def test_unknown_collection_is_404(api: TestClient) -> None:
 
 def test_limits_are_413(settings: Settings, engine: Engine, db: Session) -> None:
     small = settings.model_copy(update={"max_upload_bytes": 2048, "max_documents_per_request": 3})
-    app = create_app(small, engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, small, engine)
     with TestClient(app) as client:
         client.post("/v1/collections", json={"name": "docs", "embedding_provider": "hashing"})
         too_big = client.post(URL, json={"content": "x" * 5000})

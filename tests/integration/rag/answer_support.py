@@ -18,10 +18,9 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
 from app.embeddings.hashing import HashingEmbedder
+from tests.conftest import app_on
 from tests.openai_server import OpenAIServer
 
 DEFAULT_CHAT_MODEL = Settings.model_fields["chat_model"].default  # MEMORA_CHAT_MODEL
@@ -59,13 +58,7 @@ def documents() -> list[dict[str, Any]]:
 
 def make_app(settings: Settings, engine: Engine, db: Session) -> FastAPI:
     """The API on the test's rolled-back transaction."""
-    app = create_app(settings, engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-        db.flush()
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, settings, engine)
     return app
 
 

@@ -3,7 +3,6 @@ failing embedding provider, a k past the limit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,10 +11,9 @@ from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
 from app.db.query import Query
+from tests.conftest import app_on
 from tests.integration.search.corpus import CORPUS, QUERY, URL, document, ids, search, store_corpus
 from tests.openai_server import OpenAIServer
 
@@ -216,13 +214,7 @@ def test_max_k_is_a_setting(settings: Settings, engine: Engine, db: Session) -> 
 
 def client(settings: Settings, engine: Engine, db: Session) -> TestClient:
     """A client of an app with other settings, sharing the test's rolled-back transaction."""
-    app = create_app(settings, engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-        db.flush()
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, settings, engine)
     return TestClient(app)
 
 

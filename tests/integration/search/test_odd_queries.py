@@ -11,9 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
+from tests.conftest import app_on
 from tests.integration.search.corpus import QUERY, URL, store_corpus
 
 
@@ -30,13 +29,7 @@ def thousand_words() -> str:
 @pytest.fixture
 def roomy(settings: Settings, engine: Engine, db: Session) -> Iterator[TestClient]:
     """The API with room for a pasted page as a query (MEMORA_MAX_QUERY_CHARS=20000), in the test's transaction."""
-    app = create_app(settings.model_copy(update={"max_query_chars": 20_000}), engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-        db.flush()
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, settings.model_copy(update={"max_query_chars": 20_000}), engine)
     with TestClient(app) as client:
         yield client
 

@@ -11,9 +11,8 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
+from tests.conftest import app_on
 from tests.integration.rerank.test_rerank import KEY, MODEL, RERANK, overlap_scores
 from tests.integration.search.test_api import CORPUS, document
 from tests.openai_server import OpenAIServer
@@ -26,13 +25,7 @@ def api(settings: Settings, engine: Engine, db: Session, openai_server: OpenAISe
     openai_server.api_key = KEY
     openai_server.route("POST", RERANK, overlap_scores)
     update = {"openai_base_url": openai_server.base_url, "openai_api_key": SecretStr(KEY), "openai_max_retries": 0}
-    app = create_app(settings.model_copy(update=update), engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-        db.flush()
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, settings.model_copy(update=update), engine)
     with TestClient(app) as client:
         client.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing", "dimensions": 4})
         client.post("/v1/collections/kb/documents", json=[document(item) for item in CORPUS])

@@ -16,13 +16,12 @@ from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.api.deps import get_session
-from app.api.main import create_app
 from app.config import Settings
 from app.db.models import Dataset
 from app.embeddings.registry import get_embedder
 from app.training.quality import index as dataset_index
 from app.training.quality import neighbours
+from tests.conftest import app_on
 from tests.factories import make_dataset
 from tests.openai_server import OpenAIServer
 from tests.schema import q, sql
@@ -305,13 +304,7 @@ def openai_api(settings: Settings, engine: Engine, db: Session, openai_server: O
         "openai_api_key": SecretStr("sk-test"),
         "openai_max_retries": 0,
     }
-    app = create_app(settings.model_copy(update=update), engine=engine)
-
-    def session() -> Iterator[Session]:
-        yield db
-        db.flush()
-
-    app.dependency_overrides[get_session] = session
+    app = app_on(db, settings.model_copy(update=update), engine)
     with TestClient(app) as client:
         yield client
 
