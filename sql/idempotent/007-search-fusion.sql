@@ -11,6 +11,24 @@ AS $$ SELECT CASE WHEN high > low THEN (value - low) / (high - low) WHEN value I
 COMMENT ON FUNCTION memora.min_max(double precision, double precision, double precision) IS
     'VALUE scaled from [LOW, HIGH] to [0, 1]; 1 when LOW = HIGH, NULL when VALUE is NULL.';
 
+-- The columns of a search hit that come from the chunk and its document. Inlined where it is called (a SQL function
+-- with no SET clause), and OFFSET 0 keeps it a subquery: each hit is one probe by key, where a join of k rows that a
+-- generic plan cannot count may be planned as a hash join over every chunk of the collection.
+CREATE OR REPLACE FUNCTION memora.search_hit_row(collection_id bigint, chunk_id bigint)
+RETURNS TABLE (document_id bigint, external_id text, ordinal integer, title text, text text, metadata jsonb,
+               chunk_metadata jsonb, char_start integer, char_end integer)
+LANGUAGE sql STABLE
+AS $$
+    SELECT d.id, d.external_id, ch.ordinal, ch.title, ch.text, d.metadata, ch.metadata, ch.char_start, ch.char_end
+    FROM memora.chunk ch
+    JOIN memora.document d ON d.collection_id = ch.collection_id AND d.id = ch.document_id
+    WHERE ch.collection_id = search_hit_row.collection_id AND ch.id = search_hit_row.chunk_id
+    OFFSET 0
+$$;
+
+COMMENT ON FUNCTION memora.search_hit_row(bigint, bigint) IS
+    'The chunk''s and its document''s columns of a search hit (memora.search_hit).';
+
 CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
     collection text,
     query text,
@@ -81,11 +99,10 @@ BEGIN
         ORDER BY 2 DESC, 1
         LIMIT k
     )
-    SELECT f.chunk_id, d.id, d.external_id, ch.ordinal, ch.title, ch.text, d.metadata, ch.metadata,
-           ch.char_start, ch.char_end, f.score, f.text_rank, f.text_score, f.vector_rank, f.similarity, f.distance
+    SELECT f.chunk_id, h.document_id, h.external_id, h.ordinal, h.title, h.text, h.metadata, h.chunk_metadata,
+           h.char_start, h.char_end, f.score, f.text_rank, f.text_score, f.vector_rank, f.similarity, f.distance
     FROM fused f
-    JOIN memora.chunk ch ON ch.collection_id = c.id AND ch.id = f.chunk_id
-    JOIN memora.document d ON d.collection_id = c.id AND d.id = ch.document_id
+    CROSS JOIN LATERAL memora.search_hit_row(c.id, f.chunk_id) h
     ORDER BY f.score DESC, f.chunk_id;
 END
 $$;

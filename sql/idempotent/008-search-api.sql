@@ -11,7 +11,8 @@
 --                        candidates, ef_search)
 --
 -- Each is a thin wrapper over a _v1 function whose signature never changes; a new signature gets a _v2 and the
--- wrapper moves to it. The REST API calls the _v1 functions. Filters: sql/idempotent/004-filter.sql.
+-- wrapper moves to it. The REST API calls the _v1 functions. The wrappers have no SET clause, so that the planner
+-- inlines them into the caller's statement (they name every object by its schema). Filters: 004-filter.sql.
 -- Errors: unknown collection -> SQLSTATE P0002 (no_data_found); bad arguments -> 22023 (invalid_parameter_value)
 -- with the argument's name as DETAIL.
 
@@ -77,12 +78,26 @@ CREATE OR REPLACE FUNCTION memora.search_text_v1(
     filter jsonb DEFAULT NULL
 )
 RETURNS SETOF memora.search_hit
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT chunk_id, document_id, external_id, ordinal, title, text, metadata, chunk_metadata, char_start, char_end,
-           text_score, text_rank, text_score, NULL::integer, NULL::double precision, NULL::double precision
-    FROM memora.search_hybrid_v1(collection, query, NULL, k, filter, candidates => k, vector_weight => 0)
+DECLARE
+    c memora.collection := memora.search_collection(collection);
+BEGIN
+    PERFORM memora.check_search_arguments(c, k, NULL, NULL);
+    IF coalesce(btrim(query), '') = '' THEN
+        PERFORM memora.argument_error('query', 'give a query text');
+    END IF;
+    -- What search_hybrid_v1 returns with vector_weight 0, without its fusion.
+    RETURN QUERY
+    SELECT b.chunk_id, h.document_id, h.external_id, h.ordinal, h.title, h.text, h.metadata, h.chunk_metadata,
+           h.char_start, h.char_end, b.score, b.rank, b.score, NULL::integer, NULL::double precision,
+           NULL::double precision
+    FROM memora.bm25_candidates(c.id, query, k, filter) b
+    CROSS JOIN LATERAL memora.search_hit_row(c.id, b.chunk_id) h
+    ORDER BY b.rank;
+END
 $$;
 
 COMMENT ON FUNCTION memora.search_text_v1(text, text, integer, jsonb) IS
@@ -111,12 +126,11 @@ BEGIN
     END IF;
     -- What search_hybrid_v1 returns with text_weight 0, without its fusion: 0.17 ms less a search (of ~2).
     RETURN QUERY
-    SELECT v.chunk_id, d.id, d.external_id, ch.ordinal, ch.title, ch.text, d.metadata, ch.metadata,
-           ch.char_start, ch.char_end, memora.vector_similarity(c.metric, v.distance), NULL::integer,
+    SELECT v.chunk_id, h.document_id, h.external_id, h.ordinal, h.title, h.text, h.metadata, h.chunk_metadata,
+           h.char_start, h.char_end, memora.vector_similarity(c.metric, v.distance), NULL::integer,
            NULL::double precision, v.rank, memora.vector_similarity(c.metric, v.distance), v.distance
     FROM (SELECT * FROM memora.vector_candidates(c.id, query_embedding, k, filter, ef_search, exact) LIMIT k) v
-    JOIN memora.chunk ch ON ch.collection_id = c.id AND ch.id = v.chunk_id
-    JOIN memora.document d ON d.collection_id = c.id AND d.id = ch.document_id
+    CROSS JOIN LATERAL memora.search_hit_row(c.id, v.chunk_id) h
     ORDER BY v.rank;
 END
 $$;
@@ -131,7 +145,6 @@ COMMENT ON FUNCTION memora.search_vector_v1(text, vector, integer, jsonb, intege
 CREATE OR REPLACE FUNCTION memora.search_text(collection text, query text, k integer, filter jsonb DEFAULT NULL)
 RETURNS SETOF memora.search_hit
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM memora.search_text_v1(collection, query, k, filter) $$;
 
 CREATE OR REPLACE FUNCTION memora.search_vector(
@@ -144,7 +157,6 @@ CREATE OR REPLACE FUNCTION memora.search_vector(
 )
 RETURNS SETOF memora.search_hit
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$ SELECT * FROM memora.search_vector_v1(collection, query_embedding, k, filter, ef_search, exact) $$;
 
 CREATE OR REPLACE FUNCTION memora.search_hybrid(
@@ -162,7 +174,6 @@ CREATE OR REPLACE FUNCTION memora.search_hybrid(
 )
 RETURNS SETOF memora.search_hit
 LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT * FROM memora.search_hybrid_v1(collection, query, query_embedding, k, filter, fusion, rrf_k, text_weight,
                                           vector_weight, candidates, ef_search)

@@ -8,7 +8,8 @@
 -- they stay its own if a database administrator revokes EXECUTE from PUBLIC on the whole schema.
 --
 -- Grants on functions go with the functions: the idempotent layer drops and re-creates them, and this file runs
--- after the others on every such run. Migration 0007 holds the grants on tables.
+-- after those before it on every such run (a later file revokes what it adds itself). Migration 0007 holds the grants
+-- on tables.
 
 REVOKE EXECUTE ON FUNCTION
     memora.create_collection_index(bigint),

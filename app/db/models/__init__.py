@@ -22,7 +22,7 @@ from app.db.models.base import (
     Meta,
     embedding_partition,
 )
-from app.db.models.collections import Chunk, Collection, Document, Embedding, TermStats, TextStats
+from app.db.models.collections import Chunk, Collection, Document, Embedding, Posting, TermStats, TextStats
 from app.db.models.training import Dataset, Example, FinetuneJob, Snapshot, SnapshotExample
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "Example",
     "FinetuneJob",
     "Meta",
+    "Posting",
     "Snapshot",
     "SnapshotExample",
     "TermStats",

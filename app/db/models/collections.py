@@ -17,6 +17,8 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
+    SmallInteger,
     Text,
     UniqueConstraint,
     text,
@@ -212,3 +214,18 @@ class TermStats(Base):
     )
     lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
     df: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Posting(Base):
+    """A lexeme of a chunk, with its tf there and the chunk's length: what BM25 reads (migration 0008). The triggers
+    of sql/idempotent/005-search-bm25.sql keep it; nothing in Python writes it."""
+
+    __tablename__ = "posting"
+    __table_args__ = (PrimaryKeyConstraint("collection_id", "lexeme", "chunk_id", postgresql_include=["tf", "len"]),)
+
+    collection_id: Mapped[int] = mapped_column(BigInteger)
+    lexeme: Mapped[str] = mapped_column(Text)
+    chunk_id: Mapped[int] = mapped_column(BigInteger)
+    # Positions of the lexeme in the chunk's tsvector (1 when it has none), and the chunk's length(tsv).
+    tf: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    len: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -85,7 +85,8 @@ def assert_complete_without_duplicates(url: str, expected_documents: int) -> Non
 
 
 def assert_statistics_match_a_recount(url: str) -> None:
-    """The BM25 statistics the triggers keep (memora.text_stats, memora.term_stats) equal a count of the chunks."""
+    """The BM25 statistics and postings the triggers keep (memora.text_stats, term_stats, posting) equal a count of
+    the chunks."""
     stored = execute(
         url, "SELECT collection_id, chunks, total_length FROM memora.text_stats WHERE chunks <> 0 ORDER BY 1"
     )
@@ -100,4 +101,14 @@ def assert_statistics_match_a_recount(url: str) -> None:
         "GROUP BY c.collection_id, u.lexeme ORDER BY 1, 2",
     )
     assert stored_terms == counted_terms
+    # The postings (migration 0008), kept by the same statements: one per lexeme and chunk, with tf and length.
+    stored_postings = execute(
+        url, "SELECT collection_id, chunk_id, lexeme, tf, len FROM memora.posting ORDER BY 1, 2, 3"
+    )
+    counted_postings = execute(
+        url,
+        "SELECT c.collection_id, c.id, u.lexeme, coalesce(cardinality(u.positions), 1), length(c.tsv) "
+        "FROM memora.chunk c, unnest(c.tsv) u ORDER BY 1, 2, 3",
+    )
+    assert stored_postings == counted_postings
     assert counted  # something was counted

@@ -27,6 +27,14 @@ STORED_TERMS = Query(
 _CHUNKS = "memora.chunk c JOIN memora.collection col ON col.id = c.collection_id AND col.name = %(name)s"
 COUNTED_STATISTICS = Query(f"SELECT count(*), sum(length(c.tsv)) FROM {_CHUNKS}")
 COUNTED_TERMS = Query(f"SELECT u.lexeme, count(*) FROM {_CHUNKS}, unnest(c.tsv) u GROUP BY u.lexeme")
+STORED_POSTINGS = Query(
+    "SELECT p.chunk_id, p.lexeme, p.tf, p.len FROM memora.posting p "
+    "WHERE p.collection_id = (SELECT id FROM memora.collection WHERE name = %(name)s) ORDER BY 1, 2"
+)
+COUNTED_POSTINGS = Query(
+    f"SELECT c.id, u.lexeme, coalesce(cardinality(u.positions), 1), length(c.tsv) FROM {_CHUNKS}, unnest(c.tsv) u "
+    "ORDER BY 1, 2"
+)
 STATS_ROWS = Query("SELECT count(*) FROM memora.text_stats")
 TERM_ROWS = Query("SELECT count(*) FROM memora.term_stats")
 SAVE_DEFAULTS = Query(
@@ -52,18 +60,21 @@ def test_bm25_parameters_of_the_collection_are_used(api: TestClient) -> None:
 # BM25 statistics through the API's write paths: given chunks, the worker's (re-)chunking, deletes.
 
 
-def text_statistics(conn: Connection, name: str) -> tuple[Any, dict[str, int]]:
-    """The collection's stored BM25 statistics: (chunks, total_length) and each lexeme's document frequency."""
+def text_statistics(conn: Connection, name: str) -> tuple[Any, dict[str, int], list[Any]]:
+    """The collection's stored BM25 statistics: (chunks, total_length), each lexeme's document frequency, and its
+    postings (chunk, lexeme, tf, length)."""
     stored = STORED_STATISTICS.run(conn, {"name": name}).one_or_none()
     terms = STORED_TERMS.run(conn, {"name": name})
-    return (tuple(stored) if stored and stored[0] else None), {lexeme: df for lexeme, df in terms}
+    postings = [tuple(row) for row in STORED_POSTINGS.run(conn, {"name": name})]
+    return (tuple(stored) if stored and stored[0] else None), {lexeme: df for lexeme, df in terms}, postings
 
 
-def recounted(conn: Connection, name: str) -> tuple[Any, dict[str, int]]:
-    """The same statistics, counted from the collection's chunks."""
+def recounted(conn: Connection, name: str) -> tuple[Any, dict[str, int], list[Any]]:
+    """The same statistics and postings, counted from the collection's chunks."""
     totals = COUNTED_STATISTICS.run(conn, {"name": name}).one()
     terms = COUNTED_TERMS.run(conn, {"name": name})
-    return (tuple(totals) if totals[0] else None), {lexeme: df for lexeme, df in terms}
+    postings = [tuple(row) for row in COUNTED_POSTINGS.run(conn, {"name": name})]
+    return (tuple(totals) if totals[0] else None), {lexeme: df for lexeme, df in terms}, postings
 
 
 def test_statistics_follow_given_chunks_edits_and_deletes(api: TestClient, connection: Connection) -> None:
