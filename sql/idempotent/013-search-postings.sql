@@ -162,27 +162,32 @@ BEGIN
     -- less than pruning does (memora.bm25_exhaustive, a setting, moves the line: tests set it to 0).
     budget := coalesce(nullif(current_setting('memora.bm25_exhaustive', true), '')::bigint, 20000);
     IF total > budget AND n > 1 THEN
-        -- Pass 1, the bar: the postings of the rarest terms (up to about memora.bm25_first_pass, 2,000 by default,
-        -- and at least k chunks when there are that many) give partial scores; the chunks best by them are scored
-        -- in full (a B-tree probe per chunk and other term) and the k-th best of those is a score k chunks reach.
-        budget := coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 2000);
+        -- Pass 1, the bar: the chunks that have one of the rarest terms (their postings up to about
+        -- memora.bm25_first_pass, 1,000 by default, and at least k chunks when there are that many) are scored in
+        -- full, the other terms' postings read for those chunks only (one index scan a term, over the sorted
+        -- chunk ids); the k-th best of them is a score k chunks reach.
+        budget := coalesce(nullif(current_setting('memora.bm25_first_pass', true), '')::bigint, 1000);
         got := dfs[1];
         WHILE head < n AND (got < p_limit OR got + dfs[head + 1] <= budget) LOOP
             head := head + 1;
             got := got + dfs[head];
         END LOOP;
-        SELECT (array_agg(x.s ORDER BY x.s DESC))[p_limit]
+        WITH first AS (
+            SELECT p.chunk_id, sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) AS s
+            FROM unnest(lexemes[:head], weights[:head]) t (lexeme, w)
+            JOIN memora.posting p ON p.collection_id = p_collection_id AND p.lexeme = t.lexeme
+            GROUP BY p.chunk_id
+        ),
+        others AS (
+            SELECT p.chunk_id, sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) AS s
+            FROM unnest(lexemes[head + 1:], weights[head + 1:]) t (lexeme, w)
+            JOIN memora.posting p ON p.collection_id = p_collection_id AND p.lexeme = t.lexeme
+                 AND p.chunk_id = ANY (ARRAY(SELECT x.chunk_id FROM first x ORDER BY 1))
+            GROUP BY p.chunk_id
+        )
+        SELECT (array_agg(x.s + coalesce(o.s, 0) ORDER BY x.s + coalesce(o.s, 0) DESC))[p_limit]
         INTO bar
-        FROM (SELECT h.s + coalesce((SELECT sum(t.w * p.tf / (p.tf + k0 + kl * p.len))
-                                     FROM unnest(lexemes[head + 1:], weights[head + 1:]) t (lexeme, w)
-                                     JOIN memora.posting p ON p.collection_id = p_collection_id
-                                          AND p.lexeme = t.lexeme AND p.chunk_id = h.chunk_id), 0) AS s
-              FROM (SELECT p.chunk_id, sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) AS s
-                    FROM unnest(lexemes[:head], weights[:head]) t (lexeme, w)
-                    JOIN memora.posting p ON p.collection_id = p_collection_id AND p.lexeme = t.lexeme
-                    GROUP BY p.chunk_id
-                    ORDER BY 2 DESC, 1
-                    LIMIT greatest(2 * p_limit, 20)) h) x;
+        FROM first x LEFT JOIN others o USING (chunk_id);
         -- The commonest terms whose weights add up to less than the bar are not essential: a chunk that has none
         -- but them scores less than the bar and cannot enter the top k.
         essential := n;
@@ -191,22 +196,27 @@ BEGIN
             essential := essential - 1;
         END LOOP;
         IF essential < n THEN
-            -- Pass 2: the essential terms' postings in full; of the chunks they give, those whose partial score
-            -- with every other term's weight added can reach the bar are scored in full, by probes.
+            -- Pass 2: the essential terms' postings in full. Of the chunks they give, those whose partial score
+            -- with every other term's weight added can reach the bar are scored in full, the other terms' postings
+            -- read for those chunks only.
             RETURN QUERY
+            WITH hopeful AS (
+                SELECT p.chunk_id, sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) AS s
+                FROM unnest(lexemes[:essential], weights[:essential]) t (lexeme, w)
+                JOIN memora.posting p ON p.collection_id = p_collection_id AND p.lexeme = t.lexeme
+                GROUP BY p.chunk_id
+                HAVING sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) + rest >= bar - slack
+            ),
+            others AS (
+                SELECT p.chunk_id, sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) AS s
+                FROM unnest(lexemes[essential + 1:], weights[essential + 1:]) t (lexeme, w)
+                JOIN memora.posting p ON p.collection_id = p_collection_id AND p.lexeme = t.lexeme
+                     AND p.chunk_id = ANY (ARRAY(SELECT h.chunk_id FROM hopeful h ORDER BY 1))
+                GROUP BY p.chunk_id
+            )
             SELECT r.chunk_id, r.score, (row_number() OVER (ORDER BY r.score DESC, r.chunk_id))::integer
-            FROM (SELECT x.chunk_id,
-                         round((x.s + coalesce((SELECT sum(t.w * p.tf / (p.tf + k0 + kl * p.len))
-                                                FROM unnest(lexemes[essential + 1:], weights[essential + 1:])
-                                                     t (lexeme, w)
-                                                JOIN memora.posting p ON p.collection_id = p_collection_id
-                                                     AND p.lexeme = t.lexeme AND p.chunk_id = x.chunk_id), 0))
-                               * 1e9) / 1e9 AS score
-                  FROM (SELECT p.chunk_id, sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) AS s
-                        FROM unnest(lexemes[:essential], weights[:essential]) t (lexeme, w)
-                        JOIN memora.posting p ON p.collection_id = p_collection_id AND p.lexeme = t.lexeme
-                        GROUP BY p.chunk_id
-                        HAVING sum(t.w * p.tf / (p.tf + k0 + kl * p.len)) + rest >= bar - slack) x
+            FROM (SELECT h.chunk_id, round((h.s + coalesce(o.s, 0)) * 1e9) / 1e9 AS score
+                  FROM hopeful h LEFT JOIN others o USING (chunk_id)
                   ORDER BY 2 DESC, 1
                   LIMIT p_limit) r;
             RETURN;
