@@ -116,7 +116,9 @@ BEGIN
     SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
     SELECT * INTO s FROM memora.text_stats WHERE collection_id = p_collection_id;
     -- Compiled first, so a bad filter is refused whether or not the collection holds any of the query's terms.
-    f := memora.compile_filter(p_filter, 7, 8);
+    IF p_filter IS NOT NULL THEN
+        f := memora.compile_filter(p_filter, 7, 8);
+    END IF;
     IF s.chunks IS NULL OR s.chunks <= 0 OR s.total_length <= 0 OR p_limit <= 0 THEN
         RETURN;
     END IF;
