@@ -216,6 +216,15 @@ class Paired:
                 "better": int((gains > 1e-12).sum()), "worse": int((gains < -1e-12).sum())}  # fmt: skip
 
 
+def vector_similarity(data: dict[str, Any], rank: int) -> dict[str, float]:
+    """How the model's similarities spread per query: the best one's range and median, and the median at RANK
+    (what min-max and the theoretical range [-1, 1] make of them)."""
+    best = [float(q["vector"][0][1]) for q in data["queries"] if q["vector"]]
+    at_rank = [float(q["vector"][rank - 1][1]) for q in data["queries"] if len(q["vector"]) >= rank]
+    return {"best_min": round(min(best), 3), "best_median": round(statistics.median(best), 3),
+            "best_max": round(max(best), 3), f"at_{rank}_median": round(statistics.median(at_rank), 3)}  # fmt: skip
+
+
 def variants() -> list[tuple[str, str, dict[str, Any], Fusion]]:
     """(family, label, parameters, fusion) for every variant studied."""
     rows: list[tuple[str, str, dict[str, Any], Fusion]] = []
@@ -276,6 +285,8 @@ def main() -> None:
                 results.append({"family": family, "label": label, **params, "depth": depth,
                                 "ndcg@10": statistics.fmean(scores), f"vs {baseline}": gain})  # fmt: skip
                 bar.advance(task)
+    similarity = vector_similarity(data, 40)
+    console.print(f"vector similarity per query: {similarity}")
     print_table(
         f"{args.dataset}: nDCG@10 (text {single['text']:.4f}, vector {single['vector']:.4f}); gain over {baseline}",
         ["fusion", "depth", "nDCG@10", "gain", "95% interval", "better", "worse"],
@@ -306,6 +317,7 @@ def main() -> None:
             },
             "dump": provenance,
             "single": single,
+            "vector_similarity": similarity,
             "fusions": results,
         },
     )

@@ -90,6 +90,7 @@ def main() -> None:
     if not cache.exists():
         parser.error(f"{cache}: not found; run benchmarks/fusion_study.py --dataset {args.dataset} first")
     corpus = args.corpus or DEFAULT_CORPUS[args.dataset]
+    started = machine()  # the load before the timing; write_json adds the load at the end
     with console.status(f"reading {cache.name} and {corpus}"):
         data = json.loads(gzip.decompress(cache.read_bytes()))
         dataset = load_nfcorpus(corpus) if args.dataset == "nfcorpus" else load_squad(corpus)
@@ -128,7 +129,7 @@ def main() -> None:
     for row in rows[1:]:
         row["gain"] = row["ndcg@10"] - fused
         row["gain_per_ms"] = row["gain"] / row["p50_ms"] if row["p50_ms"] else None
-    facts = {**machine(), **code_version(), "dataset": args.dataset, "judged queries": len(queries),
+    facts = {**started, **code_version(), "dataset": args.dataset, "judged queries": len(queries),
              "reranker": server or STAND_IN}  # fmt: skip
     print_facts("Machine and data", facts)
     print_table(
