@@ -200,7 +200,8 @@ def machine() -> dict[str, Any]:
 
 
 def code_version() -> dict[str, Any]:
-    """The commit measured, and whether app/ had uncommitted changes (the figures belong to that code)."""
+    """The commit measured, whether app/ had uncommitted changes (the figures belong to that code), and whether the
+    whole tree was clean: figures recorded with tree_clean false cannot be traced to a commit."""
 
     def git(*args: str) -> str:
         try:
@@ -208,9 +209,12 @@ def code_version() -> dict[str, Any]:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     return {
-        "commit": git("rev-parse", "--short", "HEAD").strip() or "unknown",
+        "commit": commit,
         "app_modified": bool(git("status", "--porcelain", "app")),
+        # Tracked files only: a JSON written by an earlier run and not yet committed does not change the code.
+        "tree_clean": commit != "unknown" and not git("status", "--porcelain", "--untracked-files=no"),
     }
 
 

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from common import REPO_ROOT, console, machine, print_facts, print_table, write_json
+from common import REPO_ROOT, code_version, console, machine, print_facts, print_table, write_json
 from fusion_study import convex, min_max
 from pydantic import SecretStr
 from search_quality import DEFAULT_CORPUS, load_nfcorpus, load_squad
@@ -90,6 +90,7 @@ def main() -> None:
     if not cache.exists():
         parser.error(f"{cache}: not found; run benchmarks/fusion_study.py --dataset {args.dataset} first")
     corpus = args.corpus or DEFAULT_CORPUS[args.dataset]
+    started = machine()  # the load before the timing; write_json adds the load at the end
     with console.status(f"reading {cache.name} and {corpus}"):
         data = json.loads(gzip.decompress(cache.read_bytes()))
         dataset = load_nfcorpus(corpus) if args.dataset == "nfcorpus" else load_squad(corpus)
@@ -128,7 +129,8 @@ def main() -> None:
     for row in rows[1:]:
         row["gain"] = row["ndcg@10"] - fused
         row["gain_per_ms"] = row["gain"] / row["p50_ms"] if row["p50_ms"] else None
-    facts = {**machine(), "dataset": args.dataset, "judged queries": len(queries), "reranker": server or STAND_IN}
+    facts = {**started, **code_version(), "dataset": args.dataset, "judged queries": len(queries),
+             "reranker": server or STAND_IN}  # fmt: skip
     print_facts("Machine and data", facts)
     print_table(
         f"Reranking on {args.dataset} ({len(queries)} queries)",
@@ -136,7 +138,12 @@ def main() -> None:
         [[row["method"], f"{row['ndcg@10']:.4f}", f"{row.get('gain', 0):+.4f}", row["p50_ms"], row["p95_ms"],
           f"{row['gain_per_ms']:+.6f}" if row.get("gain_per_ms") is not None else None] for row in rows],
     )  # fmt: skip
-    write_json(args.json, {"benchmark": "rerank", "machine": facts, "rows": rows})
+    parameters = {"cache": cache.name, "corpus": str(corpus), "candidates": CANDIDATES, "fusion": "convex min-max 0.5",
+                  "top_n": args.top_n, "document_chars": DOCUMENT_CHARS, "model": args.model,
+                  "base_url": args.base_url, "limit_queries": args.limit_queries}  # fmt: skip
+    # The candidates are those of the run that dumped them (benchmarks/fusion_study.py): its commit and machine.
+    payload = {"benchmark": "rerank", "machine": facts, "parameters": parameters, "dump": data.get("provenance")}
+    write_json(args.json, {**payload, "rows": rows})
 
 
 if __name__ == "__main__":

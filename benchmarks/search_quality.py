@@ -91,6 +91,13 @@ def load_squad(path: Path) -> Dataset:
     return Dataset("squad", documents, queries, qrels)
 
 
+def collection_settings(collection: Any) -> dict[str, Any]:
+    """What the collection's figures depend on: model, metric, chunking, language, HNSW build, BM25 constants."""
+    names = ("embedding_provider", "embedding_model", "dimensions", "metric", "storage", "chunking", "language",
+             "hnsw_m", "hnsw_ef_construction", "bm25_k1", "bm25_b")  # fmt: skip
+    return {name: getattr(collection, name) if name != "language" else str(collection.language) for name in names}
+
+
 def ingest_dataset(settings: Settings, engine: Engine, dataset: Dataset) -> dict[str, Any]:
     """Create the collection (local model, defaults), upsert the documents as `memora ingest` does, run the worker
     until the queue is empty; the seconds each took."""
@@ -137,6 +144,7 @@ def sweep_configs(depth: int) -> list[SweepConfig]:
         *at_10,
         *(SweepConfig(f"hybrid, k {SWEEP_K}, {label}", "hybrid", SWEEP_K, params, 10) for label, params in knobs),
         SweepConfig(f"hybrid, k {depth} (eval depth)", "hybrid", depth, FusionParams(), 100),
+        SweepConfig(f"hybrid, k {depth} (eval depth), rrf", "hybrid", depth, FusionParams(fusion="rrf"), 100),
     ]
 
 
@@ -166,6 +174,7 @@ def main() -> None:
             with Session(engine) as session:
                 collection = collections.get(session, dataset.name)
                 collection_id, language = collection.id, str(collection.language)
+                stored_settings = collection_settings(collection)
                 model = (collection.embedding_provider, collection.embedding_model, collection.dimensions)
             embedder = registry.get_embedder(*model, settings)
             embeddings, embed_ms = service.embed_queries(embedder, [q.text for q in queries], settings.embed_batch_size)
@@ -256,6 +265,15 @@ def main() -> None:
             | {"corpus": str(corpus)},
             "machine": facts,
             "dataset": corpus_facts,
+            "settings": {
+                "collection": stored_settings,
+                "embed_batch_size": settings.embed_batch_size,
+                "worker_batch_size": settings.worker_batch_size,
+                "upsert_batch": UPSERT_BATCH,
+                "documents_per_query": service.DOCUMENTS,
+                "sweep_k": SWEEP_K,
+                "ts_rank_cd_depth": 2 * args.depth,
+            },
             "methods": summary,
             "fusion_sweep": sweep,
             "checks": checks["values"],
