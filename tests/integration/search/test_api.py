@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 from app.db.query import Query
 from app.embeddings.hashing import HashingEmbedder
+from app.search import repository
+from app.search.service import _highlight
 from tests.integration.search.corpus import CORPUS, QUERY, document, ids, search, store_corpus
 
 
@@ -156,6 +159,32 @@ def test_highlights_are_escaped_html(api: TestClient) -> None:
 
     highlight = results["results"][0]["highlight"]
     assert highlight == "An &lt;img src=x onerror=alert(1)&gt; <b>aardvark</b> &amp; friends."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "aardvarks eating nocturnal mammal", "mode": "text"},
+        {"query": "aardvarks eating nocturnal mammal", "mode": "hybrid"},
+        {"query": "aardvarks eating nocturnal mammal", "mode": "hybrid", "embedding": QUERY},
+        {"query": "aardvarks eating nocturnal mammal", "mode": "vector"},
+        {"query": "nocturnal", "mode": "hybrid", "filter": {"source": "pubmed"}, "k": 1},
+    ],
+)
+def test_highlights_in_the_search_statement_are_the_headlines_query(
+    api: TestClient, db: Session, body: dict[str, Any]
+) -> None:
+    """The search's statement gives each hit the highlight the separate headlines statement gave: same text, same
+    marks, every hit of every mode (ts_headline also returns unmarked text for a hit without the query's terms)."""
+    answer = search(api, **body, include=["highlights"])
+    chunk_ids = [result["chunk_id"] for result in answer["results"]]
+
+    apart = repository.headlines(db, "kb", chunk_ids, body["query"])
+
+    assert chunk_ids
+    assert [result["highlight"] for result in answer["results"]] == [_highlight(apart[i]) for i in chunk_ids]
+    assert all(result["highlight"] for result in answer["results"])
+    assert any("<b>" in result["highlight"] for result in answer["results"])
 
 
 def test_a_query_of_stop_words_finds_nothing_by_text(api: TestClient) -> None:
