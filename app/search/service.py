@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.collections import service as collections
 from app.config import Settings
 from app.db.models import Collection
-from app.embeddings.registry import get_embedder
+from app.embeddings.registry import IN_PROCESS, get_embedder
 from app.errors import AppError, EmbeddingProviderError, InvalidInputError
 from app.observe.timing import part
 from app.rerank.llm import RerankProviderError
@@ -71,7 +71,7 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         assert query is not None
         with part("lookup"):
             collection = collections.get(db, name)
-            saved = collection.metadata_.get("search_defaults")  # read now: embedding ends the transaction
+            saved = collection.metadata_.get("search_defaults")  # read now: embedding may end the transaction
         embedding = _embed_query(db, settings, collection, query)
     if mode == "hybrid" and query is None:
         mode = "vector"
@@ -160,10 +160,12 @@ def check_query_length(settings: Settings, query: str | None, field: str = "body
 def _embed_query(db: Session, settings: Settings, collection: Collection, query: str) -> Vector:
     """The query's vector under the collection's model."""
     provider, model, dimensions = collection.embedding_provider, collection.embedding_model, collection.dimensions
-    # End the read before calling the model: a remote provider may take seconds, and the connection should not
-    # sit idle in a transaction meanwhile.
-    with part("lookup"):
-        db.commit()
+    # End the read before calling a remote model: it may take seconds, and the connection should not sit idle in a
+    # transaction meanwhile. A model in this process takes milliseconds, less than the commit and the next
+    # transaction's start would cost (5 round trips: COMMIT, the pool's ping, BEGIN, SET LOCAL statement_timeout).
+    if provider not in IN_PROCESS:
+        with part("lookup"):
+            db.commit()
     embedder = get_embedder(provider, model, dimensions, settings)
     try:
         with part("embed"):
