@@ -14,13 +14,11 @@ from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.config import Settings
-from app.db.models import Collection
-from app.embeddings.registry import IN_PROCESS, get_embedder
-from app.errors import AppError, EmbeddingProviderError, InvalidInputError
+from app.errors import InvalidInputError
 from app.observe.timing import part
 from app.rerank.llm import RerankProviderError
 from app.rerank.service import Reranked, candidates_for, get_reranker, rerank
-from app.search import repository
+from app.search import query_embedding, repository
 from app.search.repository import START, STOP, Vector
 from app.search.schemas import (
     Mode,
@@ -69,10 +67,11 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         embedding = np.asarray(request.embedding, dtype=np.float32)
     elif mode == "vector" or (mode == "hybrid" and request.weights.vector > 0):
         assert query is not None
+        started_embedding = query_embedding.start(settings, name, query)
         with part("lookup"):
             collection = collections.get(db, name)
             saved = collection.metadata_.get("search_defaults")  # read now: embedding may end the transaction
-        embedding = _embed_query(db, settings, collection, query)
+        embedding = query_embedding.finish(db, settings, collection, query, started_embedding)
     if mode == "hybrid" and query is None:
         mode = "vector"
     if mode == "hybrid" and _TUNABLE - request.model_fields_set:
@@ -155,26 +154,6 @@ def check_query_length(settings: Settings, query: str | None, field: str = "body
     if query is not None and len(query) > settings.max_query_chars:
         reason = f"{len(query)} characters; the limit is {settings.max_query_chars} (MEMORA_MAX_QUERY_CHARS)"
         raise InvalidInputError.for_field(field, reason)
-
-
-def _embed_query(db: Session, settings: Settings, collection: Collection, query: str) -> Vector:
-    """The query's vector under the collection's model."""
-    provider, model, dimensions = collection.embedding_provider, collection.embedding_model, collection.dimensions
-    # End the read before calling a remote model: it may take seconds, and the connection should not sit idle in a
-    # transaction meanwhile. A model in this process takes milliseconds, less than the commit and the next
-    # transaction's start would cost (5 round trips: COMMIT, the pool's ping, BEGIN, SET LOCAL statement_timeout).
-    if provider not in IN_PROCESS:
-        with part("lookup"):
-            db.commit()
-    embedder = get_embedder(provider, model, dimensions, settings)
-    try:
-        with part("embed"):
-            vectors = embedder.embed([query])
-    except AppError:
-        raise
-    except Exception as exc:
-        raise EmbeddingProviderError(f"embedding model {model} ({provider}) could not embed the query: {exc}") from exc
-    return np.asarray(vectors[0], dtype=np.float32)
 
 
 def _with_saved_defaults(request: SearchRequest, saved: Any) -> SearchRequest:
