@@ -18,6 +18,10 @@ on it): what overlapping the two would save here.
 
     .venv/bin/python benchmarks/search_rest_parts.py                    # all of NFCorpus, 200 queries a set
     .venv/bin/python benchmarks/search_rest_parts.py --documents 1000 --queries 50   # quick
+    git archive main | tar -x -C /tmp/before && .venv/bin/python benchmarks/search_rest_parts.py --baseline /tmp/before
+
+--baseline serves another checkout beside this one, on the same database, and runs the REST cases against it too,
+in the same shuffled turns: the paired difference per query is what the change between the two saves.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import random
 import statistics
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +89,13 @@ HEADLINES = (
     "WHERE col.name = %(collection)s AND c.id = ANY(%(ids)s::bigint[])"
 )
 TWO_STATEMENTS = "SQL hybrid + highlights, two statements"
-REST = {
+REST: dict[str, dict[str, Any]] = {
     "REST text": {"mode": "text"},
     "REST hybrid": {"mode": "hybrid"},
     "REST hybrid + highlights": {"mode": "hybrid", "include": ["text", "metadata", "scores", "highlights"]},
 }
 EMBED = "embed alone (this process)"
+BASELINE = " (baseline)"
 SERIAL = "embed, then BM25 side"
 OVERLAP = "embed while the BM25 side runs"
 
@@ -114,8 +120,11 @@ def server_parts(header: str, client_ms: float) -> dict[str, float]:
     return parts
 
 
-def run(url: str, base_url: str, query_set: QuerySet, warmup: int, seed: int, bar: Any) -> Timed:
-    """Every case once per query (shuffled); the first WARMUP queries are not counted."""
+def run(
+    url: str, base_url: str, baseline_url: str | None, query_set: QuerySet, warmup: int, seed: int, bar: Any
+) -> Timed:
+    """Every case once per query (shuffled); the first WARMUP queries are not counted. With BASELINE_URL, the REST
+    cases also against that server (another checkout, --baseline)."""
     rng = random.Random(seed)
     name = query_set.dataset.name
     path = f"/v1/collections/{name}/search"
@@ -125,11 +134,14 @@ def run(url: str, base_url: str, query_set: QuerySet, warmup: int, seed: int, ba
         psycopg.connect(url, autocommit=True, application_name="bench-rest-parts") as conn,
         psycopg.connect(url, autocommit=True, application_name="bench-rest-parts-side") as side,
         httpx.Client(base_url=base_url, timeout=60) as client,
+        httpx.Client(base_url=baseline_url or base_url, timeout=60) as baseline,
     ):
         register_vector(conn)
         order = list(range(len(query_set.queries)))
         rng.shuffle(order)
         cases = [*REST, *SQL, TWO_STATEMENTS, EMBED, SERIAL, OVERLAP]
+        if baseline_url is not None:
+            cases += [f"{case}{BASELINE}" for case in REST]
         task = bar.add_task(f"{query_set.name}: interleaved", total=warmup + len(order))
         for step, i in enumerate([*order[:warmup], *order]):
             query = query_set.queries[i].text
@@ -145,6 +157,10 @@ def run(url: str, base_url: str, query_set: QuerySet, warmup: int, seed: int, ba
                     ms = (time.perf_counter() - began) * 1000
                     response.raise_for_status()
                     parts = server_parts(response.headers[TIMING], ms)
+                elif case.endswith(BASELINE):
+                    baseline.post(
+                        path, json={"query": query, "k": K, **REST[case.removesuffix(BASELINE)]}
+                    ).raise_for_status()
                 elif case in SQL:
                     conn.execute(SQL[case], values, prepare=True).fetchall()
                 elif case == TWO_STATEMENTS:
@@ -191,6 +207,10 @@ def summarise(timed: Timed) -> dict[str, Any]:
     for rest, sql in rest_sql.items():
         out[rest]["p50 / SQL p50"] = out[rest]["p50_ms"] / out[sql]["p50_ms"]
         out[rest]["p50 - SQL p50 (ms)"] = out[rest]["p50_ms"] - out[sql]["p50_ms"]
+        if (before := timed.ms.get(f"{rest}{BASELINE}")) is not None:
+            out[rest]["baseline - this, paired p50 ms"] = percentile(
+                [b - a for a, b in zip(timed.ms[rest], before, strict=True)], 50
+            )
     # Per query, paired: what the one statement saves over two, and what overlapping saves over running in turn.
     one, two = timed.ms["SQL hybrid + highlights, one statement"], timed.ms[TWO_STATEMENTS]
     out["paired"] = {
@@ -220,6 +240,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="queries a set, drawn at random")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=15)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose `memora serve` the REST cases also run")
     parser.add_argument(
         "--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "search_rest_parts-preliminary.json"
     )
@@ -243,11 +264,14 @@ def main() -> None:
             engine.dispose()
         with (
             memora_serve(db.url, "--no-worker", MEMORA_SERVER_TIMING="true") as base_url,
+            memora_serve(db.url, "--no-worker", checkout=args.baseline)
+            if args.baseline
+            else nullcontext() as baseline_url,
             progress() as bar,
         ):
             for query_set in query_sets:
                 words = [len(q.text.split()) for q in query_set.queries]
-                timed = run(db.url, base_url, query_set, args.warmup, args.seed, bar)
+                timed = run(db.url, base_url, baseline_url, query_set, args.warmup, args.seed, bar)
                 summary = summarise(timed)
                 results[query_set.name] = {
                     "queries": len(words), "query words p50": percentile(words, 50),
