@@ -57,7 +57,7 @@ def finish(
             return started[1].result()
     # End the read before calling a remote model: it may take seconds, and the connection should not sit idle in a
     # transaction meanwhile. A model in this process takes milliseconds, less than the commit and the next
-    # transaction's start would cost (5 round trips: COMMIT, the pool's ping, BEGIN, SET LOCAL statement_timeout).
+    # transaction's start would cost (COMMIT, the pool's ping, BEGIN, SET LOCAL statement_timeout: 4+ round trips).
     if model[0] not in IN_PROCESS:
         with part("lookup"):
             db.commit()
