@@ -8,8 +8,7 @@ Parts and a part costs a context variable read. Light on purpose, like context.p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 
 HEADER = "Server-Timing"
@@ -49,18 +48,30 @@ def begin() -> Parts:
     return parts
 
 
-@contextmanager
-def part(name: str) -> Iterator[None]:
-    """Time the block as part NAME of the request (added up if it runs more than once); nothing when off."""
+class _Part:
+    """The block a `with part(name)` times."""
+
+    __slots__ = ("name", "parts", "started")
+
+    def __init__(self, parts: Parts, name: str) -> None:
+        self.parts, self.name = parts, name
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *_exc: object) -> None:
+        ms = self.parts.ms
+        ms[self.name] = ms.get(self.name, 0.0) + (time.perf_counter() - self.started) * 1000
+
+
+_OFF = nullcontext()
+
+
+def part(name: str) -> AbstractContextManager[None]:
+    """Time the block as part NAME of the request (added up if it runs more than once). Off, a shared no-op: a
+    context variable read, well under a microsecond."""
     parts = _PARTS.get()
-    if parts is None:
-        yield
-        return
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        parts.ms[name] = parts.ms.get(name, 0.0) + (time.perf_counter() - started) * 1000
+    return _OFF if parts is None else _Part(parts, name)
 
 
 def route_returned() -> None:
