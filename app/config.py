@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         description="Log lines as text, or as one JSON object each with the request id (docs/reliability.md).",
     )
     metrics: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics; false: a 404.")
+    server_timing: bool = Field(
+        default=False,
+        description="Tell where each request's time went in a Server-Timing header (search: embed, search, "
+        "highlight, commit, respond, other, total).",
+    )
     pool_size: int = Field(default=5, ge=1, le=100, description="Connections kept open per process.")
     statement_timeout_ms: int = Field(
         default=0, ge=0, description="statement_timeout of API requests of no kind below, in ms; 0 means none."

@@ -121,16 +121,17 @@ class Timings:
 
 
 @contextmanager
-def memora_serve(database_url: str, *flags: str, **env: str) -> Iterator[str]:
+def memora_serve(database_url: str, *flags: str, checkout: Path = REPO_ROOT, **env: str) -> Iterator[str]:
     """`memora serve --no-migrate FLAGS` on DATABASE_URL, on a free loopback port, with ENV added; its base URL once
-    /healthz answers 200. Stopped (SIGTERM, then SIGKILL after 30 s) at the end."""
+    /healthz answers 200. Stopped (SIGTERM, then SIGKILL after 30 s) at the end. CHECKOUT: the code to serve (another
+    checkout's app/ runs under this one's Python, as `python -m app` imports it from the working directory)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     command = [sys.executable, "-m", "app", "--log-level", "warning", "serve", "--no-migrate", *flags,
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     # The URL (with its password) goes in the environment, not on a command line other users can read.
-    server = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, "MEMORA_DATABASE_URL": database_url, **env})
+    server = subprocess.Popen(command, cwd=checkout, env={**os.environ, "MEMORA_DATABASE_URL": database_url, **env})
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=10) as client:

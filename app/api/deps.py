@@ -14,6 +14,7 @@ from app.config import Settings
 from app.db.storable import unstorable
 from app.errors import InvalidInputError
 from app.limits import BIGINT_MAX
+from app.observe.timing import part
 
 
 def get_settings(request: Request) -> Settings:
@@ -43,7 +44,8 @@ def get_session(request: Request) -> Iterator[Session]:
     with request.app.state.sessions(info=timeout.session_info()) as session:
         try:
             yield session
-            session.commit()
+            with part("commit"):
+                session.commit()
         except BaseException as exc:
             session.rollback()
             if timeouts.is_timeout(exc):

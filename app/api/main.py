@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
 
     app = ObservedApp(
         count_requests=settings.metrics,
+        server_timing=settings.server_timing,
         title="Memora",
         version=__version__,
         description="Documents, chunks, embeddings and labeled training examples in PostgreSQL + pgvector.",

@@ -143,7 +143,8 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return factory
 
 
-def _set_statement_timeout(session: Session, _transaction: Any, connection: Any) -> None:
+def _set_statement_timeout(session: Session, transaction: Any, connection: Any) -> None:
     timeout = session.info.get("statement_timeout_ms")
-    if timeout is not None:
+    # A savepoint begins too: its transaction's SET LOCAL holds in it already, and setting it again is a round trip.
+    if timeout is not None and not transaction.nested:
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout)}")

@@ -19,6 +19,9 @@ _DEFAULTS = {
 # Most dimensions each OpenAI model gives; text-embedding-3 models shorten their vectors on request, ada-002 cannot.
 _OPENAI_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
+# Providers whose model runs in this process, in milliseconds: no network, no waiting on anyone's server.
+IN_PROCESS = frozenset({"local", "hashing"})
+
 _LOCK = threading.Lock()
 _EMBEDDERS: dict[tuple[Hashable, ...], Embedder] = {}
 

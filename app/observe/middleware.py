@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observe import metrics
+from app.observe import metrics, timing
 from app.observe.context import HEADER, accepted_request_id, enter_request
 
 # A method is the client's to choose: any other would be a new series, without bound.
@@ -23,9 +23,10 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class RequestObserver:
     """Pure ASGI (no BaseHTTPMiddleware: streaming responses and background tasks stay untouched)."""
 
-    def __init__(self, app: ASGIApp, *, count: bool) -> None:
+    def __init__(self, app: ASGIApp, *, count: bool, server_timing: bool = False) -> None:
         self.app = app
         self.count = count
+        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,13 +37,17 @@ class RequestObserver:
         # by the server after this returns, in the same context, where the id still belongs.
         enter_request(request_id)
         started = time.perf_counter()
+        parts = timing.begin() if self.server_timing else None
         status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)[HEADER] = request_id
+                headers = MutableHeaders(scope=message)
+                headers[HEADER] = request_id
+                if parts is not None:
+                    headers[timing.HEADER] = parts.header(time.perf_counter())
             await send(message)
 
         try:
@@ -66,11 +71,14 @@ class RequestObserver:
 
 class ObservedApp(FastAPI):
     """FastAPI with RequestObserver around everything, ServerErrorMiddleware included (add_middleware would put it
-    inside that). COUNT_REQUESTS is MEMORA_METRICS."""
+    inside that). COUNT_REQUESTS is MEMORA_METRICS, SERVER_TIMING is MEMORA_SERVER_TIMING."""
 
-    def __init__(self, *args: Any, count_requests: bool = True, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, count_requests: bool = True, server_timing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.count_requests = count_requests
+        self.server_timing = server_timing
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestObserver(super().build_middleware_stack(), count=self.count_requests)
+        return RequestObserver(
+            super().build_middleware_stack(), count=self.count_requests, server_timing=self.server_timing
+        )

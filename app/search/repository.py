@@ -32,26 +32,46 @@ _FIELDS = {"query_embedding": "embedding", "text_weight": "weights.text", "vecto
 START, STOP = "\ue000", "\ue001"
 _HEADLINE_OPTIONS = f'StartSel="{START}", StopSel="{STOP}"'
 
-_TEXT = Query("SELECT * FROM memora.search_text_v1(%(collection)s, %(query)s, %(k)s::integer, %(filter)s::jsonb)")
-_VECTOR = Query(
-    "SELECT * FROM memora.search_vector_v1(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
+_TEXT_CALL = "memora.search_text_v1(%(collection)s, %(query)s, %(k)s::integer, %(filter)s::jsonb)"
+_VECTOR_CALL = (
+    "memora.search_vector_v1(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
     "%(ef_search)s::integer, %(exact)s::boolean)"
 )
-_HYBRID = Query(
-    "SELECT * FROM memora.search_hybrid_v1(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, "
+_HYBRID_CALL = (
+    "memora.search_hybrid_v1(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, "
     "%(filter)s::jsonb, %(fusion)s::text, %(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, "
     "%(candidates)s::integer, %(ef_search)s::integer, %(exact)s::boolean)"
 )
+# A chunk's headline: ts_headline of its text for the query's terms (the tsquery BM25 matches with), in its language.
+_HEADLINE = "ts_headline(c.language, c.text, memora.search_tsquery(c.language, %(highlight)s), %(options)s)"
 _HEADLINES = Query(
-    "SELECT c.id, ts_headline(c.language, c.text, memora.search_tsquery(c.language, %(query)s), %(options)s) "
-    "AS headline FROM memora.chunk c JOIN memora.collection col ON col.id = c.collection_id "
+    f"SELECT c.id, {_HEADLINE} AS headline FROM memora.chunk c JOIN memora.collection col ON col.id = c.collection_id "
     "WHERE col.name = %(collection)s AND c.id = ANY(%(ids)s::bigint[])"
 )
 
 
-def search_text(db: Session, collection: str, query: str, k: int, filter_: Any) -> list[RowMapping]:
-    """BM25 search (memora.search_text_v1)."""
-    return _rows(db, collection, _TEXT, {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)})
+def _searches(call: str) -> tuple[Query, Query]:
+    """The statement that calls CALL, and the one that also gives each hit its `headline` in the same round trip
+    (the function's rows in their order, WITH ORDINALITY; the headline as _HEADLINES computes it)."""
+    highlighted = (
+        f"SELECT h.*, (SELECT {_HEADLINE} FROM memora.chunk c JOIN memora.collection col ON col.id = c.collection_id "
+        f"WHERE col.name = %(collection)s AND c.id = h.chunk_id) AS headline FROM {call} WITH ORDINALITY AS h "
+        "ORDER BY h.ordinality"
+    )
+    return Query(f"SELECT * FROM {call}"), Query(highlighted)
+
+
+_TEXT = _searches(_TEXT_CALL)
+_VECTOR = _searches(_VECTOR_CALL)
+_HYBRID = _searches(_HYBRID_CALL)
+
+
+def search_text(
+    db: Session, collection: str, query: str, k: int, filter_: Any, *, highlight: str | None = None
+) -> list[RowMapping]:
+    """BM25 search (memora.search_text_v1); with HIGHLIGHT, each row's `headline` for that query's terms."""
+    params = {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)}
+    return _search(db, collection, _TEXT, params, highlight)
 
 
 def search_vector(
@@ -63,9 +83,10 @@ def search_vector(
     *,
     ef_search: int | None,
     exact: bool,
+    highlight: str | None = None,
 ) -> list[RowMapping]:
-    """Nearest-neighbour search (memora.search_vector_v1)."""
-    return _rows(
+    """Nearest-neighbour search (memora.search_vector_v1); with HIGHLIGHT, each row's `headline` for that query."""
+    return _search(
         db,
         collection,
         _VECTOR,
@@ -77,6 +98,7 @@ def search_vector(
             "ef_search": ef_search,
             "exact": exact,
         },
+        highlight,
     )
 
 
@@ -95,9 +117,11 @@ def search_hybrid(
     candidates: int | None,
     ef_search: int | None,
     exact: bool,
+    highlight: str | None = None,
 ) -> list[RowMapping]:
-    """BM25 and nearest neighbours fused (memora.search_hybrid_v1): convex combination or Reciprocal Rank Fusion."""
-    return _rows(
+    """BM25 and nearest neighbours fused (memora.search_hybrid_v1): convex combination or Reciprocal Rank Fusion;
+    with HIGHLIGHT, each row's `headline` for that query."""
+    return _search(
         db,
         collection,
         _HYBRID,
@@ -115,13 +139,23 @@ def search_hybrid(
             "ef_search": ef_search,
             "exact": exact,
         },
+        highlight,
     )
 
 
 def headlines(db: Session, collection: str, chunk_ids: Sequence[int], query: str) -> dict[int, str | None]:
     """ts_headline of each chunk for the query's terms (memora.search_tsquery), matches between START and STOP."""
-    params = {"collection": collection, "query": query, "ids": list(chunk_ids), "options": _HEADLINE_OPTIONS}
+    params = {"collection": collection, "highlight": query, "ids": list(chunk_ids), "options": _HEADLINE_OPTIONS}
     return {row["id"]: row["headline"] for row in _rows(db, collection, _HEADLINES, params)}
+
+
+def _search(
+    db: Session, collection: str, statements: tuple[Query, Query], params: dict[str, Any], highlight: str | None
+) -> list[RowMapping]:
+    """Run a search statement: the plain one, or with HIGHLIGHT the one whose rows carry their `headline`."""
+    if highlight is None:
+        return _rows(db, collection, statements[0], params)
+    return _rows(db, collection, statements[1], params | {"highlight": highlight, "options": _HEADLINE_OPTIONS})
 
 
 def _jsonb(value: Any) -> Jsonb | None:

@@ -14,12 +14,11 @@ from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.config import Settings
-from app.db.models import Collection
-from app.embeddings.registry import get_embedder
-from app.errors import AppError, EmbeddingProviderError, InvalidInputError
+from app.errors import InvalidInputError
+from app.observe.timing import part
 from app.rerank.llm import RerankProviderError
 from app.rerank.service import Reranked, candidates_for, get_reranker, rerank
-from app.search import repository
+from app.search import query_embedding, repository
 from app.search.repository import START, STOP, Vector
 from app.search.schemas import (
     Mode,
@@ -59,6 +58,8 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         raise InvalidInputError.for_field("body.rerank", "reranking needs a query with words in it")
     filter_ = request.filter or None
     fetch = candidates_for(request.k, request.rerank)
+    # Highlights come with the hits, in the search's own statement, unless a reranker keeps fewer rows than it reads.
+    highlight = query if "highlights" in request.include and request.rerank is None else None
 
     embedding: Vector | None = None
     saved: Any = _NOT_READ
@@ -66,48 +67,28 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         embedding = np.asarray(request.embedding, dtype=np.float32)
     elif mode == "vector" or (mode == "hybrid" and request.weights.vector > 0):
         assert query is not None
-        collection = collections.get(db, name)
-        saved = collection.metadata_.get("search_defaults")  # read now: embedding ends the transaction
-        embedding = _embed_query(db, settings, collection, query)
+        started_embedding = query_embedding.start(settings, name, query)
+        with part("lookup"):
+            collection = collections.get(db, name)
+            saved = collection.metadata_.get("search_defaults")  # read now: embedding may end the transaction
+        embedding = query_embedding.finish(db, settings, collection, query, started_embedding)
     if mode == "hybrid" and query is None:
         mode = "vector"
     if mode == "hybrid" and _TUNABLE - request.model_fields_set:
         if saved is _NOT_READ:
-            saved = repository.saved_search_defaults(db, name)
+            with part("lookup"):
+                saved = repository.saved_search_defaults(db, name)
         request = _with_saved_defaults(request, saved)
 
-    if mode == "text":
-        assert query is not None
-        rows = repository.search_text(db, name, query, fetch, filter_)
-    elif mode == "vector":
-        assert embedding is not None
-        rows = repository.search_vector(
-            db, name, embedding, fetch, filter_, ef_search=request.ef_search, exact=request.exact
-        )
-    else:
-        assert query is not None
-        rows = repository.search_hybrid(
-            db,
-            name,
-            query,
-            embedding,
-            fetch,
-            filter_,
-            fusion=request.fusion,
-            rrf_k=request.rrf_k,
-            text_weight=request.weights.text,
-            vector_weight=request.weights.vector,
-            candidates=request.candidates,
-            ef_search=request.ef_search,
-            exact=request.exact,
-        )
+    with part("search"):
+        rows = _search(db, name, request, mode, query, embedding, fetch, filter_, highlight)
 
     reranked: dict[int, Reranked[RowMapping]] = {}
     if request.rerank is not None and rows:
         assert query is not None
         # End the read before calling the reranker's server, as before calling an embedding model.
         db.commit()
-        with closing(get_reranker(request.rerank, settings)) as reranker:
+        with closing(get_reranker(request.rerank, settings)) as reranker, part("rerank"):
             try:
                 outcome = rerank(
                     reranker, query, rows, request.rerank.top_n, lambda row: f"{row['title']}\n{row['text']}"
@@ -118,11 +99,53 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         reranked = {item.hit["chunk_id"]: item for item in outcome.hits[: request.k]}
 
     highlights: dict[int, str | None] = {}
-    if "highlights" in request.include and query is not None and rows:
-        highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
+    if highlight is not None:
+        highlights = {row["chunk_id"]: row["headline"] for row in rows}
+    elif "highlights" in request.include and query is not None and rows:
+        with part("highlight"):
+            highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
     results = [_result(row, mode, set(request.include), highlights, reranked.get(row["chunk_id"])) for row in rows]
     took_ms = round((time.perf_counter() - started) * 1000, 2)
     return SearchResponse(results=results, mode=mode, k=request.k, took_ms=took_ms)
+
+
+def _search(
+    db: Session,
+    name: str,
+    request: SearchRequest,
+    mode: Mode,
+    query: str | None,
+    embedding: Vector | None,
+    fetch: int,
+    filter_: Any,
+    highlight: str | None,
+) -> list[RowMapping]:
+    """The rows of the search MODE asks for; with HIGHLIGHT, each with its `headline`."""
+    if mode == "text":
+        assert query is not None
+        return repository.search_text(db, name, query, fetch, filter_, highlight=highlight)
+    if mode == "vector":
+        assert embedding is not None
+        return repository.search_vector(
+            db, name, embedding, fetch, filter_, ef_search=request.ef_search, exact=request.exact, highlight=highlight
+        )
+    assert query is not None
+    return repository.search_hybrid(
+        db,
+        name,
+        query,
+        embedding,
+        fetch,
+        filter_,
+        fusion=request.fusion,
+        rrf_k=request.rrf_k,
+        text_weight=request.weights.text,
+        vector_weight=request.weights.vector,
+        candidates=request.candidates,
+        ef_search=request.ef_search,
+        exact=request.exact,
+        highlight=highlight,
+    )
 
 
 def check_query_length(settings: Settings, query: str | None, field: str = "body.query") -> None:
@@ -131,22 +154,6 @@ def check_query_length(settings: Settings, query: str | None, field: str = "body
     if query is not None and len(query) > settings.max_query_chars:
         reason = f"{len(query)} characters; the limit is {settings.max_query_chars} (MEMORA_MAX_QUERY_CHARS)"
         raise InvalidInputError.for_field(field, reason)
-
-
-def _embed_query(db: Session, settings: Settings, collection: Collection, query: str) -> Vector:
-    """The query's vector under the collection's model."""
-    provider, model, dimensions = collection.embedding_provider, collection.embedding_model, collection.dimensions
-    # End the read before calling the model: a remote provider may take seconds, and the connection should not
-    # sit idle in a transaction meanwhile.
-    db.commit()
-    embedder = get_embedder(provider, model, dimensions, settings)
-    try:
-        vectors = embedder.embed([query])
-    except AppError:
-        raise
-    except Exception as exc:
-        raise EmbeddingProviderError(f"embedding model {model} ({provider}) could not embed the query: {exc}") from exc
-    return np.asarray(vectors[0], dtype=np.float32)
 
 
 def _with_saved_defaults(request: SearchRequest, saved: Any) -> SearchRequest:

@@ -9,6 +9,7 @@ from app.api.schemas import ErrorResponse
 from app.api.timeouts import statement_kind
 from app.auth.principal import Role
 from app.auth.rules import needs
+from app.observe.timing import route_returned
 from app.search import service
 from app.search.schemas import SearchRequest, SearchResponse
 
@@ -36,4 +37,6 @@ def search(name: str, body: SearchRequest, db: SessionDep, settings: SettingsDep
     Calls the SQL API's search_text_v1, search_vector_v1 and search_hybrid_v1. Without an embedding, vector and
     hybrid search embed the query with the collection's model. Fields a result does not `include` are left out.
     """
-    return service.search(db, settings, name, body)
+    response = service.search(db, settings, name, body)
+    route_returned()
+    return response

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
+from app.config import Settings
 from app.db.query import Query
 from app.embeddings.hashing import HashingEmbedder
+from app.search import query_embedding, repository
+from app.search.service import _highlight
 from tests.integration.search.corpus import CORPUS, QUERY, document, ids, search, store_corpus
 
 
@@ -99,6 +104,55 @@ def test_without_an_embedding_the_query_is_embedded_with_the_collections_model(a
     assert all(result["scores"]["vector"] is not None for result in hybrid["results"])
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "vector"])
+def test_the_query_embedded_during_the_lookup_gives_the_same_results(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """The first search looks the collection up, then embeds; the next starts embedding with the model it learnt
+    while looking up again. Both answer as a search given the vector does."""
+    monkeypatch.setattr(query_embedding, "_MODELS", {})
+    threads: list[str] = []
+    embed = query_embedding._embed
+
+    def spied(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return embed(*args)
+
+    monkeypatch.setattr(query_embedding, "_embed", spied)
+    own = HashingEmbedder(4).embed(["nocturnal aardvark"])[0].tolist()
+    body = {"query": "nocturnal aardvark", "mode": mode, "include": ["text", "scores", "highlights"]}
+
+    cold = search(api, **body)
+    learnt = dict(query_embedding._MODELS)
+    warm = search(api, **body)
+    given = search(api, **body, embedding=own)
+
+    assert learnt == {"kb": ("hashing", "hashing", 4)}
+    assert len(threads) == 2
+    assert not threads[0].startswith("memora-embed")
+    assert threads[1].startswith("memora-embed")  # started before the lookup
+    assert cold["results"] == warm["results"] == given["results"]
+    assert len(cold["results"]) == 4
+
+
+def test_a_wrong_guess_of_the_model_is_embedded_again(api: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collection made again under its name with another model: the vector started with the old one is dropped."""
+    monkeypatch.setattr(query_embedding, "_MODELS", {"kb": ("hashing", "hashing", 8)})
+    own = HashingEmbedder(4).embed(["nocturnal aardvark"])[0].tolist()
+
+    guessed = search(api, query="nocturnal aardvark", include=["scores"])
+    given = search(api, query="nocturnal aardvark", embedding=own, include=["scores"])
+
+    assert guessed["results"] == given["results"]
+    assert query_embedding._MODELS == {"kb": ("hashing", "hashing", 4)}
+
+
+def test_a_remote_model_is_not_called_before_the_lookup(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(query_embedding, "_MODELS", {"kb": ("openai", "text-embedding-3-small", 1536)})
+
+    assert query_embedding.start(settings, "kb", "nocturnal aardvark") is None
+
+
 def test_hybrid_with_an_embedding_and_no_query_runs_as_vector(api: TestClient) -> None:
     answer = search(api, embedding=QUERY, k=2)
 
@@ -156,6 +210,32 @@ def test_highlights_are_escaped_html(api: TestClient) -> None:
 
     highlight = results["results"][0]["highlight"]
     assert highlight == "An &lt;img src=x onerror=alert(1)&gt; <b>aardvark</b> &amp; friends."
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "aardvarks eating nocturnal mammal", "mode": "text"},
+        {"query": "aardvarks eating nocturnal mammal", "mode": "hybrid"},
+        {"query": "aardvarks eating nocturnal mammal", "mode": "hybrid", "embedding": QUERY},
+        {"query": "aardvarks eating nocturnal mammal", "mode": "vector"},
+        {"query": "nocturnal", "mode": "hybrid", "filter": {"source": "pubmed"}, "k": 1},
+    ],
+)
+def test_highlights_in_the_search_statement_are_the_headlines_query(
+    api: TestClient, db: Session, body: dict[str, Any]
+) -> None:
+    """The search's statement gives each hit the highlight the separate headlines statement gave: same text, same
+    marks, every hit of every mode (ts_headline also returns unmarked text for a hit without the query's terms)."""
+    answer = search(api, **body, include=["highlights"])
+    chunk_ids = [result["chunk_id"] for result in answer["results"]]
+
+    apart = repository.headlines(db, "kb", chunk_ids, body["query"])
+
+    assert chunk_ids
+    assert [result["highlight"] for result in answer["results"]] == [_highlight(apart[i]) for i in chunk_ids]
+    assert all(result["highlight"] for result in answer["results"])
+    assert any("<b>" in result["highlight"] for result in answer["results"])
 
 
 def test_a_query_of_stop_words_finds_nothing_by_text(api: TestClient) -> None:
