@@ -129,7 +129,9 @@ def load_peers(
             SELECT count(*)::double precision AS chunks, avg(length(tsv))::double precision AS avg_len
             FROM memora.chunk WHERE collection_id = %s""").format(**tables), (collection_id,))  # fmt: skip
         conn.execute(sql.SQL("VACUUM ANALYZE {document}, {posting}, {term}, {stats}").format(**tables))
-        conn.execute("VACUUM ANALYZE memora.document, memora.chunk, memora.posting, memora.embedding, memora.term_stats")
+        conn.execute(
+            "VACUUM ANALYZE memora.document, memora.chunk, memora.posting, memora.embedding, memora.term_stats"
+        )
         chunks = conn.execute("SELECT count(*) FROM memora.chunk WHERE collection_id = %s",
                               (collection_id,)).fetchone()[0]  # type: ignore[index]  # fmt: skip
         postings = conn.execute(sql.SQL("SELECT count(*) FROM {posting}").format(**tables)).fetchone()[0]  # type: ignore[index]
