@@ -188,17 +188,27 @@ class Generator:
         return questions
 
 
+def _cache_path(texts: list[str], label: str) -> Path:
+    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{BUNDLED_MODEL_SHA256}\n".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return CACHE_DIR / f"{label}-{len(texts)}-{digest.hexdigest()[:16]}.npy"
+
+
+def cached(texts: list[str], label: str) -> np.ndarray | None:
+    """The vectors of TEXTS if benchmarks/.cache has them, else None."""
+    path = _cache_path(texts, label)
+    return np.load(path) if path.is_file() else None
+
+
 def embed_cached(
     texts: list[str], label: str, on_progress: Callable[[int], Any] | None = None, batch: int = 512
 ) -> tuple[np.ndarray, bool]:
     """The local model's vectors of TEXTS, from benchmarks/.cache when computed before (keyed by the texts and the
     model file). Returns (vectors, whether they came from the cache). Partial work is kept, so an interrupted run
     resumes where it stopped."""
-    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{BUNDLED_MODEL_SHA256}\n".encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    path = CACHE_DIR / f"{label}-{len(texts)}-{digest.hexdigest()[:16]}.npy"
+    path = _cache_path(texts, label)
     if path.is_file():
         vectors = np.load(path)
         if on_progress:

@@ -53,7 +53,7 @@ from peer_recipes import BM25, RRF, load_postings, methods
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from search_corpus import Generator, embed_cached, load, read_question_shapes, read_sources, spread
+from search_corpus import Generator, cached, embed_cached, load, read_question_shapes, read_sources, spread
 from search_rest import rest_latency
 
 from app.db.models import embedding_partition
@@ -438,8 +438,19 @@ def main() -> None:
         # Drawn last, so that the corpus, keyword queries and passages are those of the runs before them.
         questions = generator.questions(corpus, args.warmup + args.queries, read_question_shapes(args.squad))
     embedding: dict[str, Any] = {}
+    # Fewer chunks than --embedded-rows are the first of that many (the generator draws documents one after
+    # another), so their vectors are the first of those, if cached.
+    larger = None
+    if args.rows < args.embedded_rows:
+        whole = Generator(sources, args.seed).corpus(args.embedded_rows, args.chunks_per_document, args.words).chunks
+        assert whole[: args.rows] == corpus.chunks
+        larger = cached(whole, "chunks")
     with progress() as bar:
-        chunk_vectors = embedded(corpus.chunks[: args.embedded_rows], "chunks", bar, embedding)
+        if larger is not None:
+            chunk_vectors = larger[: args.rows]
+            embedding["chunks"] = {"texts": args.rows, "cached": True, "first of": len(larger)}
+        else:
+            chunk_vectors = embedded(corpus.chunks[: args.embedded_rows], "chunks", bar, embedding)
         if args.rows > args.embedded_rows:
             task = bar.add_task(f"noisy copies of vectors (sigma {args.sigma})", total=args.rows)
             start = time.perf_counter()
