@@ -430,8 +430,9 @@ def main() -> None:
     with console.status("drawing the corpus and the queries"):
         sources = read_sources(args.nfcorpus, args.squad)
         generator = Generator(sources, args.seed)
+        start = time.perf_counter()
         corpus = generator.corpus(args.rows, args.chunks_per_document, args.words)
-        load_seconds["text generation"] = time.perf_counter() - started
+        load_seconds["text generation"] = time.perf_counter() - start
         queries = generator.queries(corpus, args.warmup + args.queries)
         # Chunks of documents drawn the same way but not loaded: queries that look like the corpus.
         passages = generator.corpus(args.warmup + args.queries, 1, args.words).chunks
