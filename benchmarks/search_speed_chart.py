@@ -42,7 +42,9 @@ def p50s(runs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, float]]:
     return found
 
 
-def chart(lines: dict[tuple[str, str], dict[int, float]], runs: list[dict[str, Any]], out: Path) -> Path:
+def chart(
+    lines: dict[tuple[str, str], dict[int, float]], runs: list[dict[str, Any]], out: Path, preliminary: bool
+) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     order = list(METHODS)
     for (method, query_set), points in sorted(lines.items(), key=lambda item: (order.index(item[0][0]), item[0][1])):
@@ -58,7 +60,8 @@ def chart(lines: dict[tuple[str, str], dict[int, float]], runs: list[dict[str, A
     ax.set_xlabel("chunks in the collection (log scale)")
     ax.set_ylabel("p50 ms per query, k = 10 (log scale)")
     commits = ", ".join(sorted({run["machine"]["commit"] for run in runs}))
-    ax.set_title(f"Search cost against collection size (benchmarks/search_speed.py, {commits})", fontsize=10)
+    note = ", PRELIMINARY (busy machine)" if preliminary else ""
+    ax.set_title(f"Search cost against collection size (search_speed.py, {commits}{note})", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
@@ -89,7 +92,7 @@ def main() -> None:
     runs = [run for run in runs if "by_query_set" in run]
     lines = p50s(runs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(chart(lines, runs, args.out))
+    print(chart(lines, runs, args.out, any("preliminary" in path.name for path in paths)))
     print(table(lines))
 
 
