@@ -53,7 +53,7 @@ from peer_recipes import BM25, RRF, load_postings, methods
 from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from search_corpus import Generator, cached, embed_cached, load, read_question_shapes, read_sources, spread
+from search_corpus import CACHE_DIR, Generator, cached, embed_cached, load, read_question_shapes, read_sources, spread
 from search_rest import rest_latency
 
 from app.db.models import embedding_partition
@@ -442,7 +442,7 @@ def main() -> None:
     # Fewer chunks than --embedded-rows are the first of that many (the generator draws documents one after
     # another), so their vectors are the first of those, if cached.
     larger = None
-    if args.rows < args.embedded_rows:
+    if args.rows < args.embedded_rows and any(CACHE_DIR.glob(f"chunks-{args.embedded_rows}-*[0-9a-f].npy")):
         whole = Generator(sources, args.seed).corpus(args.embedded_rows, args.chunks_per_document, args.words).chunks
         assert whole[: args.rows] == corpus.chunks
         larger = cached(whole, "chunks")
