@@ -252,7 +252,7 @@ def by_length(queries: list[str], ms: list[float]) -> dict[str, dict[str, float]
         groups.setdefault(f"{words - (words + 1) % 2}-{words - (words + 1) % 2 + 1} words", []).append(value)
     return {
         name: {"queries": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
-        for name, ms in sorted(groups.items())
+        for name, ms in sorted(groups.items(), key=lambda item: int(item[0].split("-")[0]))
     }
 
 
@@ -379,7 +379,7 @@ def embedded(texts: list[str], label: str, bar: Any, facts: dict[str, Any]) -> n
 
 
 def disk(conn: psycopg.Connection[Any], collection_id: int) -> dict[str, int]:
-    """Bytes on disk of the database and of each relation the searches read (indexes apart)."""
+    """Bytes on disk of the database and of each relation the searches read, each index on its own line."""
     partition = embedding_partition(collection_id)
     relations = {"chunk (heap and TOAST)": "memora.chunk", "chunk GIN (tsv)": "memora.ix_chunk_tsv",
                  "embedding partition (heap and TOAST)": f"memora.{partition}", "HNSW": f"memora.{partition}_hnsw",
@@ -453,7 +453,7 @@ def main() -> None:
         else:
             chunk_vectors = embedded(corpus.chunks[: args.embedded_rows], "chunks", bar, embedding)
         if args.rows > args.embedded_rows:
-            task = bar.add_task(f"noisy copies of vectors (sigma {args.sigma})", total=args.rows)
+            task = bar.add_task(f"noisy copies of vectors (sigma {args.sigma})", total=args.rows - args.embedded_rows)
             start = time.perf_counter()
             chunk_vectors = spread(chunk_vectors, corpus, args.sigma, args.seed, lambda n: bar.advance(task, n))
             embedding["copies"] = {"chunks": args.rows - args.embedded_rows, "sigma": args.sigma,
@@ -556,8 +556,12 @@ def main() -> None:
     summary = summarize(all_cases + streamed, raw, args.k)
     sets = by_query_set(summary)
     lengths = by_length(queries[w:], raw["text"]["ms"])
+    question_lengths = by_length(questions[w:], raw["text (questions)"]["ms"]) if "questions" in text_sets else {}
     goals = verdicts(summary, rest)
     report(summary, sets, lengths, goals)
+    if question_lengths:
+        rows = [[name, g["queries"], g["p50_ms"], g["p95_ms"]] for name, g in question_lengths.items()]
+        print_table("Text search of questions by length (ms)", ["words", "queries", "p50", "p95"], rows)
     if swept:
         print_table(
             "HNSW parameters: recall@k against the exact scan, p50 ms",
@@ -585,6 +589,7 @@ def main() -> None:
             "results": summary,
             "by_query_set": sets,
             "text_by_query_length": lengths,
+            "text_questions_by_length": question_lengths,
             "slowest_text_queries": [{"ms": ms, "query": q} for ms, q in slowest],
             "rest": rest,
             "hnsw_sweep": swept,
