@@ -123,6 +123,23 @@ def by_query_set(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
+def against_recipes(raw: dict[str, dict[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Memora's text and hybrid search against the posting-table BM25 and its RRF on each query set: the ratio of
+    their p50 and of their p95, and the median of the per-query ratios (both timed for the same query, one after
+    the other in a shuffled order). Below 1: Memora's is faster."""
+    found = []
+    for query_set in QUERY_SETS:
+        suffix = "" if query_set == "keywords" else f" ({query_set})"
+        for ours, theirs in (("text", BM25), ("hybrid", RRF)):
+            if f"{ours}{suffix}" in raw and f"{theirs}{suffix}" in raw:
+                a, b = np.array(raw[f"{ours}{suffix}"]["ms"]), np.array(raw[f"{theirs}{suffix}"]["ms"])
+                found.append({"query_set": query_set, "memora": ours, "recipe": theirs,
+                              "p50_ratio": float(np.percentile(a, 50) / np.percentile(b, 50)),
+                              "p95_ratio": float(np.percentile(a, 95) / np.percentile(b, 95)),
+                              "per_query_median_ratio": float(np.median(a / b))})  # fmt: skip
+    return found
+
+
 def by_length(queries: list[str], ms: list[float]) -> dict[str, dict[str, float]]:
     """Text search latency by query length (words)."""
     groups: dict[str, list[float]] = {}
@@ -434,10 +451,16 @@ def main() -> None:
                                   args.seed, bar)  # fmt: skip
     summary = summarize(all_cases + streamed, raw, args.k)
     sets = by_query_set(summary)
+    ratios = against_recipes(raw)
     lengths = by_length(queries[w:], raw["text"]["ms"])
     question_lengths = by_length(questions[w:], raw["text (questions)"]["ms"]) if "questions" in text_sets else {}
     goals = verdicts(summary, rest)
     report(summary, sets, lengths, goals)
+    if ratios:
+        rows = [[f"{r['memora']} / {r['recipe']}", r["query_set"], r["p50_ratio"], r["p95_ratio"],
+                 r["per_query_median_ratio"]] for r in ratios]  # fmt: skip
+        print_table("Memora against the recipe (below 1: Memora faster)",
+                    ["pair", "query set", "p50 ratio", "p95 ratio", "median per-query ratio"], rows)  # fmt: skip
     if question_lengths:
         rows = [[name, g["queries"], g["p50_ms"], g["p95_ms"]] for name, g in question_lengths.items()]
         print_table("Text search of questions by length (ms)", ["words", "queries", "p50", "p95"], rows)
@@ -467,6 +490,7 @@ def main() -> None:
             "goals": goals,
             "results": summary,
             "by_query_set": sets,
+            "against_recipes": ratios,
             "text_by_query_length": lengths,
             "text_questions_by_length": question_lengths,
             "slowest_text_queries": [{"ms": ms, "query": q} for ms, q in slowest],
