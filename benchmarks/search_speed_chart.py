@@ -3,9 +3,10 @@ benchmarks/search_speed.py runs at several --rows (no measuring here).
 
     .venv/bin/python benchmarks/search_speed_chart.py [JSON ...] [--out docs/charts/search_scaling.png]
 
-Without JSON arguments it reads benchmarks/results/search_speed-*-preliminary.json. One line per method (Memora's
-search_text and search_hybrid, the posting-table BM25 and its RRF with HNSW) and query set (keywords, questions,
-passages), chunks on a log scale; it also prints the figures as a Markdown table, for docs/benchmarks.md.
+Without JSON arguments it reads benchmarks/results/search_speed-{10k,100k,1m}-preliminary.json, those there. One
+line per method (Memora's search_text and search_hybrid, the posting-table BM25 and its RRF with HNSW) and query set
+(keywords, questions, passages), chunks on a log scale; it also prints the figures as a Markdown table, for
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def chart(
     ax.set_xlabel("chunks in the collection (log scale)")
     ax.set_ylabel("p50 ms per query, k = 10 (log scale)")
     commits = ", ".join(sorted({run["machine"]["commit"] for run in runs}))
-    note = ", PRELIMINARY (busy machine)" if preliminary else ""
+    note = ", preliminary" if preliminary else ""
     ax.set_title(f"Search cost against collection size (search_speed.py, {commits}{note})", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, which="both")
@@ -87,7 +88,8 @@ def main() -> None:
     parser.add_argument("results", type=Path, nargs="*", help="JSON written by search_speed.py --json")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/charts/search_scaling.png")
     args = parser.parse_args()
-    paths = args.results or sorted((ROOT / "benchmarks/results").glob("search_speed-*-preliminary.json"))
+    default = [ROOT / f"benchmarks/results/search_speed-{size}-preliminary.json" for size in ("10k", "100k", "1m")]
+    paths = args.results or [path for path in default if path.is_file()]
     runs = [json.loads(path.read_text()) for path in paths]
     runs = [run for run in runs if "by_query_set" in run]
     lines = p50s(runs)
