@@ -8,6 +8,19 @@ to_tsvector has real stemming and stop words to deal with, and chunks of one top
 document do. The vectors are all-MiniLM-L6-v2's (app/embeddings/local.py) of each chunk's text, so they cluster by
 topic as embeddings of real text do, which uniform random vectors do not. Queries of 3-8 words are drawn the same
 way from the topic of a document of the corpus. docs/benchmarks.md says why this corpus and not another.
+
+Questions (Generator.questions) are SQuAD's questions of 8-20 words with their topical words swapped for the
+corpus's: each question takes the shape of a SQuAD question drawn at random among those of a length drawn evenly
+from 8 to 20, keeps its frame words (those used in the questions of at least two thirds of SQuAD's articles:
+"what", "the", "of", "did", "how", "many", "type", "used", ...), and each of its other words becomes, one time in
+four, one of QUESTION_TERMS (the words questions in this field carry: "effect", "role", "studies", "risk" ...) and
+otherwise a word of the topic of a random document of the corpus, drawn as keyword queries draw theirs. So a
+question has the length and the stop words of a real question, several words common in the corpus, and a handful
+of rarer ones on one topic (7 lexemes in 14 words on average, against 5.5 in the keyword queries' 5.6 words).
+
+Beyond the chunks embedded by the model (100,000 by default), spread() gives each further chunk the vector of a
+chunk of an embedded document on the same topic, plus Gaussian noise, renormalised: 1M chunks of real text without
+hours of embedding.
 """
 
 from __future__ import annotations
@@ -38,6 +51,12 @@ GENERATOR_VERSION = 1
 _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
 # Artefacts of the nfcorpus scrape (numbers replaced by "num", every abstract's boilerplate), not words.
 _ARTEFACTS = {"num", "abstract", "pubmed", "ncbi"}
+# Words that questions about nutrition and medicine carry whatever their subject (NFCorpus's queries are of this
+# kind), mixed into the questions' content words.
+QUESTION_TERMS = (
+    "effect", "effects", "role", "studies", "study", "risk", "associated", "evidence", "cause", "levels",
+    "increase", "reduce", "patients", "treatment", "compared", "health", "disease", "diet",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,33 @@ def read_sources(nfcorpus: Path, squad: Path | None) -> list[list[str]]:
             texts.extend(paragraph["context"] for paragraph in article["paragraphs"])
     sources = [[w for w in _WORD.findall(text.lower()) if w not in _ARTEFACTS] for text in texts]
     return [words for words in sources if len(words) >= 10]
+
+
+@dataclass(frozen=True)
+class QuestionShapes:
+    """SQuAD questions as word lists, and the words that frame questions rather than name their subject."""
+
+    shapes: list[list[str]]
+    frame: frozenset[str]
+
+
+def read_question_shapes(squad: Path, shortest: int = 8, longest: int = 20) -> QuestionShapes:
+    """The questions of SQUAD of SHORTEST-LONGEST words; a word is a frame word when the questions of at least two
+    thirds of the articles use it (97 words in SQuAD dev, 24 of 35 articles: "what", "the", "many", "year", "type",
+    "used", "called"; "steam" or "warsaw" belong to one article)."""
+    articles = json.loads(squad.read_text())["data"]
+    shapes, used_in = [], Counter[str]()
+    for article in articles:
+        seen: set[str] = set()
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                words = _WORD.findall(qa["question"].lower())
+                seen.update(words)
+                if shortest <= len(words) <= longest:
+                    shapes.append(words)
+        used_in.update(seen)
+    frame = frozenset(word for word, count in used_in.items() if 3 * count >= 2 * len(articles))
+    return QuestionShapes(shapes, frame)
 
 
 class Generator:
@@ -112,6 +158,49 @@ class Generator:
             queries.append(" ".join(words))
         return queries
 
+    def questions(
+        self, corpus: Corpus, count: int, shapes: QuestionShapes, shortest: int = 8, longest: int = 20,
+        term_share: float = 0.25,
+    ) -> list[str]:  # fmt: skip
+        """COUNT questions of SHORTEST-LONGEST words (as many of each length), each in the shape of a random SQuAD
+        question of that length, on the topic of a random document of CORPUS (the module's docstring says how)."""
+        questions = []
+        for _ in range(count):
+            # A length drawn evenly first: SQuAD's questions are mostly short (751 of 8 words, 38 of 20).
+            length = int(self.rng.integers(shortest, longest + 1))
+            of_length = [shape for shape in shapes.shapes if len(shape) == length]
+            shape = of_length[int(self.rng.integers(0, len(of_length)))]
+            topic = corpus.topics[int(self.rng.integers(0, len(corpus.topics)))]
+            words: list[str] = []
+            for word in shape:
+                if word in shapes.frame:
+                    words.append(word)
+                    continue
+                while True:
+                    if self.rng.random() < term_share:
+                        chosen = QUESTION_TERMS[int(self.rng.integers(0, len(QUESTION_TERMS)))]
+                    else:
+                        chosen = str(self.words[self.draw(topic, 1, topic_share=0.7)[0]])
+                    if chosen not in words:
+                        break
+                words.append(chosen)
+            questions.append(" ".join(words) + "?")
+        return questions
+
+
+def _cache_path(texts: list[str], label: str) -> Path:
+    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{BUNDLED_MODEL_SHA256}\n".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return CACHE_DIR / f"{label}-{len(texts)}-{digest.hexdigest()[:16]}.npy"
+
+
+def cached(texts: list[str], label: str) -> np.ndarray | None:
+    """The vectors of TEXTS if benchmarks/.cache has them, else None."""
+    path = _cache_path(texts, label)
+    return np.load(path) if path.is_file() else None
+
 
 def embed_cached(
     texts: list[str], label: str, on_progress: Callable[[int], Any] | None = None, batch: int = 512
@@ -119,11 +208,7 @@ def embed_cached(
     """The local model's vectors of TEXTS, from benchmarks/.cache when computed before (keyed by the texts and the
     model file). Returns (vectors, whether they came from the cache). Partial work is kept, so an interrupted run
     resumes where it stopped."""
-    digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{BUNDLED_MODEL_SHA256}\n".encode())
-    for text in texts:
-        digest.update(text.encode())
-        digest.update(b"\0")
-    path = CACHE_DIR / f"{label}-{len(texts)}-{digest.hexdigest()[:16]}.npy"
+    path = _cache_path(texts, label)
     if path.is_file():
         vectors = np.load(path)
         if on_progress:
@@ -154,16 +239,52 @@ def embed_cached(
     return vectors, False
 
 
+def spread(
+    embedded: np.ndarray, corpus: Corpus, sigma: float, seed: int, on_progress: Callable[[int], Any] | None = None
+) -> np.ndarray:
+    """Vectors for every chunk of CORPUS, whose first len(EMBEDDED) chunks have the model's vectors EMBEDDED: each
+    later document takes an embedded document on the same topic (any embedded document when its topic has none)
+    and each of its chunks that document's chunk of the same ordinal (cycling), plus Gaussian noise of SIGMA per
+    dimension, renormalised."""
+    rng = np.random.default_rng(seed)
+    vectors = np.empty((sum(len(chunks) for chunks in corpus.documents), embedded.shape[1]), dtype=np.float32)
+    vectors[: len(embedded)] = embedded
+    starts = np.cumsum([0] + [len(chunks) for chunks in corpus.documents])
+    done = int(np.searchsorted(starts, len(embedded)))
+    assert starts[done] == len(embedded), "the embedded chunks must be whole documents"
+    by_topic: dict[int, list[int]] = {}
+    for number in range(done):
+        by_topic.setdefault(corpus.topics[number], []).append(number)
+    for number in range(done, len(corpus.documents)):
+        same = by_topic.get(corpus.topics[number])
+        source = int(rng.choice(same)) if same else int(rng.integers(0, done))
+        size = int(starts[source + 1] - starts[source])
+        rows = starts[source] + np.arange(starts[number + 1] - starts[number]) % size
+        block = embedded[rows] + rng.normal(0, sigma, (len(rows), embedded.shape[1])).astype(np.float32)
+        vectors[starts[number] : starts[number + 1]] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        if on_progress:
+            on_progress(len(rows))
+    return vectors
+
+
 def load(
-    url: str, corpus: Corpus, vectors: np.ndarray, name: str, buckets: int, bar: Any
-) -> tuple[int, dict[str, float]]:
+    url: str, corpus: Corpus, vectors: np.ndarray, name: str, buckets: int, bar: Any,
+    maintenance_work_mem: str | None = None,
+) -> tuple[int, dict[str, float]]:  # fmt: skip
     """Documents, chunks and vectors of CORPUS into a new collection NAME, documents with metadata {"bucket": n %
-    BUCKETS}: HNSW index dropped during the COPY and built
-    after it, then VACUUM ANALYZE. Returns (collection id, seconds per step)."""
+    BUCKETS}: the chunks' GIN index and the HNSW index dropped during the COPY and built after it (with
+    MAINTENANCE_WORK_MEM if given), then VACUUM ANALYZE. The BM25 statistics are kept by their triggers during the
+    COPY. Returns (collection id, seconds per step)."""
     seconds: dict[str, float] = {}
     rows = sum(len(chunks) for chunks in corpus.documents)
     with psycopg.connect(url, autocommit=True) as conn:
         register_vector(conn)
+        if maintenance_work_mem:
+            conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (maintenance_work_mem,))
+        # One sorted build instead of an insertion per chunk and lexeme; the same index afterwards.
+        gin = sql.Identifier(SCHEMA, "ix_chunk_tsv")
+        gin_definition = conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"{SCHEMA}.ix_chunk_tsv",)).fetchone()[0]  # type: ignore[index]
+        conn.execute(sql.SQL("DROP INDEX {}").format(gin))
         collection_id, language_oid = conn.execute(
             "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
             "VALUES (%s, 'local', %s, %s) RETURNING id, language::oid",
@@ -217,6 +338,11 @@ def load(
                         bar.advance(task, 1000)
             bar.remove_task(task)
             seconds["COPY vectors"] = time.perf_counter() - start
+        task = bar.add_task("building the chunks' GIN index", total=None)
+        start = time.perf_counter()
+        conn.execute(gin_definition)
+        seconds["GIN index build"] = time.perf_counter() - start
+        bar.remove_task(task)
         task = bar.add_task("building the HNSW index", total=None)
         start = time.perf_counter()
         conn.execute("SELECT memora.create_collection_index(%s)", (collection_id,))
@@ -224,7 +350,9 @@ def load(
         bar.remove_task(task)
         task = bar.add_task("VACUUM ANALYZE", total=None)
         start = time.perf_counter()
-        conn.execute("VACUUM ANALYZE memora.document, memora.chunk, memora.embedding, memora.term_stats")
+        conn.execute(
+            "VACUUM ANALYZE memora.document, memora.chunk, memora.posting, memora.embedding, memora.term_stats"
+        )
         seconds["VACUUM ANALYZE"] = time.perf_counter() - start
         bar.remove_task(task)
         count = conn.execute(
