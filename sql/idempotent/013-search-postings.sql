@@ -160,9 +160,11 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Top-k pruning as in MaxScore; the result is exact. Below some thousands of postings, reading them all costs
-    -- less than pruning does (memora.bm25_exhaustive, a setting, moves the line: tests set it to 0).
-    budget := coalesce(nullif(current_setting('memora.bm25_exhaustive', true), '')::bigint, 20000);
+    -- Top-k pruning as in MaxScore; the result is exact. Below 20,000 postings, or 1,000 a term for long queries
+    -- (each term costs the passes an index scan or two), reading them all costs less than pruning does
+    -- (memora.bm25_exhaustive, a setting, moves the line: tests set it to 0).
+    budget := coalesce(nullif(current_setting('memora.bm25_exhaustive', true), '')::bigint,
+                       greatest(20000, 1000 * n));
     IF total > budget AND n > 1 THEN
         -- Pass 1, the bar: the chunks that have one of the rarest terms (their postings up to about
         -- memora.bm25_first_pass, 1,000 by default, and at least k chunks when there are that many) are scored in
