@@ -1,8 +1,9 @@
-"""A study for issue 15: BM25 over postings kept by triggers (benchmarks/sql/postings_prototype.sql) against
-memora.search_text, on keyword queries and 10-20-word questions. Nothing here is wired into the product.
+"""A study for issue 15: BM25 over postings kept by triggers against memora.search_text, on keyword queries and
+10-20-word questions. The study's scorers are benchmarks/sql/postings_prototype.sql; the postings and their triggers
+are the product's since migration 0008 (the study ran first with its own identical copy of them).
 
 Loads NFCorpus into a scratch database the way `memora ingest` does (hashing provider: text is what counts here)
-with the prototype applied first, so its triggers write the postings during the load; checks them against a
+with the prototype applied first, the triggers writing the postings during the load; checks them against a
 recount; checks that each prototype's top k is search_text's for every query; then times, over one connection,
 every query in a shuffled order with the methods in a shuffled order per query: search_text (the product entry),
 bm25_candidates (its core), (a) a GROUP BY over all the query's postings, (b) MaxScore over postings. Also the
