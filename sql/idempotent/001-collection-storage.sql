@@ -46,6 +46,15 @@ $$;
 COMMENT ON FUNCTION memora.vector_schema() IS 'Schema the vector extension is installed in.';
 
 
+CREATE OR REPLACE FUNCTION memora.distance_operator(metric text)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE metric WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' WHEN 'inner_product' THEN '<#>' END $$;
+
+COMMENT ON FUNCTION memora.distance_operator(text) IS
+    'The pgvector distance operator of a metric: <=> (cosine), <-> (l2), <#> (inner_product, negated).';
+
+
 CREATE OR REPLACE FUNCTION memora.hnsw_index_sql(
     index_name text, table_name text, storage text, dimensions integer, metric text, m integer,
     ef_construction integer, predicate text DEFAULT NULL
@@ -83,11 +92,83 @@ BEGIN
     EXECUTE memora.hnsw_index_sql(
         part || '_hnsw', part, c.storage, c.dimensions, c.metric, c.hnsw_m, c.hnsw_ef_construction
     );
+    PERFORM memora.create_nearest_function(p_collection_id);
 END
 $$;
 
 COMMENT ON FUNCTION memora.create_collection_index(bigint) IS
-    '(Re)build the HNSW index of a collection from its metric, storage type, dimensions, m and ef_construction.';
+    '(Re)build the HNSW index of a collection from its metric, storage type, dimensions, m and ef_construction, '
+    'and the function that walks it (memora.nearest_function).';
+
+
+CREATE OR REPLACE FUNCTION memora.nearest_function(collection_id bigint)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT memora.embedding_partition(collection_id) || '_nearest' $$;
+
+COMMENT ON FUNCTION memora.nearest_function(bigint) IS
+    'Name of the function that returns a collection''s nearest chunks to a vector over its HNSW index.';
+
+
+-- A collection's nearest-neighbour query is written for its partition, storage type, size and metric (the index is
+-- on a cast, and the query must order by that same cast), so a function made for each collection runs it as static
+-- SQL: PL/pgSQL keeps its plan for the session. Built as a statement on every call (EXECUTE), it was planned every
+-- time, and on a few thousand vectors the planner chose to read them all and sort rather than walk the index, which
+-- cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 4). Exact search stays
+-- memora.vector_candidates' `exact`. Made with the index (memora.create_collection_index), dropped with the partition, and made again for
+-- every collection at the end of this file, since a migration run drops every function of Memora's first.
+CREATE OR REPLACE FUNCTION memora.create_nearest_function(p_collection_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    c memora.collection;
+    ext name := memora.vector_schema();
+    fn text := memora.nearest_function(p_collection_id);
+    distance text;
+BEGIN
+    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
+    distance := format('(e.embedding::%1$I.%2$s(%3$s)) OPERATOR(%1$I.%4$s) query::%1$I.%2$s(%3$s)',
+                       ext, c.storage, c.dimensions, memora.distance_operator(c.metric));
+    EXECUTE format(
+        $sql$
+        CREATE OR REPLACE FUNCTION memora.%1$I(query %2$I.vector, k integer)
+        RETURNS TABLE (chunk_id bigint, distance double precision, rank integer)
+        LANGUAGE plpgsql STABLE
+        SET search_path = pg_catalog, pg_temp
+        SET enable_seqscan = off
+        SET plan_cache_mode = force_generic_plan
+        AS $body$
+        BEGIN
+            RETURN QUERY
+            WITH nearest AS MATERIALIZED (
+                SELECT e.chunk_id, %3$s AS distance
+                FROM memora.%4$I e
+                ORDER BY %3$s
+                LIMIT k
+            )
+            SELECT n.chunk_id, n.distance, (row_number() OVER (ORDER BY n.distance, n.chunk_id))::integer
+            FROM nearest n
+            ORDER BY n.distance, n.chunk_id;
+        END
+        $body$
+        $sql$,
+        fn, ext, distance, memora.embedding_partition(p_collection_id)
+    );
+    EXECUTE format(
+        'COMMENT ON FUNCTION memora.%I(%I.vector, integer) IS %L', fn, ext,
+        format('The K nearest chunks of collection %s (%s) to QUERY over its HNSW index (hnsw.ef_search as SET), '
+               'ranked; made by memora.create_nearest_function.', c.id, c.name)
+    );
+    -- Owned as the partition is, whoever made the collection.
+    EXECUTE format('ALTER FUNCTION memora.%I(%I.vector, integer) OWNER TO %s', fn, ext,
+                   (SELECT relowner::regrole FROM pg_class WHERE oid = 'memora.embedding'::regclass));
+END
+$$;
+
+COMMENT ON FUNCTION memora.create_nearest_function(bigint) IS
+    '(Re)make the function (memora.nearest_function) that walks a collection''s HNSW index with static SQL.';
 
 
 CREATE OR REPLACE FUNCTION memora.set_collection_vector_check(p_collection_id bigint)
@@ -130,6 +211,8 @@ DECLARE
 BEGIN
     IF TG_OP = 'DELETE' THEN
         EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
+        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id),
+                       memora.vector_schema());
         RETURN OLD;
     END IF;
 
@@ -179,3 +262,6 @@ CREATE OR REPLACE TRIGGER collection_storage_update
 CREATE OR REPLACE TRIGGER collection_storage_delete
     BEFORE DELETE ON memora.collection
     FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+-- The nearest-neighbour functions of the collections there are (a migration run dropped them with the others).
+SELECT memora.create_nearest_function(id) FROM memora.collection;

@@ -34,11 +34,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c memora.collection;
-    ext name := memora.vector_schema();
+    ext name;
     f record;
     key text;
     query text;
-    operator text;
     old_ef_search text := current_setting('hnsw.ef_search', true);
     old_iterative_scan text := current_setting('hnsw.iterative_scan', true);
 BEGIN
@@ -46,43 +45,48 @@ BEGIN
     IF p_limit <= 0 THEN
         RETURN;
     END IF;
-    f := memora.compile_filter(p_filter, 3, 4);
-    operator := format('OPERATOR(%I.%s)', ext,
-        CASE c.metric WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' ELSE '<#>' END);
-    IF p_exact THEN
-        -- Not the indexed expression, so the planner scans every vector of the partition.
-        key := 'e.embedding';
-        query := '$1';
-    ELSE
-        key := format('(e.embedding::%I.%s(%s))', ext, c.storage, c.dimensions);
-        query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
+    IF NOT p_exact THEN
         PERFORM set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
-        -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT rows
-        -- pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
-        IF p_filter IS NOT NULL OR p_limit > 1000 THEN
+    END IF;
+    IF NOT p_exact AND p_filter IS NULL AND p_limit <= 1000 THEN
+        -- The common case: the collection's own function (001-collection-storage.sql), whose plan is kept.
+        RETURN QUERY EXECUTE format('SELECT * FROM memora.%I($1, $2)', memora.nearest_function(p_collection_id))
+        USING p_embedding, p_limit;
+    ELSE
+        ext := memora.vector_schema();
+        f := memora.compile_filter(p_filter, 3, 4);
+        IF p_exact THEN
+            -- Not the indexed expression, so the planner scans every vector of the partition.
+            key := 'e.embedding';
+            query := '$1';
+        ELSE
+            key := format('(e.embedding::%I.%s(%s))', ext, c.storage, c.dimensions);
+            query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
+            -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT
+            -- rows pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
             PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
         END IF;
-    END IF;
-    RETURN QUERY EXECUTE format(
-        $sql$
-        WITH nearest AS MATERIALIZED (
-            SELECT e.chunk_id, %1$s %2$s %3$s AS distance
-            FROM memora.%4$I e %5$s
-            WHERE %6$s
-            ORDER BY %1$s %2$s %3$s
-            LIMIT $2
+        RETURN QUERY EXECUTE format(
+            $sql$
+            WITH nearest AS MATERIALIZED (
+                SELECT e.chunk_id, %1$s OPERATOR(%2$I.%3$s) %4$s AS distance
+                FROM memora.%5$I e %6$s
+                WHERE %7$s
+                ORDER BY %1$s OPERATOR(%2$I.%3$s) %4$s
+                LIMIT $2
+            )
+            SELECT n.chunk_id, n.distance, (row_number() OVER (ORDER BY n.distance, n.chunk_id))::integer
+            FROM nearest n
+            ORDER BY n.distance, n.chunk_id
+            $sql$,
+            key, ext, memora.distance_operator(c.metric), query, memora.embedding_partition(p_collection_id),
+            CASE WHEN p_filter IS NULL THEN ''
+                 ELSE 'JOIN memora.chunk c ON c.collection_id = e.collection_id AND c.id = e.chunk_id '
+                      'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,
+            f.predicate
         )
-        SELECT n.chunk_id, n.distance, (row_number() OVER (ORDER BY n.distance, n.chunk_id))::integer
-        FROM nearest n
-        ORDER BY n.distance, n.chunk_id
-        $sql$,
-        key, operator, query, memora.embedding_partition(p_collection_id),
-        CASE WHEN p_filter IS NULL THEN ''
-             ELSE 'JOIN memora.chunk c ON c.collection_id = e.collection_id AND c.id = e.chunk_id '
-                  'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,
-        f.predicate
-    )
-    USING p_embedding, p_limit, f.keys, f.vals;
+        USING p_embedding, p_limit, f.keys, f.vals;
+    END IF;
     IF old_ef_search IS NOT NULL THEN
         PERFORM set_config('hnsw.ef_search', old_ef_search, true);
     END IF;

@@ -71,17 +71,15 @@ BEGIN
         PERFORM memora.argument_error('query', 'give a query text, a query embedding, or both');
     END IF;
     RETURN QUERY
-    WITH lexical AS (
-        SELECT b.chunk_id, b.rank, b.score, min(b.score) OVER () AS low, max(b.score) OVER () AS high
+    WITH lexical AS MATERIALIZED (
+        SELECT b.chunk_id, b.rank, b.score
         FROM memora.bm25_candidates(c.id, query, depth, filter) b
         WHERE use_text
     ),
-    semantic AS (
-        SELECT v.chunk_id, v.rank, v.distance, v.similarity, min(v.similarity) OVER () AS low,
-               max(v.similarity) OVER () AS high
-        FROM (SELECT n.*, memora.vector_similarity(c.metric, n.distance) AS similarity
-              FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact) n
-              WHERE use_vector) v
+    semantic AS MATERIALIZED (
+        SELECT n.chunk_id, n.rank, n.distance, memora.vector_similarity(c.metric, n.distance) AS similarity
+        FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact) n
+        WHERE use_vector
     ),
     fused AS (
         SELECT coalesce(l.chunk_id, s.chunk_id) AS chunk_id,
@@ -90,12 +88,15 @@ BEGIN
                        coalesce(text_weight / (rrf_k + l.rank), 0) + coalesce(vector_weight / (rrf_k + s.rank), 0)
                    -- Each list's scores min-max normalised to [0, 1] (all 1 if they are equal); a chunk absent from
                    -- a list gets 0 there, the least of what made the list.
-                   ELSE (text_weight * coalesce(memora.min_max(l.score, l.low, l.high), 0)
-                         + vector_weight * coalesce(memora.min_max(s.similarity, s.low, s.high), 0))
+                   ELSE (text_weight * coalesce(memora.min_max(l.score, lr.low, lr.high), 0)
+                         + vector_weight * coalesce(memora.min_max(s.similarity, sr.low, sr.high), 0))
                         / (text_weight + vector_weight)
                END AS score,
                l.rank AS text_rank, l.score AS text_score, s.rank AS vector_rank, s.similarity, s.distance
         FROM lexical l FULL JOIN semantic s ON s.chunk_id = l.chunk_id
+        -- Each list's range, by an aggregate over it (a window over each list cost a little more).
+        CROSS JOIN (SELECT min(x.score) AS low, max(x.score) AS high FROM lexical x) lr
+        CROSS JOIN (SELECT min(y.similarity) AS low, max(y.similarity) AS high FROM semantic y) sr
         ORDER BY 2 DESC, 1
         LIMIT k
     )

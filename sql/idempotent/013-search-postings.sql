@@ -91,6 +91,9 @@ CREATE OR REPLACE FUNCTION memora.bm25_candidates(
 RETURNS TABLE (chunk_id bigint, score double precision, rank integer)
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
+-- Plans kept for the session, whoever calls it (the search functions set the same): planned again on every call, as
+-- PostgreSQL chose to, a call on a few hundred chunks took twice as long (benchmarks/search_fixed_cost.py).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     c memora.collection;

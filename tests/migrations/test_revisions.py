@@ -156,6 +156,29 @@ def test_changed_files_are_applied_without_a_new_revision_and_what_they_dropped_
     assert fetch(fresh_db_url, "SELECT to_regproc('memora.retired')") == [(None,)]
 
 
+def test_a_run_that_applies_the_files_makes_each_collection_s_nearest_function_again(fresh_db_url: str) -> None:
+    run_sql(
+        fresh_db_url,
+        "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions)"
+        " VALUES ('docs', 'hashing', 'm', 3);"
+        "INSERT INTO memora.document (collection_id, external_id, content) VALUES (1, 'a', 'Foxes.');"
+        "INSERT INTO memora.chunk (collection_id, document_id, ordinal, text, char_start, char_end, content_hash,"
+        " language) SELECT 1, id, 0, content, 0, 6, memora.content_hash(content), 'english' FROM memora.document;"
+        "INSERT INTO memora.embedding (collection_id, chunk_id, model, embedding) VALUES (1, 1, 'm', '[1,0,0]');"
+        f" UPDATE memora.meta SET value = 'older files' WHERE key = '{FINGERPRINT_KEY}'",
+    )
+    nearest = "SELECT to_regprocedure('memora.embedding_c1_nearest(vector, integer)')::oid"
+    before = fetch(fresh_db_url, nearest)
+
+    upgrade(fresh_db_url)
+
+    after = fetch(fresh_db_url, nearest)
+    assert after[0][0] is not None
+    assert after != before  # dropped with every function of Memora's, then made again
+    hits = "SELECT external_id FROM memora.search_vector('docs', '[1,0.1,0]', 1)"
+    assert fetch(fresh_db_url, hits) == [("a",)]
+
+
 def test_an_upgrade_with_nothing_to_do_leaves_the_functions_alone(fresh_db_url: str) -> None:
     functions = "SELECT oid, xmin::text FROM pg_proc WHERE pronamespace = 'memora'::regnamespace ORDER BY oid"
     before = fetch(fresh_db_url, functions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import pytest
 from sqlalchemy import Connection, delete, select, text, update
@@ -74,6 +75,75 @@ def test_hnsw_index_serves_nearest_neighbour_queries(db: Session, connection: Co
     assert nearest == chunk_ids[1]
 
 
+NEAREST_VECTORS = [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.5, 0.5], [3.0, 3.0, 0.0]]
+QUERY_VECTOR = [0.1, 1.0, 0.2]
+
+
+def _distances(metric: str) -> list[float]:
+    """pgvector's distances of NEAREST_VECTORS to QUERY_VECTOR, computed here: cosine, l2, negative inner product."""
+    norm = math.sqrt(sum(x * x for x in QUERY_VECTOR))
+    distances = []
+    for vector in NEAREST_VECTORS:
+        dot = sum(a * b for a, b in zip(vector, QUERY_VECTOR, strict=True))
+        if metric == "cosine":
+            distances.append(1 - dot / (norm * math.sqrt(sum(x * x for x in vector))))
+        elif metric == "l2":
+            distances.append(math.dist(vector, QUERY_VECTOR))
+        else:
+            distances.append(-dot)
+    return distances
+
+
+def _nearest(connection: Connection, collection_id: int) -> tuple[list[int], list[float], list[int], int]:
+    """Chunk ids, distances and ranks from the collection's nearest function, and the HNSW index scans it made."""
+    rows = connection.execute(
+        sql(f"SELECT * FROM memora.embedding_c{collection_id}_nearest(CAST(:query AS vector), 10)"),
+        {"query": str(QUERY_VECTOR)},
+    ).all()
+    scans = connection.execute(
+        text("SELECT pg_stat_get_xact_numscans(to_regclass(:index))"),
+        {"index": q(f"memora.embedding_c{collection_id}_hnsw")},
+    ).scalar_one()
+    return [row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows], scans
+
+
+@pytest.mark.parametrize(("metric", "storage"), [("cosine", "vector"), ("l2", "halfvec"), ("inner_product", "vector")])
+def test_nearest_function_walks_the_index_of_a_small_collection_with_its_metric(
+    db: Session, connection: Connection, metric: str, storage: str
+) -> None:
+    collection = make_collection(db, metric=metric, storage=storage)
+    document = make_document(db, collection)
+    chunk_ids = []
+    for ordinal, vector in enumerate(NEAREST_VECTORS):
+        chunk = make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}")
+        make_embedding(db, chunk, vector)
+        chunk_ids.append(chunk.id)
+    connection.execute(sql(f"ANALYZE memora.embedding_c{collection.id}"))
+
+    ids, distances, ranks, scans = _nearest(connection, collection.id)
+
+    # Four vectors: the planner alone would read them all and sort (pgvector's cost estimate), not walk the index.
+    assert scans == 1
+    expected = sorted(zip(_distances(metric), chunk_ids, strict=True))
+    assert ids == [chunk_id for _, chunk_id in expected]
+    assert distances == pytest.approx([distance for distance, _ in expected], abs=1e-3)
+    assert ranks == [1, 2, 3, 4]
+
+
+def test_changing_the_metric_makes_the_nearest_function_again(db: Session, connection: Connection) -> None:
+    collection = make_collection(db)
+    document = make_document(db, collection)
+    for ordinal, vector in enumerate(NEAREST_VECTORS):
+        make_embedding(db, make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}"), vector)
+    _, cosine, _, _ = _nearest(connection, collection.id)
+
+    db.execute(update(Collection).where(Collection.id == collection.id).values(metric="l2"))
+
+    _, l2, _, _ = _nearest(connection, collection.id)
+    assert cosine == pytest.approx(sorted(_distances("cosine")), abs=1e-6)
+    assert l2 == pytest.approx(sorted(_distances("l2")), abs=1e-6)
+
+
 def test_partition_refuses_vectors_of_other_dimensions(db: Session) -> None:
     chunk = make_chunk(db, make_document(db, make_collection(db, dimensions=3)))
 
@@ -119,6 +189,8 @@ def test_deleting_a_collection_drops_its_partition_and_cascades(db: Session, con
 
     partition = connection.execute(text("SELECT to_regclass(:n)"), {"n": q(f"memora.embedding_c{collection.id}")})
     assert partition.scalar() is None
+    nearest = connection.execute(text("SELECT to_regproc(:n)"), {"n": q(f"memora.embedding_c{collection.id}_nearest")})
+    assert nearest.scalar() is None
     assert db.scalar(select(Document.id).where(Document.collection_id == collection.id)) is None
     assert db.scalar(select(Chunk.id).where(Chunk.collection_id == collection.id)) is None
     assert db.scalar(select(Embedding.chunk_id).where(Embedding.collection_id == other.id)) == other_chunk.id
