@@ -40,19 +40,22 @@ DECLARE
     query text;
     old_ef_search text := current_setting('hnsw.ef_search', true);
     old_iterative_scan text := current_setting('hnsw.iterative_scan', true);
+    ignored text;
 BEGIN
-    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
     IF p_limit <= 0 THEN
         RETURN;
     END IF;
+    -- Settings are changed by assignment rather than PERFORM, which would run a statement for each.
     IF NOT p_exact THEN
-        PERFORM set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
+        ignored := set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
     END IF;
     IF NOT p_exact AND p_filter IS NULL AND p_limit <= 1000 THEN
-        -- The common case: the collection's own function (001-collection-storage.sql), whose plan is kept.
+        -- The common case: the collection's own function (001-collection-storage.sql), whose plan is kept. A
+        -- collection that does not exist has no such function: "function ... does not exist".
         RETURN QUERY EXECUTE format('SELECT * FROM memora.%I($1, $2)', memora.nearest_function(p_collection_id))
         USING p_embedding, p_limit;
     ELSE
+        SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
         ext := memora.vector_schema();
         f := memora.compile_filter(p_filter, 3, 4);
         IF p_exact THEN
@@ -64,7 +67,7 @@ BEGIN
             query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
             -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT
             -- rows pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
-            PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            ignored := set_config('hnsw.iterative_scan', 'relaxed_order', true);
         END IF;
         RETURN QUERY EXECUTE format(
             $sql$
@@ -86,12 +89,12 @@ BEGIN
             f.predicate
         )
         USING p_embedding, p_limit, f.keys, f.vals;
+        IF old_iterative_scan IS NOT NULL THEN
+            ignored := set_config('hnsw.iterative_scan', old_iterative_scan, true);
+        END IF;
     END IF;
     IF old_ef_search IS NOT NULL THEN
-        PERFORM set_config('hnsw.ef_search', old_ef_search, true);
-    END IF;
-    IF old_iterative_scan IS NOT NULL THEN
-        PERFORM set_config('hnsw.iterative_scan', old_iterative_scan, true);
+        ignored := set_config('hnsw.ef_search', old_ef_search, true);
     END IF;
 END
 $$;
