@@ -313,7 +313,7 @@ def summarise(query_set: QuerySet, figures: dict[str, Figures]) -> dict[str, Any
     per_query: dict[str, list[float]] = {}
     for name, result in figures.items():
         scores = [score(result.rankings[i], q.judgments) for i, q in enumerate(queries)]
-        per_query[name] = [s["ndcg@10"] for s in scores]
+        per_query[name] = [s.ndcg_10 for s in scores]
         quality = mean_scores(scores)
         at_k = mean_scores([score(list(dict.fromkeys(e for _, e in result.top[i])), q.judgments)
                             for i, q in enumerate(queries)])  # fmt: skip
