@@ -49,9 +49,11 @@ BEGIN
     IF NOT p_exact THEN
         ignored := set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
     END IF;
-    IF NOT p_exact AND p_filter IS NULL AND p_limit <= 1000 THEN
+    IF NOT p_exact AND p_filter IS NULL AND p_limit <= 100 THEN
         -- The common case: the collection's own function (001-collection-storage.sql), whose plan is kept. A
-        -- collection that does not exist has no such function: "function ... does not exist".
+        -- collection that does not exist has no such function: "function ... does not exist". Deeper requests (an
+        -- evaluation's hundreds of rows) are planned per call below, where planning costs little beside the scan and
+        -- the planner reads a small collection's vectors exactly rather than walk the index that far.
         RETURN QUERY EXECUTE format('SELECT * FROM memora.%I($1, $2)', memora.nearest_function(p_collection_id))
         USING p_embedding, p_limit;
     ELSE
@@ -67,7 +69,9 @@ BEGIN
             query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
             -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT
             -- rows pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
-            ignored := set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            IF p_filter IS NOT NULL OR p_limit > 1000 THEN
+                ignored := set_config('hnsw.iterative_scan', 'relaxed_order', true);
+            END IF;
         END IF;
         RETURN QUERY EXECUTE format(
             $sql$

@@ -130,6 +130,27 @@ def test_nearest_function_walks_the_index_of_a_small_collection_with_its_metric(
     assert ranks == [1, 2, 3, 4]
 
 
+def test_vector_search_goes_through_the_nearest_function_up_to_100_rows(db: Session, connection: Connection) -> None:
+    collection = make_collection(db)
+    document = make_document(db, collection)
+    for ordinal, vector in enumerate(NEAREST_VECTORS):
+        make_embedding(db, make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}"), vector)
+    connection.execute(sql(f"ANALYZE memora.embedding_c{collection.id}"))
+    search = sql("SELECT chunk_id FROM memora.search_vector(:name, CAST(:query AS vector), :k)")
+    scans = text("SELECT pg_stat_get_xact_numscans(to_regclass(:index))")
+    index = {"index": q(f"memora.embedding_c{collection.id}_hnsw")}
+
+    shallow = connection.execute(search, {"name": collection.name, "query": str(QUERY_VECTOR), "k": 4}).scalars().all()
+    after_shallow = connection.execute(scans, index).scalar_one()
+    deep = connection.execute(search, {"name": collection.name, "query": str(QUERY_VECTOR), "k": 101}).scalars().all()
+
+    # 4 rows: the collection's function, which walks the index; 101: planned per call, and the planner reads the
+    # four vectors exactly. The same neighbours either way.
+    assert after_shallow == 1
+    assert connection.execute(scans, index).scalar_one() == 1
+    assert shallow == deep
+
+
 def test_changing_the_metric_makes_the_nearest_function_again(db: Session, connection: Connection) -> None:
     collection = make_collection(db)
     document = make_document(db, collection)
