@@ -241,9 +241,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--baseline", type=Path, help="another checkout whose `memora serve` the REST cases also run")
-    parser.add_argument(
-        "--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "search_rest_parts.json"
-    )
+    parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "search_rest_parts.json")
     args = parser.parse_args()
     started = time.perf_counter()
     rng = random.Random(args.seed)
