@@ -114,9 +114,10 @@ COMMENT ON FUNCTION memora.nearest_function(bigint) IS
 -- on a cast, and the query must order by that same cast), so a function made for each collection runs it as static
 -- SQL: PL/pgSQL keeps its plan for the session. Built as a statement on every call (EXECUTE), it was planned every
 -- time, and on a few thousand vectors the planner chose to read them all and sort rather than walk the index, which
--- cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11). Exact search stays
--- memora.vector_candidates' `exact`. Made with the index (memora.create_collection_index), dropped with the partition, and made again for
--- every collection at the end of this file, since a migration run drops every function of Memora's first.
+-- cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11). memora.vector_candidates calls it for
+-- up to 100 rows without a filter; exact search stays its `exact`. Made with the index
+-- (memora.create_collection_index), dropped with the partition, and made again for every collection at the end of
+-- this file, since a migration run drops every function of Memora's first.
 CREATE OR REPLACE FUNCTION memora.create_nearest_function(p_collection_id bigint)
 RETURNS void
 LANGUAGE plpgsql
