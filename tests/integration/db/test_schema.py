@@ -94,30 +94,46 @@ def _distances(metric: str) -> list[float]:
     return distances
 
 
-def _nearest(connection: Connection, collection_id: int) -> tuple[list[int], list[float], list[int], int]:
-    """Chunk ids, distances and ranks from the collection's nearest function, and the HNSW index scans it made."""
-    rows = connection.execute(
-        sql(f"SELECT * FROM memora.embedding_c{collection_id}_nearest(CAST(:query AS vector), 10)"),
-        {"query": str(QUERY_VECTOR)},
-    ).all()
-    scans = connection.execute(
-        text("SELECT pg_stat_get_xact_numscans(to_regclass(:index))"),
-        {"index": q(f"memora.embedding_c{collection_id}_hnsw")},
-    ).scalar_one()
-    return [row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows], scans
-
-
-@pytest.mark.parametrize(("metric", "storage"), [("cosine", "vector"), ("l2", "halfvec"), ("inner_product", "vector")])
-def test_nearest_function_walks_the_index_of_a_small_collection_with_its_metric(
-    db: Session, connection: Connection, metric: str, storage: str
-) -> None:
-    collection = make_collection(db, metric=metric, storage=storage)
+def _small_collection(db: Session, **overrides: object) -> tuple[Collection, list[int]]:
+    """A collection whose chunks hold NEAREST_VECTORS, and those chunks' ids in that order."""
+    collection = make_collection(db, **overrides)
     document = make_document(db, collection)
     chunk_ids = []
     for ordinal, vector in enumerate(NEAREST_VECTORS):
         chunk = make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}")
         make_embedding(db, chunk, vector)
         chunk_ids.append(chunk.id)
+    return collection, chunk_ids
+
+
+def _index_scans(connection: Connection, collection_id: int) -> int:
+    """Scans of the collection's HNSW index in this transaction."""
+    scans: int = connection.execute(
+        text("SELECT pg_stat_get_xact_numscans(to_regclass(:index))"),
+        {"index": q(f"memora.embedding_c{collection_id}_hnsw")},
+    ).scalar_one()
+    return scans
+
+
+def _nearest(connection: Connection, collection_id: int) -> tuple[list[int], list[float], list[int], int]:
+    """Chunk ids, distances and ranks from the collection's nearest function, and the HNSW index scans it made."""
+    rows = connection.execute(
+        sql(f"SELECT * FROM memora.embedding_c{collection_id}_nearest(CAST(:query AS vector), 10)"),
+        {"query": str(QUERY_VECTOR)},
+    ).all()
+    return (
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        [row[2] for row in rows],
+        _index_scans(connection, collection_id),
+    )
+
+
+@pytest.mark.parametrize(("metric", "storage"), [("cosine", "vector"), ("l2", "halfvec"), ("inner_product", "vector")])
+def test_nearest_function_walks_the_index_of_a_small_collection_with_its_metric(
+    db: Session, connection: Connection, metric: str, storage: str
+) -> None:
+    collection, chunk_ids = _small_collection(db, metric=metric, storage=storage)
     connection.execute(sql(f"ANALYZE memora.embedding_c{collection.id}"))
 
     ids, distances, ranks, scans = _nearest(connection, collection.id)
@@ -131,31 +147,23 @@ def test_nearest_function_walks_the_index_of_a_small_collection_with_its_metric(
 
 
 def test_vector_search_goes_through_the_nearest_function_up_to_100_rows(db: Session, connection: Connection) -> None:
-    collection = make_collection(db)
-    document = make_document(db, collection)
-    for ordinal, vector in enumerate(NEAREST_VECTORS):
-        make_embedding(db, make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}"), vector)
+    collection, _ = _small_collection(db)
     connection.execute(sql(f"ANALYZE memora.embedding_c{collection.id}"))
     search = sql("SELECT chunk_id FROM memora.search_vector(:name, CAST(:query AS vector), :k)")
-    scans = text("SELECT pg_stat_get_xact_numscans(to_regclass(:index))")
-    index = {"index": q(f"memora.embedding_c{collection.id}_hnsw")}
 
     shallow = connection.execute(search, {"name": collection.name, "query": str(QUERY_VECTOR), "k": 4}).scalars().all()
-    after_shallow = connection.execute(scans, index).scalar_one()
+    after_shallow = _index_scans(connection, collection.id)
     deep = connection.execute(search, {"name": collection.name, "query": str(QUERY_VECTOR), "k": 101}).scalars().all()
 
     # 4 rows: the collection's function, which walks the index; 101: planned per call, and the planner reads the
     # four vectors exactly. The same neighbours either way.
     assert after_shallow == 1
-    assert connection.execute(scans, index).scalar_one() == 1
+    assert _index_scans(connection, collection.id) == 1
     assert shallow == deep
 
 
 def test_changing_the_metric_makes_the_nearest_function_again(db: Session, connection: Connection) -> None:
-    collection = make_collection(db)
-    document = make_document(db, collection)
-    for ordinal, vector in enumerate(NEAREST_VECTORS):
-        make_embedding(db, make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}"), vector)
+    collection, _ = _small_collection(db)
     _, cosine, _, _ = _nearest(connection, collection.id)
 
     db.execute(update(Collection).where(Collection.id == collection.id).values(metric="l2"))
