@@ -14,7 +14,11 @@ The parts, all at k 10 and Memora's defaults (40 candidates a side, ef_search 64
 - the vector side: `memora.vector_candidates` (40), which calls the collection's nearest function
   (`memora.embedding_c<id>_nearest`), that function alone, the statement `vector_candidates` built and ran on every
   call before it (EXECUTE: planned per call, the planner free to choose an exact scan), the same with
-  enable_seqscan off (planned per call, the index), and the recipe's HNSW query (100 rows).
+  enable_seqscan off (planned per call, the index), and the recipe's HNSW query (100 rows);
+- what a whole hybrid function per collection would give: `search_hybrid_v1`'s statement with the collection's id
+  and nearest function written in (static SQL for both sides and the fusion), called directly, as only a caller
+  who knows the collection's function could; the same reached as `search_hybrid_v1` would have to reach it, by
+  name (its argument checks, then one EXECUTE); and those argument checks alone.
 
     .venv/bin/python benchmarks/search_fixed_cost.py                      # SQuAD, 300 questions, 5 rounds
     .venv/bin/python benchmarks/search_fixed_cost.py --sets nfcorpus --rounds 3
@@ -67,6 +71,10 @@ PARTS = {
     "statement per call, index": f"PERFORM count(*) FROM pg_temp.planned_per_call({{collection_id}}, r.e, {DEPTH}, "
     "true)",
     "recipe HNSW (static)": "PERFORM count(*) FROM pg_temp.recipe_hnsw(r.e)",
+    "hybrid per collection, called directly": "PERFORM count(*) FROM pg_temp.hybrid_static(r.q, r.e, 10)",
+    "hybrid per collection, through EXECUTE": "PERFORM count(*) FROM pg_temp.hybrid_dispatch({collection}, r.q, r.e, "
+    "10)",
+    "argument checks": "PERFORM memora.check_search_arguments(memora.search_collection({collection}), 10, NULL, r.e)",
 }
 
 
@@ -144,6 +152,66 @@ def recipe_functions(corpus: str, collection_id: int, k1: float, b: float) -> li
     ]
 
 
+def per_collection_functions(collection_id: int) -> list[sql.Composed]:
+    """A hybrid function for one collection, as search_hybrid_v1 would call it if it made one per collection: its
+    statement (defaults: convex, weights 1 : 1, 4 k candidates a side; cosine, the collection's metric) with the
+    collection's id and nearest function written in, and a function that reaches it by name as search_hybrid_v1
+    would: its argument checks, then one EXECUTE."""
+    nearest = sql.Identifier("memora", f"embedding_c{collection_id}_nearest")
+    values = {"id": sql.Literal(collection_id), "nearest": nearest}
+    return [
+        sql.SQL("""
+            CREATE FUNCTION pg_temp.hybrid_static(query text, query_embedding vector, k integer)
+            RETURNS SETOF memora.search_hit
+            LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET plan_cache_mode = force_generic_plan
+            AS $$
+            DECLARE
+                depth integer := 4 * k;
+                ignored text := set_config('hnsw.ef_search', memora.hnsw_ef_search(NULL, 4 * k)::text, true);
+            BEGIN
+                RETURN QUERY
+                WITH lexical AS MATERIALIZED (
+                    SELECT b.chunk_id, b.rank, b.score FROM memora.bm25_candidates({id}, query, depth) b
+                ),
+                semantic AS MATERIALIZED (
+                    SELECT n.chunk_id, n.rank, n.distance, 1 - n.distance AS similarity
+                    FROM {nearest}(query_embedding, depth) n
+                ),
+                fused AS (
+                    SELECT coalesce(l.chunk_id, s.chunk_id) AS chunk_id,
+                           (coalesce(memora.min_max(l.score, lr.low, lr.high), 0)
+                            + coalesce(memora.min_max(s.similarity, sr.low, sr.high), 0)) / 2 AS score,
+                           l.rank AS text_rank, l.score AS text_score, s.rank AS vector_rank, s.similarity, s.distance
+                    FROM lexical l FULL JOIN semantic s ON s.chunk_id = l.chunk_id
+                    CROSS JOIN (SELECT min(x.score) AS low, max(x.score) AS high FROM lexical x) lr
+                    CROSS JOIN (SELECT min(y.similarity) AS low, max(y.similarity) AS high FROM semantic y) sr
+                    ORDER BY 2 DESC, 1
+                    LIMIT k
+                )
+                SELECT f.chunk_id, h.document_id, h.external_id, h.ordinal, h.title, h.text, h.metadata,
+                       h.chunk_metadata, h.char_start, h.char_end, f.score, f.text_rank, f.text_score, f.vector_rank,
+                       f.similarity, f.distance
+                FROM fused f
+                CROSS JOIN LATERAL memora.search_hit_row({id}, f.chunk_id) h
+                ORDER BY f.score DESC, f.chunk_id;
+            END $$
+            """).format(**values),
+        sql.SQL("""
+            CREATE FUNCTION pg_temp.hybrid_dispatch(collection text, query text, query_embedding vector, k integer)
+            RETURNS SETOF memora.search_hit
+            LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+            AS $$
+            DECLARE
+                c memora.collection := memora.search_collection(collection);
+            BEGIN
+                PERFORM memora.check_search_arguments(c, k, NULL, query_embedding);
+                RETURN QUERY EXECUTE format('SELECT * FROM pg_temp.%I($1, $2, $3)', 'hybrid_static')
+                USING query, query_embedding, k;
+            END $$
+            """),
+    ]
+
+
 def timer(parts: list[str], collection: str, collection_id: int) -> sql.Composed:
     """pg_temp.time_parts(order): for each query (in ORDER), each part once in the order its row of
     pg_temp.part_orders gives, timed; rows (part, query, microseconds)."""
@@ -183,7 +251,10 @@ def measure(url: str, query_set: QuerySet, rounds: int, warmup: int, seed: int) 
         k1, b = conn.execute(
             "SELECT bm25_k1, bm25_b FROM memora.collection WHERE id = %s", (query_set.collection_id,)
         ).fetchone()  # type: ignore[misc]
-        for statement in recipe_functions(query_set.dataset.name, query_set.collection_id, k1, b):
+        for statement in [
+            *recipe_functions(query_set.dataset.name, query_set.collection_id, k1, b),
+            *per_collection_functions(query_set.collection_id),
+        ]:
             conn.execute(statement)
         conn.execute("CREATE TEMP TABLE queries (i integer PRIMARY KEY, q text, e vector)")
         conn.execute("CREATE TEMP TABLE part_orders (position integer, query integer, parts integer[])")
