@@ -93,17 +93,12 @@ BEGIN
         part || '_hnsw', part, c.storage, c.dimensions, c.metric, c.hnsw_m, c.hnsw_ef_construction
     );
     PERFORM memora.create_nearest_function(p_collection_id);
-    -- Hybrid search (007-search-fusion.sql) comes with migration 0002; a database at 0001 has none to make.
-    IF to_regprocedure('memora.create_hybrid_function(bigint)') IS NOT NULL THEN
-        PERFORM memora.create_hybrid_function(p_collection_id);
-    END IF;
 END
 $$;
 
 COMMENT ON FUNCTION memora.create_collection_index(bigint) IS
     '(Re)build the HNSW index of a collection from its metric, storage type, dimensions, m and ef_construction, '
-    'the function that walks it (memora.nearest_function) and the one that runs hybrid search over it '
-    '(memora.hybrid_function, 007-search-fusion.sql).';
+    'and the function that walks it (memora.nearest_function).';
 
 
 CREATE OR REPLACE FUNCTION memora.nearest_function(collection_id bigint)
@@ -119,9 +114,8 @@ COMMENT ON FUNCTION memora.nearest_function(bigint) IS
 -- on a cast, and the query must order by that same cast), so a function made for each collection runs it as static
 -- SQL: PL/pgSQL keeps its plan for the session. Built as a statement on every call (EXECUTE), it was planned every
 -- time, and on a few thousand vectors the planner chose to read them all and sort rather than walk the index, which
--- cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11). memora.vector_candidates and the
--- collection's hybrid function (007-search-fusion.sql) call it for up to 100 rows without a filter
--- (memora.nearest_function_serves); exact search stays vector_candidates' `exact`. Made with the index
+-- cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11). memora.vector_candidates calls it for
+-- up to 100 rows without a filter; exact search stays its `exact`. Made with the index
 -- (memora.create_collection_index), dropped with the partition, and made again for every collection at the end of
 -- this file, since a migration run drops every function of Memora's first.
 CREATE OR REPLACE FUNCTION memora.create_nearest_function(p_collection_id bigint)
@@ -220,9 +214,6 @@ BEGIN
         EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
         EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id),
                        memora.vector_schema());
-        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(text, %I.vector, integer, jsonb, text, integer, '
-                       'double precision, double precision, integer, integer, boolean)',
-                       memora.hybrid_function(OLD.id), memora.vector_schema());
         RETURN OLD;
     END IF;
 

@@ -20,20 +20,6 @@ COMMENT ON FUNCTION memora.hnsw_ef_search(integer, integer) IS
     'The hnsw.ef_search of a vector search for K rows: REQUESTED, else the session''s if SET (not 40), else 64.';
 
 
-CREATE OR REPLACE FUNCTION memora.nearest_function_serves(p_limit integer, p_filter jsonb, p_exact boolean)
-RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$
-    -- Deeper requests (an evaluation's hundreds of rows) are planned per call, where planning costs little beside
-    -- the scan and the planner reads a small collection's vectors exactly rather than walk the index that far.
-    SELECT NOT p_exact AND p_filter IS NULL AND p_limit <= 100
-$$;
-
-COMMENT ON FUNCTION memora.nearest_function_serves(integer, jsonb, boolean) IS
-    'Whether a search for P_LIMIT nearest chunks goes through the collection''s nearest function: no filter, not '
-    'exact, up to 100 rows.';
-
-
 CREATE OR REPLACE FUNCTION memora.vector_candidates(
     p_collection_id bigint,
     p_embedding vector,
@@ -63,9 +49,11 @@ BEGIN
     IF NOT p_exact THEN
         ignored := set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
     END IF;
-    IF memora.nearest_function_serves(p_limit, p_filter, p_exact) THEN
+    IF NOT p_exact AND p_filter IS NULL AND p_limit <= 100 THEN
         -- The common case: the collection's own function (001-collection-storage.sql), whose plan is kept. A
-        -- collection that does not exist has no such function: "function ... does not exist".
+        -- collection that does not exist has no such function: "function ... does not exist". Deeper requests (an
+        -- evaluation's hundreds of rows) are planned per call below, where planning costs little beside the scan and
+        -- the planner reads a small collection's vectors exactly rather than walk the index that far.
         RETURN QUERY EXECUTE format('SELECT * FROM memora.%I($1, $2)', memora.nearest_function(p_collection_id))
         USING p_embedding, p_limit;
     ELSE

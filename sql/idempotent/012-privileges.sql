@@ -14,7 +14,6 @@
 REVOKE EXECUTE ON FUNCTION
     memora.create_collection_index(bigint),
     memora.create_nearest_function(bigint),
-    memora.create_hybrid_function(bigint),
     memora.set_collection_vector_check(bigint),
     memora.refresh_text_stats(bigint),
     memora.apply_text_stats(memora.text_stats[], memora.term_stats[]),

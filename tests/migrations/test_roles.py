@@ -148,7 +148,7 @@ def test_a_user_with_createrole_migrates_as_the_owner_role_and_may_make_logins(o
     upgrade(url)
     upgrade(url)  # nothing to do: still fine as the owner
 
-    # A collection's partition and search functions are the owner's too, whoever makes the collection.
+    # A collection's partition and nearest function are the owner's too, whoever makes the collection.
     run_sql(url, "INSERT INTO memora.collection (name, embedding_model, dimensions) VALUES ('docs', 'm', 3)")
     roles = roles_of(url)
     owner = roles["sql_role_owner"]

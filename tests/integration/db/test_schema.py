@@ -173,50 +173,6 @@ def test_changing_the_metric_makes_the_nearest_function_again(db: Session, conne
     assert l2 == pytest.approx(sorted(_distances("l2")), abs=1e-6)
 
 
-def _hybrid(connection: Connection, collection: Collection, candidates: int) -> list[tuple[int, int, float, float]]:
-    """Chunk id, vector rank, similarity and distance of each hit of a hybrid search of 4 rows over the collection."""
-    rows = connection.execute(
-        sql(
-            "SELECT chunk_id, vector_rank, vector_score, vector_distance FROM memora.search_hybrid(:name, 'chunk', "
-            "CAST(:query AS vector), 4, candidates => :candidates) ORDER BY vector_rank"
-        ),
-        {"name": collection.name, "query": str(QUERY_VECTOR), "candidates": candidates},
-    ).all()
-    return [(row[0], row[1], row[2], row[3]) for row in rows]
-
-
-def test_hybrid_search_walks_the_index_up_to_100_candidates(db: Session, connection: Connection) -> None:
-    collection, chunk_ids = _small_collection(db)
-    connection.execute(sql(f"ANALYZE memora.embedding_c{collection.id}"))
-
-    shallow = _hybrid(connection, collection, 4)
-    after_shallow = _index_scans(connection, collection.id)
-    deep = _hybrid(connection, collection, 101)
-
-    # 4 candidates: the collection's hybrid function calls its nearest function, which walks the index; 101: through
-    # vector_candidates, planned per call, which reads the four vectors exactly. The same hits either way.
-    assert after_shallow == 1
-    assert _index_scans(connection, collection.id) == 1
-    assert shallow == deep
-    expected = sorted(zip(_distances("cosine"), chunk_ids, strict=True))
-    assert [hit[0] for hit in shallow] == [chunk_id for _, chunk_id in expected]
-
-
-def test_the_hybrid_function_follows_the_collection_s_metric(db: Session, connection: Connection) -> None:
-    collection, _ = _small_collection(db)
-    function = q(f"memora.search_hybrid_c{collection.id}")
-    cosine = _hybrid(connection, collection, 4)
-
-    db.execute(update(Collection).where(Collection.id == collection.id).values(metric="l2"))
-    l2 = _hybrid(connection, collection, 4)
-    db.execute(delete(Collection).where(Collection.id == collection.id))
-
-    assert [similarity for _, _, similarity, _ in cosine] == pytest.approx([1 - d for _, _, _, d in cosine])
-    assert [distance for _, _, _, distance in l2] == pytest.approx(sorted(_distances("l2")), abs=1e-6)
-    assert [similarity for _, _, similarity, _ in l2] == pytest.approx([-d for _, _, _, d in l2])
-    assert connection.execute(text("SELECT to_regproc(:n)"), {"n": function}).scalar() is None
-
-
 def test_partition_refuses_vectors_of_other_dimensions(db: Session) -> None:
     chunk = make_chunk(db, make_document(db, make_collection(db, dimensions=3)))
 
