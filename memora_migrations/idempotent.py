@@ -2,14 +2,15 @@
 
 Tables and types are incremental: a revision makes them once, in its own code or from sql/incremental/, and never
 changes afterwards. Functions and triggers belong to the code, not to a revision. Each file in sql/idempotent/ says
-on its first line the revision whose schema it needs (`-- requires: 0002 (...)`), and a run that moves the
-database (upgrade, downgrade, stamp) goes:
+on its first line the revision whose schema it needs (`-- requires: 0002 (...)`), and, if a later revision changed
+that schema so that another file took over, the revision it stops at (`-- requires: 0001 until 0009 (...)`: at 0001
+to 0008). A run that moves the database (upgrade, downgrade, stamp) goes:
 
 1. drop every function in Memora's schema, and every trigger that runs one on Memora's tables;
 2. run the revisions, which so never meet a function or trigger of Memora (none can block a DROP TABLE, and none
    fires during a backfill);
-3. apply, in the order of their names, the files whose revision the database is now at or past, and record a
-   fingerprint of them in memora.meta.
+3. apply, in the order of their names, the files whose revision the database is now at or past (and not yet at
+   their `until`), and record a fingerprint of them in memora.meta.
 
 So a database at any revision has the functions of this version of Memora that fit its schema, and no function
 that the files no longer define. A run that moves nothing applies the files only when they differ from the
@@ -37,13 +38,14 @@ from memora_migrations.errors import MigrationError
 from memora_migrations.files import IDEMPOTENT_DIR, ddl, read
 
 FINGERPRINT_KEY = "idempotent_sql_sha256"
-_REQUIRES = re.compile(r"\A-- requires: (\w+)")
+_REQUIRES = re.compile(r"\A-- requires: (\w+)(?: until (\w+))?")
 
 
 @dataclass(frozen=True)
 class IdempotentFile:
     path: Path
     requires: str  # the revision whose schema the file is written for, and every later one
+    until: str | None = None  # the first revision it is not for (another file's schema from there on)
 
     @property
     def name(self) -> str:
@@ -57,15 +59,18 @@ def idempotent_files() -> tuple[IdempotentFile, ...]:
     for path in sorted(IDEMPOTENT_DIR.glob("*.sql")):
         match = _REQUIRES.match(path.read_text())
         if match is None:
-            raise MigrationError(f"{path}: the first line must be `-- requires: <revision> (...)`")
-        files.append(IdempotentFile(path, match.group(1)))
+            raise MigrationError(
+                f"{path}: the first line must be `-- requires: <revision> (...)` "
+                "or `-- requires: <revision> until <revision> (...)`"
+            )
+        files.append(IdempotentFile(path, match.group(1), match.group(2)))
     return tuple(files)
 
 
 def needed(script: ScriptDirectory, heads: Iterable[str]) -> list[IdempotentFile]:
-    """The files a database at HEADS gets: those whose revision it is at or past."""
+    """The files a database at HEADS gets: those whose revision it is at or past, and whose `until` it is not."""
     reached = {revision.revision for head in heads for revision in script.iterate_revisions(head, "base")}
-    return [file for file in idempotent_files() if file.requires in reached]
+    return [file for file in idempotent_files() if file.requires in reached and file.until not in reached]
 
 
 def fingerprint(files: Iterable[IdempotentFile], schema: str) -> str:

@@ -49,8 +49,12 @@ def make_chunk(db: Session, document: Document, **overrides: Any) -> Chunk:
     return chunk
 
 
-def make_embedding(db: Session, chunk: Chunk, vector: list[float], model: str = "test-model") -> Embedding:
-    embedding = Embedding(collection_id=chunk.collection_id, chunk_id=chunk.id, model=model, embedding=vector)
+def make_embedding(
+    db: Session, chunk: Chunk, vector: list[float], model: str = "test-model", version: int = 1
+) -> Embedding:
+    embedding = Embedding(
+        collection_id=chunk.collection_id, chunk_id=chunk.id, version=version, model=model, embedding=vector
+    )
     db.add(embedding)
     db.flush()
     return embedding

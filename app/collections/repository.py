@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Chunk, Collection, Document, embedding_partition
+from app.db.models import Chunk, Collection, Document, version_table
 from app.db.query import Query
 from app.observe.context import current_request_id
 
@@ -38,8 +38,8 @@ def requeue_documents(db: Session, collection_id: int) -> int:
 
 
 def drop_vectors(db: Session, collection: Collection) -> None:
-    """Empty the collection's vector partition (instant, unlike DELETE)."""
-    _TRUNCATE.run(db, partition=embedding_partition(collection.id))
+    """Empty the table of the collection's active embedding version (instant, unlike DELETE)."""
+    _TRUNCATE.run(db, partition=version_table(collection.id, collection.active_version))
 
 
 def set_chunk_language(db: Session, collection_id: int, language: str) -> None:

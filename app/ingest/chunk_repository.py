@@ -26,8 +26,10 @@ _COPY_CHUNKS = Query(
     "COPY memora.chunk (collection_id, id, document_id, ordinal, text, char_start, char_end, token_count, "
     "content_hash, title, language, metadata) FROM STDIN"
 )
-_COPY_EMBEDDINGS = Query("COPY memora.embedding (collection_id, chunk_id, model, embedding) FROM STDIN (FORMAT BINARY)")
-_EMBEDDING_TYPES = ["int8", "int8", "text", "vector"]
+_COPY_EMBEDDINGS = Query(
+    "COPY memora.embedding (collection_id, chunk_id, version, model, embedding) FROM STDIN (FORMAT BINARY)"
+)
+_EMBEDDING_TYPES = ["int8", "int8", "int4", "text", "vector"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class StoredChunk:
 
 def stored_chunks_of(conn: Connection, docs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], list[StoredChunk]]:
     """The stored chunks of DOCS, given as (collection_id, document_id), by the same key, each saying whether it
-    has a vector of its collection's model."""
+    has a vector in its collection's active embedding version."""
     by_collection: dict[int, list[int]] = defaultdict(list)
     for collection_id, document_id in docs:
         by_collection[collection_id].append(document_id)
@@ -57,7 +59,7 @@ def stored_chunks_of(conn: Connection, docs: Iterable[tuple[int, int]]) -> dict[
         .where(
             Embedding.collection_id == Chunk.collection_id,
             Embedding.chunk_id == Chunk.id,
-            Embedding.model == Collection.embedding_model,
+            Embedding.version == Collection.active_version,
         )
         .exists()
     )
@@ -89,8 +91,8 @@ def stored_chunks_of(conn: Connection, docs: Iterable[tuple[int, int]]) -> dict[
     return found
 
 
-def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iterable[bytes]) -> dict[bytes, Any]:
-    """Vectors already computed in this collection for any of these chunk hashes."""
+def known_vectors(conn: Connection, collection_id: int, version: int, hashes: Iterable[bytes]) -> dict[bytes, Any]:
+    """Vectors already computed in this collection's embedding VERSION for any of these chunk hashes."""
     wanted = list(set(hashes))
     if not wanted:
         return {}
@@ -100,7 +102,7 @@ def known_vectors(conn: Connection, collection_id: int, model: str, hashes: Iter
         .join(Embedding, and_(Embedding.collection_id == Chunk.collection_id, Embedding.chunk_id == Chunk.id))
         .where(
             Chunk.collection_id == collection_id,
-            Embedding.model == model,
+            Embedding.version == version,
             Chunk.content_hash == func.any(literal(wanted, ARRAY(LargeBinary))),
         )
     ).all()
@@ -144,8 +146,10 @@ def copy_chunks(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     _copy(conn, _COPY_CHUNKS, None, [(*row[:-1], Jsonb(row[-1])) for row in rows])
 
 
-def copy_embeddings(conn: Connection, rows: Sequence[tuple[int, int, str, Vectors | np.ndarray[Any, Any]]]) -> None:
-    """Binary COPY of (collection_id, chunk_id, model, vector) rows."""
+def copy_embeddings(
+    conn: Connection, rows: Sequence[tuple[int, int, int, str, Vectors | np.ndarray[Any, Any]]]
+) -> None:
+    """Binary COPY of (collection_id, chunk_id, version, model, vector) rows."""
     _copy(conn, _COPY_EMBEDDINGS, _EMBEDDING_TYPES, rows)
 
 

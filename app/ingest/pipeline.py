@@ -60,6 +60,7 @@ class GivenDocument:
     language: str
     model: str
     chunks: Sequence[ChunkInput]
+    embedding_version: int = 1
 
 
 def embedding_input(title: str, text: str) -> str:
@@ -111,7 +112,7 @@ def plan_given(doc: GivenDocument) -> tuple[list[PlannedChunk], dict[bytes, Any]
 
 class Target(Protocol):
     """What writing a document's chunks needs of it: where it is, the language its chunks are indexed in, and the
-    model its vectors belong to (a claimed document, or one that brought its own vectors)."""
+    model and embedding version its vectors belong to (a claimed document, or one that brought its own vectors)."""
 
     @property
     def collection_id(self) -> int: ...
@@ -121,6 +122,8 @@ class Target(Protocol):
     def language(self) -> str: ...
     @property
     def model(self) -> str: ...
+    @property
+    def embedding_version(self) -> int: ...
 
 
 Item = tuple[Target, list[PlannedChunk], dict[bytes, Any]]
@@ -165,7 +168,11 @@ def write_many(conn: Connection, items: Sequence[Item]) -> None:
     revector += [(doc, chunk_id, c.content_hash) for chunk_id, (doc, c) in zip(ids, fresh, strict=True)]
     vectors = {doc.id: doc_vectors for doc, _, doc_vectors in items}
     chunk_repository.copy_embeddings(
-        conn, [(doc.collection_id, chunk_id, doc.model, vectors[doc.id][digest]) for doc, chunk_id, digest in revector]
+        conn,
+        [
+            (doc.collection_id, chunk_id, doc.embedding_version, doc.model, vectors[doc.id][digest])
+            for doc, chunk_id, digest in revector
+        ],
     )
 
 

@@ -57,6 +57,7 @@ class ClaimedDocument:
     dimensions: int
     chunking: dict[str, Any]
     language: str
+    embedding_version: int = 1  # the collection's active version, which its vectors go into
     request_id: str | None = None  # of the request that created or last changed it, for the worker's log lines
     # Set when the document was claimed from a worker whose lease ran out (it died, or lost the database): who,
     # and how many seconds ago its lease ended, so a takeover shows in the log with the time it took.
@@ -202,6 +203,7 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
             Collection.dimensions,
             Collection.chunking,
             Collection.language,
+            Collection.active_version,
             Document.request_id,
             # Before the UPDATE: whose lease ran out (of a document still processing), and how long ago.
             case((Document.status == "processing", Document.leased_by)),
@@ -217,9 +219,10 @@ def claim(conn: Connection, worker: str, limit: int, lease: timedelta) -> list[C
             *row[:3],
             row[3] + 1,
             *row[4:12],
-            request_id=row[12],
-            taken_over_from=row[13],
-            lease_expired_for=None if row[13] is None else float(row[14]),
+            embedding_version=row[12],
+            request_id=row[13],
+            taken_over_from=row[14],
+            lease_expired_for=None if row[14] is None else float(row[15]),
         )  # type: ignore[call-arg, misc]
         for row in claimed_rows
     ]

@@ -115,7 +115,7 @@ def upsert(db: Session, collection: Collection, inputs: list[DocumentInput]) -> 
             if doc.chunks is not None:
                 given.append(
                     GivenDocument(collection.id, document_id, doc.title or "", doc.content, collection.language,
-                                  collection.embedding_model, doc.chunks)
+                                  collection.embedding_model, doc.chunks, collection.active_version)
                 )  # fmt: skip
                 status = "ready"
             results.append(Upserted(key, status, version, "created" if created else "updated"))

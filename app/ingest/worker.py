@@ -256,13 +256,13 @@ class Worker:
     ) -> dict[int, dict[bytes, Any]]:
         """Vectors per document for every hash it needs: reused from the collection, else embedded (batched
         across the documents that share a model)."""
-        groups: dict[tuple[int, str], list[ClaimedDocument]] = defaultdict(list)
+        groups: dict[tuple[int, int], list[ClaimedDocument]] = defaultdict(list)
         for doc in docs:
-            groups[(doc.collection_id, doc.model)].append(doc)
+            groups[(doc.collection_id, doc.embedding_version)].append(doc)
         result: dict[int, dict[bytes, Any]] = {}
-        for (collection_id, model), members in groups.items():
+        for (collection_id, version), members in groups.items():
             try:
-                result |= self._group_vectors(collection_id, model, members, plans, embedders)
+                result |= self._group_vectors(collection_id, version, members, plans, embedders)
             except Exception as exc:
                 # A failure of the request as such (a bad key, a server error) is every document's: no one by one.
                 if len(members) == 1 or (isinstance(exc, EmbeddingProviderError) and exc.whole_request):
@@ -272,7 +272,7 @@ class Worker:
                 # One bad document must not fail the others: embed them one at a time.
                 for doc in members:
                     try:
-                        result |= self._group_vectors(collection_id, model, [doc], plans, embedders)
+                        result |= self._group_vectors(collection_id, version, [doc], plans, embedders)
                     except Exception as single:
                         self._give_back(doc, single)
         return result
@@ -280,7 +280,7 @@ class Worker:
     def _group_vectors(
         self,
         collection_id: int,
-        model: str,
+        version: int,
         members: list[ClaimedDocument],
         plans: dict[int, list[PlannedChunk]],
         embedders: dict[int, Embedder],
@@ -288,7 +288,7 @@ class Worker:
         # Every hash a document will hold: kept chunks may be renumbered or duplicated, new ones need a vector.
         needed = {doc.id: {chunk.content_hash for chunk in plans[doc.id]} for doc in members}
         with self.engine.connect() as conn:
-            known = chunk_repository.known_vectors(conn, collection_id, model, set().union(*needed.values()))
+            known = chunk_repository.known_vectors(conn, collection_id, version, set().union(*needed.values()))
         inputs = {
             chunk.content_hash: chunk.embedding_input
             for doc in members

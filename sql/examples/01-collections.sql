@@ -7,11 +7,16 @@ INSERT INTO memora.collection (name, description, embedding_model, dimensions, m
 VALUES ('handbook', 'Staff handbook', 'all-MiniLM-L6-v2', 384, 'cosine', 'halfvec', 'english')
 RETURNING id, name, embedding_model, dimensions, metric, storage;
 
--- Its vectors live in their own partition, under an HNSW index that matches metric and storage.
+-- Its vectors live in their own partition, one table per embedding version (the first is version 1), under an HNSW
+-- index that matches metric and storage.
+SELECT number, embedding_model, dimensions, metric, storage
+FROM memora.embedding_version
+WHERE collection_id = (SELECT id FROM memora.collection WHERE name = 'handbook');
+
 SELECT indexname, indexdef
 FROM pg_indexes
 WHERE schemaname = 'memora'
-  AND tablename = memora.embedding_partition((SELECT id FROM memora.collection WHERE name = 'handbook'));
+  AND tablename = memora.version_table((SELECT id FROM memora.collection WHERE name = 'handbook'), 1);
 
 -- Documents get their content hash and version from the database.
 INSERT INTO memora.document (collection_id, external_id, title, content, metadata)
@@ -23,11 +28,11 @@ UPDATE memora.document SET content = 'Staff accrue two and a half days of leave 
 WHERE external_id = 'leave-policy'
 RETURNING external_id, version;
 
--- Tune the index: the database rebuilds it.
+-- Tune the index (of the active version, whose settings the collection's columns are): the database rebuilds it.
 UPDATE memora.collection SET hnsw_m = 32, hnsw_ef_construction = 128 WHERE name = 'handbook';
 
 SELECT indexdef
 FROM pg_indexes
-WHERE indexname = memora.embedding_partition((SELECT id FROM memora.collection WHERE name = 'handbook')) || '_hnsw';
+WHERE indexname = memora.version_table((SELECT id FROM memora.collection WHERE name = 'handbook'), 1) || '_hnsw';
 
 ROLLBACK;

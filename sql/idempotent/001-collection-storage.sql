@@ -1,14 +1,16 @@
 -- requires: 0001 (memora.collection, memora.embedding)
 --
--- Per-collection vector storage.
+-- Vector storage: what every layout of memora.embedding uses.
 --
--- memora.embedding is partitioned by collection_id. Each collection gets its own partition, a CHECK that only
--- vectors of the collection's model and dimensions enter it, and an HNSW index whose operator class matches the
--- collection's metric and storage type. The triggers below keep them in step with memora.collection, so a
--- collection inserted from psql gets exactly what one created through the REST API gets.
+-- memora.embedding is partitioned by collection_id. Each table that holds vectors of one kind (a collection's
+-- partition up to migration 0009, one of its versions from then on: 001-partitions-by-collection.sql,
+-- 014-embedding-versions.sql) gets a CHECK that only vectors of its model and dimensions enter it, an HNSW index
+-- whose operator class matches its metric and storage type, and, for what search reads, a function that walks that
+-- index with static SQL. The functions here make them; triggers on memora.collection (and memora.embedding_version)
+-- keep them in step, so a collection inserted from psql gets exactly what one created through the REST API gets.
 --
--- An empty partition and its index are created in milliseconds, and dropping a collection drops its partition
--- instead of deleting its vectors row by row.
+-- An empty table and its index are created in milliseconds, and dropping a collection drops its tables instead of
+-- deleting its vectors row by row.
 
 CREATE OR REPLACE FUNCTION memora.embedding_partition(collection_id bigint)
 RETURNS text
@@ -78,29 +80,6 @@ COMMENT ON FUNCTION memora.hnsw_index_sql(text, text, text, integer, text, integ
     'HNSW index Memora makes (collections, datasets) is written by this function.';
 
 
-CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c memora.collection;
-    part text := memora.embedding_partition(p_collection_id);
-BEGIN
-    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
-    EXECUTE format('DROP INDEX IF EXISTS memora.%I', part || '_hnsw');
-    EXECUTE memora.hnsw_index_sql(
-        part || '_hnsw', part, c.storage, c.dimensions, c.metric, c.hnsw_m, c.hnsw_ef_construction
-    );
-    PERFORM memora.create_nearest_function(p_collection_id);
-END
-$$;
-
-COMMENT ON FUNCTION memora.create_collection_index(bigint) IS
-    '(Re)build the HNSW index of a collection from its metric, storage type, dimensions, m and ef_construction, '
-    'and the function that walks it (memora.nearest_function).';
-
-
 CREATE OR REPLACE FUNCTION memora.nearest_function(collection_id bigint)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -110,28 +89,98 @@ COMMENT ON FUNCTION memora.nearest_function(bigint) IS
     'Name of the function that returns a collection''s nearest chunks to a vector over its HNSW index.';
 
 
--- A collection's nearest-neighbour query is written for its partition, storage type, size and metric (the index is
--- on a cast, and the query must order by that same cast), so a function made for each collection runs it as static
--- SQL: PL/pgSQL keeps its plan for the session. Built as a statement on every call (EXECUTE), it was planned every
--- time, and on a few thousand vectors the planner chose to read them all and sort rather than walk the index, which
--- cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11). memora.vector_candidates calls it for
--- up to 100 rows without a filter; exact search stays its `exact`. Made with the index
--- (memora.create_collection_index), dropped with the partition, and made again for every collection at the end of
--- this file, since a migration run drops every function of Memora's first.
-CREATE OR REPLACE FUNCTION memora.create_nearest_function(p_collection_id bigint)
+
+CREATE OR REPLACE FUNCTION memora.set_vector_check(p_table text, p_model text, p_dimensions integer)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format(
+        'ALTER TABLE memora.%I DROP CONSTRAINT IF EXISTS %I, DROP CONSTRAINT IF EXISTS %I',
+        p_table, p_table || '_model', p_table || '_dimensions'
+    );
+    -- Named after what they check, so the error says which rule a vector broke. Adding them checks the vectors
+    -- stored: fails, and so rolls back what changed them, if any no longer fit.
+    EXECUTE format(
+        'ALTER TABLE memora.%I ADD CONSTRAINT %I CHECK (model = %L), '
+        'ADD CONSTRAINT %I CHECK (%I.vector_dims(embedding) = %s)',
+        p_table, p_table || '_model', p_model, p_table || '_dimensions', memora.vector_schema(), p_dimensions
+    );
+END
+$$;
+
+COMMENT ON FUNCTION memora.set_vector_check(text, text, integer) IS
+    'Allow only vectors of model P_MODEL and P_DIMENSIONS dimensions into the vector table P_TABLE.';
+
+
+CREATE OR REPLACE FUNCTION memora.make_vector_index(
+    p_table text, p_storage text, p_dimensions integer, p_metric text, p_m integer, p_ef_construction integer
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('DROP INDEX IF EXISTS memora.%I', p_table || '_hnsw');
+    EXECUTE memora.hnsw_index_sql(p_table || '_hnsw', p_table, p_storage, p_dimensions, p_metric, p_m,
+                                  p_ef_construction);
+END
+$$;
+
+COMMENT ON FUNCTION memora.make_vector_index(text, text, integer, text, integer, integer) IS
+    '(Re)build the HNSW index <P_TABLE>_hnsw of a vector table.';
+
+
+CREATE OR REPLACE FUNCTION memora.adopt_embedding_owner(p_table text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    c memora.collection;
+    parent record;
+    grant_ record;
+BEGIN
+    -- Whoever creates it (the service's role, a superuser in psql), a table of vectors is memora.embedding's: same
+    -- owner, same grants (the SQL roles of migration 0007), since the search functions read those tables by name.
+    SELECT c.relowner::regrole AS owner, c.relacl INTO parent FROM pg_class c WHERE c.oid = 'memora.embedding'::regclass;
+    EXECUTE format('ALTER TABLE memora.%I OWNER TO %s', p_table, parent.owner);
+    FOR grant_ IN
+        SELECT a.grantee::regrole AS grantee, a.privilege_type
+        FROM aclexplode(parent.relacl) a
+        WHERE a.grantee <> 0 AND a.grantee <> parent.owner::oid
+    LOOP
+        EXECUTE format('GRANT %s ON memora.%I TO %s', grant_.privilege_type, p_table, grant_.grantee);
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION memora.adopt_embedding_owner(text) IS
+    'Give the vector table P_TABLE memora.embedding''s owner and grants.';
+
+
+-- A collection's nearest-neighbour query is written for the table of its vectors, their storage type, size and
+-- metric (the index is on a cast, and the query must order by that same cast), so a function made for each
+-- collection runs it as static SQL: PL/pgSQL keeps its plan for the session. Built as a statement on every call
+-- (EXECUTE), it was planned every time, and on a few thousand vectors the planner chose to read them all and sort
+-- rather than walk the index, which cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11).
+-- memora.vector_candidates calls it for up to 100 rows without a filter; exact search stays its `exact`. It walks the
+-- vectors search uses (the active version's, from migration 0009); the layout's create_nearest_function makes it
+-- with the collection's index, it is dropped with the collection, and made again for every collection at the end of
+-- the layout's file, since a migration run drops every function of Memora's first.
+CREATE OR REPLACE FUNCTION memora.make_nearest_function(
+    p_collection_id bigint, p_table text, p_storage text, p_dimensions integer, p_metric text
+)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
     ext name := memora.vector_schema();
     fn text := memora.nearest_function(p_collection_id);
-    distance text;
+    distance text := format('(e.embedding::%1$I.%2$s(%3$s)) OPERATOR(%1$I.%4$s) query::%1$I.%2$s(%3$s)',
+                            ext, p_storage, p_dimensions, memora.distance_operator(p_metric));
 BEGIN
-    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
-    distance := format('(e.embedding::%1$I.%2$s(%3$s)) OPERATOR(%1$I.%4$s) query::%1$I.%2$s(%3$s)',
-                       ext, c.storage, c.dimensions, memora.distance_operator(c.metric));
     EXECUTE format(
         $sql$
         CREATE OR REPLACE FUNCTION memora.%1$I(query %2$I.vector, k integer)
@@ -155,114 +204,18 @@ BEGIN
         END
         $body$
         $sql$,
-        fn, ext, distance, memora.embedding_partition(p_collection_id)
+        fn, ext, distance, p_table
     );
     EXECUTE format(
         'COMMENT ON FUNCTION memora.%I(%I.vector, integer) IS %L', fn, ext,
-        format('The K nearest chunks of collection %s (%s) to QUERY over its HNSW index (hnsw.ef_search as SET), '
-               'ranked; made by memora.create_nearest_function.', c.id, c.name)
+        format('The K nearest chunks of collection %s to QUERY over the HNSW index of memora.%s (hnsw.ef_search '
+               'as SET), ranked; made by memora.create_nearest_function.', p_collection_id, p_table)
     );
-    -- Owned as the partition is, whoever made the collection.
+    -- Owned as the tables of vectors are, whoever made the collection.
     EXECUTE format('ALTER FUNCTION memora.%I(%I.vector, integer) OWNER TO %s', fn, ext,
                    (SELECT relowner::regrole FROM pg_class WHERE oid = 'memora.embedding'::regclass));
 END
 $$;
 
-COMMENT ON FUNCTION memora.create_nearest_function(bigint) IS
-    '(Re)make the function (memora.nearest_function) that walks a collection''s HNSW index with static SQL.';
-
-
-CREATE OR REPLACE FUNCTION memora.set_collection_vector_check(p_collection_id bigint)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    c memora.collection;
-    ext name := memora.vector_schema();
-    part text := memora.embedding_partition(p_collection_id);
-BEGIN
-    SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
-    EXECUTE format(
-        'ALTER TABLE memora.%I DROP CONSTRAINT IF EXISTS %I, DROP CONSTRAINT IF EXISTS %I',
-        part, part || '_model', part || '_dimensions'
-    );
-    -- Named after what they check, so the error says which rule a vector broke.
-    EXECUTE format(
-        'ALTER TABLE memora.%I ADD CONSTRAINT %I CHECK (model = %L), '
-        'ADD CONSTRAINT %I CHECK (%I.vector_dims(embedding) = %s)',
-        part, part || '_model', c.embedding_model, part || '_dimensions', ext, c.dimensions
-    );
-END
-$$;
-
-COMMENT ON FUNCTION memora.set_collection_vector_check(bigint) IS
-    'Allow only vectors of the collection''s embedding model and dimensions into its partition.';
-
-
-CREATE OR REPLACE FUNCTION memora.collection_storage_trigger()
-RETURNS trigger
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    part text;
-    parent record;
-    grant_ record;
-BEGIN
-    IF TG_OP = 'DELETE' THEN
-        EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
-        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id),
-                       memora.vector_schema());
-        RETURN OLD;
-    END IF;
-
-    part := memora.embedding_partition(NEW.id);
-    IF TG_OP = 'INSERT' THEN
-        EXECUTE format(
-            'CREATE TABLE memora.%I PARTITION OF memora.embedding FOR VALUES IN (%s)', part, NEW.id
-        );
-        PERFORM memora.set_collection_vector_check(NEW.id);
-        PERFORM memora.create_collection_index(NEW.id);
-        -- Whoever creates it (the service's role, a superuser in psql), the partition is the parent's: same owner,
-        -- same grants (the SQL roles of migration 0007), since the search functions read partitions by name.
-        SELECT c.relowner::regrole, c.relacl INTO parent FROM pg_class c WHERE c.oid = 'memora.embedding'::regclass;
-        EXECUTE format('ALTER TABLE memora.%I OWNER TO %s', part, parent.relowner);
-        FOR grant_ IN
-            SELECT a.grantee::regrole AS grantee, a.privilege_type
-            FROM aclexplode(parent.relacl) a
-            WHERE a.grantee <> 0 AND a.grantee <> parent.relowner::oid
-        LOOP
-            EXECUTE format('GRANT %s ON memora.%I TO %s', grant_.privilege_type, part, grant_.grantee);
-        END LOOP;
-        RETURN NEW;
-    END IF;
-
-    IF (NEW.embedding_model, NEW.dimensions) IS DISTINCT FROM (OLD.embedding_model, OLD.dimensions) THEN
-        -- Re-validates stored vectors: fails, and so rolls the update back, if any no longer fit.
-        PERFORM memora.set_collection_vector_check(NEW.id);
-    END IF;
-    IF (NEW.metric, NEW.storage, NEW.dimensions, NEW.hnsw_m, NEW.hnsw_ef_construction)
-       IS DISTINCT FROM (OLD.metric, OLD.storage, OLD.dimensions, OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
-        PERFORM memora.create_collection_index(NEW.id);
-    END IF;
-    RETURN NEW;
-END
-$$;
-
-CREATE OR REPLACE TRIGGER collection_storage_insert
-    AFTER INSERT ON memora.collection
-    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
-
-CREATE OR REPLACE TRIGGER collection_storage_update
-    AFTER UPDATE OF embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction
-    ON memora.collection
-    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
-
--- BEFORE, so the partition goes at once and the cascade that follows finds no vectors to delete.
-CREATE OR REPLACE TRIGGER collection_storage_delete
-    BEFORE DELETE ON memora.collection
-    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
-
--- The nearest-neighbour functions of the collections there are (a migration run dropped them with the others).
-SELECT memora.create_nearest_function(id) FROM memora.collection;
+COMMENT ON FUNCTION memora.make_nearest_function(bigint, text, text, integer, text) IS
+    '(Re)make the function (memora.nearest_function) that walks the HNSW index of P_TABLE for one collection.';

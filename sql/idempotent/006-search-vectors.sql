@@ -86,7 +86,7 @@ BEGIN
             FROM nearest n
             ORDER BY n.distance, n.chunk_id
             $sql$,
-            key, ext, memora.distance_operator(c.metric), query, memora.embedding_partition(p_collection_id),
+            key, ext, memora.distance_operator(c.metric), query, memora.active_vectors(c),
             CASE WHEN p_filter IS NULL THEN ''
                  ELSE 'JOIN memora.chunk c ON c.collection_id = e.collection_id AND c.id = e.chunk_id '
                       'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,

@@ -12,9 +12,10 @@
 -- on tables.
 
 REVOKE EXECUTE ON FUNCTION
-    memora.create_collection_index(bigint),
-    memora.create_nearest_function(bigint),
-    memora.set_collection_vector_check(bigint),
+    memora.set_vector_check(text, text, integer),
+    memora.make_vector_index(text, text, integer, text, integer, integer),
+    memora.make_nearest_function(bigint, text, text, integer, text),
+    memora.adopt_embedding_owner(text),
     memora.refresh_text_stats(bigint),
     memora.apply_text_stats(memora.text_stats[], memora.term_stats[]),
     memora.create_example_index(bigint, integer, jsonb),

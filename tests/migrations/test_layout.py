@@ -9,9 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from memora_migrations import files
-from memora_migrations.idempotent import idempotent_files
+from memora_migrations.idempotent import idempotent_files, needed
 from tests.migrations.helpers import HEAD, REVISIONS
 
 FROZEN = files.MIGRATIONS_DIR / "frozen.sha256"
@@ -62,6 +63,20 @@ def test_every_idempotent_file_names_the_revision_whose_schema_it_needs() -> Non
     assert len(requirements) == len(list(files.IDEMPOTENT_DIR.glob("*.sql")))
     assert set(requirements.values()) <= set(REVISIONS)
     assert list(requirements.values()) == sorted(requirements.values()), "files apply in name order"
+    for file in idempotent_files():
+        if file.until is not None:
+            assert REVISIONS.index(file.requires) < REVISIONS.index(file.until), file.name
+
+
+def test_a_database_gets_the_vector_layout_of_its_revision() -> None:
+    script = ScriptDirectory(str(files.MIGRATIONS_DIR))
+
+    def layout(revision: str) -> list[str]:
+        names = [file.name for file in needed(script, [revision])]
+        return [name for name in names if name in ("001-partitions-by-collection.sql", "014-embedding-versions.sql")]
+
+    assert layout("0008") == ["001-partitions-by-collection.sql"]
+    assert layout("0009") == ["014-embedding-versions.sql"]
 
 
 def test_no_revision_applies_an_idempotent_file() -> None:

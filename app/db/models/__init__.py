@@ -21,8 +21,18 @@ from app.db.models.base import (
     Base,
     Meta,
     embedding_partition,
+    version_table,
 )
-from app.db.models.collections import Chunk, Collection, Document, Embedding, Posting, TermStats, TextStats
+from app.db.models.collections import (
+    Chunk,
+    Collection,
+    Document,
+    Embedding,
+    EmbeddingVersion,
+    Posting,
+    TermStats,
+    TextStats,
+)
 from app.db.models.training import Dataset, Example, FinetuneJob, Snapshot, SnapshotExample
 
 __all__ = [
@@ -44,6 +54,7 @@ __all__ = [
     "Dataset",
     "Document",
     "Embedding",
+    "EmbeddingVersion",
     "Example",
     "FinetuneJob",
     "Meta",
@@ -53,4 +64,5 @@ __all__ = [
     "TermStats",
     "TextStats",
     "embedding_partition",
+    "version_table",
 ]

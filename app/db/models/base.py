@@ -38,6 +38,11 @@ def embedding_partition(collection_id: int) -> str:
     return f"embedding_c{collection_id}"
 
 
+def version_table(collection_id: int, version: int) -> str:
+    """Name of the table of one version of a collection's vectors (memora.version_table in SQL)."""
+    return f"{embedding_partition(collection_id)}_v{version}"
+
+
 def in_list(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 

@@ -57,6 +57,15 @@ class Collection(Base):
         CheckConstraint("jsonb_typeof(chunking) = 'object'", name="chunking_object"),
         CheckConstraint("bm25_k1 >= 0 AND bm25_k1 <= 10", name="bm25_k1"),
         CheckConstraint("bm25_b >= 0 AND bm25_b <= 1", name="bm25_b"),
+        # The version searches read (migration 0009). Checked at commit: a new collection's version 1 is made by a
+        # trigger after its row.
+        ForeignKeyConstraint(
+            ["id", "active_version"],
+            ["embedding_version.collection_id", "embedding_version.number"],
+            deferrable=True,
+            initially="DEFERRED",
+            use_alter=True,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -81,6 +90,43 @@ class Collection(Base):
     metadata_: Mapped[dict[str, Any]] = metadata_column()
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = created_at_column()
+    # The embedding version searches read; the model columns above are its (sql/idempotent/014).
+    active_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+
+
+class EmbeddingVersion(Base):
+    """One version of a collection's vectors: the model that makes them and how they are stored and indexed.
+
+    Each version's vectors are a partition of the collection's partition of embedding, with an HNSW index of its own
+    (made by a trigger on this table, sql/idempotent/014-embedding-versions.sql).
+    """
+
+    __tablename__ = "embedding_version"
+    __table_args__ = (
+        CheckConstraint("number >= 1", name="number"),
+        CheckConstraint(in_list("embedding_provider", PROVIDERS), name="embedding_provider"),
+        CheckConstraint(in_list("metric", METRICS), name="metric"),
+        CheckConstraint(in_list("storage", STORAGE_TYPES), name="storage"),
+        CheckConstraint(
+            "dimensions >= 1 AND dimensions <= CASE storage WHEN 'halfvec' THEN 4000 ELSE 2000 END",
+            name="dimensions",
+        ),
+        CheckConstraint("hnsw_m BETWEEN 2 AND 100", name="hnsw_m"),
+        CheckConstraint("hnsw_ef_construction BETWEEN 2 * hnsw_m AND 1000", name="hnsw_ef_construction"),
+    )
+
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    embedding_provider: Mapped[str] = mapped_column(Text, nullable=False)
+    embedding_model: Mapped[str] = mapped_column(Text, nullable=False)
+    dimensions: Mapped[int] = mapped_column(Integer, nullable=False)
+    metric: Mapped[str] = mapped_column(Text, nullable=False)
+    storage: Mapped[str] = mapped_column(Text, nullable=False)
+    hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False)
+    hnsw_ef_construction: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
 
 
 class Document(Base):
@@ -172,10 +218,10 @@ class Chunk(Base):
 
 
 class Embedding(Base):
-    """The vector of one chunk under one embedding model.
+    """The vector of one chunk in one version of its collection's embeddings.
 
-    Partitioned by collection: each collection gets its own partition with an HNSW index whose opclass matches
-    the collection's metric and storage type (created by a trigger on collection, sql/idempotent/).
+    Partitioned by collection, and each collection's partition by version: each version gets its own table with an
+    HNSW index whose opclass matches its metric and storage type (created by triggers, sql/idempotent/014).
     """
 
     __tablename__ = "embedding"
@@ -186,7 +232,8 @@ class Embedding(Base):
 
     collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     chunk_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, server_default="1")
+    model: Mapped[str] = mapped_column(Text, nullable=False)
     embedding: Mapped[Any] = mapped_column(VECTOR(), nullable=False)
     created_at: Mapped[datetime] = created_at_column()
 

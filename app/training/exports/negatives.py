@@ -92,7 +92,7 @@ class Miner:
             "positives": [_literal(v) for v in positives],
             "collection": self.collection.name,
             "collection_id": self.collection.id,
-            "model": self.collection.embedding_model,
+            "version": self.collection.active_version,
             "k": self.k,
         }
         hits: list[list[tuple[str, float | None]]] = [[] for _ in pairs]

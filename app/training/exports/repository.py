@@ -51,13 +51,14 @@ _COPY_END = "ORDER BY {order}) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIM
 _UNSORTED = Query("SET LOCAL enable_sort = off")
 
 # One round trip for a batch of anchors: memora.search_hybrid_v1 for each, with each hit's cosine similarity to
-# its example's positive (from the vector stored for the hit under the collection's model).
+# its example's positive (from the vector stored for the hit in the collection's active embedding version).
 NEGATIVE_CANDIDATES = Query("""
 SELECT q.i, h.text, 1 - (v.embedding <=> q.positive) AS positive_cosine
 FROM unnest(%(queries)s::text[], %(embeddings)s::vector[], %(positives)s::vector[])
      WITH ORDINALITY AS q(query, embedding, positive, i)
 CROSS JOIN LATERAL memora.search_hybrid_v1(%(collection)s, q.query, q.embedding, %(k)s::integer) WITH ORDINALITY AS h
-LEFT JOIN memora.embedding v ON v.collection_id = %(collection_id)s AND v.chunk_id = h.chunk_id AND v.model = %(model)s
+LEFT JOIN memora.embedding v
+       ON v.collection_id = %(collection_id)s AND v.chunk_id = h.chunk_id AND v.version = %(version)s
 ORDER BY q.i, h.ordinality
 """)
 

@@ -25,7 +25,7 @@ from tests.schema import SCHEMA, q, sql
 def _index_def(connection: Connection, collection_id: int) -> str | None:
     return connection.execute(
         text("SELECT indexdef FROM pg_indexes WHERE schemaname = :schema AND indexname = :name"),
-        {"schema": SCHEMA, "name": f"embedding_c{collection_id}_hnsw"},
+        {"schema": SCHEMA, "name": f"embedding_c{collection_id}_v1_hnsw"},
     ).scalar()
 
 
@@ -70,7 +70,7 @@ def test_hnsw_index_serves_nearest_neighbour_queries(db: Session, connection: Co
     plan = "\n".join(row[0] for row in connection.execute(text("EXPLAIN " + str(query))))
     nearest = connection.execute(query).scalar()
 
-    assert f"embedding_c{collection.id}_hnsw" in plan
+    assert f"embedding_c{collection.id}_v1_hnsw" in plan
     chunk_ids = db.scalars(select(Chunk.id).where(Chunk.document_id == document.id).order_by(Chunk.ordinal)).all()
     assert nearest == chunk_ids[1]
 
@@ -110,7 +110,7 @@ def _index_scans(connection: Connection, collection_id: int) -> int:
     """Scans of the collection's HNSW index in this transaction."""
     scans: int = connection.execute(
         text("SELECT pg_stat_get_xact_numscans(to_regclass(:index))"),
-        {"index": q(f"memora.embedding_c{collection_id}_hnsw")},
+        {"index": q(f"memora.embedding_c{collection_id}_v1_hnsw")},
     ).scalar_one()
     return scans
 

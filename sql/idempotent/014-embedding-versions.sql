@@ -1,0 +1,245 @@
+-- requires: 0009 (memora.embedding_version, memora.collection.active_version, memora.embedding.version)
+--
+-- Versions of a collection's vectors, from migration 0009 (001-partitions-by-collection.sql before it).
+--
+-- memora.embedding is partitioned by collection (embedding_c<id>), and each collection's partition by version
+-- (embedding_c<id>_v<n>): a version is a table with a CHECK that only vectors of its model and dimensions enter it
+-- and an HNSW index whose operator class matches its metric and storage type (001-collection-storage.sql makes each).
+-- memora.embedding_version holds each version's settings; memora.collection.active_version names the one searches
+-- read, and the collection's own model columns are that version's. The triggers below keep the tables in step with
+-- both: a collection inserted from psql gets its partition and version 1 from its own columns, as one created
+-- through the REST API does.
+
+CREATE OR REPLACE FUNCTION memora.version_table(collection_id bigint, version integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT memora.embedding_partition(collection_id) || '_v' || version $$;
+
+COMMENT ON FUNCTION memora.version_table(bigint, integer) IS
+    'Name of the table that holds one version of a collection''s vectors (a partition of its partition).';
+
+
+CREATE OR REPLACE FUNCTION memora.active_vectors(c memora.collection)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT memora.version_table(c.id, c.active_version) $$;
+
+COMMENT ON FUNCTION memora.active_vectors(memora.collection) IS
+    'Name of the table that holds the vectors a collection''s searches read: its active version''s.';
+
+
+CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v memora.embedding_version;
+BEGIN
+    SELECT e.* INTO STRICT v
+    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
+    WHERE e.collection_id = p_collection_id;
+    PERFORM memora.make_vector_index(memora.version_table(v.collection_id, v.number), v.storage, v.dimensions,
+                                     v.metric, v.hnsw_m, v.hnsw_ef_construction);
+    PERFORM memora.create_nearest_function(p_collection_id);
+END
+$$;
+
+COMMENT ON FUNCTION memora.create_collection_index(bigint) IS
+    '(Re)build the HNSW index of a collection''s active version from its metric, storage type, dimensions, m and '
+    'ef_construction, and the function that walks it (memora.nearest_function).';
+
+
+CREATE OR REPLACE FUNCTION memora.create_nearest_function(p_collection_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v memora.embedding_version;
+BEGIN
+    SELECT e.* INTO STRICT v
+    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
+    WHERE e.collection_id = p_collection_id;
+    PERFORM memora.make_nearest_function(p_collection_id, memora.version_table(v.collection_id, v.number), v.storage,
+                                         v.dimensions, v.metric);
+END
+$$;
+
+COMMENT ON FUNCTION memora.create_nearest_function(bigint) IS
+    '(Re)make the function (memora.nearest_function) that walks the HNSW index of a collection''s active version.';
+
+
+CREATE OR REPLACE FUNCTION memora.set_collection_vector_check(p_collection_id bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v memora.embedding_version;
+BEGIN
+    SELECT e.* INTO STRICT v
+    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
+    WHERE e.collection_id = p_collection_id;
+    PERFORM memora.set_vector_check(memora.version_table(v.collection_id, v.number), v.embedding_model, v.dimensions);
+END
+$$;
+
+COMMENT ON FUNCTION memora.set_collection_vector_check(bigint) IS
+    'Allow only vectors of the embedding model and dimensions of a collection''s active version into its table.';
+
+
+-- A version's table, CHECKs and index, made when its row is, rebuilt when its settings change, dropped with it.
+CREATE OR REPLACE FUNCTION memora.embedding_version_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    tbl text;
+    active boolean;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.version_table(OLD.collection_id, OLD.number));
+        RETURN OLD;
+    END IF;
+
+    tbl := memora.version_table(NEW.collection_id, NEW.number);
+    active := EXISTS (SELECT FROM memora.collection c WHERE c.id = NEW.collection_id AND c.active_version = NEW.number);
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('CREATE TABLE memora.%I PARTITION OF memora.%I FOR VALUES IN (%s)',
+                       tbl, memora.embedding_partition(NEW.collection_id), NEW.number);
+        PERFORM memora.adopt_embedding_owner(tbl);
+        PERFORM memora.set_vector_check(tbl, NEW.embedding_model, NEW.dimensions);
+        PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
+                                         NEW.hnsw_ef_construction);
+    ELSE
+        IF (NEW.embedding_model, NEW.dimensions) IS DISTINCT FROM (OLD.embedding_model, OLD.dimensions) THEN
+            -- Re-validates stored vectors: fails, and so rolls the update back, if any no longer fit.
+            PERFORM memora.set_vector_check(tbl, NEW.embedding_model, NEW.dimensions);
+        END IF;
+        IF (NEW.metric, NEW.storage, NEW.dimensions, NEW.hnsw_m, NEW.hnsw_ef_construction)
+           IS NOT DISTINCT FROM (OLD.metric, OLD.storage, OLD.dimensions, OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
+            RETURN NEW;
+        END IF;
+        PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
+                                         NEW.hnsw_ef_construction);
+    END IF;
+    IF active THEN
+        PERFORM memora.make_nearest_function(NEW.collection_id, tbl, NEW.storage, NEW.dimensions, NEW.metric);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER embedding_version_insert
+    AFTER INSERT ON memora.embedding_version
+    FOR EACH ROW EXECUTE FUNCTION memora.embedding_version_trigger();
+
+CREATE OR REPLACE TRIGGER embedding_version_update
+    AFTER UPDATE OF embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction
+    ON memora.embedding_version
+    FOR EACH ROW EXECUTE FUNCTION memora.embedding_version_trigger();
+
+CREATE OR REPLACE TRIGGER embedding_version_delete
+    AFTER DELETE ON memora.embedding_version
+    FOR EACH ROW EXECUTE FUNCTION memora.embedding_version_trigger();
+
+
+-- The collection's model columns are its active version's. Making another version active copies its settings into
+-- them (and the nearest function follows it); changing them on the collection changes the active version (its
+-- CHECKs and index follow, as they did for the collection's single partition).
+CREATE OR REPLACE FUNCTION memora.collection_active_version_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v memora.embedding_version;
+BEGIN
+    SELECT * INTO v FROM memora.embedding_version WHERE collection_id = NEW.id AND number = NEW.active_version;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', DETAIL = 'active_version',
+            MESSAGE = format('collection %L has no embedding version %s', NEW.name, NEW.active_version);
+    END IF;
+    NEW.embedding_provider := v.embedding_provider;
+    NEW.embedding_model := v.embedding_model;
+    NEW.dimensions := v.dimensions;
+    NEW.metric := v.metric;
+    NEW.storage := v.storage;
+    NEW.hnsw_m := v.hnsw_m;
+    NEW.hnsw_ef_construction := v.hnsw_ef_construction;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION memora.collection_storage_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        -- Its versions' tables go with it; their rows go by the cascade that follows.
+        EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
+        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id),
+                       memora.vector_schema());
+        RETURN OLD;
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        part := memora.embedding_partition(NEW.id);
+        EXECUTE format('CREATE TABLE memora.%I PARTITION OF memora.embedding FOR VALUES IN (%s) '
+                       'PARTITION BY LIST (version)', part, NEW.id);
+        PERFORM memora.adopt_embedding_owner(part);
+        INSERT INTO memora.embedding_version (collection_id, number, embedding_provider, embedding_model, dimensions,
+                                              metric, storage, hnsw_m, hnsw_ef_construction)
+        VALUES (NEW.id, NEW.active_version, NEW.embedding_provider, NEW.embedding_model, NEW.dimensions, NEW.metric,
+                NEW.storage, NEW.hnsw_m, NEW.hnsw_ef_construction);
+        RETURN NEW;
+    END IF;
+
+    IF NEW.active_version IS DISTINCT FROM OLD.active_version THEN
+        PERFORM memora.create_nearest_function(NEW.id);
+    ELSE
+        UPDATE memora.embedding_version
+        SET embedding_provider = NEW.embedding_provider, embedding_model = NEW.embedding_model,
+            dimensions = NEW.dimensions, metric = NEW.metric, storage = NEW.storage, hnsw_m = NEW.hnsw_m,
+            hnsw_ef_construction = NEW.hnsw_ef_construction
+        WHERE collection_id = NEW.id AND number = NEW.active_version;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER collection_active_version
+    BEFORE UPDATE OF active_version ON memora.collection
+    FOR EACH ROW WHEN (NEW.active_version IS DISTINCT FROM OLD.active_version)
+    EXECUTE FUNCTION memora.collection_active_version_trigger();
+
+CREATE OR REPLACE TRIGGER collection_storage_insert
+    AFTER INSERT ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+CREATE OR REPLACE TRIGGER collection_storage_update
+    AFTER UPDATE OF embedding_provider, embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction,
+                    active_version
+    ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+-- BEFORE, so the tables go at once and the cascade that follows finds no vectors to delete.
+CREATE OR REPLACE TRIGGER collection_storage_delete
+    BEFORE DELETE ON memora.collection
+    FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+-- For the owner of Memora's objects only (012-privileges.sql says why).
+REVOKE EXECUTE ON FUNCTION
+    memora.create_collection_index(bigint),
+    memora.create_nearest_function(bigint),
+    memora.set_collection_vector_check(bigint)
+FROM PUBLIC;
+
+-- The nearest-neighbour functions of the collections there are (a migration run dropped them with the others).
+SELECT memora.create_nearest_function(id) FROM memora.collection;
