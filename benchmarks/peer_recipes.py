@@ -12,7 +12,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
 
-from app.db.models import SCHEMA, embedding_partition
+from app.db.models import SCHEMA, version_table
 from app.eval.repository import FusionParams
 from app.ingest.service import DocumentInput
 
@@ -190,7 +190,7 @@ class Method:
 def methods(corpus: str, collection_id: int) -> list[Method]:
     """Every method measured on CORPUS (Memora's collection COLLECTION_ID), Memora's first."""
     tables = names(corpus)
-    partition = sql.Identifier(SCHEMA, embedding_partition(collection_id))
+    partition = sql.Identifier(SCHEMA, version_table(collection_id, 1))
 
     def compose(text: str) -> sql.Composed:
         return sql.SQL(text).format(**tables)

@@ -42,7 +42,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from write_variants import CHUNK_COLUMNS, CHUNK_TYPES, EMBEDDING_COLUMNS, MODEL, reserve_ids
 
-from app.db.models import SCHEMA, embedding_partition
+from app.db.models import SCHEMA, version_table
 from app.embeddings.local import BUNDLED_MODEL_SHA256, LocalEmbedder
 
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
@@ -290,7 +290,7 @@ def load(
             "VALUES (%s, 'local', %s, %s) RETURNING id, language::oid",
             (name, MODEL, vectors.shape[1]),
         ).fetchone()  # type: ignore[misc]
-        hnsw = sql.Identifier(SCHEMA, f"{embedding_partition(collection_id)}_hnsw")
+        hnsw = sql.Identifier(SCHEMA, f"{version_table(collection_id, 1)}_hnsw")
         conn.execute(sql.SQL("DROP INDEX {}").format(hnsw))
         cursor = conn.cursor()
         start = time.perf_counter()

@@ -81,7 +81,7 @@ PARTS = {
 def recipe_functions(corpus: str, collection_id: int, k1: float, b: float) -> list[sql.Composed | sql.SQL]:
     """The recipe's statements as PL/pgSQL functions in pg_temp (their plans kept for the session, as a prepared
     statement's are), and the statement vector_candidates ran per call before the nearest functions."""
-    partition = sql.Identifier("memora", f"embedding_c{collection_id}")
+    partition = sql.Identifier("memora", f"embedding_c{collection_id}_v1")
     bm25 = sql.SQL(POSTING_BM25.replace("%(k1)s", str(k1)).replace("%(b)s", str(b)).replace("%(query)s", "q")).format(
         **names(corpus)
     )
@@ -144,7 +144,7 @@ def recipe_functions(corpus: str, collection_id: int, k1: float, b: float) -> li
                     SELECT n.chunk_id, n.distance, (row_number() OVER (ORDER BY n.distance, n.chunk_id))::integer
                     FROM nearest n
                     ORDER BY n.distance, n.chunk_id
-                    $sql$, memora.embedding_partition(p_collection_id))
+                    $sql$, memora.version_table(p_collection_id, 1))
                 USING p_embedding, p_limit;
                 PERFORM set_config('enable_seqscan', 'on', true);
             END $$

@@ -67,7 +67,7 @@ from search_speed_cases import (
     run,
 )
 
-from app.db.models import embedding_partition
+from app.db.models import version_table
 
 GOALS = {
     "vector recall@10, default ef_search: keyword queries": (">=", 0.95),
@@ -197,7 +197,7 @@ def sweep(
         )
         build = time.perf_counter() - start
         size = conn.execute(
-            "SELECT pg_relation_size(%s::regclass)", (f"memora.{embedding_partition(collection_id)}_hnsw",)
+            "SELECT pg_relation_size(%s::regclass)", (f"memora.{version_table(collection_id, 1)}_hnsw",)
         ).fetchone()[0]  # type: ignore[index]
         bar.remove_task(task)
         run(inputs.part(0, 20), vector_cases, seed, bar, "warm-up")
@@ -276,7 +276,7 @@ def embedded(texts: list[str], label: str, bar: Any, facts: dict[str, Any]) -> n
 
 def disk(conn: psycopg.Connection[Any], collection_id: int) -> dict[str, int]:
     """Bytes on disk of the database and of each relation the searches read, each index on its own line."""
-    partition = embedding_partition(collection_id)
+    partition = version_table(collection_id, 1)
     relations = {"chunk (heap and TOAST)": "memora.chunk", "chunk GIN (tsv)": "memora.ix_chunk_tsv",
                  "embedding partition (heap and TOAST)": f"memora.{partition}", "HNSW": f"memora.{partition}_hnsw",
                  "term_stats": "memora.term_stats", "document": "memora.document",

@@ -50,7 +50,7 @@ from write_variants import (
 
 from app.config import Settings
 from app.db.engine import make_engine
-from app.db.models import SCHEMA, embedding_partition
+from app.db.models import SCHEMA, version_table
 
 # -- one measurement -------------------------------------------------------------------------------------------
 
@@ -81,7 +81,7 @@ def prepare(url: str, docs: list[SyntheticDocument], name: str, *, with_document
 
 
 def hnsw_index(collection_id: int) -> sql.Identifier:
-    return sql.Identifier(SCHEMA, f"{embedding_partition(collection_id)}_hnsw")
+    return sql.Identifier(SCHEMA, f"{version_table(collection_id, 1)}_hnsw")
 
 
 @dataclass

@@ -253,6 +253,33 @@ def next_available_in(conn: Connection) -> float | None:
     return None if seconds is None else max(0.0, float(seconds))
 
 
+def lock_active_versions(conn: Connection, collection_ids: set[int]) -> dict[int, int]:
+    """The active embedding version of each collection, its row locked FOR SHARE (in id order) until commit, so that no
+    other version becomes active while vectors of this one are written."""
+    rows = conn.execute(
+        select(Collection.id, Collection.active_version)
+        .where(Collection.id.in_(sorted(collection_ids)))
+        .order_by(Collection.id)
+        .with_for_update(read=True)
+    ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def requeue(conn: Connection, docs: Sequence[ClaimedDocument], worker: str) -> None:
+    """Put DOCS, still leased by WORKER, back in the queue at once, their attempt not counted."""
+    for doc in docs:
+        conn.execute(
+            update(Document)
+            .where(
+                Document.collection_id == doc.collection_id,
+                Document.id == doc.id,
+                Document.version == doc.version,
+                Document.leased_by == worker,
+            )
+            .values(status="pending", leased_by=None, available_at=func.now(), attempts=Document.attempts - 1)
+        )
+
+
 def lock_if_still_ours(conn: Connection, doc: ClaimedDocument, worker: str) -> bool:
     """Lock the document row; True if it is still this version and still leased by this worker."""
     row = conn.execute(

@@ -348,8 +348,14 @@ class Worker:
 
     def _write_together(self, items: list[Work]) -> None:
         with self.engine.begin() as conn:
+            # Another embedding version made active since the claim: these vectors are the old one's, so the
+            # document goes back to the queue, to be embedded with the new one.
+            active = repository.lock_active_versions(conn, {doc.collection_id for doc, _, _ in items})
+            stale = [doc for doc, _, _ in items if active.get(doc.collection_id) != doc.embedding_version]
+            repository.requeue(conn, stale, self.name)
             # Edited meanwhile (queued again), or taken over after the lease ran out: that work wins.
-            ours = [item for item in items if repository.lock_if_still_ours(conn, item[0], self.name)]
+            fresh = [item for item in items if item[0] not in stale]
+            ours = [item for item in fresh if repository.lock_if_still_ours(conn, item[0], self.name)]
             pipeline.write_many(conn, ours)
             if ours:
                 repository.finish(conn, [doc for doc, _, _ in ours])

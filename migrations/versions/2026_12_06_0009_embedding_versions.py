@@ -98,6 +98,7 @@ _RESTRUCTURE = """
 DO $$
 DECLARE
     c bigint;
+    item text;
     parent record;
     grant_ record;
     collections bigint[] := ARRAY(SELECT id FROM "{schema}".collection ORDER BY id);
@@ -107,11 +108,16 @@ BEGIN
     FOREACH c IN ARRAY collections LOOP
         EXECUTE format('ALTER TABLE "{schema}".embedding DETACH PARTITION "{schema}".%I', 'embedding_c' || c);
         EXECUTE format('ALTER TABLE "{schema}".%I RENAME TO %I', 'embedding_c' || c, 'embedding_c' || c || '_v1');
-        EXECUTE format('ALTER TABLE "{schema}".%I RENAME CONSTRAINT %I TO %I', 'embedding_c' || c || '_v1',
-                       'embedding_c' || c || '_model', 'embedding_c' || c || '_v1_model');
-        EXECUTE format('ALTER TABLE "{schema}".%I RENAME CONSTRAINT %I TO %I', 'embedding_c' || c || '_v1',
-                       'embedding_c' || c || '_dimensions', 'embedding_c' || c || '_v1_dimensions');
-        EXECUTE format('ALTER INDEX "{schema}".%I RENAME TO %I', 'embedding_c' || c || '_hnsw',
+        -- What the partition should have, renamed where it is there (an index dropped for a bulk load may not be).
+        FOREACH item IN ARRAY ARRAY['_model', '_dimensions'] LOOP
+            IF EXISTS (SELECT FROM pg_constraint
+                       WHERE conrelid = format('"{schema}".%I', 'embedding_c' || c || '_v1')::regclass
+                         AND conname = 'embedding_c' || c || item) THEN
+                EXECUTE format('ALTER TABLE "{schema}".%I RENAME CONSTRAINT %I TO %I', 'embedding_c' || c || '_v1',
+                               'embedding_c' || c || item, 'embedding_c' || c || '_v1' || item);
+            END IF;
+        END LOOP;
+        EXECUTE format('ALTER INDEX IF EXISTS "{schema}".%I RENAME TO %I', 'embedding_c' || c || '_hnsw',
                        'embedding_c' || c || '_v1_hnsw');
     END LOOP;
     ALTER TABLE "{schema}".embedding ADD COLUMN version integer NOT NULL DEFAULT 1;
@@ -149,6 +155,7 @@ DO $$
 DECLARE
     c record;
     v integer;
+    item text;
 BEGIN
     FOR c IN SELECT id, active_version FROM "{schema}".collection ORDER BY id LOOP
         FOR v IN SELECT number FROM "{schema}".embedding_version WHERE collection_id = c.id AND number <> c.active_version
@@ -160,12 +167,15 @@ BEGIN
         EXECUTE format('DROP TABLE "{schema}".%I', 'embedding_c' || c.id);
         EXECUTE format('ALTER TABLE "{schema}".%I RENAME TO %I', 'embedding_c' || c.id || '_v' || c.active_version,
                        'embedding_c' || c.id);
-        EXECUTE format('ALTER TABLE "{schema}".%I RENAME CONSTRAINT %I TO %I', 'embedding_c' || c.id,
-                       'embedding_c' || c.id || '_v' || c.active_version || '_model', 'embedding_c' || c.id || '_model');
-        EXECUTE format('ALTER TABLE "{schema}".%I RENAME CONSTRAINT %I TO %I', 'embedding_c' || c.id,
-                       'embedding_c' || c.id || '_v' || c.active_version || '_dimensions',
-                       'embedding_c' || c.id || '_dimensions');
-        EXECUTE format('ALTER INDEX "{schema}".%I RENAME TO %I',
+        FOREACH item IN ARRAY ARRAY['_model', '_dimensions'] LOOP
+            IF EXISTS (SELECT FROM pg_constraint
+                       WHERE conrelid = format('"{schema}".%I', 'embedding_c' || c.id)::regclass
+                         AND conname = 'embedding_c' || c.id || '_v' || c.active_version || item) THEN
+                EXECUTE format('ALTER TABLE "{schema}".%I RENAME CONSTRAINT %I TO %I', 'embedding_c' || c.id,
+                               'embedding_c' || c.id || '_v' || c.active_version || item, 'embedding_c' || c.id || item);
+            END IF;
+        END LOOP;
+        EXECUTE format('ALTER INDEX IF EXISTS "{schema}".%I RENAME TO %I',
                        'embedding_c' || c.id || '_v' || c.active_version || '_hnsw', 'embedding_c' || c.id || '_hnsw');
         EXECUTE format('ALTER TABLE "{schema}".%I DROP CONSTRAINT IF EXISTS %I', 'embedding_c' || c.id,
                        'embedding_c' || c.id || '_v' || c.active_version || '_pkey');

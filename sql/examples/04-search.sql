@@ -11,7 +11,7 @@ FROM memora.search_text('search-demo', :'query', 5);
 
 -- A query embedding, made by the collection's own model. psql runs the command and keeps its output, a vector
 -- literal such as [0.01,-0.2,...]. Any vector of the collection's dimensions will do, e.g. a stored chunk's:
---   (SELECT embedding FROM memora.embedding WHERE chunk_id = 42)
+--   (SELECT embedding FROM memora.embedding WHERE chunk_id = 42 AND version = 1)
 \set query_embedding `memora embed --collection search-demo :'query'`
 
 SELECT external_id, round(score::numeric, 4) AS similarity, vector_rank

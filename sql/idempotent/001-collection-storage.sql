@@ -21,6 +21,15 @@ COMMENT ON FUNCTION memora.embedding_partition(bigint) IS
     'Name of the memora.embedding partition that holds one collection''s vectors.';
 
 
+CREATE OR REPLACE FUNCTION memora.version_table(collection_id bigint, version integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT memora.embedding_partition(collection_id) || '_v' || version $$;
+
+COMMENT ON FUNCTION memora.version_table(bigint, integer) IS
+    'Name of the table that holds one version of a collection''s vectors (a partition of its partition, from migration 0009).';
+
+
 CREATE OR REPLACE FUNCTION memora.hnsw_opclass(metric text, storage text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE

@@ -37,7 +37,8 @@ BEGIN
         WHERE p.pronamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'memora.meta'::regclass)
           AND p.proname IN ('search_text', 'search_vector', 'search_hybrid', 'search_text_v1', 'search_vector_v1',
                             'search_hybrid_v1', 'compile_filter', 'shuffle_positions', 'shuffle_position',
-                            'split_of', 'example_text', 'content_hash', 'embedding_partition')
+                            'split_of', 'example_text', 'content_hash', 'embedding_partition',
+                            'version_table')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', routine, reader);
     END LOOP;

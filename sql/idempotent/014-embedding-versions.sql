@@ -10,15 +10,6 @@
 -- both: a collection inserted from psql gets its partition and version 1 from its own columns, as one created
 -- through the REST API does.
 
-CREATE OR REPLACE FUNCTION memora.version_table(collection_id bigint, version integer)
-RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT memora.embedding_partition(collection_id) || '_v' || version $$;
-
-COMMENT ON FUNCTION memora.version_table(bigint, integer) IS
-    'Name of the table that holds one version of a collection''s vectors (a partition of its partition).';
-
-
 CREATE OR REPLACE FUNCTION memora.active_vectors(c memora.collection)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -113,20 +104,35 @@ BEGIN
         PERFORM memora.set_vector_check(tbl, NEW.embedding_model, NEW.dimensions);
         PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
                                          NEW.hnsw_ef_construction);
-    ELSE
-        IF (NEW.embedding_model, NEW.dimensions) IS DISTINCT FROM (OLD.embedding_model, OLD.dimensions) THEN
-            -- Re-validates stored vectors: fails, and so rolls the update back, if any no longer fit.
-            PERFORM memora.set_vector_check(tbl, NEW.embedding_model, NEW.dimensions);
+        IF active THEN
+            PERFORM memora.make_nearest_function(NEW.collection_id, tbl, NEW.storage, NEW.dimensions, NEW.metric);
         END IF;
-        IF (NEW.metric, NEW.storage, NEW.dimensions, NEW.hnsw_m, NEW.hnsw_ef_construction)
-           IS NOT DISTINCT FROM (OLD.metric, OLD.storage, OLD.dimensions, OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
-            RETURN NEW;
-        END IF;
+        RETURN NEW;
+    END IF;
+
+    IF (NEW.embedding_model, NEW.dimensions) IS DISTINCT FROM (OLD.embedding_model, OLD.dimensions) THEN
+        -- Re-validates stored vectors: fails, and so rolls the update back, if any no longer fit.
+        PERFORM memora.set_vector_check(tbl, NEW.embedding_model, NEW.dimensions);
+    END IF;
+    IF (NEW.metric, NEW.storage, NEW.dimensions, NEW.hnsw_m, NEW.hnsw_ef_construction)
+       IS DISTINCT FROM (OLD.metric, OLD.storage, OLD.dimensions, OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
         PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
                                          NEW.hnsw_ef_construction);
+        IF active THEN
+            PERFORM memora.make_nearest_function(NEW.collection_id, tbl, NEW.storage, NEW.dimensions, NEW.metric);
+        END IF;
     END IF;
     IF active THEN
-        PERFORM memora.make_nearest_function(NEW.collection_id, tbl, NEW.storage, NEW.dimensions, NEW.metric);
+        -- The collection's columns are the active version's: a change made here reaches them (a change made there
+        -- came here, and finds nothing to change back).
+        UPDATE memora.collection
+        SET embedding_provider = NEW.embedding_provider, embedding_model = NEW.embedding_model,
+            dimensions = NEW.dimensions, metric = NEW.metric, storage = NEW.storage, hnsw_m = NEW.hnsw_m,
+            hnsw_ef_construction = NEW.hnsw_ef_construction
+        WHERE id = NEW.collection_id
+          AND (embedding_provider, embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction)
+              IS DISTINCT FROM (NEW.embedding_provider, NEW.embedding_model, NEW.dimensions, NEW.metric, NEW.storage,
+                                NEW.hnsw_m, NEW.hnsw_ef_construction);
     END IF;
     RETURN NEW;
 END
@@ -137,9 +143,27 @@ CREATE OR REPLACE TRIGGER embedding_version_insert
     FOR EACH ROW EXECUTE FUNCTION memora.embedding_version_trigger();
 
 CREATE OR REPLACE TRIGGER embedding_version_update
-    AFTER UPDATE OF embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction
+    AFTER UPDATE OF embedding_provider, embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction
     ON memora.embedding_version
     FOR EACH ROW EXECUTE FUNCTION memora.embedding_version_trigger();
+
+-- A version's table is named and bounded by its key: the key does not change.
+CREATE OR REPLACE FUNCTION memora.embedding_version_key_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', DETAIL = 'number',
+        MESSAGE = format('an embedding version keeps its collection and number (collection %s, version %s)',
+                         OLD.collection_id, OLD.number);
+END
+$$;
+
+CREATE OR REPLACE TRIGGER embedding_version_key
+    BEFORE UPDATE OF collection_id, number ON memora.embedding_version
+    FOR EACH ROW WHEN ((NEW.collection_id, NEW.number) IS DISTINCT FROM (OLD.collection_id, OLD.number))
+    EXECUTE FUNCTION memora.embedding_version_key_trigger();
 
 CREATE OR REPLACE TRIGGER embedding_version_delete
     AFTER DELETE ON memora.embedding_version
@@ -157,7 +181,15 @@ AS $$
 DECLARE
     v memora.embedding_version;
 BEGIN
-    SELECT * INTO v FROM memora.embedding_version WHERE collection_id = NEW.id AND number = NEW.active_version;
+    IF (NEW.embedding_provider, NEW.embedding_model, NEW.dimensions, NEW.metric, NEW.storage, NEW.hnsw_m,
+        NEW.hnsw_ef_construction)
+       IS DISTINCT FROM (OLD.embedding_provider, OLD.embedding_model, OLD.dimensions, OLD.metric, OLD.storage,
+                         OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', DETAIL = 'active_version',
+            MESSAGE = 'change the active version or its settings, not both in one statement';
+    END IF;
+    SELECT * INTO v FROM memora.embedding_version WHERE collection_id = NEW.id AND number = NEW.active_version
+    FOR SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', DETAIL = 'active_version',
             MESSAGE = format('collection %L has no embedding version %s', NEW.name, NEW.active_version);
@@ -208,7 +240,10 @@ BEGIN
         SET embedding_provider = NEW.embedding_provider, embedding_model = NEW.embedding_model,
             dimensions = NEW.dimensions, metric = NEW.metric, storage = NEW.storage, hnsw_m = NEW.hnsw_m,
             hnsw_ef_construction = NEW.hnsw_ef_construction
-        WHERE collection_id = NEW.id AND number = NEW.active_version;
+        WHERE collection_id = NEW.id AND number = NEW.active_version
+          AND (embedding_provider, embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction)
+              IS DISTINCT FROM (NEW.embedding_provider, NEW.embedding_model, NEW.dimensions, NEW.metric, NEW.storage,
+                                NEW.hnsw_m, NEW.hnsw_ef_construction);
     END IF;
     RETURN NEW;
 END

@@ -179,6 +179,42 @@ def test_a_run_that_applies_the_files_makes_each_collection_s_nearest_function_a
     assert fetch(fresh_db_url, hits) == [("a",)]
 
 
+def test_a_downgrade_below_embedding_versions_keeps_each_collection_s_active_version(fresh_db_url: str) -> None:
+    run_sql(
+        fresh_db_url,
+        "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions)"
+        " VALUES ('docs', 'hashing', 'm', 3);"
+        "INSERT INTO memora.document (collection_id, external_id, content) VALUES (1, 'a', 'Foxes.');"
+        "INSERT INTO memora.chunk (collection_id, document_id, ordinal, text, char_start, char_end, content_hash,"
+        " language) SELECT 1, id, 0, content, 0, 6, memora.content_hash(content), 'english' FROM memora.document;"
+        "INSERT INTO memora.embedding_version (collection_id, number, embedding_provider, embedding_model,"
+        " dimensions, metric, storage, hnsw_m, hnsw_ef_construction) VALUES (1, 2, 'hashing', 'm2', 2, 'l2',"
+        " 'vector', 16, 64);"
+        "INSERT INTO memora.embedding (collection_id, chunk_id, version, model, embedding) VALUES"
+        " (1, 1, 1, 'm', '[1,0,0]'), (1, 1, 2, 'm2', '[0,1]');"
+        "UPDATE memora.collection SET active_version = 2",
+    )
+
+    downgrade(fresh_db_url, "0008")
+
+    # Version 2's vectors are the collection's partition now, with its CHECKs and index under the old names.
+    assert fetch(fresh_db_url, "SELECT model, embedding::text FROM memora.embedding") == [("m2", "[0,1]")]
+    assert fetch(fresh_db_url, "SELECT embedding_model, dimensions, metric FROM memora.collection") == [("m2", 2, "l2")]
+    constraints = "SELECT conname FROM pg_constraint WHERE conrelid = 'memora.embedding_c1'::regclass AND contype = 'c'"
+    assert sorted(row[0] for row in fetch(fresh_db_url, constraints)) == [
+        "embedding_c1_dimensions",
+        "embedding_c1_model",
+    ]
+    assert fetch(fresh_db_url, "SELECT to_regclass('memora.embedding_c1_hnsw') IS NOT NULL") == [(True,)]
+    hits = "SELECT external_id FROM memora.search_vector('docs', '[0.1,1]', 1)"
+    assert fetch(fresh_db_url, hits) == [("a",)]
+
+    upgrade(fresh_db_url)
+
+    assert fetch(fresh_db_url, "SELECT number, embedding_model FROM memora.embedding_version") == [(1, "m2")]
+    assert fetch(fresh_db_url, hits) == [("a",)]
+
+
 def test_an_upgrade_with_nothing_to_do_leaves_the_functions_alone(fresh_db_url: str) -> None:
     functions = "SELECT oid, xmin::text FROM pg_proc WHERE pronamespace = 'memora'::regnamespace ORDER BY oid"
     before = fetch(fresh_db_url, functions)

@@ -178,3 +178,54 @@ def test_deleting_a_collection_drops_every_version(db: Session, connection: Conn
     assert _regclass(connection, f"embedding_c{collection.id}") is None
     assert _regclass(connection, f"embedding_c{collection.id}_v2") is None
     assert db.scalar(select(EmbeddingVersion.number).where(EmbeddingVersion.collection_id == collection.id)) is None
+
+
+def test_a_change_made_to_the_active_version_reaches_the_collection(db: Session, connection: Connection) -> None:
+    collection, ids = _two_versions(db)
+
+    db.execute(
+        update(EmbeddingVersion)
+        .where(EmbeddingVersion.collection_id == collection.id, EmbeddingVersion.number == 1)
+        .values(metric="l2")
+    )
+    db.execute(
+        update(EmbeddingVersion)
+        .where(EmbeddingVersion.collection_id == collection.id, EmbeddingVersion.number == 2)
+        .values(hnsw_m=8)
+    )
+    db.refresh(collection)
+
+    # The collection's columns are version 1's; version 2 is not active, so its change stays its own.
+    assert (collection.metric, collection.hnsw_m) == ("l2", 16)
+    # Through the nearest function (3 rows) and planned per call (a filter): the same metric, the same order.
+    shallow = _nearest(connection, collection, QUERY_3D)
+    filtered = list(
+        connection.execute(
+            sql("SELECT chunk_id FROM memora.search_vector(:name, CAST(:query AS vector), 3, filter => '{}')"),
+            {"name": collection.name, "query": str(QUERY_3D)},
+        ).scalars()
+    )
+    distances = connection.execute(
+        sql("SELECT vector_distance FROM memora.search_vector(:name, CAST(:query AS vector), 1)"),
+        {"name": collection.name, "query": str(QUERY_3D)},
+    ).scalar()
+    assert shallow == filtered == [ids[0], ids[1], ids[2]]
+    assert distances == pytest.approx(((0.9 - 1.0) ** 2 + 0.1**2) ** 0.5)
+
+
+def test_one_statement_does_not_both_switch_versions_and_change_settings(db: Session) -> None:
+    collection, _ = _two_versions(db)
+
+    with pytest.raises(DBAPIError, match="not both in one statement"), db.begin_nested():
+        db.execute(update(Collection).where(Collection.id == collection.id).values(active_version=2, hnsw_m=32))
+
+
+def test_a_version_keeps_its_number(db: Session) -> None:
+    collection, _ = _two_versions(db)
+
+    with pytest.raises(DBAPIError, match="keeps its collection and number"), db.begin_nested():
+        db.execute(
+            update(EmbeddingVersion)
+            .where(EmbeddingVersion.collection_id == collection.id, EmbeddingVersion.number == 2)
+            .values(number=3)
+        )

@@ -262,6 +262,39 @@ def test_an_edit_during_processing_wins(engine: Engine, worker: Worker, openai_s
     assert [row[2] for row in chunks(engine, "doc")] == ["Edited while the worker was busy."]
 
 
+ACTIVATE_VERSION_2 = Query(
+    "INSERT INTO memora.embedding_version (collection_id, number, embedding_provider, embedding_model, dimensions, "
+    "metric, storage, hnsw_m, hnsw_ef_construction) SELECT id, 2, embedding_provider, embedding_model, dimensions, "
+    "'l2', storage, hnsw_m, hnsw_ef_construction FROM memora.collection WHERE name = 'docs'; "
+    "UPDATE memora.collection SET active_version = 2 WHERE name = 'docs'"
+)
+VECTORS_BY_VERSION = Query("SELECT version, count(*) FROM memora.embedding GROUP BY version ORDER BY version")
+
+
+def test_a_version_made_active_during_processing_sends_the_document_back(
+    engine: Engine, worker: Worker, openai_server: OpenAIServer
+) -> None:
+    add(engine, "doc", "Some text to embed.")
+
+    def activate_meanwhile(request: Request) -> Response:
+        openai_server.route("POST", EMBEDDINGS, openai_server.embeddings)
+        with engine.begin() as conn:
+            ACTIVATE_VERSION_2.run(conn)
+        return openai_server.embeddings(request)
+
+    openai_server.route("POST", EMBEDDINGS, activate_meanwhile)
+    worker.run_once()
+    sent_back = state(engine, "doc")
+    worker.run_once()
+
+    # Its vectors were version 1's, made active no longer: back in the queue, the attempt not counted, then
+    # embedded into version 2.
+    assert (sent_back["status"], sent_back["attempts"], sent_back["chunks"]) == ("pending", 0, 0)
+    assert state(engine, "doc")["status"] == "ready"
+    with engine.connect() as conn:
+        assert [tuple(row) for row in VECTORS_BY_VERSION.run(conn)] == [(2, 1)]
+
+
 def test_notify_wakes_a_sleeping_worker(engine: Engine, worker: Worker) -> None:
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
