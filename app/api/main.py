@@ -31,6 +31,7 @@ from app.api.routes import (
     datasets,
     docs,
     documents,
+    embeddings,
     exports,
     finetune,
     health,
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(health.router)
     app.include_router(observe.router)
     app.include_router(collections.router)
+    app.include_router(embeddings.router)
     app.include_router(documents.router)
     app.include_router(search.router)
     app.include_router(answer.router)

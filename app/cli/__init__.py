@@ -21,6 +21,7 @@ from app.cli import (
     datasets,
     db,
     documents,
+    embeddings,
     eval,
     exports,
     finetune,
@@ -44,6 +45,7 @@ datasets.cli.add_typer(snapshots.cli, name="snapshot")
 cli.add_typer(serve.cli)
 cli.add_typer(documents.cli)
 cli.add_typer(collections.cli, name="collection")
+cli.add_typer(embeddings.cli, name="embeddings")
 cli.add_typer(eval.cli)
 cli.add_typer(search.cli)
 cli.add_typer(answer.cli)

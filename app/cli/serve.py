@@ -63,11 +63,16 @@ def worker(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     engine = make_engine(config, "worker")
-    with collector.served(config, engine):
-        stats = Worker(config, engine).run(stop, until_empty=until_empty)
+    try:
+        with collector.served(config, engine):
+            worker = Worker(config, engine)
+            stats = worker.run(stop, until_empty=until_empty)
+    finally:
+        engine.dispose()
+    backfilled = f", {worker.backfill.vectors} vectors of new embedding versions" if worker.backfill.vectors else ""
     typer.echo(
         f"processed {stats.documents} documents ({stats.failed} failed, {stats.superseded} superseded), "
-        f"embedded {stats.texts_embedded} texts"
+        f"embedded {stats.texts_embedded} texts{backfilled}"
     )
 
 

@@ -19,9 +19,9 @@ from app.errors import InvalidInputError
 
 def create(db: Session, data: CollectionCreate) -> Collection:
     provider = data.embedding_provider
-    model, dimensions = _model_and_dimensions(provider, data.embedding_model, data.dimensions)
-    _check_dimensions(dimensions, data.storage)
-    _check_chunk_size(provider, data.chunking.size)
+    model, dimensions = model_and_dimensions(provider, data.embedding_model, data.dimensions)
+    check_dimensions(dimensions, data.storage)
+    check_chunk_size(provider, data.chunking.size)
     _check_language(db, data.language)
     collection = Collection(
         name=data.name,
@@ -64,7 +64,7 @@ def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
         model_given = changes.get("embedding_model") or (
             None if "embedding_provider" in changes else collection.embedding_model
         )
-        model, dimensions = _model_and_dimensions(provider, model_given, changes.get("dimensions"))
+        model, dimensions = model_and_dimensions(provider, model_given, changes.get("dimensions"))
         if (provider, model, dimensions) != (
             collection.embedding_provider,
             collection.embedding_model,
@@ -79,7 +79,7 @@ def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
         else:
             new_model = set()
     if "storage" in changes or new_model:
-        _check_dimensions(collection.dimensions, changes.get("storage", collection.storage))
+        check_dimensions(collection.dimensions, changes.get("storage", collection.storage))
     if "language" in changes and changes["language"] != collection.language:
         _check_language(db, changes["language"])
         repository.set_chunk_language(db, collection.id, changes["language"])
@@ -93,7 +93,7 @@ def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
         collection.hnsw_m, collection.hnsw_ef_construction = patch.hnsw.m, patch.hnsw.ef_construction
     if patch.chunking is not None or new_model:
         size = patch.chunking.size if patch.chunking is not None else int(collection.chunking.get("size", 0))
-        _check_chunk_size(collection.embedding_provider, size)
+        check_chunk_size(collection.embedding_provider, size)
     rechunk = patch.chunking is not None and patch.chunking.model_dump() != collection.chunking
     if patch.chunking is not None:
         collection.chunking = patch.chunking.model_dump()
@@ -135,7 +135,7 @@ def describe(db: Session, collections: Sequence[Collection]) -> list[CollectionO
     return [to_out(c, counts[c.id]) for c in collections]
 
 
-def _model_and_dimensions(provider: str, model: str | None, dimensions: int | None) -> tuple[str, int]:
+def model_and_dimensions(provider: str, model: str | None, dimensions: int | None) -> tuple[str, int]:
     default_name, default_dimensions = default_model(provider)
     model = model or default_name
     dimensions = dimensions or (default_dimensions if model == default_name else None)
@@ -145,7 +145,7 @@ def _model_and_dimensions(provider: str, model: str | None, dimensions: int | No
     return model, dimensions
 
 
-def _check_dimensions(dimensions: int, storage: str) -> None:
+def check_dimensions(dimensions: int, storage: str) -> None:
     limit = MAX_INDEXED_DIMENSIONS[storage]
     if dimensions > limit:
         raise InvalidInputError.for_field(
@@ -155,7 +155,7 @@ def _check_dimensions(dimensions: int, storage: str) -> None:
         )
 
 
-def _check_chunk_size(provider: str, size: int) -> None:
+def check_chunk_size(provider: str, size: int) -> None:
     most = max_chunk_tokens(provider)
     if size > most:
         raise InvalidInputError.for_field(

@@ -40,6 +40,7 @@ from app.ingest.pipeline import PlannedChunk
 from app.ingest.repository import ClaimedDocument
 from app.observe import metrics
 from app.observe.context import for_document
+from app.versions.backfill import Backfill
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,7 @@ class Worker:
         self._channel = f"{settings.db_schema}.document"
         self._progress_channel = progress_channel(settings.db_schema)
         self._groups = itertools.count(1)
+        self.backfill = Backfill(settings, engine, self.name)
 
     def run(self, stop: threading.Event, *, until_empty: bool = False) -> WorkerStats:
         """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty.
@@ -147,13 +149,15 @@ class Worker:
         return self.stats
 
     def _serve(self, stop: threading.Event, until_empty: bool) -> bool:
-        """The work loop on one LISTEN connection; True when the queue ran empty and UNTIL_EMPTY asked to stop."""
+        """The work loop on one LISTEN connection; True when the queue ran empty (and no embedding version lacks
+        vectors) and UNTIL_EMPTY asked to stop."""
         with repository.listener(self.engine, "memora-worker-listen", self._channel) as listener:
             log.info("worker %s listening on %s", self.name, self._channel)
             while not stop.is_set():
                 claimed = self.run_once()
                 self._failures = 0  # the queue was reached: the next outage is a first one again
-                if claimed:
+                # Documents first; between them, the vectors of a new embedding version (app/versions/backfill.py).
+                if claimed or self.backfill.run_once():
                     continue
                 with self.engine.connect() as conn:
                     wait = repository.next_available_in(conn)

@@ -2,7 +2,9 @@
 settings), one of them active for search.
 
 - memora.embedding_version: one row per version of a collection, numbered from 1; the collection's own model columns
-  stay, as the active version's.
+  stay, as the active version's. A version is 'building' while chunks lack its vectors (the worker fills them, one
+  worker at a time: leased_by, lease_until; backfill_after is how far it got), 'ready' once none does, 'failed' when
+  its model refused for good (error).
 - memora.collection.active_version: the version searches use (foreign key to its row, checked at commit, since the
   row of a new collection's first version is made by a trigger after the collection's).
 - memora.embedding.version, in the primary key (collection_id, chunk_id, version): chunk_id before version, so the
@@ -48,8 +50,14 @@ def upgrade() -> None:
         sa.Column("storage", sa.Text(), nullable=False),
         sa.Column("hnsw_m", sa.Integer(), nullable=False),
         sa.Column("hnsw_ef_construction", sa.Integer(), nullable=False),
+        sa.Column("status", sa.Text(), server_default="building", nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("backfill_after", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("leased_by", sa.Text(), nullable=True),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("number >= 1", name=op.f("ck_embedding_version_number")),
+        sa.CheckConstraint("status IN ('building', 'ready', 'failed')", name=op.f("ck_embedding_version_status")),
         sa.CheckConstraint(
             "embedding_provider IN ('local', 'openai', 'hashing')",
             name=op.f("ck_embedding_version_embedding_provider"),
@@ -74,8 +82,8 @@ def upgrade() -> None:
         schema=s,
     )
     op.execute(
-        f"INSERT INTO {qualified('embedding_version')} (collection_id, number, {STORAGE_COLUMNS}) "
-        f"SELECT id, 1, {STORAGE_COLUMNS} FROM {qualified('collection')}"
+        f"INSERT INTO {qualified('embedding_version')} (collection_id, number, status, {STORAGE_COLUMNS}) "
+        f"SELECT id, 1, 'ready', {STORAGE_COLUMNS} FROM {qualified('collection')}"
     )
     op.add_column("collection", sa.Column("active_version", sa.Integer(), server_default="1", nullable=False), schema=s)
     op.create_foreign_key(

@@ -226,10 +226,11 @@ BEGIN
         EXECUTE format('CREATE TABLE memora.%I PARTITION OF memora.embedding FOR VALUES IN (%s) '
                        'PARTITION BY LIST (version)', part, NEW.id);
         PERFORM memora.adopt_embedding_owner(part);
-        INSERT INTO memora.embedding_version (collection_id, number, embedding_provider, embedding_model, dimensions,
-                                              metric, storage, hnsw_m, hnsw_ef_construction)
-        VALUES (NEW.id, NEW.active_version, NEW.embedding_provider, NEW.embedding_model, NEW.dimensions, NEW.metric,
-                NEW.storage, NEW.hnsw_m, NEW.hnsw_ef_construction);
+        -- A new collection has no chunks: its first version lacks no vector.
+        INSERT INTO memora.embedding_version (collection_id, number, status, embedding_provider, embedding_model,
+                                              dimensions, metric, storage, hnsw_m, hnsw_ef_construction)
+        VALUES (NEW.id, NEW.active_version, 'ready', NEW.embedding_provider, NEW.embedding_model, NEW.dimensions,
+                NEW.metric, NEW.storage, NEW.hnsw_m, NEW.hnsw_ef_construction);
         RETURN NEW;
     END IF;
 
@@ -268,6 +269,30 @@ CREATE OR REPLACE TRIGGER collection_storage_update
 CREATE OR REPLACE TRIGGER collection_storage_delete
     BEFORE DELETE ON memora.collection
     FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
+
+-- New chunks lack the vectors of every version but the active one, whose the worker writes with them: a ready version
+-- becomes building again, and the worker fills it (app/versions/backfill.py). A hint for the worker, not a promise:
+-- activating a version counts what it lacks (app/versions/service.py).
+CREATE OR REPLACE FUNCTION memora.chunk_versions_trigger()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE memora.embedding_version v
+    SET status = 'building', backfill_after = least(v.backfill_after, n.first_id - 1)
+    FROM (SELECT collection_id, min(id) AS first_id FROM new_chunks GROUP BY collection_id) n,
+         memora.collection c
+    WHERE v.collection_id = n.collection_id AND c.id = n.collection_id AND v.number <> c.active_version
+      AND (v.status = 'ready' OR v.backfill_after >= n.first_id);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER chunk_versions
+    AFTER INSERT ON memora.chunk
+    REFERENCING NEW TABLE AS new_chunks
+    FOR EACH STATEMENT EXECUTE FUNCTION memora.chunk_versions_trigger();
 
 -- For the owner of Memora's objects only (012-privileges.sql says why).
 REVOKE EXECUTE ON FUNCTION

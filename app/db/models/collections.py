@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Computed,
+    DateTime,
     FetchedValue,
     ForeignKey,
     ForeignKeyConstraint,
@@ -32,6 +33,7 @@ from app.db.models.base import (
     METRICS,
     PROVIDERS,
     STORAGE_TYPES,
+    VERSION_STATUSES,
     Base,
     created_at_column,
     in_list,
@@ -104,6 +106,7 @@ class EmbeddingVersion(Base):
     __tablename__ = "embedding_version"
     __table_args__ = (
         CheckConstraint("number >= 1", name="number"),
+        CheckConstraint(in_list("status", VERSION_STATUSES), name="status"),
         CheckConstraint(in_list("embedding_provider", PROVIDERS), name="embedding_provider"),
         CheckConstraint(in_list("metric", METRICS), name="metric"),
         CheckConstraint(in_list("storage", STORAGE_TYPES), name="storage"),
@@ -126,6 +129,14 @@ class EmbeddingVersion(Base):
     storage: Mapped[str] = mapped_column(Text, nullable=False)
     hnsw_m: Mapped[int] = mapped_column(Integer, nullable=False)
     hnsw_ef_construction: Mapped[int] = mapped_column(Integer, nullable=False)
+    # building while chunks lack its vectors (the worker fills them), ready once none does, failed when its model
+    # refused for good (error says why).
+    status: Mapped[str] = mapped_column(Text, nullable=False, server_default="building")
+    error: Mapped[str | None] = mapped_column(Text)
+    # The backfill's place (a chunk id), and the worker that holds it until lease_until.
+    backfill_after: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    leased_by: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
 
 

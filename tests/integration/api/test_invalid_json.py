@@ -19,6 +19,8 @@ ENDPOINTS = [
     ("post", "/v1/collections/{name}/documents"),
     ("post", "/v1/collections/{name}/search"),
     ("post", "/v1/collections/{name}/answer"),
+    ("post", "/v1/collections/{name}/embeddings"),
+    ("post", "/v1/collections/{name}/embeddings/{number}/activate"),
     ("post", "/v1/datasets"),
     ("post", "/v1/datasets/{name}/examples"),
     ("post", "/v1/datasets/{name}/split"),
@@ -31,7 +33,10 @@ ENDPOINTS = [
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)
 def test_malformed_json_names_line_and_column(api: TestClient, method: str, path: str) -> None:
     response = api.request(
-        method, path.format(name="notes"), content=MALFORMED.encode(), headers={"content-type": "application/json"}
+        method,
+        path.format(name="notes", number=1),
+        content=MALFORMED.encode(),
+        headers={"content-type": "application/json"},
     )
 
     assert response.status_code == 422, response.text

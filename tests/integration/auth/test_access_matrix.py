@@ -64,6 +64,7 @@ def url_of(route: APIRoute, rule: Rule, seeded: Seeded) -> str:
     """ROUTE's path with its parameters naming seeded rows."""
     values: dict[str, Any] = {
         "external_id": DOCUMENT, "snapshot": SNAPSHOT, "example_id": seeded.example_id, "job": seeded.job_id,
+        "number": 1,
     }  # fmt: skip
     if rule.collection == "name":
         values["name"] = COLLECTION
@@ -83,6 +84,7 @@ def url_of(route: APIRoute, rule: Rule, seeded: Seeded) -> str:
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/collections"): {"name": "other-new", "embedding_provider": "hashing", "dimensions": 8},
     ("POST", "/v1/collections/{name}/documents"): {"external_id": "new", "content": "A new document."},
+    ("POST", "/v1/collections/{name}/embeddings"): {"metric": "l2"},
     ("POST", "/v1/collections/{name}/search"): {"query": "aardvark", "mode": "text"},
     ("POST", "/v1/collections/{name}/answer"): {"question": "What does the aardvark eat?", "mode": "text"},
     ("POST", "/v1/datasets"): {"name": "other-new", "task": "classification"},

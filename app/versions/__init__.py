@@ -1,0 +1,1 @@
+"""Versions of a collection's embeddings: making one, filling it in the background, making it the one search reads."""

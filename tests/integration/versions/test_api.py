@@ -1,0 +1,150 @@
+"""/v1/collections/{name}/embeddings over HTTP: list, add, activate and drop versions of a collection's vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.models import Chunk, Collection
+from tests.conftest import app_on
+from tests.factories import make_chunk, make_document, make_embedding
+from tests.schema import q
+
+VECTORS_8D = [[1.0, 0, 0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0, 0, 0]]
+
+
+@pytest.fixture
+def collection(api: TestClient, db: Session) -> Collection:
+    """Collection 'docs' (hashing, 16 dimensions) with two chunks, each with its version 1 vector."""
+    response = api.post("/v1/collections", json={"name": "docs", "embedding_provider": "hashing", "dimensions": 16})
+    assert response.status_code == 201, response.text
+    collection = db.query(Collection).filter_by(name="docs").one()
+    document = make_document(db, collection)
+    for ordinal in range(2):
+        chunk = make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}")
+        make_embedding(db, chunk, [float(ordinal == i) for i in range(16)], model="hashing")
+    return collection
+
+
+def versions(api: TestClient) -> list[dict[str, Any]]:
+    response = api.get("/v1/collections/docs/embeddings")
+    assert response.status_code == 200, response.text
+    body: list[dict[str, Any]] = response.json()
+    return body
+
+
+def fill_version_2(db: Session, collection: Collection) -> None:
+    for chunk_id, vector in zip(_chunk_ids(db, collection), VECTORS_8D, strict=True):
+        chunk = db.get_one(Chunk, (collection.id, chunk_id))
+        make_embedding(db, chunk, vector, model="hashing", version=2)
+
+
+def _chunk_ids(db: Session, collection: Collection) -> list[int]:
+    rows = db.execute(text(q("SELECT id FROM memora.chunk WHERE collection_id = :c ORDER BY id")), {"c": collection.id})
+    return [row[0] for row in rows]
+
+
+def test_a_collection_lists_its_first_version_active_and_filled(api: TestClient, collection: Collection) -> None:
+    (first,) = versions(api)
+
+    assert (first["number"], first["active"], first["status"]) == (1, True, "ready")
+    assert (first["embedding_provider"], first["embedding_model"], first["dimensions"]) == ("hashing", "hashing", 16)
+    assert (first["vectors"], first["chunks"]) == (2, 2)
+    assert first["bytes"] > 0
+
+
+def test_a_new_version_is_building_until_filled_and_activation_waits_for_it(
+    api: TestClient, db: Session, collection: Collection
+) -> None:
+    created = api.post("/v1/collections/docs/embeddings", json={"dimensions": 8, "metric": "l2"})
+    early = api.post("/v1/collections/docs/embeddings/2/activate")
+    fill_version_2(db, collection)
+    activated = api.post("/v1/collections/docs/embeddings/2/activate")
+
+    assert created.status_code == 201, created.text
+    assert {k: created.json()[k] for k in ("number", "active", "status", "dimensions", "metric", "vectors")} == {
+        "number": 2, "active": False, "status": "building", "dimensions": 8, "metric": "l2", "vectors": 0,
+    }  # fmt: skip
+    assert early.status_code == 409
+    assert "lacks the vectors of 2 chunk(s)" in early.json()["error"]["message"]
+    assert activated.status_code == 200, activated.text
+    assert activated.json()["active"] is True
+    described = api.get("/v1/collections/docs").json()
+    assert (described["dimensions"], described["metric"]) == (8, "l2")
+    assert [v["active"] for v in versions(api)] == [False, True]
+
+
+def test_force_activates_an_incomplete_version_and_rolling_back_is_activating_the_old_one(
+    api: TestClient, collection: Collection
+) -> None:
+    api.post("/v1/collections/docs/embeddings", json={"metric": "inner_product"})
+
+    forced = api.post("/v1/collections/docs/embeddings/2/activate", json={"force": True})
+    back = api.post("/v1/collections/docs/embeddings/1/activate")
+
+    assert forced.status_code == 200, forced.text
+    assert back.status_code == 200, back.text
+    assert [v["active"] for v in versions(api)] == [True, False]
+    assert api.get("/v1/collections/docs").json()["metric"] == "cosine"
+
+
+def test_dropping_a_version_frees_its_table_but_not_the_active_one(
+    api: TestClient, connection: Connection, collection: Collection
+) -> None:
+    api.post("/v1/collections/docs/embeddings", json={"metric": "l2"})
+
+    active = api.delete("/v1/collections/docs/embeddings/1")
+    dropped = api.delete("/v1/collections/docs/embeddings/2")
+
+    assert active.status_code == 409
+    assert dropped.status_code == 204
+    table = connection.execute(text("SELECT to_regclass(:t)"), {"t": q(f"memora.embedding_c{collection.id}_v2")})
+    assert table.scalar() is None
+    assert api.get("/v1/collections/docs/embeddings/2").status_code == 404
+    assert [v["number"] for v in versions(api)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"embedding_provider": "local", "dimensions": 100}, "dimensions"),
+        ({"embedding_provider": "hashing", "embedding_model": "other", "dimensions": 8}, "embedding_model"),
+        ({"dimensions": 3000}, "dimensions"),
+        ({"hnsw": {"m": 32, "ef_construction": 40}}, "hnsw"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_a_version_that_cannot_work_is_refused_naming_the_field(
+    api: TestClient, collection: Collection, body: dict[str, Any], field: str
+) -> None:
+    response = api.post("/v1/collections/docs/embeddings", json=body)
+
+    assert response.status_code == 422, response.text
+    assert any(field in str(problem.get("field", "")) for problem in response.json()["error"]["details"]), response.text
+    assert [v["number"] for v in versions(api)] == [1]
+
+
+def test_a_version_of_a_provider_without_a_key_is_refused(
+    settings: Settings, engine: Engine, db: Session, collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    app = app_on(db, settings.model_copy(update={"openai_api_key": None}), engine)
+    with TestClient(app) as client:
+        response = client.post("/v1/collections/docs/embeddings", json={"embedding_provider": "openai"})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "embedding_provider"
+    assert "API key" in response.json()["error"]["details"][0]["reason"]
+
+
+def test_unknown_versions_and_collections_are_404(api: TestClient, collection: Collection) -> None:
+    assert api.get("/v1/collections/docs/embeddings/9").status_code == 404
+    assert api.post("/v1/collections/docs/embeddings/9/activate").status_code == 404
+    assert api.delete("/v1/collections/docs/embeddings/9").status_code == 404
+    assert api.get("/v1/collections/nope/embeddings").status_code == 404
+    assert api.get("/v1/collections/docs/embeddings/0").status_code == 422
