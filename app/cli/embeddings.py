@@ -108,6 +108,16 @@ def activate(
     typer.echo(f"version {activated.number} of {collection} is active: {_line(activated)}")
 
 
+@cli.command("retry")
+def retry(ctx: typer.Context, collection: Collection, number: Number) -> None:
+    """Set a failed version building again, once what failed it (a key, a model) is fixed."""
+    from app.versions import service
+
+    with session(ctx) as db, db.begin():
+        version = service.retry(db, collection, number)
+    typer.echo(_line(version))
+
+
 @cli.command("drop")
 def drop(ctx: typer.Context, collection: Collection, number: Number) -> None:
     """Drop a version with its vectors and index (not the active one)."""

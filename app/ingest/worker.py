@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_RETRY_WAIT = timedelta(minutes=10)
 MAX_RECONNECT_WAIT = 60.0
 RENEWAL_RETRY_SECONDS = 1.0  # after a failed lease renewal, try again this soon rather than a third of a lease later
+# While documents keep coming, a batch of a new embedding version's backfill after every this many batches of them.
+BACKFILL_EVERY = 4
 Work = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
 
 
@@ -153,11 +155,15 @@ class Worker:
         vectors) and UNTIL_EMPTY asked to stop."""
         with repository.listener(self.engine, "memora-worker-listen", self._channel) as listener:
             log.info("worker %s listening on %s", self.name, self._channel)
+            batches = 0  # document batches in a row
             while not stop.is_set():
                 claimed = self.run_once()
                 self._failures = 0  # the queue was reached: the next outage is a first one again
-                # Documents first; between them, the vectors of a new embedding version (app/versions/backfill.py).
-                if claimed or self.backfill.run_once():
+                # Documents first; when none waits (and every few batches while they keep coming), the vectors of a
+                # new embedding version (app/versions/backfill.py).
+                batches = batches + 1 if claimed else 0
+                backfilled = (not claimed or batches % BACKFILL_EVERY == 0) and self.backfill.run_once()
+                if claimed or backfilled:
                     continue
                 with self.engine.connect() as conn:
                     wait = repository.next_available_in(conn)

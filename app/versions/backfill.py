@@ -55,7 +55,7 @@ class Backfill:
                     ready = repository.finish(conn, version, self.worker)
                 if ready:
                     log.info("embedding version %s of collection %s is ready", version.number, version.collection_id)
-                return True
+                return ready is not None  # None: chunks are being written, so look again on a later turn
             rows = self._vectors(version, chunks)
             with self.engine.begin() as conn:
                 repository.write(conn, version, rows)

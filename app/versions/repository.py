@@ -72,12 +72,16 @@ INSERT INTO memora.embedding (collection_id, chunk_id, version, model, embedding
 SELECT s.collection_id, s.chunk_id, s.version, s.model, s.embedding
 FROM pg_temp.backfill_stage s
 JOIN memora.chunk ch ON ch.collection_id = s.collection_id AND ch.id = s.chunk_id
+FOR KEY SHARE OF ch
 ON CONFLICT DO NOTHING
 """)
 _ADVANCE = Query("""
 UPDATE memora.embedding_version SET backfill_after = %(after)s, error = NULL
-WHERE collection_id = %(c)s AND number = %(v)s AND leased_by = %(worker)s
+WHERE collection_id = %(c)s AND number = %(v)s AND leased_by = %(worker)s AND backfill_after = %(from)s
 """)
+# Chunk writers hold the collection's row (the worker FOR SHARE as it writes vectors, a document's insert FOR KEY
+# SHARE): with the row locked, the count below, a statement of its own, sees every chunk they committed.
+_QUIET = Query("SELECT FROM memora.collection WHERE id = %(c)s FOR UPDATE SKIP LOCKED")
 # Done once nothing is missing from the start: then ready, and the lease is let go.
 _FINISH = Query("""
 UPDATE memora.embedding_version v SET status = 'ready', leased_by = NULL, lease_until = NULL, error = NULL
@@ -126,12 +130,17 @@ def write(conn: Connection, version: ClaimedVersion, rows: Sequence[tuple[int, n
 
 
 def advance(conn: Connection, version: ClaimedVersion, worker: str, after: int) -> None:
-    _ADVANCE.run(conn, {"c": version.collection_id, "v": version.number, "worker": worker, "after": after})
+    """Move VERSION's place on to chunk id AFTER, unless new chunks moved it back meanwhile."""
+    params = {"c": version.collection_id, "v": version.number, "worker": worker, "after": after, "from": version.after}
+    _ADVANCE.run(conn, params)
 
 
-def finish(conn: Connection, version: ClaimedVersion, worker: str) -> bool:
-    """Mark VERSION ready if no chunk lacks its vector; else start its backfill over from the first chunk."""
+def finish(conn: Connection, version: ClaimedVersion, worker: str) -> bool | None:
+    """Mark VERSION ready if no chunk lacks its vector (True); else start its backfill over from the first chunk
+    (False). None while chunks are being written: try again later."""
     params = {"c": version.collection_id, "v": version.number, "worker": worker}
+    if _QUIET.run(conn, params).first() is None:
+        return None
     if _FINISH.run(conn, params).rowcount:
         return True
     _RESTART.run(conn, params)

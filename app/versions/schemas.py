@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +22,12 @@ class VersionCreate(BaseModel):
     metric: Metric | None = None
     storage: Storage | None = None
     hnsw: Hnsw | None = None
+
+
+class VersionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["building"] = Field(description="building: fill a failed version again.")
 
 
 class Activation(BaseModel):

@@ -16,11 +16,16 @@ from app.collections.schemas import Hnsw
 from app.config import Settings
 from app.db.models import Chunk, Collection, Embedding, EmbeddingVersion, version_table
 from app.db.query import Query, schema_of
+from app.embeddings.registry import check_model
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.upstream import api_key
 from app.versions.schemas import VersionCreate, VersionOut
 
 _BYTES = Query("SELECT coalesce(pg_total_relation_size(to_regclass(%(table)s)), 0)")
+# The backfill writes a version's table, then its row; taking the table first, a drop waits for it rather than
+# deadlock with it.
+_LOCK_TABLE = Query("LOCK TABLE memora.{table} IN ACCESS EXCLUSIVE MODE")
+_CHUNKS = Query("SELECT coalesce((SELECT chunks FROM memora.text_stats WHERE collection_id = %(c)s), 0)")
 # Chunks of the collection without a vector in the version.
 _MISSING = Query("""
 SELECT count(*) FROM memora.chunk ch
@@ -54,6 +59,7 @@ def create(db: Session, settings: Settings, name: str, data: VersionCreate) -> V
     else:
         dimensions = data.dimensions
     model, dimensions = collections.model_and_dimensions(provider, model_given, dimensions)
+    check_model(provider, model, dimensions, settings)  # a local model this server cannot load, among others
     storage = data.storage or collection.storage
     collections.check_dimensions(dimensions, storage)
     collections.check_chunk_size(provider, int(collection.chunking.get("size", 0)))
@@ -108,9 +114,20 @@ def drop(db: Session, name: str, number: int) -> None:
     _get(db, collection, number)
     if number == collection.active_version:
         raise ConflictError(f"version {number} is the active one; make another active first")
+    _LOCK_TABLE.run(db, table=version_table(collection.id, number))
     db.execute(delete(EmbeddingVersion).where(EmbeddingVersion.collection_id == collection.id,
                                               EmbeddingVersion.number == number))  # fmt: skip
     db.flush()
+
+
+def retry(db: Session, name: str, number: int) -> VersionOut:
+    """Set a failed version building again (its model's key or settings fixed), from where it stopped."""
+    collection = collections.get(db, name)
+    row = _get(db, collection, number, lock=True)
+    if row.status == "failed":
+        row.status, row.error, row.leased_by, row.lease_until = "building", None, None, None
+        db.flush()
+    return _out(db, collection, row)
 
 
 class _MissingKey(InvalidInputError):
@@ -120,8 +137,8 @@ class _MissingKey(InvalidInputError):
         super().__init__(f"embedding_provider: {message}", details=[{"field": "embedding_provider", "reason": message}])
 
 
-def _get(db: Session, collection: Collection, number: int) -> EmbeddingVersion:
-    row = db.get(EmbeddingVersion, (collection.id, number))
+def _get(db: Session, collection: Collection, number: int, *, lock: bool = False) -> EmbeddingVersion:
+    row = db.get(EmbeddingVersion, (collection.id, number), with_for_update=lock or None)
     if row is None:
         raise NotFoundError(f"collection {collection.name!r} has no embedding version {number}")
     return row
@@ -131,7 +148,7 @@ def _out(db: Session, collection: Collection, row: EmbeddingVersion) -> VersionO
     vectors = db.scalar(
         select(func.count()).where(Embedding.collection_id == collection.id, Embedding.version == row.number)
     )
-    chunks = db.scalar(select(func.count()).where(Chunk.collection_id == collection.id))
+    chunks = _CHUNKS.run(db, {"c": collection.id}).scalar_one()  # kept by triggers: no count over the chunks
     table = version_table(collection.id, row.number)  # schema and name are plain identifiers: no quoting needed
     return VersionOut(
         number=row.number,

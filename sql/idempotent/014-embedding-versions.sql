@@ -284,7 +284,7 @@ BEGIN
     FROM (SELECT collection_id, min(id) AS first_id FROM new_chunks GROUP BY collection_id) n,
          memora.collection c
     WHERE v.collection_id = n.collection_id AND c.id = n.collection_id AND v.number <> c.active_version
-      AND (v.status = 'ready' OR v.backfill_after >= n.first_id);
+      AND (v.status = 'ready' OR (v.status = 'building' AND v.backfill_after >= n.first_id));
     RETURN NULL;
 END
 $$;

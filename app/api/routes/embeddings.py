@@ -10,7 +10,7 @@ from app.api.deps import SessionDep, SettingsDep
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.versions import service
-from app.versions.schemas import Activation, VersionCreate, VersionOut
+from app.versions.schemas import Activation, VersionCreate, VersionOut, VersionUpdate
 
 router = APIRouter(prefix="/v1/collections/{name}/embeddings", tags=["embeddings"])
 ADMIN = [needs(Role.admin, collection="name")]
@@ -40,6 +40,13 @@ def get_version(name: str, number: Number, db: SessionDep) -> VersionOut:
 def activate_version(name: str, number: Number, db: SessionDep, body: Activation | None = None) -> VersionOut:
     """Make the version the one searches read, at once; 409 while chunks lack its vectors (unless forced)."""
     return service.activate(db, name, number, force=body is not None and body.force)
+
+
+@router.patch("/{number}", response_model=VersionOut, dependencies=ADMIN)
+def update_version(name: str, number: Number, body: VersionUpdate, db: SessionDep) -> VersionOut:
+    """`{"status": "building"}` sets a failed version building again, once what failed it (a key, a model) is
+    fixed; the worker goes on from where it stopped."""
+    return service.retry(db, name, number)
 
 
 @router.delete("/{number}", status_code=status.HTTP_204_NO_CONTENT, dependencies=ADMIN)

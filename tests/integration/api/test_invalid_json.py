@@ -21,6 +21,7 @@ ENDPOINTS = [
     ("post", "/v1/collections/{name}/answer"),
     ("post", "/v1/collections/{name}/embeddings"),
     ("post", "/v1/collections/{name}/embeddings/{number}/activate"),
+    ("patch", "/v1/collections/{name}/embeddings/{number}"),
     ("post", "/v1/datasets"),
     ("post", "/v1/datasets/{name}/examples"),
     ("post", "/v1/datasets/{name}/split"),

@@ -109,6 +109,21 @@ def test_dropping_a_version_frees_its_table_but_not_the_active_one(
     assert [v["number"] for v in versions(api)] == [1]
 
 
+def test_a_failed_version_is_set_building_again(api: TestClient, db: Session, collection: Collection) -> None:
+    api.post("/v1/collections/docs/embeddings", json={"metric": "l2"})
+    db.execute(text(q("UPDATE memora.embedding_version SET status = 'failed', error = 'no key' WHERE number = 2")))
+
+    refused = api.post("/v1/collections/docs/embeddings/2/activate")
+    wrong = api.patch("/v1/collections/docs/embeddings/2", json={"status": "ready"})
+    again = api.patch("/v1/collections/docs/embeddings/2", json={"status": "building"})
+
+    assert refused.status_code == 409
+    assert "failed: no key" in refused.json()["error"]["message"]
+    assert wrong.status_code == 422
+    assert again.status_code == 200, again.text
+    assert (again.json()["status"], again.json()["error"]) == ("building", None)
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
