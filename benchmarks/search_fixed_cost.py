@@ -157,7 +157,7 @@ def per_collection_functions(collection_id: int) -> list[sql.Composed]:
     statement (defaults: convex, weights 1 : 1, 4 k candidates a side; cosine, the collection's metric) with the
     collection's id and nearest function written in, and a function that reaches it by name as search_hybrid_v1
     would: its argument checks, then one EXECUTE."""
-    nearest = sql.Identifier("memora", f"embedding_c{collection_id}_nearest")
+    nearest = sql.Identifier("memora", f"embedding_c{collection_id}_v1_nearest")
     values = {"id": sql.Literal(collection_id), "nearest": nearest}
     return [
         sql.SQL("""
@@ -216,7 +216,7 @@ def timer(parts: list[str], collection: str, collection_id: int) -> sql.Composed
     """pg_temp.time_parts(order): for each query (in ORDER), each part once in the order its row of
     pg_temp.part_orders gives, timed; rows (part, query, microseconds)."""
     values = {"collection": sql.Literal(collection).as_string(), "collection_id": str(collection_id),
-              "nearest": f"embedding_c{collection_id}_nearest"}  # fmt: skip
+              "nearest": f"embedding_c{collection_id}_v1_nearest"}  # fmt: skip
     branches = "\n".join(f"WHEN {i} THEN {PARTS[name].format(**values)};" for i, name in enumerate(parts, start=1))
     return sql.SQL("""
         CREATE FUNCTION pg_temp.time_parts() RETURNS TABLE (part integer, query integer, us double precision)

@@ -66,9 +66,10 @@ def status(
     ctx: typer.Context,
     collection: Collection,
     number: Number,
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the worker until the version is ready or failed.")]
-    = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between looks.", min=0.1)] = 1.0,
+    wait: Annotated[bool, option("EMBEDDINGS_WAIT", "Follow the worker until the version is ready or failed.",
+                                 "--wait")] = False,
+    interval: Annotated[float, option("EMBEDDINGS_INTERVAL", "Seconds between looks.", "--interval", min=0.1)]
+    = 2.0,
 ) -> None:  # fmt: skip
     """How far the worker has filled a version: a progress bar with the time left, with --wait until it is done."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -98,7 +99,7 @@ def activate(
     ctx: typer.Context,
     collection: Collection,
     number: Number,
-    force: Annotated[bool, typer.Option("--force", help="Even if chunks lack its vectors.")] = False,
+    force: Annotated[bool, option("EMBEDDINGS_FORCE", "Even if chunks lack its vectors.", "--force")] = False,
 ) -> None:
     """Make a version the one searches read (refused while chunks lack its vectors, unless --force)."""
     from app.versions import service

@@ -44,14 +44,21 @@ def start(settings: Settings, name: str, query: str) -> tuple[Model, Future[Vect
 
 
 def finish(
-    db: Session, settings: Settings, collection: Collection, query: str, started: tuple[Model, Future[Vector]] | None
+    db: Session,
+    settings: Settings,
+    collection: Collection,
+    query: str,
+    started: tuple[Model, Future[Vector]] | None,
+    model: Model | None = None,
 ) -> Vector:
-    """QUERY's vector under COLLECTION's model: the one STARTED, if it guessed the model, else computed now."""
-    model = (collection.embedding_provider, collection.embedding_model, collection.dimensions)
+    """QUERY's vector under MODEL (default COLLECTION's, its active embedding version's): the one STARTED, if it
+    guessed the model, else computed now."""
+    active = (collection.embedding_provider, collection.embedding_model, collection.dimensions)
+    model = model or active
     with _LOCK:
         if len(_MODELS) >= _REMEMBERED and collection.name not in _MODELS:
             _MODELS.clear()
-        _MODELS[collection.name] = model
+        _MODELS[collection.name] = active  # the guess is for searches of the active version, the usual ones
     if started is not None and started[0] == model:
         with part("embed"):
             return started[1].result()

@@ -34,13 +34,13 @@ _HEADLINE_OPTIONS = f'StartSel="{START}", StopSel="{STOP}"'
 
 _TEXT_CALL = "memora.search_text_v1(%(collection)s, %(query)s, %(k)s::integer, %(filter)s::jsonb)"
 _VECTOR_CALL = (
-    "memora.search_vector_v1(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
-    "%(ef_search)s::integer, %(exact)s::boolean)"
+    "memora.search_vector_v2(%(collection)s, %(embedding)s, %(k)s::integer, %(filter)s::jsonb, "
+    "%(ef_search)s::integer, %(exact)s::boolean, %(version)s::integer)"
 )
 _HYBRID_CALL = (
-    "memora.search_hybrid_v1(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, "
+    "memora.search_hybrid_v2(%(collection)s, %(query)s, %(embedding)s, %(k)s::integer, "
     "%(filter)s::jsonb, %(fusion)s::text, %(rrf_k)s::integer, %(text_weight)s::float8, %(vector_weight)s::float8, "
-    "%(candidates)s::integer, %(ef_search)s::integer, %(exact)s::boolean)"
+    "%(candidates)s::integer, %(ef_search)s::integer, %(exact)s::boolean, %(version)s::integer)"
 )
 # A chunk's headline: ts_headline of its text for the query's terms (the tsquery BM25 matches with), in its language.
 _HEADLINE = "ts_headline(c.language, c.text, memora.search_tsquery(c.language, %(highlight)s), %(options)s)"
@@ -83,9 +83,11 @@ def search_vector(
     *,
     ef_search: int | None,
     exact: bool,
+    version: int | None = None,
     highlight: str | None = None,
 ) -> list[RowMapping]:
-    """Nearest-neighbour search (memora.search_vector_v1); with HIGHLIGHT, each row's `headline` for that query."""
+    """Nearest-neighbour search (memora.search_vector_v2) of embedding VERSION (None: the active one); with
+    HIGHLIGHT, each row's `headline` for that query."""
     return _search(
         db,
         collection,
@@ -97,6 +99,7 @@ def search_vector(
             "filter": _jsonb(filter_),
             "ef_search": ef_search,
             "exact": exact,
+            "version": version,
         },
         highlight,
     )
@@ -117,10 +120,12 @@ def search_hybrid(
     candidates: int | None,
     ef_search: int | None,
     exact: bool,
+    version: int | None = None,
     highlight: str | None = None,
 ) -> list[RowMapping]:
-    """BM25 and nearest neighbours fused (memora.search_hybrid_v1): convex combination or Reciprocal Rank Fusion;
-    with HIGHLIGHT, each row's `headline` for that query."""
+    """BM25 and nearest neighbours fused (memora.search_hybrid_v2, the vectors of embedding VERSION, None for the
+    active one): convex combination or Reciprocal Rank Fusion; with HIGHLIGHT, each row's `headline` for that
+    query."""
     return _search(
         db,
         collection,
@@ -138,6 +143,7 @@ def search_hybrid(
             "candidates": candidates,
             "ef_search": ef_search,
             "exact": exact,
+            "version": version,
         },
         highlight,
     )

@@ -67,6 +67,13 @@ class SearchRequest(BaseModel):
         "vector: nearest neighbours. Hybrid with an embedding and no query runs as vector.",
     )
     k: int = Field(default=10, ge=1, description="How many results, at most MEMORA_SEARCH_MAX_K (default 100).")
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="Vector and hybrid: the embedding version whose vectors to search (and whose model embeds the "
+        "query); default the active one.",
+    )
     filter: StorableObject | None = Field(
         default=None,
         description='Conditions on metadata and document fields, e.g. {"year": {"$gte": 2020}} (see docs/rest.md).',
@@ -153,4 +160,7 @@ class SearchResponse(BaseModel):
     results: list[SearchResult]
     mode: Mode = Field(description="The search that ran.")
     k: int
+    embedding_version: int | None = Field(
+        default=None, description="The embedding version whose vectors were searched (null for text search)."
+    )
     took_ms: float = Field(description="Time spent answering, in milliseconds.")

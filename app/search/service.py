@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.config import Settings
+from app.db.models import Collection, EmbeddingVersion
 from app.errors import InvalidInputError
 from app.observe.timing import part
 from app.rerank.llm import RerankProviderError
@@ -54,6 +55,8 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             )
     elif query is None and request.embedding is None:
         raise InvalidInputError.for_field("body.query", "give a query with words in it, an embedding, or both")
+    if mode == "text" and request.version is not None:
+        raise InvalidInputError.for_field("body.version", "text search reads no vectors; choose mode vector or hybrid")
     if request.rerank is not None and query is None:
         raise InvalidInputError.for_field("body.rerank", "reranking needs a query with words in it")
     filter_ = request.filter or None
@@ -63,15 +66,24 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
 
     embedding: Vector | None = None
     saved: Any = _NOT_READ
+    # The embedding version searched, pinned once looked up: the query is embedded with its model and the search
+    # reads its vectors, even if another version becomes active in between.
+    version: int | None = None
     if request.embedding is not None:
         embedding = np.asarray(request.embedding, dtype=np.float32)
+        if mode != "text":
+            with part("lookup"):
+                collection = collections.get(db, name)
+                saved = collection.metadata_.get("search_defaults")
+                version, _ = _version(db, collection, request.version)
     elif mode == "vector" or (mode == "hybrid" and request.weights.vector > 0):
         assert query is not None
         started_embedding = query_embedding.start(settings, name, query)
         with part("lookup"):
             collection = collections.get(db, name)
             saved = collection.metadata_.get("search_defaults")  # read now: embedding may end the transaction
-        embedding = query_embedding.finish(db, settings, collection, query, started_embedding)
+            version, model = _version(db, collection, request.version)
+        embedding = query_embedding.finish(db, settings, collection, query, started_embedding, model)
     if mode == "hybrid" and query is None:
         mode = "vector"
     if mode == "hybrid" and _TUNABLE - request.model_fields_set:
@@ -81,7 +93,7 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         request = _with_saved_defaults(request, saved)
 
     with part("search"):
-        rows = _search(db, name, request, mode, query, embedding, fetch, filter_, highlight)
+        rows = _search(db, name, request, mode, query, embedding, fetch, filter_, highlight, version)
 
     reranked: dict[int, Reranked[RowMapping]] = {}
     if request.rerank is not None and rows:
@@ -106,7 +118,22 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
     results = [_result(row, mode, set(request.include), highlights, reranked.get(row["chunk_id"])) for row in rows]
     took_ms = round((time.perf_counter() - started) * 1000, 2)
-    return SearchResponse(results=results, mode=mode, k=request.k, took_ms=took_ms)
+    return SearchResponse(
+        results=results, mode=mode, k=request.k, embedding_version=None if mode == "text" else version, took_ms=took_ms
+    )
+
+
+def _version(db: Session, collection: Collection, requested: int | None) -> tuple[int, query_embedding.Model]:
+    """The embedding version a search of COLLECTION reads (REQUESTED, else the active one) and its model."""
+    if requested is None or requested == collection.active_version:
+        active = (collection.embedding_provider, collection.embedding_model, collection.dimensions)
+        return collection.active_version, active
+    row = db.get(EmbeddingVersion, (collection.id, requested))
+    if row is None:
+        raise InvalidInputError.for_field(
+            "body.version", f"collection {collection.name!r} has no embedding version {requested}"
+        )
+    return row.number, (row.embedding_provider, row.embedding_model, row.dimensions)
 
 
 def _search(
@@ -119,15 +146,24 @@ def _search(
     fetch: int,
     filter_: Any,
     highlight: str | None,
+    version: int | None,
 ) -> list[RowMapping]:
-    """The rows of the search MODE asks for; with HIGHLIGHT, each with its `headline`."""
+    """The rows of the search MODE asks for, in embedding VERSION; with HIGHLIGHT, each with its `headline`."""
     if mode == "text":
         assert query is not None
         return repository.search_text(db, name, query, fetch, filter_, highlight=highlight)
     if mode == "vector":
         assert embedding is not None
         return repository.search_vector(
-            db, name, embedding, fetch, filter_, ef_search=request.ef_search, exact=request.exact, highlight=highlight
+            db,
+            name,
+            embedding,
+            fetch,
+            filter_,
+            ef_search=request.ef_search,
+            exact=request.exact,
+            version=version,
+            highlight=highlight,
         )
     assert query is not None
     return repository.search_hybrid(
@@ -144,6 +180,7 @@ def _search(
         candidates=request.candidates,
         ef_search=request.ef_search,
         exact=request.exact,
+        version=version,
         highlight=highlight,
     )
 

@@ -89,13 +89,17 @@ COMMENT ON FUNCTION memora.hnsw_index_sql(text, text, text, integer, text, integ
     'HNSW index Memora makes (collections, datasets) is written by this function.';
 
 
-CREATE OR REPLACE FUNCTION memora.nearest_function(collection_id bigint)
+CREATE OR REPLACE FUNCTION memora.nearest_function(collection_id bigint, version integer)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT memora.embedding_partition(collection_id) || '_nearest' $$;
+AS $$
+    SELECT CASE WHEN version IS NULL THEN memora.embedding_partition(collection_id)
+                ELSE memora.version_table(collection_id, version) END || '_nearest'
+$$;
 
-COMMENT ON FUNCTION memora.nearest_function(bigint) IS
-    'Name of the function that returns a collection''s nearest chunks to a vector over its HNSW index.';
+COMMENT ON FUNCTION memora.nearest_function(bigint, integer) IS
+    'Name of the function that returns a collection''s nearest chunks to a vector over the HNSW index of one '
+    'version of its vectors (VERSION NULL before migration 0009: of its partition).';
 
 
 
@@ -174,11 +178,11 @@ COMMENT ON FUNCTION memora.adopt_embedding_owner(text) IS
 -- (EXECUTE), it was planned every time, and on a few thousand vectors the planner chose to read them all and sort
 -- rather than walk the index, which cost more (benchmarks/search_fixed_cost.py, docs/benchmarks.md section 11).
 -- memora.vector_candidates calls it for up to 100 rows without a filter; exact search stays its `exact`. It walks the
--- vectors search uses (the active version's, from migration 0009); the layout's create_nearest_function makes it
--- with the collection's index, it is dropped with the collection, and made again for every collection at the end of
--- the layout's file, since a migration run drops every function of Memora's first.
+-- vectors of one version (from migration 0009; of the collection's partition before it): the layout's file makes it
+-- with the version's index, drops it with the version, and makes it again for every version at its end, since a
+-- migration run drops every function of Memora's first.
 CREATE OR REPLACE FUNCTION memora.make_nearest_function(
-    p_collection_id bigint, p_table text, p_storage text, p_dimensions integer, p_metric text
+    p_collection_id bigint, p_version integer, p_table text, p_storage text, p_dimensions integer, p_metric text
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -186,7 +190,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     ext name := memora.vector_schema();
-    fn text := memora.nearest_function(p_collection_id);
+    fn text := memora.nearest_function(p_collection_id, p_version);
     distance text := format('(e.embedding::%1$I.%2$s(%3$s)) OPERATOR(%1$I.%4$s) query::%1$I.%2$s(%3$s)',
                             ext, p_storage, p_dimensions, memora.distance_operator(p_metric));
 BEGIN
@@ -226,5 +230,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memora.make_nearest_function(bigint, text, text, integer, text) IS
+COMMENT ON FUNCTION memora.make_nearest_function(bigint, integer, text, text, integer, text) IS
     '(Re)make the function (memora.nearest_function) that walks the HNSW index of P_TABLE for one collection.';

@@ -6,13 +6,27 @@
 -- it, an HNSW index whose operator class matches the collection's metric and storage type, and the nearest function
 -- over it (001-collection-storage.sql makes each). The triggers below keep them in step with memora.collection.
 
-CREATE OR REPLACE FUNCTION memora.active_vectors(c memora.collection)
-RETURNS text
+-- What search needs to know of the vectors it reads, for any layout (014-embedding-versions.sql has its own): here
+-- there is one set, the collection's partition, with the collection's settings; it has no version number.
+CREATE OR REPLACE FUNCTION memora.active_version(c memora.collection)
+RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT memora.embedding_partition(c.id) $$;
+AS $$ SELECT NULL::integer $$;
 
-COMMENT ON FUNCTION memora.active_vectors(memora.collection) IS
-    'Name of the table that holds the vectors a collection''s searches read: its partition of memora.embedding.';
+CREATE OR REPLACE FUNCTION memora.active_version_of(collection_id bigint)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT NULL::integer $$;
+
+CREATE OR REPLACE FUNCTION memora.version_of(
+    c memora.collection, version integer,
+    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text
+)
+LANGUAGE sql STABLE
+AS $$ SELECT memora.embedding_partition(c.id), c.storage, c.dimensions, c.metric $$;
+
+COMMENT ON FUNCTION memora.version_of(memora.collection, integer) IS
+    'The table of a collection''s vectors and their storage, dimensions and metric: its partition''s.';
 
 
 CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
@@ -44,7 +58,8 @@ DECLARE
     c memora.collection;
 BEGIN
     SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
-    PERFORM memora.make_nearest_function(c.id, memora.embedding_partition(c.id), c.storage, c.dimensions, c.metric);
+    PERFORM memora.make_nearest_function(c.id, NULL, memora.embedding_partition(c.id), c.storage, c.dimensions,
+                                         c.metric);
 END
 $$;
 
@@ -79,7 +94,7 @@ DECLARE
 BEGIN
     IF TG_OP = 'DELETE' THEN
         EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
-        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id),
+        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id, NULL),
                        memora.vector_schema());
         RETURN OLD;
     END IF;

@@ -26,7 +26,8 @@ CREATE OR REPLACE FUNCTION memora.vector_candidates(
     p_limit integer,
     p_filter jsonb DEFAULT NULL,
     p_ef_search integer DEFAULT NULL,
-    p_exact boolean DEFAULT false
+    p_exact boolean DEFAULT false,
+    p_version integer DEFAULT NULL
 )
 RETURNS TABLE (chunk_id bigint, distance double precision, rank integer)
 LANGUAGE plpgsql STABLE
@@ -34,6 +35,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c memora.collection;
+    v record;
     ext name;
     f record;
     key text;
@@ -50,14 +52,18 @@ BEGIN
         ignored := set_config('hnsw.ef_search', memora.hnsw_ef_search(p_ef_search, p_limit)::text, true);
     END IF;
     IF NOT p_exact AND p_filter IS NULL AND p_limit <= 100 THEN
-        -- The common case: the collection's own function (001-collection-storage.sql), whose plan is kept. A
-        -- collection that does not exist has no such function: "function ... does not exist". Deeper requests (an
-        -- evaluation's hundreds of rows) are planned per call below, where planning costs little beside the scan and
-        -- the planner reads a small collection's vectors exactly rather than walk the index that far.
-        RETURN QUERY EXECUTE format('SELECT * FROM memora.%I($1, $2)', memora.nearest_function(p_collection_id))
+        -- The common case: the version's own function (001-collection-storage.sql), whose plan is kept. A
+        -- collection or version that does not exist has no such function: "function ... does not exist". Deeper
+        -- requests (an evaluation's hundreds of rows) are planned per call below, where planning costs little beside
+        -- the scan and the planner reads a small collection's vectors exactly rather than walk the index that far.
+        RETURN QUERY EXECUTE format(
+            'SELECT * FROM memora.%I($1, $2)',
+            memora.nearest_function(p_collection_id, coalesce(p_version, memora.active_version_of(p_collection_id)))
+        )
         USING p_embedding, p_limit;
     ELSE
         SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
+        v := memora.version_of(c, p_version);
         ext := memora.vector_schema();
         f := memora.compile_filter(p_filter, 3, 4);
         IF p_exact THEN
@@ -65,8 +71,8 @@ BEGIN
             key := 'e.embedding';
             query := '$1';
         ELSE
-            key := format('(e.embedding::%I.%s(%s))', ext, c.storage, c.dimensions);
-            query := format('$1::%I.%s(%s)', ext, c.storage, c.dimensions);
+            key := format('(e.embedding::%I.%s(%s))', ext, v.storage, v.dimensions);
+            query := format('$1::%I.%s(%s)', ext, v.storage, v.dimensions);
             -- With a filter (or P_LIMIT over 1,000) the index scan goes on past ef_search candidates until LIMIT
             -- rows pass it (pgvector >= 0.8); relaxed order, so the rows are sorted again below.
             IF p_filter IS NOT NULL OR p_limit > 1000 THEN
@@ -86,7 +92,7 @@ BEGIN
             FROM nearest n
             ORDER BY n.distance, n.chunk_id
             $sql$,
-            key, ext, memora.distance_operator(c.metric), query, memora.active_vectors(c),
+            key, ext, memora.distance_operator(v.metric), query, v.tbl,
             CASE WHEN p_filter IS NULL THEN ''
                  ELSE 'JOIN memora.chunk c ON c.collection_id = e.collection_id AND c.id = e.chunk_id '
                       'JOIN memora.document d ON d.collection_id = c.collection_id AND d.id = c.document_id' END,
@@ -103,8 +109,9 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memora.vector_candidates(bigint, vector, integer, jsonb, integer, boolean) IS
-    'The P_LIMIT nearest chunks of a collection to a vector (HNSW, or every vector if P_EXACT), with a filter.';
+COMMENT ON FUNCTION memora.vector_candidates(bigint, vector, integer, jsonb, integer, boolean, integer) IS
+    'The P_LIMIT nearest chunks of a collection to a vector (HNSW, or every vector if P_EXACT), with a filter, in '
+    'embedding version P_VERSION (NULL: the active one).';
 
 
 CREATE OR REPLACE FUNCTION memora.vector_similarity(metric text, distance double precision)

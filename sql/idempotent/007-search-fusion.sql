@@ -29,7 +29,7 @@ $$;
 COMMENT ON FUNCTION memora.search_hit_row(bigint, bigint) IS
     'The chunk''s and its document''s columns of a search hit (memora.search_hit).';
 
-CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
+CREATE OR REPLACE FUNCTION memora.search_hybrid_v2(
     collection text,
     query text,
     query_embedding vector,
@@ -41,7 +41,8 @@ CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
     vector_weight double precision DEFAULT 1,
     candidates integer DEFAULT NULL,
     ef_search integer DEFAULT NULL,
-    exact boolean DEFAULT false
+    exact boolean DEFAULT false,
+    version integer DEFAULT NULL
 )
 RETURNS SETOF memora.search_hit
 LANGUAGE plpgsql STABLE
@@ -55,8 +56,10 @@ DECLARE
     depth integer := coalesce(candidates, 4 * k);
     use_text boolean := coalesce(btrim(query), '') <> '' AND text_weight > 0;
     use_vector boolean := query_embedding IS NOT NULL AND vector_weight > 0;
+    v record;
 BEGIN
-    PERFORM memora.check_search_arguments(c, k, ef_search, query_embedding);
+    PERFORM memora.check_search_arguments(c, k, ef_search, NULL);
+    SELECT * INTO v FROM memora.search_version(c, version, query_embedding);
     IF depth < k OR depth > 10000 THEN
         PERFORM memora.argument_error('candidates', 'must be between k and 10000');
     ELSIF fusion IS NULL OR fusion NOT IN ('convex', 'rrf') THEN
@@ -77,8 +80,9 @@ BEGIN
         WHERE use_text
     ),
     semantic AS MATERIALIZED (
-        SELECT n.chunk_id, n.rank, n.distance, memora.vector_similarity(c.metric, n.distance) AS similarity
-        FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact) n
+        SELECT n.chunk_id, n.rank, n.distance, memora.vector_similarity(v.metric, n.distance) AS similarity
+        FROM memora.vector_candidates(c.id, query_embedding, depth, filter, ef_search, exact,
+                                      coalesce(version, memora.active_version(c))) n
         WHERE use_vector
     ),
     fused AS (
@@ -108,9 +112,35 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memora.search_hybrid_v1(text, text, vector, integer, jsonb, text, integer, double precision,
-                                            double precision, integer, integer, boolean) IS
-    'Hybrid search: BM25 and nearest-neighbour candidates (CANDIDATES each, default 4 * k), fused by FUSION: '
+COMMENT ON FUNCTION memora.search_hybrid_v2(text, text, vector, integer, jsonb, text, integer, double precision,
+                                            double precision, integer, integer, boolean, integer) IS
+    'Hybrid search: BM25 and nearest-neighbour candidates (CANDIDATES each, default 4 * k; the vectors of embedding '
+    'version VERSION, NULL for the active one), fused by FUSION: '
     'convex (default): (text_weight * min-max normalised BM25 + vector_weight * min-max normalised similarity) '
     '/ (text_weight + vector_weight); rrf: text_weight / (rrf_k + text rank) + vector_weight / (rrf_k + vector rank).';
+
+CREATE OR REPLACE FUNCTION memora.search_hybrid_v1(
+    collection text,
+    query text,
+    query_embedding vector,
+    k integer,
+    filter jsonb DEFAULT NULL,
+    fusion text DEFAULT 'convex',
+    rrf_k integer DEFAULT 60,
+    text_weight double precision DEFAULT 1,
+    vector_weight double precision DEFAULT 1,
+    candidates integer DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    exact boolean DEFAULT false
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE sql STABLE
+AS $$
+    SELECT * FROM memora.search_hybrid_v2(collection, query, query_embedding, k, filter, fusion, rrf_k, text_weight,
+                                          vector_weight, candidates, ef_search, exact, NULL)
+$$;
+
+COMMENT ON FUNCTION memora.search_hybrid_v1(text, text, vector, integer, jsonb, text, integer, double precision,
+                                            double precision, integer, integer, boolean) IS
+    'search_hybrid_v2 over the active embedding version.';
 

@@ -10,9 +10,12 @@
 --   memora.search_hybrid(collection, query, query_embedding, k, filter, fusion, rrf_k, text_weight, vector_weight,
 --                        candidates, ef_search)
 --
--- Each is a thin wrapper over a _v1 function whose signature never changes; a new signature gets a _v2 and the
--- wrapper moves to it. The REST API calls the _v1 functions. The wrappers have no SET clause, so that the planner
--- inlines them into the caller's statement (they name every object by its schema). Filters: 004-filter.sql.
+-- Each is a thin wrapper over a _v1 function whose signature never changes; a new signature gets a _v2.
+-- search_vector_v2 and search_hybrid_v2 take the embedding version to search (migration 0009), which the REST API
+-- passes; the _v1 functions are them with the active version, and the wrappers stay on _v1, since a wrapper with
+-- one more argument would be a second function of the same name, ambiguous where the first is kept. The wrappers
+-- (and those _v1) have no SET clause, so that the planner inlines them into the caller's statement (they name every
+-- object by its schema). Filters: 004-filter.sql.
 -- Errors: unknown collection -> SQLSTATE P0002 (no_data_found); bad arguments -> 22023 (invalid_parameter_value)
 -- with the argument's name as DETAIL.
 
@@ -71,6 +74,30 @@ $$;
 COMMENT ON FUNCTION memora.check_search_arguments(memora.collection, integer, integer, vector) IS
     'Refuse (22023, the argument''s name as DETAIL) a K, EF_SEARCH or QUERY_EMBEDDING that C cannot be searched with.';
 
+CREATE OR REPLACE FUNCTION memora.search_version(
+    c memora.collection, version integer, query_embedding vector,
+    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text
+)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    -- 22023 (DETAIL version) for a version the collection does not have.
+    SELECT * INTO tbl, storage, dimensions, metric FROM memora.version_of(c, version);
+    IF query_embedding IS NOT NULL AND cardinality(query_embedding::real[]) <> dimensions THEN
+        PERFORM memora.argument_error('query_embedding', format(
+            'has %s dimensions; %scollection %L has %s', cardinality(query_embedding::real[]),
+            CASE WHEN version IS NULL OR version = memora.active_version(c) THEN ''
+                 ELSE format('version %s of ', version) END, c.name, dimensions));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION memora.search_version(memora.collection, integer, vector) IS
+    'The vectors a search of C reads (memora.version_of: VERSION, NULL for the active one), having checked that '
+    'QUERY_EMBEDDING fits them.';
+
+
 CREATE OR REPLACE FUNCTION memora.search_text_v1(
     collection text,
     query text,
@@ -104,6 +131,45 @@ COMMENT ON FUNCTION memora.search_text_v1(text, text, integer, jsonb) IS
     'BM25 search: the K chunks that score best for any of the query''s terms; score is the BM25 score.';
 
 
+CREATE OR REPLACE FUNCTION memora.search_vector_v2(
+    collection text,
+    query_embedding vector,
+    k integer,
+    filter jsonb DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    exact boolean DEFAULT false,
+    version integer DEFAULT NULL
+)
+RETURNS SETOF memora.search_hit
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    c memora.collection := memora.search_collection(collection);
+    v record;
+BEGIN
+    PERFORM memora.check_search_arguments(c, k, ef_search, NULL);
+    IF query_embedding IS NULL THEN
+        PERFORM memora.argument_error('query_embedding', 'is required');
+    END IF;
+    SELECT * INTO v FROM memora.search_version(c, version, query_embedding);
+    -- What search_hybrid_v2 returns with text_weight 0, without its fusion: 0.17 ms less a search (of ~2).
+    RETURN QUERY
+    SELECT n.chunk_id, h.document_id, h.external_id, h.ordinal, h.title, h.text, h.metadata, h.chunk_metadata,
+           h.char_start, h.char_end, memora.vector_similarity(v.metric, n.distance), NULL::integer,
+           NULL::double precision, n.rank, memora.vector_similarity(v.metric, n.distance), n.distance
+    FROM (SELECT * FROM memora.vector_candidates(c.id, query_embedding, k, filter, ef_search, exact,
+                                                 coalesce(version, memora.active_version(c))) LIMIT k) n
+    CROSS JOIN LATERAL memora.search_hit_row(c.id, n.chunk_id) h
+    ORDER BY n.rank;
+END
+$$;
+
+COMMENT ON FUNCTION memora.search_vector_v2(text, vector, integer, jsonb, integer, boolean, integer) IS
+    'Nearest-neighbour search over the HNSW index of embedding version VERSION (NULL: the active one; EF_SEARCH per '
+    'query; EXACT scans every vector); a filter keeps the index scan going until K rows pass it.';
+
 CREATE OR REPLACE FUNCTION memora.search_vector_v1(
     collection text,
     query_embedding vector,
@@ -113,31 +179,11 @@ CREATE OR REPLACE FUNCTION memora.search_vector_v1(
     exact boolean DEFAULT false
 )
 RETURNS SETOF memora.search_hit
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-SET plan_cache_mode = force_generic_plan
-AS $$
-DECLARE
-    c memora.collection := memora.search_collection(collection);
-BEGIN
-    PERFORM memora.check_search_arguments(c, k, ef_search, query_embedding);
-    IF query_embedding IS NULL THEN
-        PERFORM memora.argument_error('query_embedding', 'is required');
-    END IF;
-    -- What search_hybrid_v1 returns with text_weight 0, without its fusion: 0.17 ms less a search (of ~2).
-    RETURN QUERY
-    SELECT v.chunk_id, h.document_id, h.external_id, h.ordinal, h.title, h.text, h.metadata, h.chunk_metadata,
-           h.char_start, h.char_end, memora.vector_similarity(c.metric, v.distance), NULL::integer,
-           NULL::double precision, v.rank, memora.vector_similarity(c.metric, v.distance), v.distance
-    FROM (SELECT * FROM memora.vector_candidates(c.id, query_embedding, k, filter, ef_search, exact) LIMIT k) v
-    CROSS JOIN LATERAL memora.search_hit_row(c.id, v.chunk_id) h
-    ORDER BY v.rank;
-END
-$$;
+LANGUAGE sql STABLE
+AS $$ SELECT * FROM memora.search_vector_v2(collection, query_embedding, k, filter, ef_search, exact, NULL) $$;
 
 COMMENT ON FUNCTION memora.search_vector_v1(text, vector, integer, jsonb, integer, boolean) IS
-    'Nearest-neighbour search over the HNSW index (EF_SEARCH per query; EXACT scans every vector); '
-    'a filter keeps the index scan going until K rows pass it.';
+    'search_vector_v2 over the active embedding version.';
 
 
 -- The names people type: the current version of each function.

@@ -10,13 +10,42 @@
 -- both: a collection inserted from psql gets its partition and version 1 from its own columns, as one created
 -- through the REST API does.
 
-CREATE OR REPLACE FUNCTION memora.active_vectors(c memora.collection)
-RETURNS text
+-- What search needs to know of the vectors it reads (001-partitions-by-collection.sql has its own).
+CREATE OR REPLACE FUNCTION memora.active_version(c memora.collection)
+RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT memora.version_table(c.id, c.active_version) $$;
+AS $$ SELECT c.active_version $$;
 
-COMMENT ON FUNCTION memora.active_vectors(memora.collection) IS
-    'Name of the table that holds the vectors a collection''s searches read: its active version''s.';
+CREATE OR REPLACE FUNCTION memora.active_version_of(collection_id bigint)
+RETURNS integer
+LANGUAGE sql STABLE
+AS $$ SELECT c.active_version FROM memora.collection c WHERE c.id = active_version_of.collection_id $$;
+
+CREATE OR REPLACE FUNCTION memora.version_of(
+    c memora.collection, version integer,
+    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text
+)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF version IS NULL OR version = c.active_version THEN  -- the collection's columns are the active version's
+        tbl := memora.version_table(c.id, c.active_version);
+        storage := c.storage; dimensions := c.dimensions; metric := c.metric;
+        RETURN;
+    END IF;
+    SELECT memora.version_table(v.collection_id, v.number), v.storage, v.dimensions, v.metric
+    INTO tbl, storage, dimensions, metric
+    FROM memora.embedding_version v WHERE v.collection_id = c.id AND v.number = version_of.version;
+    IF NOT FOUND THEN
+        PERFORM memora.argument_error('version', format('collection %L has no embedding version %s', c.name, version));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION memora.version_of(memora.collection, integer) IS
+    'The table of one version of a collection''s vectors (VERSION NULL: the active one) and their storage, '
+    'dimensions and metric; 22023 (DETAIL version) for a version the collection does not have.';
 
 
 CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
@@ -32,7 +61,8 @@ BEGIN
     WHERE e.collection_id = p_collection_id;
     PERFORM memora.make_vector_index(memora.version_table(v.collection_id, v.number), v.storage, v.dimensions,
                                      v.metric, v.hnsw_m, v.hnsw_ef_construction);
-    PERFORM memora.create_nearest_function(p_collection_id);
+    PERFORM memora.make_nearest_function(v.collection_id, v.number, memora.version_table(v.collection_id, v.number),
+                                         v.storage, v.dimensions, v.metric);
 END
 $$;
 
@@ -49,16 +79,15 @@ AS $$
 DECLARE
     v memora.embedding_version;
 BEGIN
-    SELECT e.* INTO STRICT v
-    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
-    WHERE e.collection_id = p_collection_id;
-    PERFORM memora.make_nearest_function(p_collection_id, memora.version_table(v.collection_id, v.number), v.storage,
-                                         v.dimensions, v.metric);
+    FOR v IN SELECT * FROM memora.embedding_version WHERE collection_id = p_collection_id LOOP
+        PERFORM memora.make_nearest_function(v.collection_id, v.number, memora.version_table(v.collection_id, v.number),
+                                             v.storage, v.dimensions, v.metric);
+    END LOOP;
 END
 $$;
 
 COMMENT ON FUNCTION memora.create_nearest_function(bigint) IS
-    '(Re)make the function (memora.nearest_function) that walks the HNSW index of a collection''s active version.';
+    '(Re)make the functions (memora.nearest_function) that walk the HNSW index of each version of a collection.';
 
 
 CREATE OR REPLACE FUNCTION memora.set_collection_vector_check(p_collection_id bigint)
@@ -92,6 +121,8 @@ DECLARE
 BEGIN
     IF TG_OP = 'DELETE' THEN
         EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.version_table(OLD.collection_id, OLD.number));
+        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)',
+                       memora.nearest_function(OLD.collection_id, OLD.number), memora.vector_schema());
         RETURN OLD;
     END IF;
 
@@ -104,9 +135,8 @@ BEGIN
         PERFORM memora.set_vector_check(tbl, NEW.embedding_model, NEW.dimensions);
         PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
                                          NEW.hnsw_ef_construction);
-        IF active THEN
-            PERFORM memora.make_nearest_function(NEW.collection_id, tbl, NEW.storage, NEW.dimensions, NEW.metric);
-        END IF;
+        PERFORM memora.make_nearest_function(NEW.collection_id, NEW.number, tbl, NEW.storage, NEW.dimensions,
+                                             NEW.metric);
         RETURN NEW;
     END IF;
 
@@ -118,9 +148,8 @@ BEGIN
        IS DISTINCT FROM (OLD.metric, OLD.storage, OLD.dimensions, OLD.hnsw_m, OLD.hnsw_ef_construction) THEN
         PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
                                          NEW.hnsw_ef_construction);
-        IF active THEN
-            PERFORM memora.make_nearest_function(NEW.collection_id, tbl, NEW.storage, NEW.dimensions, NEW.metric);
-        END IF;
+        PERFORM memora.make_nearest_function(NEW.collection_id, NEW.number, tbl, NEW.storage, NEW.dimensions,
+                                             NEW.metric);
     END IF;
     IF active THEN
         -- The collection's columns are the active version's: a change made here reaches them (a change made there
@@ -216,8 +245,6 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         -- Its versions' tables go with it; their rows go by the cascade that follows.
         EXECUTE format('DROP TABLE IF EXISTS memora.%I', memora.embedding_partition(OLD.id));
-        EXECUTE format('DROP FUNCTION IF EXISTS memora.%I(%I.vector, integer)', memora.nearest_function(OLD.id),
-                       memora.vector_schema());
         RETURN OLD;
     END IF;
 
@@ -234,9 +261,8 @@ BEGIN
         RETURN NEW;
     END IF;
 
-    IF NEW.active_version IS DISTINCT FROM OLD.active_version THEN
-        PERFORM memora.create_nearest_function(NEW.id);
-    ELSE
+    -- (A change of active_version alone needs nothing here: each version has its nearest function.)
+    IF NEW.active_version IS NOT DISTINCT FROM OLD.active_version THEN
         UPDATE memora.embedding_version
         SET embedding_provider = NEW.embedding_provider, embedding_model = NEW.embedding_model,
             dimensions = NEW.dimensions, metric = NEW.metric, storage = NEW.storage, hnsw_m = NEW.hnsw_m,
@@ -260,8 +286,7 @@ CREATE OR REPLACE TRIGGER collection_storage_insert
     FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
 
 CREATE OR REPLACE TRIGGER collection_storage_update
-    AFTER UPDATE OF embedding_provider, embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction,
-                    active_version
+    AFTER UPDATE OF embedding_provider, embedding_model, dimensions, metric, storage, hnsw_m, hnsw_ef_construction
     ON memora.collection
     FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
 
@@ -301,5 +326,5 @@ REVOKE EXECUTE ON FUNCTION
     memora.set_collection_vector_check(bigint)
 FROM PUBLIC;
 
--- The nearest-neighbour functions of the collections there are (a migration run dropped them with the others).
+-- The nearest-neighbour functions of the versions there are (a migration run dropped them with the others).
 SELECT memora.create_nearest_function(id) FROM memora.collection;

@@ -167,7 +167,7 @@ def test_a_run_that_applies_the_files_makes_each_collection_s_nearest_function_a
         "INSERT INTO memora.embedding (collection_id, chunk_id, model, embedding) VALUES (1, 1, 'm', '[1,0,0]');"
         f" UPDATE memora.meta SET value = 'older files' WHERE key = '{FINGERPRINT_KEY}'",
     )
-    nearest = "SELECT to_regprocedure('memora.embedding_c1_nearest(vector, integer)')::oid"
+    nearest = "SELECT to_regprocedure('memora.embedding_c1_v1_nearest(vector, integer)')::oid"
     before = fetch(fresh_db_url, nearest)
 
     upgrade(fresh_db_url)

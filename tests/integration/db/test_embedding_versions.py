@@ -229,3 +229,42 @@ def test_a_version_keeps_its_number(db: Session) -> None:
             .where(EmbeddingVersion.collection_id == collection.id, EmbeddingVersion.number == 2)
             .values(number=3)
         )
+
+
+def test_a_search_may_read_a_version_that_is_not_active(db: Session, connection: Connection) -> None:
+    collection, ids = _two_versions(db)
+    params = {"name": collection.name, "query": str(QUERY_2D)}
+
+    vector = connection.execute(
+        sql("SELECT chunk_id FROM memora.search_vector_v2(:name, CAST(:query AS vector), 3, version => 2)"), params
+    ).scalars()
+    hybrid = connection.execute(
+        sql("SELECT chunk_id, vector_distance FROM memora.search_hybrid_v2(:name, 'chunk', CAST(:query AS vector), 3,"
+            " version => 2) ORDER BY vector_rank"),
+        params,
+    ).all()  # fmt: skip
+
+    # Version 2 (2-d, L2) while version 1 (3-d) stays active.
+    assert list(vector) == [ids[2], ids[1], ids[0]]
+    assert [row[0] for row in hybrid] == [ids[2], ids[1], ids[0]]
+    assert hybrid[0][1] == pytest.approx(((0.1 - 0.0) ** 2 + 0.0**2) ** 0.5, abs=1e-6)
+    assert collection.active_version == 1
+
+
+@pytest.mark.parametrize(
+    ("version", "query", "message"),
+    [
+        (7, QUERY_2D, "version: collection '.*' has no embedding version 7"),
+        (2, QUERY_3D, "query_embedding: has 3 dimensions; version 2 of collection '.*' has 2"),
+    ],
+)
+def test_a_search_of_a_version_the_collection_lacks_or_does_not_fit_is_refused(
+    db: Session, connection: Connection, version: int, query: list[float], message: str
+) -> None:
+    collection, _ = _two_versions(db)
+
+    with pytest.raises(DBAPIError, match=message):
+        connection.execute(
+            sql("SELECT * FROM memora.search_vector_v2(:name, CAST(:query AS vector), 3, version => :version)"),
+            {"name": collection.name, "query": str(query), "version": version},
+        )

@@ -118,7 +118,7 @@ def _index_scans(connection: Connection, collection_id: int) -> int:
 def _nearest(connection: Connection, collection_id: int) -> tuple[list[int], list[float], list[int], int]:
     """Chunk ids, distances and ranks from the collection's nearest function, and the HNSW index scans it made."""
     rows = connection.execute(
-        sql(f"SELECT * FROM memora.embedding_c{collection_id}_nearest(CAST(:query AS vector), 10)"),
+        sql(f"SELECT * FROM memora.embedding_c{collection_id}_v1_nearest(CAST(:query AS vector), 10)"),
         {"query": str(QUERY_VECTOR)},
     ).all()
     return (
@@ -218,7 +218,8 @@ def test_deleting_a_collection_drops_its_partition_and_cascades(db: Session, con
 
     partition = connection.execute(text("SELECT to_regclass(:n)"), {"n": q(f"memora.embedding_c{collection.id}")})
     assert partition.scalar() is None
-    nearest = connection.execute(text("SELECT to_regproc(:n)"), {"n": q(f"memora.embedding_c{collection.id}_nearest")})
+    function = q(f"memora.embedding_c{collection.id}_v1_nearest")
+    nearest = connection.execute(text("SELECT to_regproc(:n)"), {"n": function})
     assert nearest.scalar() is None
     assert db.scalar(select(Document.id).where(Document.collection_id == collection.id)) is None
     assert db.scalar(select(Chunk.id).where(Chunk.collection_id == collection.id)) is None

@@ -163,3 +163,44 @@ def test_unknown_versions_and_collections_are_404(api: TestClient, collection: C
     assert api.delete("/v1/collections/docs/embeddings/9").status_code == 404
     assert api.get("/v1/collections/nope/embeddings").status_code == 404
     assert api.get("/v1/collections/docs/embeddings/0").status_code == 422
+
+
+def test_a_search_reads_the_version_it_asks_for_and_says_which(
+    api: TestClient, db: Session, collection: Collection
+) -> None:
+    api.post("/v1/collections/docs/embeddings", json={"dimensions": 8, "metric": "l2"})
+    fill_version_2(db, collection)
+    search = "/v1/collections/docs/search"
+
+    active = api.post(search, json={"query": "chunk", "mode": "vector", "k": 2})
+    pinned = api.post(search, json={"query": "chunk", "mode": "vector", "k": 2, "version": 2})
+    own_vector = api.post(search, json={"embedding": VECTORS_8D[1], "mode": "vector", "k": 2, "version": 2})
+    hybrid = api.post(search, json={"query": "chunk", "embedding": VECTORS_8D[1], "k": 2, "version": 2})
+    text_only = api.post(search, json={"query": "chunk", "mode": "text", "k": 2})
+
+    assert active.status_code == pinned.status_code == own_vector.status_code == hybrid.status_code == 200
+    assert (active.json()["embedding_version"], pinned.json()["embedding_version"]) == (1, 2)
+    # Version 2 holds VECTORS_8D: the second chunk is the nearest to its own vector, at distance 0.
+    ids = _chunk_ids(db, collection)
+    assert [hit["chunk_id"] for hit in own_vector.json()["results"]] == [ids[1], ids[0]]
+    assert hybrid.json()["embedding_version"] == 2
+    assert text_only.json()["embedding_version"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"query": "chunk", "mode": "vector", "version": 9}, "has no embedding version 9"),
+        ({"embedding": [1.0] * 8, "mode": "vector", "version": 9}, "has no embedding version 9"),
+        ({"query": "chunk", "mode": "text", "version": 1}, "text search reads no vectors"),
+    ],
+)
+def test_a_search_of_a_version_that_is_not_there_is_refused(
+    api: TestClient, collection: Collection, body: dict[str, Any], reason: str
+) -> None:
+    response = api.post("/v1/collections/docs/search", json=body)
+
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["error"]["details"]
+    assert problem["field"] == "body.version"
+    assert reason in problem["reason"]
