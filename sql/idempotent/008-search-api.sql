@@ -82,8 +82,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    -- 22023 (DETAIL version) for a version the collection does not have.
-    SELECT * INTO tbl, storage, dimensions, metric FROM memora.version_of(c, version);
+    IF version IS NULL OR version = memora.active_version(c) THEN
+        -- The usual case, with no lookup: the collection's columns are the active version's.
+        storage := c.storage; dimensions := c.dimensions; metric := c.metric;
+    ELSE
+        -- 22023 (DETAIL version) for a version the collection does not have.
+        SELECT * INTO tbl, storage, dimensions, metric FROM memora.version_of(c, version);
+    END IF;
     IF query_embedding IS NOT NULL AND cardinality(query_embedding::real[]) <> dimensions THEN
         PERFORM memora.argument_error('query_embedding', format(
             'has %s dimensions; %scollection %L has %s', cardinality(query_embedding::real[]),
@@ -94,8 +99,8 @@ END
 $$;
 
 COMMENT ON FUNCTION memora.search_version(memora.collection, integer, vector) IS
-    'The vectors a search of C reads (memora.version_of: VERSION, NULL for the active one), having checked that '
-    'QUERY_EMBEDDING fits them.';
+    'The storage, dimensions and metric of the vectors a search of C reads (VERSION, NULL for the active one; TBL '
+    'only for another version, from memora.version_of), having checked that QUERY_EMBEDDING fits them.';
 
 
 CREATE OR REPLACE FUNCTION memora.search_text_v1(
