@@ -48,17 +48,26 @@ COMMENT ON FUNCTION memora.version_of(memora.collection, integer) IS
     'dimensions and metric; 22023 (DETAIL version) for a version the collection does not have.';
 
 
+CREATE OR REPLACE FUNCTION memora.active_embedding_version(p_collection_id bigint)
+RETURNS memora.embedding_version
+LANGUAGE sql STABLE
+AS $$
+    SELECT e.*
+    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
+    WHERE e.collection_id = p_collection_id
+$$;
+
+COMMENT ON FUNCTION memora.active_embedding_version(bigint) IS 'The row of a collection''s active embedding version.';
+
+
 CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v memora.embedding_version;
+    v memora.embedding_version := memora.active_embedding_version(p_collection_id);
 BEGIN
-    SELECT e.* INTO STRICT v
-    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
-    WHERE e.collection_id = p_collection_id;
     PERFORM memora.make_vector_index(memora.version_table(v.collection_id, v.number), v.storage, v.dimensions,
                                      v.metric, v.hnsw_m, v.hnsw_ef_construction);
     PERFORM memora.make_nearest_function(v.collection_id, v.number, memora.version_table(v.collection_id, v.number),
@@ -96,11 +105,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v memora.embedding_version;
+    v memora.embedding_version := memora.active_embedding_version(p_collection_id);
 BEGIN
-    SELECT e.* INTO STRICT v
-    FROM memora.embedding_version e JOIN memora.collection c ON c.id = e.collection_id AND c.active_version = e.number
-    WHERE e.collection_id = p_collection_id;
     PERFORM memora.set_vector_check(memora.version_table(v.collection_id, v.number), v.embedding_model, v.dimensions);
 END
 $$;
