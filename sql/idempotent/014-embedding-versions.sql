@@ -206,8 +206,8 @@ CREATE OR REPLACE TRIGGER embedding_version_delete
 
 
 -- The collection's model columns are its active version's. Making another version active copies its settings into
--- them (and the nearest function follows it); changing them on the collection changes the active version (its
--- CHECKs and index follow, as they did for the collection's single partition).
+-- them (each version has its own nearest function, so nothing else changes); changing them on the collection changes
+-- the active version (its CHECKs, index and nearest function follow, as they did for the collection's partition).
 CREATE OR REPLACE FUNCTION memora.collection_active_version_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -301,9 +301,9 @@ CREATE OR REPLACE TRIGGER collection_storage_delete
     BEFORE DELETE ON memora.collection
     FOR EACH ROW EXECUTE FUNCTION memora.collection_storage_trigger();
 
--- New chunks lack the vectors of every version but the active one, whose the worker writes with them: a ready version
--- becomes building again, and the worker fills it (app/versions/backfill.py). A hint for the worker, not a promise:
--- activating a version counts what it lacks (app/versions/service.py).
+-- New chunks lack the vectors of every version but the active one (whose vectors the worker writes with them): a
+-- ready version becomes building again, and the worker fills it (app/versions/backfill.py). A hint for the worker,
+-- not a promise: activating a version counts what it lacks (app/versions/service.py).
 CREATE OR REPLACE FUNCTION memora.chunk_versions_trigger()
 RETURNS trigger
 LANGUAGE plpgsql
