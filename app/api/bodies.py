@@ -4,7 +4,7 @@ limit, and JSON that does not parse named as the rest of the API names bad input
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any
 
 from fastapi import Request
 
@@ -19,6 +19,16 @@ async def read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise PayloadTooLargeError(f"request body exceeds the limit of {limit} bytes")
     return bytes(body)
+
+
+async def spool_body(request: Request, spool: IO[bytes], limit: int, setting: str) -> None:
+    """Stream the body into SPOOL (a file), or a 413 naming SETTING as soon as it passes LIMIT bytes."""
+    size = 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(f"file exceeds the limit of {limit} bytes ({setting})")
+        spool.write(part)
 
 
 def parse_json(body: bytes, **options: Any) -> Any:

@@ -33,6 +33,7 @@ from app.api.routes import (
     documents,
     embeddings,
     exports,
+    feedback,
     finetune,
     health,
     keys,
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(embeddings.router)
     app.include_router(documents.router)
     app.include_router(search.router)
+    app.include_router(feedback.router)
     app.include_router(answer.router)
     app.include_router(datasets.router)
     app.include_router(dataset_quality.router)

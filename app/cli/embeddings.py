@@ -1,13 +1,16 @@
-"""`memora embeddings list | create | status | activate | drop` (routes: embeddings.py): versions of a collection's
-vectors."""
+"""`memora embeddings list | create | status | import | train | activate | retry | drop` (routes: embeddings.py):
+versions of a collection's vectors."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from app.cli.adapters import train
 from app.cli.options import option, session, settings, stderr, validated
 
 if TYPE_CHECKING:
@@ -15,6 +18,7 @@ if TYPE_CHECKING:
 
 cli = typer.Typer(help="Versions of a collection's vectors: add one, watch the worker fill it, make it active.",
                   no_args_is_help=True)  # fmt: skip
+cli.command("train")(train)
 Collection = Annotated[str, typer.Argument(help="Collection name.")]
 Number = Annotated[int, typer.Argument(help="Version number.", min=1)]
 
@@ -47,14 +51,16 @@ def create(
     dimensions: Annotated[int | None, option("EMBEDDING_DIMENSIONS", "Vector dimensions.", "--dimensions")] = None,
     metric: Annotated[str | None, option("METRIC", "cosine | l2 | inner_product", "--metric")] = None,
     storage: Annotated[str | None, option("STORAGE", "vector | halfvec", "--storage")] = None,
+    imported: Annotated[bool, option("EMBEDDINGS_IMPORT", "You send the vectors (memora embeddings import); the "
+                                     "worker leaves the version to you.", "--import")] = False,
 ) -> None:  # fmt: skip
     """Add a version (what is left out is the active version's); the worker fills it in the background."""
     from app.versions import service
     from app.versions.schemas import VersionCreate
 
     data = {"embedding_provider": provider, "embedding_model": model, "dimensions": dimensions, "metric": metric,
-            "storage": storage}  # fmt: skip
-    flags = {"embedding_provider": "--provider", "embedding_model": "--model"}
+            "storage": storage, "source": "import" if imported else None}  # fmt: skip
+    flags = {"embedding_provider": "--provider", "embedding_model": "--model", "source": "--import"}
     body = validated(VersionCreate, {k: v for k, v in data.items() if v is not None}, flags)
     with session(ctx) as db, db.begin():
         created = service.create(db, settings(ctx), collection, body)
@@ -92,6 +98,34 @@ def status(
     typer.echo(_line(version))
     if version.status == "failed":
         raise typer.Exit(1)
+
+
+@cli.command("import")
+def import_vectors(
+    ctx: typer.Context,
+    collection: Collection,
+    number: Number,
+    file: Annotated[Path, typer.Argument(help="JSON Lines: {\"chunk_id\": N, \"embedding\": [...]} or "
+                                         "{\"external_id\": \"...\", \"ordinal\": N, \"embedding\": [...]} a line.",
+                                         exists=True, dir_okay=False, readable=True)],
+) -> None:  # fmt: skip
+    """Bring your own vectors into a version; any bad line refuses the whole file, and nothing is written."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from app.versions import imports
+
+    columns = (TextColumn(file.name), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with file.open("rb") as handle, Progress(*columns, console=stderr()) as progress:
+        task = progress.add_task("read", total=file.stat().st_size)
+        with session(ctx) as db, db.begin():
+            report = imports.import_vectors(db, collection, number, _counted(handle, progress, task))
+    typer.echo(f"version {number} of {collection}: {report.vectors} vectors from {report.lines} lines; {report.status}")
+
+
+def _counted(handle: IO[bytes], progress: Any, task: Any) -> Iterator[bytes]:
+    for line in handle:
+        progress.advance(task, len(line))
+        yield line
 
 
 @cli.command("activate")

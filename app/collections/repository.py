@@ -7,12 +7,11 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Chunk, Collection, Document, version_table
+from app.db.models import Chunk, Document
 from app.db.query import Query
 from app.observe.context import current_request_id
 
 _TEXT_SEARCH_CONFIG_EXISTS = Query("SELECT count(*) = 1 FROM pg_ts_config WHERE cfgname = %(name)s")
-_TRUNCATE = Query("TRUNCATE memora.{partition}")
 
 
 def text_search_config_exists(db: Session, name: str) -> bool:
@@ -35,11 +34,6 @@ def requeue_documents(db: Session, collection_id: int) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def drop_vectors(db: Session, collection: Collection) -> None:
-    """Empty the table of the collection's active embedding version (instant, unlike DELETE)."""
-    _TRUNCATE.run(db, partition=version_table(collection.id, collection.active_version))
 
 
 def set_chunk_language(db: Session, collection_id: int, language: str) -> None:

@@ -58,6 +58,15 @@ Language = Annotated[StorableText, Field(min_length=1, max_length=63, descriptio
 ModelName = Annotated[StorableText, Field(min_length=1, max_length=200)]
 
 
+FeedbackDataset = Annotated[
+    str | None,
+    Field(
+        pattern=NAME_PATTERN,
+        description="The dataset that search feedback (POST .../feedback) is kept in, as labeled pairs; null: none.",
+    ),
+]
+
+
 class CollectionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,11 +83,13 @@ class CollectionCreate(BaseModel):
     bm25_k1: Bm25K1 = 0.9
     bm25_b: Bm25B = 0.4
     metadata: StorableObject = Field(default_factory=dict)
+    feedback_dataset: FeedbackDataset = None
 
 
 class CollectionUpdate(BaseModel):
-    """Fields to change. Changing the embedding model drops the collection's vectors and embeds everything anew;
-    changing chunking re-chunks every document. Leaving a field out keeps it; null is only for embedding_model and
+    """Fields to change. A new model, size, metric, storage or index makes a new embedding version, filled by the
+    worker while searches read the current one and made active once filled; changing chunking re-chunks every
+    document. Leaving a field out keeps it; null is only for embedding_model and
     dimensions (the provider's default), since the other fields have no null to become."""
 
     model_config = ConfigDict(extra="forbid")
@@ -95,6 +106,7 @@ class CollectionUpdate(BaseModel):
     bm25_k1: Bm25K1 | None = None
     bm25_b: Bm25B | None = None
     metadata: StorableObject | None = None
+    feedback_dataset: FeedbackDataset = None
 
     @field_validator(
         "description", "embedding_provider", "metric", "storage", "chunking", "language", "hnsw", "bm25_k1",
@@ -122,6 +134,8 @@ class CollectionOut(BaseModel):
     bm25_k1: float
     bm25_b: float
     metadata: dict[str, Any]
+    active_version: int = Field(description="The embedding version searches read (GET .../embeddings lists them).")
+    feedback_dataset: str | None = Field(description="The dataset search feedback is kept in.")
     documents: dict[str, int] = Field(description="Documents by status.")
     created_at: datetime
     updated_at: datetime

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.collections import repository
 from app.collections.schemas import CollectionCreate, CollectionOut, CollectionUpdate, Hnsw
 from app.config import Settings
-from app.db.models import MAX_INDEXED_DIMENSIONS, Collection
+from app.db.models import MAX_INDEXED_DIMENSIONS, Collection, Dataset
 from app.db.repository import add_named, get_named
 from app.embeddings.base import Embedder
 from app.embeddings.registry import check_model, default_model, get_embedder, max_chunk_tokens
@@ -38,6 +39,7 @@ def create(db: Session, data: CollectionCreate) -> Collection:
         bm25_k1=data.bm25_k1,
         bm25_b=data.bm25_b,
         metadata_=data.metadata,
+        feedback_dataset_id=feedback_dataset_id(db, data.feedback_dataset),
     )
     return add_named(db, collection, "uq_collection_name")
 
@@ -53,60 +55,70 @@ def embedder(db: Session, settings: Settings, name: str) -> Embedder:
     return get_embedder(collection.embedding_provider, collection.embedding_model, collection.dimensions, settings)
 
 
-def update(db: Session, name: str, patch: CollectionUpdate) -> Collection:
+# Fields whose change makes a new embedding version (app/versions/) rather than change the collection in place.
+VERSION_FIELDS = ("embedding_provider", "embedding_model", "dimensions", "metric", "storage", "hnsw")
+
+
+def update(db: Session, settings: Settings, name: str, patch: CollectionUpdate) -> Collection:
+    """Change collection NAME. A new model, size, metric, storage or index makes a new embedding version, which the
+    worker fills while searches go on reading the current one, and which becomes active once filled; new chunking
+    re-chunks every document."""
     collection = get(db, name, lock=True)
     changes: dict[str, Any] = patch.model_dump(exclude_unset=True)
 
-    embedding_fields = {"embedding_provider", "embedding_model", "dimensions"}
-    new_model = changes.keys() & embedding_fields
-    if new_model:
-        provider = changes.get("embedding_provider", collection.embedding_provider)
-        model_given = changes.get("embedding_model") or (
-            None if "embedding_provider" in changes else collection.embedding_model
-        )
-        model, dimensions = model_and_dimensions(provider, model_given, changes.get("dimensions"))
-        if (provider, model, dimensions) != (
-            collection.embedding_provider,
-            collection.embedding_model,
-            collection.dimensions,
-        ):
-            repository.drop_vectors(db, collection)
-            collection.embedding_provider, collection.embedding_model, collection.dimensions = (
-                provider,
-                model,
-                dimensions,
-            )
-        else:
-            new_model = set()
-    if "storage" in changes or new_model:
-        check_dimensions(collection.dimensions, changes.get("storage", collection.storage))
     if "language" in changes and changes["language"] != collection.language:
         _check_language(db, changes["language"])
         repository.set_chunk_language(db, collection.id, changes["language"])
         collection.language = changes["language"]
-    for field in ("description", "metric", "storage", "bm25_k1", "bm25_b"):
+    for field in ("description", "bm25_k1", "bm25_b"):
         if changes.get(field) is not None:
             setattr(collection, field, changes[field])
     if changes.get("metadata") is not None:
         collection.metadata_ = changes["metadata"]
-    if patch.hnsw is not None:
-        collection.hnsw_m, collection.hnsw_ef_construction = patch.hnsw.m, patch.hnsw.ef_construction
-    if patch.chunking is not None or new_model:
-        size = patch.chunking.size if patch.chunking is not None else int(collection.chunking.get("size", 0))
-        check_chunk_size(collection.embedding_provider, size)
+    if "feedback_dataset" in changes:
+        collection.feedback_dataset_id = feedback_dataset_id(db, changes["feedback_dataset"])
+    if patch.chunking is not None:
+        check_chunk_size(changes.get("embedding_provider") or collection.embedding_provider, patch.chunking.size)
     rechunk = patch.chunking is not None and patch.chunking.model_dump() != collection.chunking
     if patch.chunking is not None:
         collection.chunking = patch.chunking.model_dump()
     db.flush()
-    if new_model or rechunk:
+    if changes.keys() & set(VERSION_FIELDS):
+        _new_version(db, settings, collection, patch, changes)
+    if rechunk:
         repository.requeue_documents(db, collection.id)
     db.refresh(collection)
     return collection
 
 
+def _new_version(
+    db: Session, settings: Settings, collection: Collection, patch: CollectionUpdate, changes: dict[str, Any]
+) -> None:
+    # Versions are built on collections, so their service is imported here rather than at the top.
+    from app.versions import service as versions
+    from app.versions.schemas import VersionCreate
+
+    asked = {field: changes[field] for field in VERSION_FIELDS if changes.get(field) is not None}
+    if "hnsw" in asked:
+        asked["hnsw"] = patch.hnsw
+    if "embedding_model" in changes and changes["embedding_model"] is None:  # null: the provider's default
+        asked["embedding_model"] = default_model(changes.get("embedding_provider") or collection.embedding_provider)[0]
+    versions.take_over(db, settings, collection, VersionCreate(**asked))
+
+
 def delete(db: Session, name: str) -> None:
     db.delete(get(db, name, lock=True))
     db.flush()
+
+
+def feedback_dataset_id(db: Session, name: str | None) -> int | None:
+    """The id of dataset NAME, for a collection's feedback_dataset; a 422 naming the field if there is none."""
+    if name is None:
+        return None
+    found = db.scalar(select(Dataset.id).where(Dataset.name == name))
+    if found is None:
+        raise InvalidInputError.for_field("feedback_dataset", f"no dataset named {name!r}")
+    return found
 
 
 def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
@@ -124,6 +136,8 @@ def to_out(collection: Collection, documents: dict[str, int]) -> CollectionOut:
         bm25_k1=collection.bm25_k1,
         bm25_b=collection.bm25_b,
         metadata=collection.metadata_,
+        active_version=collection.active_version,
+        feedback_dataset=collection.feedback_dataset.name if collection.feedback_dataset else None,
         documents=documents,
         created_at=collection.created_at,
         updated_at=collection.updated_at,

@@ -42,12 +42,14 @@ def dataset_queries(db: Session, name: str, split: str | None = None) -> list[Ju
     queries: dict[str, JudgedQuery] = {}
     for example_id, text, relevant, source in repository.pairs_examples(db, name, split):
         grades = relevant_documents(relevant, source)
-        if text is None or not text.strip() or not any(grade > 0 for grade in grades.values()):
+        if text is None or not text.strip() or not grades:
             continue
         if text in queries:
             queries[text] = JudgedQuery(queries[text].id, text, {**grades, **queries[text].judgments})
         else:
             queries[text] = JudgedQuery(str(example_id), text, grades)
+    # A query only judged not relevant (search feedback, grade 0) has nothing to find: no judged query.
+    queries = {text: q for text, q in queries.items() if any(grade > 0 for grade in q.judgments.values())}
     if not queries:
         raise InvalidInputError(
             f"dataset {name!r} has no pairs examples with relevant documents: give each a source "

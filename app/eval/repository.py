@@ -1,4 +1,4 @@
-"""The searches an evaluation runs: the SQL API's _v1 functions, as the REST API and psql users call them."""
+"""The searches an evaluation runs: the SQL API's functions, as the REST API and psql users call them."""
 
 from __future__ import annotations
 
@@ -18,18 +18,20 @@ FUSIONS = ("convex", "rrf")
 # Only the document of each hit comes back: the chunk texts would be transferred for nothing.
 _TEXT = Query("SELECT external_id FROM memora.search_text_v1(%(collection)s, %(query)s, %(k)s)")
 _VECTOR = Query(
-    "SELECT external_id FROM memora.search_vector_v1(%(collection)s, %(embedding)s, %(k)s, ef_search => %(ef_search)s)"
+    "SELECT external_id FROM memora.search_vector_v2(%(collection)s, %(embedding)s, %(k)s, ef_search => %(ef_search)s, "
+    "version => %(version)s)"
 )
 _HYBRID = Query(
-    "SELECT external_id FROM memora.search_hybrid_v1(%(collection)s, %(query)s, %(embedding)s, %(k)s, "
+    "SELECT external_id FROM memora.search_hybrid_v2(%(collection)s, %(query)s, %(embedding)s, %(k)s, "
     "fusion => %(fusion)s, rrf_k => %(rrf_k)s, text_weight => %(text_weight)s, vector_weight => %(vector_weight)s, "
-    "candidates => %(candidates)s, ef_search => %(ef_search)s)"
+    "candidates => %(candidates)s, ef_search => %(ef_search)s, version => %(version)s)"
 )
 
 
 @dataclass(frozen=True)
 class FusionParams:
-    """What search_vector_v1 and search_hybrid_v1 take beyond the query; None leaves the function's default."""
+    """What search_vector_v2 and search_hybrid_v2 take beyond the query; None leaves the function's default (version:
+    the embedding version searched, None for the active one)."""
 
     fusion: str = "convex"
     rrf_k: int = 60
@@ -37,6 +39,7 @@ class FusionParams:
     vector_weight: float = 1.0
     candidates: int | None = None
     ef_search: int | None = None
+    version: int | None = None
 
 
 def search(
@@ -53,7 +56,14 @@ def search(
         rows = _TEXT.run(conn, {"collection": collection, "query": query, "k": k})
     elif mode == "vector":
         rows = _VECTOR.run(
-            conn, {"collection": collection, "embedding": embedding, "k": k, "ef_search": params.ef_search}
+            conn,
+            {
+                "collection": collection,
+                "embedding": embedding,
+                "k": k,
+                "ef_search": params.ef_search,
+                "version": params.version,
+            },
         )
     else:
         rows = _HYBRID.run(
@@ -69,6 +79,7 @@ def search(
                 "vector_weight": params.vector_weight,
                 "candidates": params.candidates,
                 "ef_search": params.ef_search,
+                "version": params.version,
             },
         )
     return [str(row[0]) for row in rows]
@@ -80,7 +91,9 @@ _PAIRS = Query(
     "d.external_id AS source "
     "FROM memora.example e JOIN memora.dataset ds ON ds.id = e.dataset_id "
     "LEFT JOIN memora.document d ON d.collection_id = e.source_collection_id AND d.id = e.source_document_id "
-    "WHERE ds.name = %(name)s AND e.format = 'pairs' AND e.deleted_at IS NULL "
+    # Search feedback that a result was not relevant (app/search/feedback.py) is a custom example: a judgment of 0.
+    "WHERE ds.name = %(name)s AND (e.format = 'pairs' OR (e.format = 'custom' AND e.metadata ? 'feedback')) "
+    "AND e.deleted_at IS NULL "
     "AND (%(split)s::text IS NULL OR e.split = %(split)s) "
     "ORDER BY e.seq"
 )
@@ -90,7 +103,8 @@ PairsRow = tuple[int, str | None, Any, str | None]
 
 
 def pairs_examples(db: Session, name: str, split: str | None = None) -> list[PairsRow]:
-    """(example id, query text, metadata.relevant, source document's external id) of each live pairs example."""
+    """(example id, query text, metadata.relevant, source document's external id) of each live pairs example, and
+    of each example of search feedback."""
     rows = _PAIRS.run(db, {"name": name, "split": split})
     return [(int(row.id), row.query, row.relevant, row.source) for row in rows]
 

@@ -31,6 +31,7 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.adapters.jobs import Trainer
 from app.config import Settings
 from app.embeddings.base import Embedder
 from app.embeddings.registry import get_embedder
@@ -129,6 +130,7 @@ class Worker:
         self._progress_channel = progress_channel(settings.db_schema)
         self._groups = itertools.count(1)
         self.backfill = Backfill(settings, engine, self.name)
+        self.trainer = Trainer(settings, engine, self.name)
 
     def run(self, stop: threading.Event, *, until_empty: bool = False) -> WorkerStats:
         """Work until STOP is set (a batch in progress is finished first) or, with UNTIL_EMPTY, the queue is empty.
@@ -160,10 +162,11 @@ class Worker:
                 claimed = self.run_once()
                 self._failures = 0  # the queue was reached: the next outage is a first one again
                 # Documents first; when none waits (and every few batches while they keep coming), the vectors of a
-                # new embedding version (app/versions/backfill.py).
+                # new embedding version (app/versions/backfill.py); when neither, an adapter to train (minutes of
+                # work, so only then: app/adapters/jobs.py).
                 batches = batches + 1 if claimed else 0
                 backfilled = (not claimed or batches % BACKFILL_EVERY == 0) and self.backfill.run_once()
-                if claimed or backfilled:
+                if claimed or backfilled or self.trainer.run_once():
                     continue
                 with self.engine.connect() as conn:
                     wait = repository.next_available_in(conn)

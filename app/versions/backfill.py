@@ -2,11 +2,12 @@
 
 A worker with no document to do (app/ingest/worker.py) fills the version that has waited longest, a batch of chunks
 at a time: it leases the version (one worker a version; the lease runs out if it dies), reads the next chunks that
-lack its vector, reuses the vector of any chunk of the same text already in the version, embeds the rest with the
-version's model, and writes them in one transaction with its place (backfill_after), so a worker that takes over
-goes on from there. Searches meanwhile read the active version, untouched. When no chunk after its place lacks a
-vector, it checks the whole collection once more and marks the version ready; new chunks make it building again
-(sql/idempotent/014-embedding-versions.sql), and the backfill picks them up.
+lack its vector, reuses the vector of any chunk of the same text already in the version or in another version of the
+same model (so a version that changes only the metric, storage or index, or adds an adapter, embeds nothing), embeds
+the rest with the version's model, and writes them in one transaction with its place (backfill_after), so a worker
+that takes over goes on from there. Searches meanwhile read the active version, untouched. When no chunk after its
+place lacks a vector, it checks the whole collection once more and marks the version ready; new chunks make it
+building again (sql/idempotent/014-embedding-versions.sql), and the backfill picks them up.
 """
 
 from __future__ import annotations
@@ -67,12 +68,13 @@ class Backfill:
             return False
 
     def _vectors(self, version: ClaimedVersion, chunks: list[MissingChunk]) -> list[tuple[int, Any]]:
-        """A vector for each of CHUNKS: reused from the version where a chunk of the same text has one, else
-        embedded with the version's model."""
+        """A vector for each of CHUNKS: reused from the version, or another of the same model, where a chunk of the
+        same text has one, else embedded with the version's model."""
         with self.engine.connect() as conn:
-            known = chunk_repository.known_vectors(
-                conn, version.collection_id, version.number, {chunk.content_hash for chunk in chunks}
-            )
+            known: dict[bytes, Any] = {}
+            for number in (version.number, *version.same_model):
+                wanted = {chunk.content_hash for chunk in chunks} - known.keys()
+                known |= chunk_repository.known_vectors(conn, version.collection_id, number, wanted)
         inputs = {c.content_hash: embedding_input(c.title, c.text) for c in chunks if c.content_hash not in known}
         if inputs:
             embedder = get_embedder(version.provider, version.model, version.dimensions, self.settings)

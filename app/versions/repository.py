@@ -23,6 +23,7 @@ class ClaimedVersion:
     model: str
     dimensions: int
     after: int  # the backfill's place: chunks with a greater id are the ones still to look at
+    same_model: tuple[int, ...] = ()  # other versions of the same model, whose vectors it copies rather than embed
 
 
 @dataclass(frozen=True)
@@ -33,19 +34,25 @@ class MissingChunk:
     text: str
 
 
-# The version building longest ago whose lease is free (or already this worker's), leased for LEASE.
+# The version building longest ago whose lease is free (or already this worker's), leased for LEASE, with the other
+# versions of its model (a new metric, storage, index or adapter needs no new vectors, only a copy).
 _CLAIM = Query("""
 UPDATE memora.embedding_version v
 SET leased_by = %(worker)s, lease_until = now() + %(lease)s
 FROM (
     SELECT collection_id, number FROM memora.embedding_version
-    WHERE status = 'building' AND (lease_until IS NULL OR lease_until < now() OR leased_by = %(worker)s)
+    WHERE status = 'building' AND source = 'worker'
+      AND (lease_until IS NULL OR lease_until < now() OR leased_by = %(worker)s)
     ORDER BY created_at, collection_id, number
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ) free
 WHERE v.collection_id = free.collection_id AND v.number = free.number
-RETURNING v.collection_id, v.number, v.embedding_provider, v.embedding_model, v.dimensions, v.backfill_after
+RETURNING v.collection_id, v.number, v.embedding_provider, v.embedding_model, v.dimensions, v.backfill_after,
+    ARRAY(SELECT s.number FROM memora.embedding_version s
+          WHERE s.collection_id = v.collection_id AND s.number <> v.number
+            AND (s.embedding_provider, s.embedding_model, s.dimensions)
+                = (v.embedding_provider, v.embedding_model, v.dimensions)) AS same_model
 """)
 
 # The next chunks after AFTER that lack a vector in the version: a range of the chunk key, each probed in the
@@ -91,6 +98,13 @@ WHERE v.collection_id = %(c)s AND v.number = %(v)s AND v.leased_by = %(worker)s
                     AND NOT EXISTS (SELECT FROM memora.embedding e
                                     WHERE e.collection_id = %(c)s AND e.chunk_id = ch.id AND e.version = %(v)s))
 """)
+# A version made to take over when ready does, in the same transaction (the collection's row is held already).
+_TAKE_OVER = Query("""
+UPDATE memora.collection c SET active_version = v.number
+FROM memora.embedding_version v
+WHERE c.id = %(c)s AND v.collection_id = c.id AND v.number = %(v)s AND v.activate_when_ready
+  AND c.active_version <> v.number
+""")
 _RESTART = Query("""
 UPDATE memora.embedding_version SET backfill_after = 0
 WHERE collection_id = %(c)s AND number = %(v)s AND leased_by = %(worker)s
@@ -108,8 +122,8 @@ def claim(conn: Connection, worker: str, lease: timedelta) -> ClaimedVersion | N
     row = _CLAIM.run(conn, {"worker": worker, "lease": lease}).first()
     if row is None:
         return None
-    collection_id, number, provider, model, dimensions, after = tuple(row)
-    return ClaimedVersion(collection_id, number, provider, model, dimensions, after)
+    collection_id, number, provider, model, dimensions, after, same_model = tuple(row)
+    return ClaimedVersion(collection_id, number, provider, model, dimensions, after, tuple(same_model))
 
 
 def missing(conn: Connection, version: ClaimedVersion, after: int, limit: int) -> list[MissingChunk]:
@@ -136,12 +150,13 @@ def advance(conn: Connection, version: ClaimedVersion, worker: str, after: int) 
 
 
 def finish(conn: Connection, version: ClaimedVersion, worker: str) -> bool | None:
-    """Mark VERSION ready if no chunk lacks its vector (True); else start its backfill over from the first chunk
-    (False). None while chunks are being written: try again later."""
+    """Mark VERSION ready if no chunk lacks its vector (True), and active if it was made to take over; else start
+    its backfill over from the first chunk (False). None while chunks are being written: try again later."""
     params = {"c": version.collection_id, "v": version.number, "worker": worker}
     if _QUIET.run(conn, params).first() is None:
         return None
     if _FINISH.run(conn, params).rowcount:
+        _TAKE_OVER.run(conn, params)
         return True
     _RESTART.run(conn, params)
     return False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,26 @@ class VersionCreate(BaseModel):
     metric: Metric | None = None
     storage: Storage | None = None
     hnsw: Hnsw | None = None
+    source: Literal["worker", "import"] = Field(
+        default="worker",
+        description="worker: the worker embeds every chunk with the model; import: you send the vectors "
+        "(POST .../embeddings/{number}/vectors), and the worker leaves the version to you. Queries are embedded with "
+        "the model either way.",
+    )
+
+
+class TrainRequest(BaseModel):
+    """An adapter to train on judged queries (app/adapters/): the worker trains it, then fills its version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pairs: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+        description="A dataset whose pairs examples name their relevant documents (source or metadata.relevant), "
+        "as `memora eval --dataset` reads them; search feedback is such a dataset.",
+    )
+    base: int | None = Field(default=None, ge=1, le=2**31 - 1, description="The version to adapt; default: active.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seeds the splits and the training.")
 
 
 class VersionUpdate(BaseModel):
@@ -39,8 +59,15 @@ class Activation(BaseModel):
 class VersionOut(BaseModel):
     number: int
     active: bool
-    status: str = Field(description="building (the worker is filling it), ready, or failed (see error)")
+    status: str = Field(
+        description="training (an adapter the worker trains), building (the worker is filling it), ready, or failed "
+        "(see error)"
+    )
     error: str | None
+    source: str = Field(description="worker (the worker embeds the chunks) or import (you send the vectors)")
+    activate_when_ready: bool = Field(
+        description="Becomes the active version once ready (made so by a PATCH of the collection's model)."
+    )
     embedding_provider: str
     embedding_model: str
     dimensions: int
@@ -50,4 +77,7 @@ class VersionOut(BaseModel):
     vectors: int = Field(description="Chunks that have a vector in this version.")
     chunks: int = Field(description="Chunks of the collection.")
     bytes: int = Field(description="Disk the version's vectors and HNSW index take.")
+    adapter: dict[str, Any] | None = Field(
+        description="An adapter's base version and training report (held-out results by split); null for others."
+    )
     created_at: datetime

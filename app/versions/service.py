@@ -8,23 +8,27 @@ is counted, and every chunk written after it gets the new version's vector.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.collections import service as collections
 from app.collections.schemas import Hnsw
 from app.config import Settings
-from app.db.models import Chunk, Collection, Embedding, EmbeddingVersion, version_table
+from app.db.models import Chunk, Collection, Embedding, EmbeddingVersion, embedding_partition, version_table
 from app.db.query import Query, schema_of
 from app.embeddings.registry import check_model
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.upstream import api_key
-from app.versions.schemas import VersionCreate, VersionOut
+from app.versions.schemas import TrainRequest, VersionCreate, VersionOut
 
 _BYTES = Query("SELECT coalesce(pg_total_relation_size(to_regclass(%(table)s)), 0)")
-# The backfill writes a version's table, then its row; taking the table first, a drop waits for it rather than
-# deadlock with it.
-_LOCK_TABLE = Query("LOCK TABLE memora.{table} IN ACCESS EXCLUSIVE MODE")
+# Dropping a version's table locks its parent, the collection's partition, which every reader and writer of the
+# version's table (the backfill, the worker's COPY, a chunk delete's cascade) locks before it: so a drop takes the
+# parent first (ONLY: not the active version's table, which searches read), then the table, then the version's row
+# (the backfill writes the table before the row), and waits for them rather than deadlock with them.
+_LOCK_TABLES = Query("LOCK TABLE ONLY memora.{parent}, memora.{table} IN ACCESS EXCLUSIVE MODE")
 _CHUNKS = Query("SELECT coalesce((SELECT chunks FROM memora.text_stats WHERE collection_id = %(c)s), 0)")
 # Chunks of the collection without a vector in the version.
 _MISSING = Query("""
@@ -51,6 +55,30 @@ def version(db: Session, name: str, number: int) -> VersionOut:
 def create(db: Session, settings: Settings, name: str, data: VersionCreate) -> VersionOut:
     """Add a version with the next number; the worker fills it. Nothing is written if its settings cannot work."""
     collection = collections.get(db, name, lock=True)  # numbers are taken one at a time
+    row = add(db, collection, _settings(collection, data, settings), source=data.source)
+    return _out(db, collection, row)
+
+
+def take_over(db: Session, settings: Settings, collection: Collection, data: VersionCreate) -> EmbeddingVersion | None:
+    """A version with DATA's settings that becomes the active one as soon as the worker has filled it (at once for a
+    collection without chunks): what changing a collection's model does. None if DATA changes nothing; a version
+    made so before and not yet active no longer takes over. COLLECTION is locked by the caller."""
+    fields = _settings(collection, data, settings)
+    if all(getattr(collection, name) == value for name, value in fields.items()):
+        return None
+    db.execute(update(EmbeddingVersion).where(EmbeddingVersion.collection_id == collection.id)
+               .values(activate_when_ready=False))  # fmt: skip
+    row = add(db, collection, fields, source="worker", activate_when_ready=True)
+    if row.status == "ready":
+        collection.active_version = row.number
+        db.flush()
+        db.refresh(collection)
+    return row
+
+
+def _settings(collection: Collection, data: VersionCreate, settings: Settings) -> dict[str, Any]:
+    """The columns of a version with DATA's settings, the collection's active ones where DATA leaves one out; a 422
+    naming the field for settings that cannot work."""
     provider = data.embedding_provider or collection.embedding_provider
     same_provider = provider == collection.embedding_provider
     model_given = data.embedding_model or (collection.embedding_model if same_provider else None)
@@ -66,33 +94,69 @@ def create(db: Session, settings: Settings, name: str, data: VersionCreate) -> V
     if provider == "openai":
         api_key(settings, "the openai provider", _MissingKey)
     hnsw = data.hnsw or Hnsw(m=collection.hnsw_m, ef_construction=collection.hnsw_ef_construction)
+    return {
+        "embedding_provider": provider,
+        "embedding_model": model,
+        "dimensions": dimensions,
+        "metric": data.metric or collection.metric,
+        "storage": storage,
+        "hnsw_m": hnsw.m,
+        "hnsw_ef_construction": hnsw.ef_construction,
+    }
+
+
+SETTINGS = (
+    "embedding_provider", "embedding_model", "dimensions", "metric", "storage", "hnsw_m", "hnsw_ef_construction"
+)  # fmt: skip
+
+
+def settings_of(row: EmbeddingVersion) -> dict[str, Any]:
+    """The settings of version ROW, as add takes them."""
+    return {name: getattr(row, name) for name in SETTINGS}
+
+
+def add(db: Session, collection: Collection, fields: dict[str, Any], **extra: Any) -> EmbeddingVersion:
+    """A new version of COLLECTION (locked) with the next number: building, or ready if there is nothing to fill
+    (unless EXTRA gives its status)."""
     number = (
         db.scalar(select(func.max(EmbeddingVersion.number)).where(EmbeddingVersion.collection_id == collection.id)) or 0
     ) + 1
     has_chunks = db.scalar(select(Chunk.id).where(Chunk.collection_id == collection.id).limit(1)) is not None
-    row = EmbeddingVersion(
-        collection_id=collection.id,
-        number=number,
-        embedding_provider=provider,
-        embedding_model=model,
-        dimensions=dimensions,
-        metric=data.metric or collection.metric,
-        storage=storage,
-        hnsw_m=hnsw.m,
-        hnsw_ef_construction=hnsw.ef_construction,
-        status="building" if has_chunks else "ready",
-    )
+    status = extra.pop("status", "building" if has_chunks else "ready")
+    row = EmbeddingVersion(collection_id=collection.id, number=number, status=status, **fields, **extra)
     db.add(row)
     db.flush()
     db.refresh(row)
+    return row
+
+
+def request_training(db: Session, name: str, request: TrainRequest) -> VersionOut:
+    """A version in status 'training' for the worker to train (app/adapters/jobs.py), once the request is checked:
+    the dataset, enough judged pairs for both held-out splits, documents the collection has, a base to adapt."""
+    from app.adapters import data  # adapters build on versions
+    from app.adapters import service as adapters
+    from app.eval.datasets import dataset_queries
+
+    collection = collections.get(db, name, lock=True)
+    base = adapters.base_version(db, collection, request.base)
+    try:
+        queries = dataset_queries(db, request.pairs)
+    except (NotFoundError, InvalidInputError) as exc:
+        raise InvalidInputError.for_field("pairs", exc.message) from None
+    adapters.check_splits(queries, request.seed)
+    data.check_known(db.connection(), collection.id, queries)
+    adapter = {"base": base.number, "request": request.model_dump(exclude={"base"})}
+    row = add(db, collection, settings_of(base), adapter=adapter, status="training")
     return _out(db, collection, row)
 
 
 def activate(db: Session, name: str, number: int, *, force: bool = False) -> VersionOut:
     """Make version NUMBER the one searches read: refused (409) while chunks lack its vectors, unless FORCE."""
     collection = collections.get(db, name, lock=True)  # waits for the worker's writes in progress
-    row = _get(db, collection, number)
-    if not force:
+    # Ready is a promise once the row is ours: new chunks set a version building in the transaction that adds them (a
+    # trigger, which locks the row), and that transaction has ended. So only a version not ready is counted.
+    row = _get(db, collection, number, lock=True)
+    if not force and row.status != "ready":
         if row.status == "failed":
             raise ConflictError(f"version {number} failed: {row.error}; fix it, or force")
         missing = int(_MISSING.run(db, {"c": collection.id, "v": number}).scalar_one())
@@ -100,6 +164,9 @@ def activate(db: Session, name: str, number: int, *, force: bool = False) -> Ver
             raise ConflictError(
                 f"version {number} lacks the vectors of {missing} chunk(s); wait for the worker to fill it, or force"
             )
+    # A version chosen by hand is the one: none made by an earlier PATCH of the model takes over from it later.
+    db.execute(update(EmbeddingVersion).where(EmbeddingVersion.collection_id == collection.id)
+               .values(activate_when_ready=False))  # fmt: skip
     if collection.active_version != number:
         collection.active_version = number
         db.flush()
@@ -114,7 +181,7 @@ def drop(db: Session, name: str, number: int) -> None:
     _get(db, collection, number)
     if number == collection.active_version:
         raise ConflictError(f"version {number} is the active one; make another active first")
-    _LOCK_TABLE.run(db, table=version_table(collection.id, number))
+    _LOCK_TABLES.run(db, parent=embedding_partition(collection.id), table=version_table(collection.id, number))
     db.execute(delete(EmbeddingVersion).where(EmbeddingVersion.collection_id == collection.id,
                                               EmbeddingVersion.number == number))  # fmt: skip
     db.flush()
@@ -155,6 +222,9 @@ def _out(db: Session, collection: Collection, row: EmbeddingVersion) -> VersionO
         active=row.number == collection.active_version,
         status=row.status,
         error=row.error,
+        source=row.source,
+        activate_when_ready=row.activate_when_ready,
+        adapter=row.adapter,
         embedding_provider=row.embedding_provider,
         embedding_model=row.embedding_model,
         dimensions=row.dimensions,

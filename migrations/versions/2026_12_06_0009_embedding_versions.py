@@ -4,9 +4,15 @@ settings), one of them active for search.
 - memora.embedding_version: one row per version of a collection, numbered from 1; the collection's own model columns
   stay, as the active version's. A version is 'building' while chunks lack its vectors (the worker fills them, one
   worker at a time: leased_by, lease_until; backfill_after is how far it got), 'ready' once none does, 'failed' when
-  its model refused for good (error).
+  its model refused for good (error); a version with an adapter is 'training' first (the worker trains it).
 - memora.collection.active_version: the version searches use (foreign key to its row, checked at commit, since the
   row of a new collection's first version is made by a trigger after the collection's).
+- Where a version's vectors come from (source): the worker embeds them, or the client imports them
+  (POST .../embeddings/{n}/vectors). A version may carry an adapter: a linear map applied to each query vector before
+  it searches the version (memora.embedding_adapter holds its rows; adapter the report of its training).
+- activate_when_ready: the version becomes the active one as soon as it is ready (a PATCH of the collection's model
+  makes such a version).
+- memora.collection.feedback_dataset_id: the dataset that search feedback on the collection goes to.
 - memora.embedding.version, in the primary key (collection_id, chunk_id, version): chunk_id before version, so the
   delete that cascades from a chunk finds its vectors by the key in every version.
 - Two levels of partitions: memora.embedding by collection (embedding_c<id>, as before), each of those by version
@@ -26,6 +32,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy.dialects import postgresql
 
 from memora_migrations.ops import qualified, schema
 
@@ -52,12 +60,18 @@ def upgrade() -> None:
         sa.Column("hnsw_ef_construction", sa.Integer(), nullable=False),
         sa.Column("status", sa.Text(), server_default="building", nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("source", sa.Text(), server_default="worker", nullable=False),
+        sa.Column("adapter", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("activate_when_ready", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("backfill_after", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("leased_by", sa.Text(), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint("number >= 1", name=op.f("ck_embedding_version_number")),
-        sa.CheckConstraint("status IN ('building', 'ready', 'failed')", name=op.f("ck_embedding_version_status")),
+        sa.CheckConstraint(
+            "status IN ('training', 'building', 'ready', 'failed')", name=op.f("ck_embedding_version_status")
+        ),
+        sa.CheckConstraint("source IN ('worker', 'import')", name=op.f("ck_embedding_version_source")),
         sa.CheckConstraint(
             "embedding_provider IN ('local', 'openai', 'hashing')",
             name=op.f("ck_embedding_version_embedding_provider"),
@@ -80,6 +94,32 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("collection_id", "number", name=op.f("pk_embedding_version")),
         schema=s,
+    )
+    op.create_table(
+        "embedding_adapter",
+        sa.Column("collection_id", sa.BigInteger(), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("row", sa.Integer(), nullable=False),
+        sa.Column("weights", VECTOR(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["collection_id", "version"],
+            [f"{s}.embedding_version.collection_id", f"{s}.embedding_version.number"],
+            name=op.f("fk_embedding_adapter_collection_id_embedding_version"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("collection_id", "version", "row", name=op.f("pk_embedding_adapter")),
+        schema=s,
+    )
+    op.add_column("collection", sa.Column("feedback_dataset_id", sa.BigInteger(), nullable=True), schema=s)
+    op.create_foreign_key(
+        op.f("fk_collection_feedback_dataset_id_dataset"),
+        "collection",
+        "dataset",
+        ["feedback_dataset_id"],
+        ["id"],
+        source_schema=s,
+        referent_schema=s,
+        ondelete="SET NULL",
     )
     op.execute(
         f"INSERT INTO {qualified('embedding_version')} (collection_id, number, status, {STORAGE_COLUMNS}) "
@@ -206,4 +246,7 @@ def downgrade() -> None:
     op.execute(_FLATTEN.replace("{schema}", s))
     op.drop_constraint(op.f("fk_collection_id_active_version_embedding_version"), "collection", schema=s)
     op.drop_column("collection", "active_version", schema=s)
+    op.drop_constraint(op.f("fk_collection_feedback_dataset_id_dataset"), "collection", schema=s)
+    op.drop_column("collection", "feedback_dataset_id", schema=s)
+    op.drop_table("embedding_adapter", schema=s)
     op.drop_table("embedding_version", schema=s)

@@ -182,7 +182,8 @@ COMMENT ON FUNCTION memora.adopt_embedding_owner(text) IS
 -- with the version's index, drops it with the version, and makes it again for every version at its end, since a
 -- migration run drops every function of Memora's first.
 CREATE OR REPLACE FUNCTION memora.make_nearest_function(
-    p_collection_id bigint, p_version integer, p_table text, p_storage text, p_dimensions integer, p_metric text
+    p_collection_id bigint, p_version integer, p_table text, p_storage text, p_dimensions integer, p_metric text,
+    p_adapted boolean DEFAULT false
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -204,6 +205,7 @@ BEGIN
         SET plan_cache_mode = force_generic_plan
         AS $body$
         BEGIN
+            %5$s
             RETURN QUERY
             WITH nearest AS MATERIALIZED (
                 SELECT e.chunk_id, %3$s AS distance
@@ -217,7 +219,12 @@ BEGIN
         END
         $body$
         $sql$,
-        fn, ext, distance, p_table
+        fn, ext, distance, p_table,
+        -- A version with an adapter maps the query before it searches (014-embedding-versions.sql).
+        CASE WHEN p_adapted THEN format(
+            'query := memora.adapt_query(%1$s, %2$s, query); IF query IS NULL THEN PERFORM memora.argument_error('
+            '''version'', ''embedding version %2$s of collection %1$s has no adapter yet: it is still training''); '
+            'END IF;', p_collection_id, p_version) ELSE '' END
     );
     EXECUTE format(
         'COMMENT ON FUNCTION memora.%I(%I.vector, integer) IS %L', fn, ext,
@@ -230,5 +237,6 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memora.make_nearest_function(bigint, integer, text, text, integer, text) IS
-    '(Re)make the function (memora.nearest_function) that walks the HNSW index of P_TABLE for one collection.';
+COMMENT ON FUNCTION memora.make_nearest_function(bigint, integer, text, text, integer, text, boolean) IS
+    '(Re)make the function (memora.nearest_function) that walks the HNSW index of P_TABLE for one collection; '
+    'P_ADAPTED: through the version''s adapter (memora.adapt_query).';

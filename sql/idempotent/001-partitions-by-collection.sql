@@ -20,13 +20,13 @@ AS $$ SELECT NULL::integer $$;
 
 CREATE OR REPLACE FUNCTION memora.version_of(
     c memora.collection, version integer,
-    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text
+    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text, OUT adapted boolean
 )
 LANGUAGE sql STABLE
-AS $$ SELECT memora.embedding_partition(c.id), c.storage, c.dimensions, c.metric $$;
+AS $$ SELECT memora.embedding_partition(c.id), c.storage, c.dimensions, c.metric, false $$;
 
 COMMENT ON FUNCTION memora.version_of(memora.collection, integer) IS
-    'The table of a collection''s vectors and their storage, dimensions and metric: its partition''s.';
+    'The table of a collection''s vectors and their storage, dimensions and metric: its partition''s (no adapter).';
 
 
 CREATE OR REPLACE FUNCTION memora.create_collection_index(p_collection_id bigint)

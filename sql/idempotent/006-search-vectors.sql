@@ -64,6 +64,14 @@ BEGIN
     ELSE
         SELECT * INTO STRICT c FROM memora.collection WHERE id = p_collection_id;
         v := memora.version_of(c, p_version);
+        IF v.adapted THEN  -- as the version's nearest function does
+            p_embedding := memora.adapt_query(c.id, coalesce(p_version, memora.active_version_of(c.id)), p_embedding);
+            IF p_embedding IS NULL THEN
+                PERFORM memora.argument_error('version', format(
+                    'embedding version %s of collection %L has no adapter yet: it is still training',
+                    coalesce(p_version, memora.active_version_of(c.id)), c.name));
+            END IF;
+        END IF;
         ext := memora.vector_schema();
         f := memora.compile_filter(p_filter, 3, 4);
         IF p_exact THEN

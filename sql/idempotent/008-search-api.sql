@@ -87,7 +87,8 @@ BEGIN
         storage := c.storage; dimensions := c.dimensions; metric := c.metric;
     ELSE
         -- 22023 (DETAIL version) for a version the collection does not have.
-        SELECT * INTO tbl, storage, dimensions, metric FROM memora.version_of(c, version);
+        SELECT o.tbl, o.storage, o.dimensions, o.metric INTO tbl, storage, dimensions, metric
+        FROM memora.version_of(c, version) o;
     END IF;
     IF query_embedding IS NOT NULL AND cardinality(query_embedding::real[]) <> dimensions THEN
         PERFORM memora.argument_error('query_embedding', format(

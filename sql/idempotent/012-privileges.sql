@@ -14,7 +14,7 @@
 REVOKE EXECUTE ON FUNCTION
     memora.set_vector_check(text, text, integer),
     memora.make_vector_index(text, text, integer, text, integer, integer),
-    memora.make_nearest_function(bigint, integer, text, text, integer, text),
+    memora.make_nearest_function(bigint, integer, text, text, integer, text, boolean),
     memora.adopt_embedding_owner(text),
     memora.refresh_text_stats(bigint),
     memora.apply_text_stats(memora.text_stats[], memora.term_stats[]),
@@ -36,7 +36,7 @@ BEGIN
         FROM pg_proc p
         WHERE p.pronamespace = (SELECT relnamespace FROM pg_class WHERE oid = 'memora.meta'::regclass)
           AND p.proname IN ('search_text', 'search_vector', 'search_hybrid', 'search_text_v1', 'search_vector_v1',
-                            'search_vector_v2', 'search_hybrid_v2',
+                            'search_vector_v2', 'search_hybrid_v2', 'adapt_query',
                             'search_hybrid_v1', 'compile_filter', 'shuffle_positions', 'shuffle_position',
                             'split_of', 'example_text', 'content_hash', 'embedding_partition',
                             'version_table')

@@ -23,20 +23,16 @@ AS $$ SELECT c.active_version FROM memora.collection c WHERE c.id = active_versi
 
 CREATE OR REPLACE FUNCTION memora.version_of(
     c memora.collection, version integer,
-    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text
+    OUT tbl text, OUT storage text, OUT dimensions integer, OUT metric text, OUT adapted boolean
 )
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF version IS NULL OR version = c.active_version THEN  -- the collection's columns are the active version's
-        tbl := memora.version_table(c.id, c.active_version);
-        storage := c.storage; dimensions := c.dimensions; metric := c.metric;
-        RETURN;
-    END IF;
-    SELECT memora.version_table(v.collection_id, v.number), v.storage, v.dimensions, v.metric
-    INTO tbl, storage, dimensions, metric
-    FROM memora.embedding_version v WHERE v.collection_id = c.id AND v.number = version_of.version;
+    SELECT memora.version_table(v.collection_id, v.number), v.storage, v.dimensions, v.metric, v.adapter IS NOT NULL
+    INTO tbl, storage, dimensions, metric, adapted
+    FROM memora.embedding_version v
+    WHERE v.collection_id = c.id AND v.number = coalesce(version_of.version, c.active_version);
     IF NOT FOUND THEN
         PERFORM memora.argument_error('version', format('collection %L has no embedding version %s', c.name, version));
     END IF;
@@ -44,8 +40,30 @@ END
 $$;
 
 COMMENT ON FUNCTION memora.version_of(memora.collection, integer) IS
-    'The table of one version of a collection''s vectors (VERSION NULL: the active one) and their storage, '
-    'dimensions and metric; 22023 (DETAIL version) for a version the collection does not have.';
+    'The table of one version of a collection''s vectors (VERSION NULL: the active one), their storage, dimensions '
+    'and metric, and whether it has an adapter; 22023 (DETAIL version) for a version the collection does not have.';
+
+
+-- A version with an adapter searches with W q for a query vector q: row i of W is embedding_adapter.weights where
+-- row = i, and (W q)_i = weights . q = -(weights <#> q). Made through format() for the schema of pgvector's operator.
+DO $$
+BEGIN
+    EXECUTE format($sql$
+        CREATE OR REPLACE FUNCTION memora.adapt_query(p_collection_id bigint, p_version integer, query %1$I.vector)
+        RETURNS %1$I.vector
+        LANGUAGE sql STABLE
+        SET search_path = pg_catalog, pg_temp
+        AS $body$
+            SELECT array_agg(-(a.weights OPERATOR(%1$I.<#>) query) ORDER BY a.row)::%1$I.vector
+            FROM memora.embedding_adapter a
+            WHERE a.collection_id = p_collection_id AND a.version = p_version
+        $body$
+        $sql$, memora.vector_schema());
+END
+$$;
+
+COMMENT ON FUNCTION memora.adapt_query(bigint, integer, vector) IS
+    'QUERY mapped by the adapter of a collection''s embedding version P_VERSION (W QUERY); NULL if it has none.';
 
 
 CREATE OR REPLACE FUNCTION memora.active_embedding_version(p_collection_id bigint)
@@ -71,7 +89,7 @@ BEGIN
     PERFORM memora.make_vector_index(memora.version_table(v.collection_id, v.number), v.storage, v.dimensions,
                                      v.metric, v.hnsw_m, v.hnsw_ef_construction);
     PERFORM memora.make_nearest_function(v.collection_id, v.number, memora.version_table(v.collection_id, v.number),
-                                         v.storage, v.dimensions, v.metric);
+                                         v.storage, v.dimensions, v.metric, v.adapter IS NOT NULL);
 END
 $$;
 
@@ -90,7 +108,7 @@ DECLARE
 BEGIN
     FOR v IN SELECT * FROM memora.embedding_version WHERE collection_id = p_collection_id LOOP
         PERFORM memora.make_nearest_function(v.collection_id, v.number, memora.version_table(v.collection_id, v.number),
-                                             v.storage, v.dimensions, v.metric);
+                                             v.storage, v.dimensions, v.metric, v.adapter IS NOT NULL);
     END LOOP;
 END
 $$;
@@ -142,7 +160,7 @@ BEGIN
         PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
                                          NEW.hnsw_ef_construction);
         PERFORM memora.make_nearest_function(NEW.collection_id, NEW.number, tbl, NEW.storage, NEW.dimensions,
-                                             NEW.metric);
+                                             NEW.metric, NEW.adapter IS NOT NULL);
         RETURN NEW;
     END IF;
 
@@ -155,7 +173,7 @@ BEGIN
         PERFORM memora.make_vector_index(tbl, NEW.storage, NEW.dimensions, NEW.metric, NEW.hnsw_m,
                                          NEW.hnsw_ef_construction);
         PERFORM memora.make_nearest_function(NEW.collection_id, NEW.number, tbl, NEW.storage, NEW.dimensions,
-                                             NEW.metric);
+                                             NEW.metric, NEW.adapter IS NOT NULL);
     END IF;
     IF active THEN
         -- The collection's columns are the active version's: a change made here reaches them (a change made there

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from app.api.bodies import parse_json, read_body
+from app.api.bodies import parse_json, read_body, spool_body
 from app.api.deps import ExampleId, SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
 from app.audit import recorder as audit
@@ -150,7 +150,7 @@ async def import_file(
             filename, media_type = await _spool_form(request, spool, settings.max_import_bytes)
         else:
             filename = None
-            await _spool_body(request, spool, settings.max_import_bytes)
+            await spool_body(request, spool, settings.max_import_bytes, "MEMORA_MAX_IMPORT_BYTES")
         kind = readers.file_kind(filename, media_type)
         spool.seek(0)
         records = readers.read(spool, kind, format, renames)
@@ -207,15 +207,6 @@ async def _read_json(request: Request, limit: int) -> Any:
             f"content type {kind or '(none)'!r} is not accepted: send application/json (files go to .../import)"
         )
     return parse_json(await read_body(request, limit))
-
-
-async def _spool_body(request: Request, spool: IO[bytes], limit: int) -> None:
-    size = 0
-    async for part in request.stream():
-        size += len(part)
-        if size > limit:
-            raise PayloadTooLargeError(f"file exceeds the limit of {limit} bytes (MEMORA_MAX_IMPORT_BYTES)")
-        spool.write(part)
 
 
 async def _spool_form(request: Request, spool: IO[bytes], limit: int) -> tuple[str | None, str | None]:

@@ -26,7 +26,8 @@ CONTENT_TYPES = ("text/plain", "text/markdown", "text/html", "application/pdf")
 METRICS = ("cosine", "l2", "inner_product")
 STORAGE_TYPES = ("vector", "halfvec")
 DOCUMENT_STATUSES = ("pending", "processing", "ready", "failed")
-VERSION_STATUSES = ("building", "ready", "failed")
+VERSION_STATUSES = ("training", "building", "ready", "failed")
+VERSION_SOURCES = ("worker", "import")
 TASKS = ("chat", "completion", "classification", "pairs", "triplets", "qa", "custom")
 # The shapes an example can have (app/training/formats/records.py); a dataset of any task may mix them.
 EXAMPLE_FORMATS = TASKS

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     DateTime,
@@ -25,7 +26,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, REAL, REGCONFIG, TSVECTOR
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from app.db.models.training import Dataset
 
 from app.db.models.base import (
     CONTENT_TYPES,
@@ -33,6 +37,7 @@ from app.db.models.base import (
     METRICS,
     PROVIDERS,
     STORAGE_TYPES,
+    VERSION_SOURCES,
     VERSION_STATUSES,
     Base,
     created_at_column,
@@ -94,6 +99,11 @@ class Collection(Base):
     updated_at: Mapped[datetime] = created_at_column()
     # The embedding version searches read; the model columns above are its (sql/idempotent/014).
     active_version: Mapped[int] = mapped_column(Integer, nullable=False, server_default="1")
+    # Where search feedback on the collection is kept, as labeled pairs (app/versions/feedback.py).
+    feedback_dataset_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("dataset.id", ondelete="SET NULL", use_alter=True)
+    )
+    feedback_dataset: Mapped[Dataset | None] = relationship(lazy="select")
 
 
 class EmbeddingVersion(Base):
@@ -107,6 +117,7 @@ class EmbeddingVersion(Base):
     __table_args__ = (
         CheckConstraint("number >= 1", name="number"),
         CheckConstraint(in_list("status", VERSION_STATUSES), name="status"),
+        CheckConstraint(in_list("source", VERSION_SOURCES), name="source"),
         CheckConstraint(in_list("embedding_provider", PROVIDERS), name="embedding_provider"),
         CheckConstraint(in_list("metric", METRICS), name="metric"),
         CheckConstraint(in_list("storage", STORAGE_TYPES), name="storage"),
@@ -133,11 +144,37 @@ class EmbeddingVersion(Base):
     # refused for good (error says why).
     status: Mapped[str] = mapped_column(Text, nullable=False, server_default="building")
     error: Mapped[str | None] = mapped_column(Text)
+    # worker: the worker embeds every chunk; import: the client sends the vectors (POST .../vectors).
+    source: Mapped[str] = mapped_column(Text, nullable=False, server_default="worker")
+    # A version trained as an adapter of another: its training report, with the base version's number; the map
+    # itself is in embedding_adapter, applied to query vectors before they search this version.
+    adapter: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Made active by the backfill as soon as it is ready (PATCH /v1/collections/{name} with a new model makes one).
+    activate_when_ready: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     # The backfill's place (a chunk id), and the worker that holds it until lease_until.
     backfill_after: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     leased_by: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = created_at_column()
+
+
+class EmbeddingAdapter(Base):
+    """One row of a version's adapter: query vector q becomes (weights_0 . q, weights_1 . q, ...) before it searches
+    the version (sql/idempotent/014-embedding-versions.sql, memora.adapt_query)."""
+
+    __tablename__ = "embedding_adapter"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["collection_id", "version"],
+            [EmbeddingVersion.collection_id, EmbeddingVersion.number],
+            ondelete="CASCADE",
+        ),
+    )
+
+    collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    weights: Mapped[Any] = mapped_column(VECTOR(), nullable=False)
 
 
 class Document(Base):

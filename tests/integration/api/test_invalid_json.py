@@ -22,6 +22,8 @@ ENDPOINTS = [
     ("post", "/v1/collections/{name}/embeddings"),
     ("post", "/v1/collections/{name}/embeddings/{number}/activate"),
     ("patch", "/v1/collections/{name}/embeddings/{number}"),
+    ("post", "/v1/collections/{name}/embeddings/train"),
+    ("post", "/v1/collections/{name}/feedback"),
     ("post", "/v1/datasets"),
     ("post", "/v1/datasets/{name}/examples"),
     ("post", "/v1/datasets/{name}/split"),

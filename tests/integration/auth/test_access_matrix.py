@@ -86,6 +86,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/collections/{name}/documents"): {"external_id": "new", "content": "A new document."},
     ("POST", "/v1/collections/{name}/embeddings"): {"metric": "l2"},
     ("PATCH", "/v1/collections/{name}/embeddings/{number}"): {"status": "building"},
+    ("POST", "/v1/collections/{name}/feedback"): {"query": "aardvark", "external_id": DOCUMENT, "relevant": True},
     ("POST", "/v1/collections/{name}/search"): {"query": "aardvark", "mode": "text"},
     ("POST", "/v1/collections/{name}/answer"): {"question": "What does the aardvark eat?", "mode": "text"},
     ("POST", "/v1/datasets"): {"name": "other-new", "task": "classification"},

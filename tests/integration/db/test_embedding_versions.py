@@ -268,3 +268,41 @@ def test_a_search_of_a_version_the_collection_lacks_or_does_not_fit_is_refused(
             sql("SELECT * FROM memora.search_vector_v2(:name, CAST(:query AS vector), 3, version => :version)"),
             {"name": collection.name, "query": str(query), "version": version},
         )
+
+
+def test_a_version_with_an_adapter_maps_each_query_before_it_searches(db: Session, connection: Connection) -> None:
+    collection = make_collection(db, dimensions=3)
+    _add_version(db, collection, 2, adapter={"base": 1})
+    reverse = [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]  # W: the query's coordinates in reverse order
+    for row, weights in enumerate(reverse):
+        db.execute(
+            text(q("INSERT INTO memora.embedding_adapter VALUES (:c, 2, :row, CAST(:w AS vector))")),
+            {"c": collection.id, "row": row, "w": str(weights)},
+        )
+    document = make_document(db, collection)
+    ids = []
+    for ordinal, vector in enumerate(VECTORS_3D):
+        chunk = make_chunk(db, document, ordinal=ordinal, text=f"chunk {ordinal}")
+        make_embedding(db, chunk, vector)
+        make_embedding(db, chunk, vector, version=2)  # the same vectors: only the query changes
+        ids.append(chunk.id)
+    db.commit()
+    params = {"name": collection.name, "query": str(QUERY_3D), "c": collection.id}
+
+    adapted = connection.execute(sql("SELECT memora.adapt_query(:c, 2, CAST(:query AS vector))::text"), params)
+    walked = connection.execute(
+        sql("SELECT chunk_id FROM memora.search_vector_v2(:name, CAST(:query AS vector), 3, version => 2)"), params
+    ).scalars()
+    filtered = connection.execute(
+        sql("SELECT chunk_id FROM memora.search_vector_v2(:name, CAST(:query AS vector), 3, filter => '{}',"
+            " version => 2)"),
+        params,
+    ).scalars()  # fmt: skip
+    unadapted = connection.execute(
+        sql("SELECT memora.adapt_query(:c, 1, CAST(:query AS vector)) IS NULL"), params
+    ).scalar()
+
+    assert adapted.scalar() == "[0,0.1,0.9]"
+    assert list(walked) == list(filtered) == [ids[2], ids[1], ids[0]]
+    assert unadapted is True
+    assert _nearest(connection, collection, QUERY_3D)[0] == ids[0]  # version 1, active, has no adapter

@@ -204,3 +204,61 @@ def test_a_search_of_a_version_that_is_not_there_is_refused(
     (problem,) = response.json()["error"]["details"]
     assert problem["field"] == "body.version"
     assert reason in problem["reason"]
+
+
+def test_patching_the_model_makes_a_version_that_takes_over_once_filled(
+    api: TestClient, db: Session, collection: Collection
+) -> None:
+    patched = api.patch("/v1/collections/docs", json={"dimensions": 8, "description": "smaller vectors"})
+    pending = versions(api)
+    search_during = api.post("/v1/collections/docs/search", json={"query": "chunk", "mode": "vector", "k": 2})
+    fill_version_2(db, collection)
+    db.commit()
+    worker_done = _finish_as_the_worker(db, collection)
+
+    assert patched.status_code == 200, patched.text
+    # Searches keep reading version 1 while version 2 fills: the collection's model is still its.
+    assert (patched.json()["dimensions"], patched.json()["active_version"]) == (16, 1)
+    assert patched.json()["description"] == "smaller vectors"
+    assert [(v["number"], v["status"], v["activate_when_ready"]) for v in pending] == [
+        (1, "ready", False), (2, "building", True)
+    ]  # fmt: skip
+    assert search_during.status_code == 200
+    assert search_during.json()["embedding_version"] == 1
+    assert worker_done
+    after = api.get("/v1/collections/docs").json()
+    assert (after["dimensions"], after["active_version"]) == (8, 2)
+
+
+def test_activating_by_hand_cancels_a_pending_take_over(api: TestClient, db: Session, collection: Collection) -> None:
+    api.patch("/v1/collections/docs", json={"dimensions": 8})
+    rollback = api.post("/v1/collections/docs/embeddings/1/activate")
+    fill_version_2(db, collection)
+    db.commit()
+    _finish_as_the_worker(db, collection)
+
+    assert rollback.status_code == 200, rollback.text
+    assert api.get("/v1/collections/docs").json()["active_version"] == 1
+    assert [v["activate_when_ready"] for v in versions(api)] == [False, False]
+
+
+def test_a_patch_that_changes_nothing_of_the_model_makes_no_version(api: TestClient, collection: Collection) -> None:
+    same = api.patch("/v1/collections/docs", json={"embedding_provider": "hashing", "dimensions": 16})
+
+    assert same.status_code == 200, same.text
+    assert len(versions(api)) == 1
+
+
+def _finish_as_the_worker(db: Session, collection: Collection) -> bool:
+    """What the backfill does when it finds version 2 filled: mark it ready (and active, if it takes over)."""
+    from datetime import timedelta
+
+    from app.versions import repository
+
+    conn = db.connection()
+    claimed = repository.claim(conn, "test-worker", timedelta(seconds=30))
+    assert claimed is not None
+    assert claimed.number == 2
+    done = repository.finish(conn, claimed, "test-worker")
+    db.commit()
+    return bool(done)

@@ -131,3 +131,42 @@ def test_a_version_whose_model_refuses_for_good_fails_with_the_reason(settings: 
     assert "key" in error.lower()
     assert leased_by is None
     assert vectors(engine, 2) == []
+
+
+def test_a_version_of_the_same_model_copies_its_vectors_rather_than_embed_them(
+    settings: Settings, engine: Engine
+) -> None:
+    add(engine, "doc", "A document whose version 1 vector is not what the model makes of it.")
+    drain(settings, engine)
+    with engine.begin() as conn:  # a vector only a copy can have
+        Query("UPDATE memora.embedding SET embedding = array_fill(0.25, ARRAY[16])::vector").run(conn)
+        ADD_SAME_MODEL.run(conn)
+
+    worker = drain(settings, engine)
+
+    assert version_2(engine)[0] == "ready"
+    assert worker.backfill.vectors == 1
+    ((_, copied),) = vectors(engine, 2)
+    assert np.allclose(copied, np.full(16, 0.25))
+
+
+def test_the_worker_leaves_a_version_for_an_import_to_its_client(settings: Settings, engine: Engine) -> None:
+    add(engine, "doc", "Some text.")
+    drain(settings, engine)
+    with engine.begin() as conn:
+        ADD_SAME_MODEL.run(conn)
+        Query("UPDATE memora.embedding_version SET source = 'import' WHERE number = 2").run(conn)
+
+    worker = drain(settings, engine)
+
+    assert version_2(engine)[0] == "building"
+    assert worker.backfill.vectors == 0
+    assert vectors(engine, 2) == []
+
+
+ADD_SAME_MODEL = Query(
+    "INSERT INTO memora.embedding_version (collection_id, number, embedding_provider, embedding_model, dimensions, "
+    "metric, storage, hnsw_m, hnsw_ef_construction) "
+    "SELECT id, 2, 'hashing', 'hashing', 16, 'inner_product', 'vector', 16, 64 "
+    "FROM memora.collection WHERE name = 'docs'"
+)

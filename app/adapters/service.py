@@ -1,0 +1,160 @@
+"""Train a query adapter for a collection and keep it as an embedding version.
+
+One run: the judged queries are embedded with the base version's model and made into training data (app/adapters/
+data.py); an adapter is trained and evaluated on each of the two held-out splits (app/adapters/splits.py), then
+trained once more on every query, and that one becomes a version: the base's settings (its vectors are copied, not
+embedded again) and the adapter's rows. The report says how each split went; the version is not made active, which
+stays the user's choice.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, insert
+from sqlalchemy.orm import Session
+
+from app.adapters import data as training_data
+from app.adapters import evaluate, splits
+from app.adapters.train import Options, Trained, train
+from app.collections import service as collections
+from app.config import Settings
+from app.db.models import Collection, EmbeddingAdapter, EmbeddingVersion
+from app.embeddings.registry import get_embedder
+from app.errors import InvalidInputError
+from app.eval.service import JudgedQuery, embed_queries
+
+MIN_HELD_OUT = 10  # queries in each held-out set
+
+Step = Callable[[str, int | None], Callable[[], None]]  # as app/eval/runner.py: start a step, get its advance
+
+
+def base_version(db: Session, collection: Collection, number: int | None) -> EmbeddingVersion:
+    """The version an adapter is trained on: NUMBER, or the active one; a 422 naming base if it cannot be one."""
+    number = number or collection.active_version
+    row = db.get(EmbeddingVersion, (collection.id, number))
+    if row is None:
+        raise InvalidInputError.for_field("base", f"collection {collection.name!r} has no embedding version {number}")
+    if row.adapter is not None:
+        base = row.adapter.get("base")
+        raise InvalidInputError.for_field("base", f"version {number} is an adapter; train on its base ({base}) instead")
+    if row.metric == "l2":
+        raise InvalidInputError.for_field(
+            "base", f"version {number} ranks by l2 distance, which a query adapter's map changes; use cosine or "
+            "inner_product"
+        )  # fmt: skip
+    return row
+
+
+def check_splits(queries: Sequence[JudgedQuery], seed: int) -> tuple[splits.Split, splits.Split]:
+    """Both splits, or a 422 naming pairs when either leaves too few queries to train on or to judge by."""
+    training_data.check(queries)
+    made = splits.by_query(queries, seed), splits.by_document(queries, seed)
+    for split in made:
+        if len(split.held_out) < MIN_HELD_OUT or not split.train:
+            raise InvalidInputError.for_field(
+                "pairs",
+                f"the {split.name} split holds out {len(split.held_out)} of {len(queries)} judged queries and trains "
+                f"on {len(split.train)}; an honest evaluation needs at least {MIN_HELD_OUT} held out and some to "
+                "train on: give more judged queries",
+            )
+    return made
+
+
+def train_adapter(
+    engine: Engine,
+    settings: Settings,
+    collection_name: str,
+    queries: Sequence[JudgedQuery],
+    *,
+    base: int | None = None,
+    options: Options | None = None,
+    step: Step | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The adapter trained on every query of QUERIES, and the report of the two held-out evaluations."""
+    options = options or Options()
+    step = step or (lambda description, total: lambda: None)
+    by_query, by_document = check_splits(queries, options.seed)
+    with Session(engine) as db:
+        collection = collections.get(db, collection_name)
+        version = base_version(db, collection, base)
+        collection_id, number = collection.id, version.number
+        embedder = get_embedder(version.embedding_provider, version.embedding_model, version.dimensions, settings)
+    step(f"embedding {len(queries)} queries ({embedder.model})", None)
+    vectors, _ = embed_queries(embedder, [q.text for q in queries], settings.embed_batch_size)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    tracemalloc.start()
+    try:
+        with engine.connect() as conn:
+            judged = training_data.judged(conn, collection_id, collection_name, number, queries, vectors,
+                                          step("mining hard negatives", len(queries)))  # fmt: skip
+            conn.rollback()
+            report: dict[str, Any] = {
+                "collection": collection_name,
+                "base": number,
+                "model": f"{version.embedding_provider}/{version.embedding_model}",
+                "queries": len(queries),
+                "pairs": int(sum(len(p) for p in judged.data.positives)),
+                "vectors": len(judged.data.vectors),
+                "options": asdict(options),
+                "splits": {},
+            }
+            for split in (by_query, by_document):
+                data = judged.without(split.held_out_documents)
+                trained = _train(data, split.train, options, step, f"training on the {split.name} split")
+                held = [queries[i] for i in split.held_out]
+                advance = step(f"evaluating the {split.name} split", 4 * len(held))
+                results = evaluate.compare(conn, collection_name, number, held, vectors[split.held_out],
+                                           trained.weights, options.seed, advance)  # fmt: skip
+                report["splits"][split.name] = {
+                    "train": len(split.train), "held_out": len(split.held_out), "dropped": len(split.dropped),
+                    "training": _training(trained), "results": results,
+                }  # fmt: skip
+        final = _train(judged.data, range(len(queries)), options, step, "training on every query")
+        report["final"] = _training(final)
+        report["peak_memory_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    finally:
+        tracemalloc.stop()
+    return final.weights, report
+
+
+def save(db: Session, collection_name: str, weights: np.ndarray, report: dict[str, Any]) -> EmbeddingVersion:
+    """A new version of the collection: the base's settings, the adapter WEIGHTS, the REPORT; the worker copies the
+    base's vectors into it."""
+    from app.versions import service as versions  # versions build on collections and on this module's callers
+
+    collection = collections.get(db, collection_name, lock=True)
+    base = base_version(db, collection, int(report["base"]))
+    row = versions.add(db, collection, versions.settings_of(base), adapter=report)
+    write_weights(db, row, weights)
+    return row
+
+
+def write_weights(db: Session, row: EmbeddingVersion, weights: np.ndarray) -> None:
+    """Store W as the version's adapter rows (row i of W is the weights of row i)."""
+    if weights.shape != (row.dimensions, row.dimensions):
+        raise ValueError(f"an adapter of {row.dimensions} dimensions is {row.dimensions} square, not {weights.shape}")
+    db.execute(insert(EmbeddingAdapter), [
+        {"collection_id": row.collection_id, "version": row.number, "row": i, "weights": w}
+        for i, w in enumerate(weights.astype(np.float32))
+    ])  # fmt: skip
+    db.flush()
+
+
+def _train(data: Any, queries: Sequence[int], options: Options, step: Step, description: str) -> Trained:
+    advance = step(description, options.epochs)
+    return train(data, list(queries), options, lambda epoch, loss: advance())
+
+
+def _training(trained: Trained) -> dict[str, Any]:
+    return {
+        "seconds": round(trained.seconds, 2),
+        "epochs": trained.epochs,
+        "best_epoch": trained.best_epoch,
+        "losses": [round(x, 4) for x in trained.losses],
+        "validation_mrr": [round(x, 4) for x in trained.validation_mrr],
+    }
