@@ -15,7 +15,7 @@ no pull to the identity, which a rotation is far from), and peak memory (tracema
 Options().epochs epochs, fewer when its validation score stops rising.
 
     .venv/bin/python benchmarks/adapter_quality.py [--dataset squad nfcorpus] [--cost 1000 10000 100000]
-        [--seed 0] [--json benchmarks/results/adapter_quality.json] [--chart docs/img/adapter_quality.png]
+        [--seed 0] [--json benchmarks/results/adapter_quality.json] [--chart docs/charts/adapter_quality.png]
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--cost", nargs="*", type=int, default=[1_000, 10_000, 100_000], help="pairs per cost run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "adapter_quality.json")
-    parser.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "img" / "adapter_quality.png")
+    parser.add_argument("--chart", type=Path, default=REPO_ROOT / "docs" / "charts" / "adapter_quality.png")
     args = parser.parse_args()
     for name in args.dataset:
         if not DEFAULT_CORPUS[name].exists():

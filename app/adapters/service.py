@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -78,10 +78,12 @@ def train_adapter(
     """The adapter trained on every query of QUERIES, and the report of the two held-out evaluations."""
     options = options or Options()
     step = step or (lambda description, total: lambda: None)
-    by_query, by_document = check_splits(queries, options.seed)
+    training_data.check(queries)
     with Session(engine) as db:
         collection = collections.get(db, collection_name)
         version = base_version(db, collection, base)
+        training_data.check_known(db.connection(), collection.id, queries)
+        by_query, by_document = check_splits(queries, options.seed)
         collection_id, number = collection.id, version.number
         embedder = get_embedder(version.embedding_provider, version.embedding_model, version.dimensions, settings)
     step(f"embedding {len(queries)} queries ({embedder.model})", None)
@@ -104,8 +106,8 @@ def train_adapter(
                 "splits": {},
             }
             for split in (by_query, by_document):
-                data = judged.without(split.held_out_documents)
-                trained = _train(data, split.train, options, step, f"training on the {split.name} split")
+                trained = _fit(judged, queries, split.train, split.name, split.held_out_documents, options,
+                               step, f"training on the {split.name} split")  # fmt: skip
                 held = [queries[i] for i in split.held_out]
                 advance = step(f"evaluating the {split.name} split", 4 * len(held))
                 results = evaluate.compare(conn, collection_name, number, held, vectors[split.held_out],
@@ -114,7 +116,8 @@ def train_adapter(
                     "train": len(split.train), "held_out": len(split.held_out), "dropped": len(split.dropped),
                     "training": _training(trained), "results": results,
                 }  # fmt: skip
-        final = _train(judged.data, range(len(queries)), options, step, "training on every query")
+        final = _fit(judged, queries, range(len(queries)), "document", frozenset(), options, step,
+                     "training on every query")  # fmt: skip
         report["final"] = _training(final)
         report["peak_memory_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
     finally:
@@ -145,13 +148,34 @@ def write_weights(db: Session, row: EmbeddingVersion, weights: np.ndarray) -> No
     db.flush()
 
 
-def _train(data: Any, queries: Sequence[int], options: Options, step: Step, description: str) -> Trained:
-    advance = step(description, options.epochs)
-    return train(data, list(queries), options, lambda epoch, loss: advance())
+def _fit(
+    judged: training_data.Judged,
+    queries: Sequence[JudgedQuery],
+    positions: Sequence[int],
+    carved_by: str,
+    excluded: frozenset[str],
+    options: Options,
+    step: Step,
+    description: str,
+) -> Trained:
+    """Train on the queries at POSITIONS (no document of EXCLUDED a negative), once per penalty of OPTIONS; the run
+    whose best epoch ranks a validation set best wins. The validation set is carved from POSITIONS as the held-out
+    set was carved from all (CARVED_BY query, or document: with its documents), so that what wins is what holds on
+    such queries; the identity stays if nothing beats it."""
+    positions = list(positions)
+    carve = splits.by_document if carved_by == "document" else splits.by_query
+    inner = carve([queries[i] for i in positions], options.seed + 1, options.validation)
+    fit, held = [positions[i] for i in inner.train], [positions[i] for i in inner.held_out]
+    data = judged.without(excluded | inner.held_out_documents)
+    advance = step(description, options.epochs * len(options.penalties))
+    runs = [train(data, fit, replace(options, penalty=penalty), lambda epoch, loss: advance(), validation=held)
+            for penalty in options.penalties]  # fmt: skip
+    return max(runs, key=lambda run: max(run.validation_mrr))
 
 
 def _training(trained: Trained) -> dict[str, Any]:
     return {
+        "penalty": trained.penalty,
         "seconds": round(trained.seconds, 2),
         "epochs": trained.epochs,
         "best_epoch": trained.best_epoch,

@@ -51,6 +51,7 @@ class Options:
     learning_rate: float = 1e-3
     temperature: float = 0.05
     penalty: float = 1.0  # lambda: how hard W is pulled back to the identity
+    penalties: tuple[float, ...] = (1.0, 0.1, 0.01)  # tried in turn by app/adapters/service.py, best on validation
     patience: int = 5  # epochs without a better validation score before stopping
     validation: float = 0.1  # of the training queries, to choose the epoch
     seed: int = 0
@@ -62,17 +63,28 @@ class Trained:
     epochs: int  # run
     best_epoch: int  # 0: the identity was best
     losses: list[float] = field(default_factory=list)
-    validation_mrr: list[float] = field(default_factory=list)
+    validation_mrr: list[float] = field(default_factory=list)  # [0]: the identity's
     seconds: float = 0.0
+    penalty: float = 0.0
 
 
-def train(data: TrainingData, queries: Sequence[int], options: Options, progress: Progress | None = None) -> Trained:
-    """Fit W on the pairs of QUERIES (positions in DATA)."""
+def train(
+    data: TrainingData,
+    queries: Sequence[int],
+    options: Options,
+    progress: Progress | None = None,
+    validation: Sequence[int] | None = None,
+) -> Trained:
+    """Fit W on the pairs of QUERIES (positions in DATA), choosing the epoch on VALIDATION (default: a seeded share
+    of QUERIES, kept out of the fit)."""
     began = time.perf_counter()
     rng = np.random.default_rng(options.seed)
     order = rng.permutation(np.asarray(sorted(queries), dtype=np.int64))
-    cut = min(max(1, round(len(order) * options.validation)), MAX_VALIDATION) if len(order) >= 10 else 0
-    held, fit = order[:cut], order[cut:]
+    if validation is None:
+        cut = min(max(1, round(len(order) * options.validation)), MAX_VALIDATION) if len(order) >= 10 else 0
+        held, fit = order[:cut], order[cut:]
+    else:
+        held, fit = np.asarray(sorted(validation), dtype=np.int64)[:MAX_VALIDATION], order
     pairs = data.pairs(fit.tolist())
     if len(pairs) == 0:
         raise ValueError("no pairs to train on")
@@ -82,7 +94,7 @@ def train(data: TrainingData, queries: Sequence[int], options: Options, progress
     adam = _Adam(weights.shape, options.learning_rate)
     relevant = [set(p) for p in data.positives]
     best, best_score = weights.copy(), _mrr(data, held, weights)
-    result = Trained(best, 0, 0, validation_mrr=[best_score])
+    result = Trained(best, 0, 0, validation_mrr=[best_score], penalty=options.penalty)
     stale = 0
     for epoch in range(1, options.epochs + 1):
         losses = []

@@ -143,8 +143,9 @@ def request_training(db: Session, name: str, request: TrainRequest) -> VersionOu
         queries = dataset_queries(db, request.pairs)
     except (NotFoundError, InvalidInputError) as exc:
         raise InvalidInputError.for_field("pairs", exc.message) from None
-    adapters.check_splits(queries, request.seed)
+    data.check(queries)
     data.check_known(db.connection(), collection.id, queries)
+    adapters.check_splits(queries, request.seed)
     adapter = {"base": base.number, "request": request.model_dump(exclude={"base"})}
     row = add(db, collection, settings_of(base), adapter=adapter, status="training")
     return _out(db, collection, row)

@@ -133,7 +133,11 @@ def test_training_through_the_api_runs_in_the_worker_and_bad_requests_are_422(
         assert api.post("/v1/datasets/judged/examples", json=records).status_code == 201
         assert api.post("/v1/datasets", json={"name": "few", "task": "pairs"}).status_code == 201
         assert api.post("/v1/datasets/few/examples", json=records[:10]).status_code == 201
+        assert api.post("/v1/datasets", json={"name": "elsewhere", "task": "pairs"}).status_code == 201
+        strangers = [{**record, "metadata": {"relevant": ["not-here"]}} for record in records]
+        assert api.post("/v1/datasets/elsewhere/examples", json=strangers).status_code == 201
         few = api.post("/v1/collections/codes/embeddings/train", json={"pairs": "few"})
+        unknown = api.post("/v1/collections/codes/embeddings/train", json={"pairs": "elsewhere"})
         missing = api.post("/v1/collections/codes/embeddings/train", json={"pairs": "nowhere"})
         bad_base = api.post("/v1/collections/codes/embeddings/train", json={"pairs": "judged", "base": 5})
         accepted = api.post("/v1/collections/codes/embeddings/train", json={"pairs": "judged", "seed": 3})
@@ -142,10 +146,11 @@ def test_training_through_the_api_runs_in_the_worker_and_bad_requests_are_422(
         trained = Trainer(settings, engine, "test-worker").run_once()
         after = api.get("/v1/collections/codes/embeddings/2").json()
 
-    for refused, field in ((few, "pairs"), (missing, "pairs"), (bad_base, "base")):
+    for refused, field in ((few, "pairs"), (unknown, "pairs"), (missing, "pairs"), (bad_base, "base")):
         assert refused.status_code == 422, refused.text
         assert refused.json()["error"]["details"][0]["field"] == field
     assert "at least 50" in few.json()["error"]["message"]
+    assert "1 judged document(s) are not in the collection: 'not-here'" in unknown.json()["error"]["message"]
     assert accepted.status_code == 202, accepted.text
     assert (accepted.json()["number"], accepted.json()["status"]) == (2, "training")
     assert searched.status_code == 422  # no map yet: refused rather than searched unadapted
