@@ -3,7 +3,8 @@
 Quality: a dataset is ingested with the local model (as benchmarks/search_quality.py does), then `memora embeddings
 train`'s code trains an adapter on its judged queries and evaluates it on both held-out splits: by query, and by
 document (held-out queries whose relevant documents no training query judges). nDCG@10 and recall@10 of vector and
-hybrid search, base against adapted, with paired bootstrap intervals.
+hybrid search, base against adapted, with paired bootstrap intervals. Beside them a ceiling: an adapter trained on the
+query split's held-out queries themselves and scored on them, the most a linear query map could gain there.
 
 - squad: ../shared/data/squad/dev-v2.0.json: each paragraph a document, each answerable question a query whose one
   relevant document is its paragraph;
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 from common import REPO_ROOT, code_version, console, machine, print_table, progress, scratch_database, write_json
 from search_quality import DEFAULT_CORPUS, ingest_dataset, load_nfcorpus, load_squad
+from sqlalchemy import Engine
 
 from app.adapters import evaluate, service
 from app.adapters.train import Options, TrainingData, train
@@ -55,12 +57,26 @@ def quality(name: str, seed: int) -> dict[str, Any]:
                     return lambda: bar.advance(task)
 
                 began = time.perf_counter()
-                _, report = service.train_adapter(engine, settings, name, queries, options=Options(seed=seed),
-                                                  step=step)  # fmt: skip
+                prepared = service.prepare(engine, settings, name, queries, seed=seed, step=step)
+                _, report = service.train_prepared(engine, prepared, Options(seed=seed), step)
                 report["seconds"] = round(time.perf_counter() - began, 1)
+                report["ceiling"] = ceiling(engine, prepared, seed, step)
         finally:
             engine.dispose()
     return {"documents": len(dataset.documents), **ingested, **report}
+
+
+def ceiling(engine: Engine, prepared: service.Prepared, seed: int, step: Any) -> dict[str, Any]:
+    """The most a linear query map can gain on the query split's held-out queries: one trained on those queries
+    themselves (no pull to the identity, no early stop) and scored on them. Not a result: a bound."""
+    held = prepared.splits[0].held_out
+    options = Options(seed=seed, penalty=0.0, learning_rate=1e-2, patience=Options().epochs)
+    advance = step("ceiling: training on the held-out queries", options.epochs)
+    trained = train(prepared.judged.data, held, options, lambda epoch, loss: advance(), validation=held)
+    with engine.connect() as conn:
+        results = evaluate.compare(conn, prepared.collection, prepared.number, [prepared.queries[i] for i in held],
+                                   prepared.vectors[held], trained.weights, seed)  # fmt: skip
+    return {"held_out": len(held), "epochs": trained.epochs, "best_epoch": trained.best_epoch, "results": results}
 
 
 def rotated_pairs(pairs: int, d: int = 384, seed: int = 0) -> TrainingData:
@@ -143,7 +159,7 @@ def main() -> None:
     costs = [cost(pairs, args.seed) for pairs in args.cost]
     for name, report in runs.items():
         rows = []
-        for split, found in report["splits"].items():
+        for split, found in [*report["splits"].items(), ("ceiling: query, trained on them", report["ceiling"])]:
             for mode, metrics in found["results"].items():
                 n, r = metrics["ndcg@10"], metrics["recall@10"]
                 rows.append([split, found["held_out"], mode, n["base"]["mean"], n["adapted"]["mean"], _change(n),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tracemalloc
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,50 @@ def check_splits(queries: Sequence[JudgedQuery], seed: int) -> tuple[splits.Spli
     return made
 
 
+@dataclass
+class Prepared:
+    """What training reads, made once: the base version, the queries' vectors, the training data."""
+
+    collection: str
+    number: int  # the base version
+    model: str
+    queries: Sequence[JudgedQuery]
+    vectors: np.ndarray  # the queries', by the base version's model
+    judged: training_data.Judged
+    splits: tuple[splits.Split, splits.Split]  # by query, by document
+
+
+def prepare(
+    engine: Engine,
+    settings: Settings,
+    collection_name: str,
+    queries: Sequence[JudgedQuery],
+    *,
+    base: int | None = None,
+    seed: int = 0,
+    step: Step | None = None,
+) -> Prepared:
+    """Check QUERIES (422s naming pairs or base), embed them with the base version's model, read their vectors and
+    mine their hard negatives."""
+    step = step or (lambda description, total: lambda: None)
+    training_data.check(queries)
+    with Session(engine) as db:
+        collection = collections.get(db, collection_name)
+        version = base_version(db, collection, base)
+        training_data.check_known(db.connection(), collection.id, queries)
+        made = check_splits(queries, seed)
+        collection_id, number = collection.id, version.number
+        model = f"{version.embedding_provider}/{version.embedding_model}"
+        embedder = get_embedder(version.embedding_provider, version.embedding_model, version.dimensions, settings)
+    step(f"embedding {len(queries)} queries ({embedder.model})", None)
+    vectors = np.asarray(embed_queries(embedder, [q.text for q in queries], settings.embed_batch_size)[0],
+                         dtype=np.float32)  # fmt: skip
+    with engine.connect() as conn:
+        judged = training_data.judged(conn, collection_id, collection_name, number, queries, vectors,
+                                      step("mining hard negatives", len(queries)))  # fmt: skip
+    return Prepared(collection_name, number, model, queries, vectors, judged, made)
+
+
 def train_adapter(
     engine: Engine,
     settings: Settings,
@@ -77,40 +121,35 @@ def train_adapter(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """The adapter trained on every query of QUERIES, and the report of the two held-out evaluations."""
     options = options or Options()
+    prepared = prepare(engine, settings, collection_name, queries, base=base, seed=options.seed, step=step)
+    return train_prepared(engine, prepared, options, step)
+
+
+def train_prepared(
+    engine: Engine, prepared: Prepared, options: Options, step: Step | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """train_adapter's work once the data is PREPARED."""
     step = step or (lambda description, total: lambda: None)
-    training_data.check(queries)
-    with Session(engine) as db:
-        collection = collections.get(db, collection_name)
-        version = base_version(db, collection, base)
-        training_data.check_known(db.connection(), collection.id, queries)
-        by_query, by_document = check_splits(queries, options.seed)
-        collection_id, number = collection.id, version.number
-        embedder = get_embedder(version.embedding_provider, version.embedding_model, version.dimensions, settings)
-    step(f"embedding {len(queries)} queries ({embedder.model})", None)
-    vectors, _ = embed_queries(embedder, [q.text for q in queries], settings.embed_batch_size)
-    vectors = np.asarray(vectors, dtype=np.float32)
+    queries, vectors, judged = prepared.queries, prepared.vectors, prepared.judged
+    report: dict[str, Any] = {
+        "collection": prepared.collection,
+        "base": prepared.number,
+        "model": prepared.model,
+        "queries": len(queries),
+        "pairs": int(sum(len(p) for p in judged.data.positives)),
+        "vectors": len(judged.data.vectors),
+        "options": asdict(options),
+        "splits": {},
+    }
     tracemalloc.start()
     try:
         with engine.connect() as conn:
-            judged = training_data.judged(conn, collection_id, collection_name, number, queries, vectors,
-                                          step("mining hard negatives", len(queries)))  # fmt: skip
-            conn.rollback()
-            report: dict[str, Any] = {
-                "collection": collection_name,
-                "base": number,
-                "model": f"{version.embedding_provider}/{version.embedding_model}",
-                "queries": len(queries),
-                "pairs": int(sum(len(p) for p in judged.data.positives)),
-                "vectors": len(judged.data.vectors),
-                "options": asdict(options),
-                "splits": {},
-            }
-            for split in (by_query, by_document):
+            for split in prepared.splits:
                 trained = _fit(judged, queries, split.train, split.name, split.held_out_documents, options,
                                step, f"training on the {split.name} split")  # fmt: skip
                 held = [queries[i] for i in split.held_out]
                 advance = step(f"evaluating the {split.name} split", 4 * len(held))
-                results = evaluate.compare(conn, collection_name, number, held, vectors[split.held_out],
+                results = evaluate.compare(conn, prepared.collection, prepared.number, held, vectors[split.held_out],
                                            trained.weights, options.seed, advance)  # fmt: skip
                 report["splits"][split.name] = {
                     "train": len(split.train), "held_out": len(split.held_out), "dropped": len(split.dropped),
