@@ -104,12 +104,21 @@ def eval_command(
         option("EVAL_DEV_FRACTION", "With --tune: share of the queries tuned on.", "--dev-fraction", min=0, max=1),
     ] = 0.5,
     seed: Annotated[int, option("EVAL_SEED", "With --tune: seed of the dev/holdout split.", "--seed")] = 0,
+    version: Annotated[
+        int | None,
+        option(
+            "EVAL_VERSION",
+            "Embedding version to search (its model embeds the queries); default: the active one.",
+            "--version",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Measure search quality on judged queries: nDCG@10, recall@10/100, MRR@10 and latency per mode."""
     from app.eval.repository import FusionParams
     from app.eval.service import parse_fusion, parse_modes
 
-    params = FusionParams(parse_fusion(fusion), rrf_k, text_weight, vector_weight, candidates, ef_search)
+    params = FusionParams(parse_fusion(fusion), rrf_k, text_weight, vector_weight, candidates, ef_search, version)
     with engine(ctx) as made:
         run_eval(
             settings(ctx), made, collection, queries, qrels,
@@ -138,7 +147,8 @@ def run_eval(
 
     from app.eval import runner
 
-    runner.check_options(tune=options.get("tune", False), save=options.get("save", False))
+    runner.check_options(tune=options.get("tune", False), save=options.get("save", False),
+                         version=options["params"].version)  # fmt: skip
     queries = runner.judged_queries(bind, queries_path, qrels_path, dataset)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:

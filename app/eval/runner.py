@@ -19,14 +19,17 @@ from app.errors import InvalidInputError
 from app.eval import datasets, report, repository, service
 from app.eval import tune as tune_service
 from app.eval.repository import FusionParams
+from app.versions import service as versions
 
 Step = Callable[[str, int | None], Callable[[], None]]
 
 
-def check_options(*, tune: bool, save: bool) -> None:
+def check_options(*, tune: bool, save: bool, version: int | None = None) -> None:
     """Refuse options that do not go together, before any work."""
     if save and not tune:
         raise InvalidInputError.for_field("--save", "stores what --tune chooses: give --tune too")
+    if tune and version is not None:
+        raise InvalidInputError.for_field("--version", "--tune chooses the active version's defaults: drop one")
 
 
 def judged_queries(
@@ -63,7 +66,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate MODES on QUERIES; with TUNE also choose hybrid's settings (and with SAVE store them on the
     collection); with REPORT_DIR write report.md and charts there. The summary, as `memora eval --json` prints it."""
-    check_options(tune=tune, save=save)
+    check_options(tune=tune, save=save, version=params.version)
     if tune:
         tune_service.split_queries(queries, dev_fraction, seed)  # refuse a bad split before any work
     embeddings, embed_ms = None, list[float]()
@@ -71,7 +74,7 @@ def evaluate(
     tuned: tune_service.TuneResult | None = None
     if tune or any(mode != "text" for mode in modes):
         with Session(engine) as db:
-            embedder = collections.embedder(db, settings, collection)
+            embedder = versions.embedder(db, settings, collection, params.version)
         step(f"embedding queries ({embedder.model})", None)
         embeddings, embed_ms = service.embed_queries(embedder, [q.text for q in queries], settings.embed_batch_size)
     results = {}

@@ -18,7 +18,8 @@ from app.collections.schemas import Hnsw
 from app.config import Settings
 from app.db.models import Chunk, Collection, Embedding, EmbeddingVersion, embedding_partition, version_table
 from app.db.query import Query, schema_of
-from app.embeddings.registry import check_model
+from app.embeddings.base import Embedder
+from app.embeddings.registry import check_model, get_embedder
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.upstream import api_key
 from app.versions.schemas import TrainRequest, VersionCreate, VersionOut
@@ -128,6 +129,15 @@ def add(db: Session, collection: Collection, fields: dict[str, Any], **extra: An
     db.flush()
     db.refresh(row)
     return row
+
+
+def embedder(db: Session, settings: Settings, name: str, number: int | None) -> Embedder:
+    """The embedder of version NUMBER of collection NAME (the active one if None): its queries' model."""
+    collection = collections.get(db, name)
+    if number is None or number == collection.active_version:
+        return collections.embedder(db, settings, name)
+    row = _get(db, collection, number)
+    return get_embedder(row.embedding_provider, row.embedding_model, row.dimensions, settings)
 
 
 def request_training(db: Session, name: str, request: TrainRequest) -> VersionOut:

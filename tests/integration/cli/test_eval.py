@@ -108,3 +108,19 @@ def test_a_shallow_depth_is_deepened_until_the_documents_are_found(beir_db: str)
         assert shallow[mode]["recall@100"] == default[mode]["recall@100"]
         assert shallow[mode]["ndcg@10"] == pytest.approx(default[mode]["ndcg@10"])
     assert shallow["vector"]["recall@100"] == pytest.approx((4 + 0.5) / 5)  # every document of the corpus ranked
+
+
+def test_eval_of_a_version_searches_it_and_an_unknown_one_or_tuning_it_is_refused(beir_db: str) -> None:
+    args = ["eval", "-c", "beir", "--queries", str(QUERIES), "--qrels", str(QRELS), "--mode", "vector", "--json"]
+    active = memora(beir_db, *args)
+    pinned = memora(beir_db, *args, "--version", "1")
+    missing = memora(beir_db, *args, "--version", "9")
+    tuned = memora(beir_db, *args, "--version", "1", "--tune")
+
+    assert pinned.returncode == 0, pinned.stderr
+    ndcg = [json.loads(r.stdout)["modes"]["vector"]["ndcg@10"] for r in (active, pinned)]
+    assert ndcg[0] == ndcg[1]
+    assert missing.returncode == 1
+    assert "no embedding version 9" in missing.stderr
+    assert tuned.returncode == 1
+    assert tuned.stderr.startswith("error: --version:")
