@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.collections.schemas import Hnsw, Metric, ModelName, Provider, Storage
 
@@ -47,7 +47,18 @@ class TrainRequest(BaseModel):
 class VersionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["building"] = Field(description="building: fill a failed version again.")
+    status: Literal["building"] | None = Field(default=None, description="building: fill a failed version again.")
+    source: Literal["worker", "import"] | None = Field(
+        default=None,
+        description="worker: the worker embeds what the version lacks (an imported version's missing chunks); "
+        "import: it leaves the version to your imports.",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> VersionUpdate:
+        if self.status is None and self.source is None:
+            raise ValueError("give status or source")
+        return self
 
 
 class Activation(BaseModel):

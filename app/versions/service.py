@@ -22,7 +22,7 @@ from app.embeddings.base import Embedder
 from app.embeddings.registry import check_model, get_embedder
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.upstream import api_key
-from app.versions.schemas import TrainRequest, VersionCreate, VersionOut
+from app.versions.schemas import TrainRequest, VersionCreate, VersionOut, VersionUpdate
 
 _BYTES = Query("SELECT coalesce(pg_total_relation_size(to_regclass(%(table)s)), 0)")
 # Dropping a version's table locks its parent, the collection's partition, which every reader and writer of the
@@ -200,11 +200,20 @@ def drop(db: Session, name: str, number: int) -> None:
 
 def retry(db: Session, name: str, number: int) -> VersionOut:
     """Set a failed version building again (its model's key or settings fixed), from where it stopped."""
+    return update_version(db, name, number, VersionUpdate(status="building"))
+
+
+def update_version(db: Session, name: str, number: int, data: VersionUpdate) -> VersionOut:
+    """Set a failed version building again (status), or hand a version to the worker or to imports (source)."""
     collection = collections.get(db, name)
     row = _get(db, collection, number, lock=True)
-    if row.status == "failed":
+    if data.status == "building" and row.status == "failed":
         row.status, row.error, row.leased_by, row.lease_until = "building", None, None, None
-        db.flush()
+    if data.source is not None and data.source != row.source:
+        row.source = data.source
+        if data.source == "worker" and row.status == "building":
+            row.backfill_after = 0  # from the first chunk: an import may have left gaps anywhere
+    db.flush()
     return _out(db, collection, row)
 
 

@@ -70,8 +70,9 @@ def activate_version(name: str, number: Number, db: SessionDep, body: Activation
 @router.patch("/{number}", response_model=VersionOut, dependencies=ADMIN)
 def update_version(name: str, number: Number, body: VersionUpdate, db: SessionDep) -> VersionOut:
     """`{"status": "building"}` sets a failed version building again, once what failed it (a key, a model) is
-    fixed; the worker goes on from where it stopped."""
-    return service.retry(db, name, number)
+    fixed; the worker goes on from where it stopped. `{"source": "worker"}` hands a version made for imports to the
+    worker, which embeds the chunks it lacks; `{"source": "import"}` the other way."""
+    return service.update_version(db, name, number, body)
 
 
 @router.post(

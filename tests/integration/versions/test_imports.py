@@ -137,3 +137,24 @@ def test_an_unknown_version_is_404_and_the_worker_leaves_an_import_version_alone
     assert missing.status_code == 404
     version = api.get("/v1/collections/docs/embeddings/2").json()
     assert (version["status"], version["vectors"]) == ("building", 0)
+
+
+def test_an_import_version_handed_to_the_worker_is_the_backfill_s(
+    api: TestClient, db: Session, chunk_ids: list[int]
+) -> None:
+    from datetime import timedelta
+
+    from app.versions import repository
+
+    send(api, [{"chunk_id": chunk_ids[0], "embedding": [1, 0, 0, 0]}])
+    left_alone = repository.claim(db.connection(), "test-worker", timedelta(seconds=30))
+    handed = api.patch("/v1/collections/docs/embeddings/2", json={"source": "worker"})
+    claimed = repository.claim(db.connection(), "test-worker", timedelta(seconds=30))
+    empty = api.patch("/v1/collections/docs/embeddings/2", json={})
+
+    assert left_alone is None
+    assert handed.status_code == 200, handed.text
+    assert (handed.json()["source"], handed.json()["status"]) == ("worker", "building")
+    assert claimed is not None
+    assert (claimed.number, claimed.after) == (2, 0)
+    assert empty.status_code == 422
