@@ -31,9 +31,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-## The suite with every Memora object in schema `ml` (MEMORA_DB_SCHEMA), less the tests about schema memora itself.
+## The suite with every Memora object in schema `ml` (MEMORA_DB_SCHEMA), less the tests about schema memora itself
+## and those in a browser (which do not depend on the schema).
 pytest-schema: $(STAMP)
-	MEMORA_DB_SCHEMA=ml $(BIN)/pytest -m "not memora_schema" $(PYTEST_ARGS)
+	MEMORA_DB_SCHEMA=ml $(BIN)/pytest -m "not memora_schema and not browser" $(PYTEST_ARGS)
 
 db-url: $(STAMP)
 	@$(BIN)/memora db url

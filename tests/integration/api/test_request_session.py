@@ -22,8 +22,8 @@ from app.db.query import Query
 from app.ingest.worker import Worker
 from app.training.imports.importer import BATCH
 from tests.conftest import sqlalchemy_engine
-from tests.integration.rag.answer_support import serving
 from tests.integration.search.test_collection import recounted, text_statistics
+from tests.live_server import serving
 from tests.schema import q
 
 DOCUMENTS = Query(

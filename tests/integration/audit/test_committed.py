@@ -22,7 +22,7 @@ from app.auth.principal import Role
 from app.config import Settings
 from app.db.engine import make_engine
 from app.db.models import AuditEvent, Collection
-from tests.integration.rag.answer_support import serving
+from tests.live_server import serving
 
 
 @pytest.fixture

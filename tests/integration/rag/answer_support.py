@@ -4,14 +4,10 @@ test's rolled-back transaction with a loopback chat server behind it, and readin
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -81,24 +77,6 @@ def corpus_client(app: FastAPI) -> Iterator[TestClient]:
         stored = client.post("/v1/collections/kb/documents", json=documents())
         assert [doc["status"] for doc in stored.json()["documents"]] == ["ready"] * len(CORPUS)
         yield client
-
-
-@contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """APP served by uvicorn on 127.0.0.1 (its base URL), for streams a real client reads and drops."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 def ask(api: TestClient, status: int = 200, **body: Any) -> Any:

@@ -24,8 +24,8 @@ from tests.integration.rag.answer_support import (
     chat_requests,
     make_app,
     parse_events,
-    serving,
 )  # fmt: skip
+from tests.live_server import serving
 from tests.openai_server import OpenAIServer
 
 
