@@ -27,6 +27,7 @@ from app.api.routes import (
     answer,
     audit,
     collections,
+    console,
     dataset_quality,
     datasets,
     docs,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.add_middleware(hosts.HostCheck, settings=settings)
     app.state.rate_limiter = RateLimiter()
     app.include_router(docs.router)
+    app.include_router(console.router)
     app.include_router(health.router)
     app.include_router(observe.router)
     app.include_router(collections.router)

@@ -74,6 +74,8 @@ def url_of(route: APIRoute, rule: Rule, seeded: Seeded) -> str:
         values["name"] = KEY_NAMES["read"]
     elif route.path.startswith("/docs/assets"):
         values["name"] = "favicon.png"
+    elif route.path.startswith("/console/static"):
+        values["name"] = "console.css"
     path = route.path.replace("{external_id:path}", "{external_id}")
     return path.format(**values)
 
