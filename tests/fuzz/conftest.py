@@ -20,7 +20,7 @@ from app.config import Settings
 from app.db.engine import make_engine
 from app.embeddings.hashing import HashingEmbedder
 from tests.conftest import create_database, drop_database
-from tests.integration.rag.answer_support import serving
+from tests.live_server import serving
 from tests.openai_server import OpenAIServer
 
 COLLECTION = "fuzz-docs"
