@@ -130,6 +130,22 @@ def document_page(
     return list(db.execute(query.order_by(Document.id).limit(limit)))
 
 
+# Failed documents back to the queue, as new: the trigger on document wakes the workers (002-row-maintenance.sql).
+_RETRY = Query("""
+UPDATE memora.document
+SET status = 'pending', attempts = 0, error = NULL, available_at = now(), leased_by = NULL, updated_at = now()
+WHERE collection_id = %(c)s AND status = 'failed'
+  AND (%(ids)s::text[] IS NULL OR external_id = ANY(%(ids)s::text[]))
+RETURNING external_id
+""")
+
+
+def retry_failed(db: Session, collection_id: int, external_ids: Sequence[str] | None) -> list[str]:
+    """Queue the collection's failed documents again (those of EXTERNAL_IDS, or all): their external ids."""
+    ids = None if external_ids is None else list(external_ids)
+    return sorted(_RETRY.run(db, {"c": collection_id, "ids": ids}).scalars())
+
+
 def find_document(db: Session, collection_id: int, external_id: str) -> Row[Any] | None:
     """The summary of document EXTERNAL_ID with its content, or None."""
     return db.execute(

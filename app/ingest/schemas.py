@@ -4,7 +4,7 @@ brings its own) and what it answers."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,6 +89,21 @@ class DocumentSummary(BaseModel):
 
 class DocumentDetail(DocumentSummary):
     content: str
+
+
+class RetryRequest(BaseModel):
+    """Failed documents to try again: those named, or every failed one of the collection."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_ids: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+        default=None, max_length=10_000, description="Default: every failed document of the collection."
+    )
+
+
+class Retried(BaseModel):
+    retried: list[str] = Field(description="The documents queued again.")
+    not_failed: list[str] = Field(description="Documents named that exist but had not failed: left as they are.")
 
 
 class DocumentPage(BaseModel):

@@ -227,6 +227,19 @@ def page(
     return rows, encode_cursor(rows[-1].id) if more else None
 
 
+def retry(db: Session, collection: Collection, external_ids: list[str] | None) -> tuple[list[str], list[str]]:
+    """Queue failed documents again: (those queued, those named that had not failed); 404 for a name the collection
+    does not have, before anything changes."""
+    if external_ids is not None:
+        known = repository.document_states(db, collection.id, external_ids)
+        unknown = [external_id for external_id in external_ids if external_id not in known]
+        if unknown:
+            raise _no_document(collection, unknown[0])
+    retried = repository.retry_failed(db, collection.id, external_ids)
+    named = sorted(set(external_ids or ()) - set(retried))
+    return retried, named
+
+
 def one(db: Session, collection: Collection, external_id: str) -> Row[Any]:
     """Document EXTERNAL_ID of COLLECTION with its content, or a 404."""
     row = repository.find_document(db, collection.id, external_id)

@@ -31,6 +31,8 @@ from app.ingest.schemas import (
     DocumentIn,
     DocumentPage,
     DocumentSummary,
+    Retried,
+    RetryRequest,
     UploadResponse,
     UploadResult,
 )
@@ -107,6 +109,14 @@ def list_documents(
         db, collection, limit=limit, cursor=cursor, status=status_, metadata=service.parse_metadata_filter(metadata)
     )
     return DocumentPage(items=[DocumentSummary.model_validate(row._mapping) for row in rows], next_cursor=next_cursor)
+
+
+@router.post("/retry", response_model=Retried, dependencies=WRITES)
+def retry_documents(name: str, db: SessionDep, body: RetryRequest | None = None) -> Retried:
+    """Try failed documents again (those named in `external_ids`, or every failed one): they go back to the queue
+    as new, their error cleared, and the worker takes them up. 404 for a document the collection lacks."""
+    retried, not_failed = service.retry(db, collections.get(db, name), body.external_ids if body else None)
+    return Retried(retried=retried, not_failed=not_failed)
 
 
 @router.get("/{external_id:path}", response_model=DocumentDetail, dependencies=READS)

@@ -17,6 +17,7 @@ ENDPOINTS = [
     ("post", "/v1/collections"),
     ("patch", "/v1/collections/{name}"),
     ("post", "/v1/collections/{name}/documents"),
+    ("post", "/v1/collections/{name}/documents/retry"),
     ("post", "/v1/collections/{name}/search"),
     ("post", "/v1/collections/{name}/answer"),
     ("post", "/v1/collections/{name}/embeddings"),
