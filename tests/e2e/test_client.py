@@ -4,45 +4,24 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from app.api.main import create_app
 from app.client import Batch, ExampleStream, MemoraAPIError, MemoraClient
 from app.config import Settings
+from tests.live_server import serving
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture
 def base_url(fresh_db_url: str) -> Iterator[str]:
     """The API served by uvicorn on 127.0.0.1, in a thread, on a database of the test's own."""
-    port = _free_port()
-    config = uvicorn.Config(create_app(Settings(database_url=fresh_db_url)), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn")
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(create_app(Settings(database_url=fresh_db_url))) as url:
+        yield url
 
 
 @pytest.fixture
