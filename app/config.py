@@ -72,6 +72,18 @@ class Settings(BaseSettings):
         description="Secret mixed into the stored hash of every API key; set it on every process, keep it out of "
         "the database. Unset: a fixed one (keys carry 256 random bits, so the hash is safe without it).",
     )
+    console_session_hours: float = Field(
+        default=12,
+        gt=0,
+        le=24 * 90,
+        description="How long a console sign-in lasts (the key's own expiry, when sooner, ends it first).",
+    )
+    console_stream_seconds: float = Field(
+        default=15,
+        gt=0,
+        le=3600,
+        description="How long one live-progress stream of the console lasts before the browser reconnects.",
+    )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Host names requests may name besides localhost ones and MEMORA_HOST (comma-separated).",

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
+from typing import Any
 
 import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -47,6 +48,7 @@ from app.audit.recorder import AuditMiddleware, AuditTrail
 from app.auth.access import Identify
 from app.auth.ratelimit import RateLimiter
 from app.config import Settings, get_settings
+from app.console.errors import error_page, wants_html
 from app.db.engine import make_engine, make_session_factory
 from app.errors import AppError, InvalidInputError, invalid_json
 from app.ingest.worker import Worker
@@ -139,22 +141,29 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     return app
 
 
-async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
-    return JSONResponse(exc.to_dict(), status_code=exc.status, headers=dict(exc.headers))
+    return _error(request, exc.to_dict(), exc.status, dict(exc.headers))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _error(request: Request, body: dict[str, Any], status: int, headers: Mapping[str, str] | None = None) -> Response:
+    """The error BODY: JSON, or the console's page for a browser on a console page (app/console/errors.py)."""
+    if wants_html(request):
+        return error_page(request, status, body)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     """Routing errors (unknown path, wrong method) in the same error body as everything else."""
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # FastAPI's JSON parse of a body
         return await _app_error(request, too_deep())
     code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
     body = {"error": {"code": code, "message": str(exc.detail)}}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return _error(request, body, exc.status_code, exc.headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     """FastAPI's validation errors in Memora's error body, each naming its field and reason."""
     assert isinstance(exc, RequestValidationError)
     if unparsable := _json_error(exc):
@@ -162,7 +171,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(error.to_dict(), status_code=error.status)
     problems = [{"field": ".".join(map(str, e["loc"])), "reason": e["msg"]} for e in exc.errors()]
     error = InvalidInputError.for_problems(problems)
-    return JSONResponse(error.to_dict(), status_code=error.status)
+    return _error(request, error.to_dict(), error.status)
 
 
 def _json_error(exc: RequestValidationError) -> json.JSONDecodeError | None:

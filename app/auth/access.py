@@ -1,6 +1,7 @@
 """The access check every route runs before its body: who the request is, and whether its route's rule lets it.
 
-Who: the key in `Authorization: Bearer <key>` or `X-API-Key: <key>`. A key that is sent must be a live one, in
+Who: the key in `Authorization: Bearer <key>` or `X-API-Key: <key>` (and, on console pages only, the key a person
+signed in with, kept in an HttpOnly cookie). A key that is sent must be a live one, in
 every mode (a client that sends a key means to be that key). With no key, the request is OPEN where the server is
 open (app/auth/mode.py), and a 401 where keys are required, except on routes open to all (/healthz, the docs).
 
@@ -28,6 +29,8 @@ from app.auth.mode import keys_required
 from app.auth.principal import ANONYMOUS, OPEN, Principal
 from app.auth.rules import Rule, api_routes, rule_of
 from app.config import Settings
+from app.console.errors import error_page, in_console, wants_html
+from app.console.session import KEY_COOKIE
 from app.db.models import Collection, Dataset
 from app.db.repository import missing
 from app.errors import AppError, ForbiddenError, UnauthorizedError
@@ -51,11 +54,14 @@ async def identify(request: Request, *, public: bool) -> Principal:
     keys are required; else a 401."""
     settings: Settings = request.app.state.settings
     token = sent_key(request)
+    signed_in = token is None and (token := console_key(request)) is not None
     if token is not None:
         principal = await run_in_threadpool(_authenticate, request.app.state.engine, settings, token)
-        if principal is None:
+        if principal is not None:
+            return principal
+        if not signed_in:
             raise UnauthorizedError(BAD_KEY)
-        return principal
+        # A console sign-in whose key has since expired or been revoked: as if signed out.
     if not keys_required(settings):
         return OPEN
     if public:
@@ -96,6 +102,8 @@ async def _refusal(request: Request, exc: Exception) -> Response:
     answer the key's lookup, as the exception handlers give it from a route (any other error goes on up, to
     ErrorsAsJson's 500)."""
     if isinstance(exc, AppError):
+        if wants_html(request):
+            return error_page(request, exc.status, exc.to_dict())
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=dict(exc.headers))
     return await database_error(request, exc)
 
@@ -125,6 +133,14 @@ def sent_key(request: Request) -> str | None:
     if len(sent) > 1:
         raise UnauthorizedError("the request sends two different API keys (Authorization and X-API-Key)")
     return sent.pop() if sent else None
+
+
+def console_key(request: Request) -> str | None:
+    """The key a person signed in to the console with (app/console/session.py): read for console pages only, so
+    the API under /v1 takes keys from headers alone, and a page of another site cannot spend the cookie there."""
+    if not in_console(request.url.path):
+        return None
+    return request.cookies.get(KEY_COOKIE) or None
 
 
 def _authenticate(engine: Engine, settings: Settings, token: str) -> Principal | None:

@@ -14,7 +14,11 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.auth.principal import Role, current
+from app.auth.access import console_key
+from app.auth.mode import keys_required
+from app.auth.principal import ANONYMOUS, Principal, Role
+from app.config import Settings
+from app.console.session import CSRF_COOKIE, csrf_cookie, set_cookie, token_for
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 STATIC = Path(__file__).parent / "static"
@@ -25,9 +29,24 @@ CSP = (
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 
 
+def fragment(request: Request, template: str, **context: Any) -> HTMLResponse:
+    """Part of a page (a table's rows), which a script swaps in for the part it shows."""
+    return page(request, template, **context)
+
+
 def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     """TEMPLATE rendered for REQUEST's caller: what it may do (can_write, can_admin) decides which controls show."""
-    principal = current(request)
-    context |= {"can_write": principal.may(Role.write), "can_admin": principal.may(Role.admin)}
+    principal: Principal = getattr(request.state, "principal", None) or ANONYMOUS
+    settings: Settings = request.app.state.settings
+    cookie, new = csrf_cookie(request)
+    context |= {
+        "can_write": principal.may(Role.write),
+        "can_admin": principal.may(Role.admin),
+        "signed_in": console_key(request) is not None and principal is not ANONYMOUS,
+        "keys_required": keys_required(settings),
+        "csrf_token": token_for(settings, cookie),
+    }
     response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code, headers=HEADERS)
+    if new:
+        set_cookie(request, response, CSRF_COOKIE, cookie)
     return response

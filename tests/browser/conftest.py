@@ -76,19 +76,21 @@ class Offline:
         return path
 
 
+def settings_for(database_url: str, **overrides: Any) -> Settings:
+    return Settings(database_url=database_url, allowed_hosts=["127.0.0.1"], **overrides)
+
+
 @pytest.fixture
 def server(fresh_db_url: str) -> Iterator[str]:
     """The API with its worker, on a database of the test's own, served on loopback: its base URL."""
-    settings = Settings(database_url=fresh_db_url, allowed_hosts=["127.0.0.1"])
-    with serving(create_app(settings, worker=True)) as url:
+    with serving(create_app(settings_for(fresh_db_url), worker=True)) as url:
         yield url
 
 
-@pytest.fixture
-def offline(browser: Any, server: str) -> Iterator[Offline]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, service_workers="block")
-    page = context.new_page()
-    view = Offline(server, page)
+def open_offline(browser: Any, server: str, **options: Any) -> tuple[Any, Offline]:
+    """A browser context (1280 x 800 unless OPTIONS say otherwise) whose pages reach SERVER and nothing else."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 800}, "service_workers": "block", **options})
+    view = Offline(server, context.new_page())
 
     def route(request_route: Any) -> None:
         url = request_route.request.url
@@ -99,5 +101,11 @@ def offline(browser: Any, server: str) -> Iterator[Offline]:
             request_route.abort("internetdisconnected")
 
     context.route("**/*", route)
+    return context, view
+
+
+@pytest.fixture
+def offline(browser: Any, server: str) -> Iterator[Offline]:
+    context, view = open_offline(browser, server)
     yield view
     context.close()

@@ -1,43 +1,13 @@
-"""The web console's pages (app/console/) and `/`, which points to it. Each page calls the services its JSON
-endpoint calls, and shows a caller only what its key may see and do."""
+"""The web console (app/console/): its pages, each calling the services its JSON endpoints call, and showing a caller
+only what its key may see and do."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import APIRouter
 
-from app.api.deps import SessionDep
-from app.auth.principal import Role, current
-from app.auth.rules import PUBLIC, needs
-from app.collections import service as collections
-from app.console.render import HEADERS, STATIC, page
-from app.db.models import Collection, Dataset
-from app.db.repository import all_named
-from app.errors import NotFoundError
-from app.training.datasets import service as datasets
+from app.console.pages import access, collections, home
 
 router = APIRouter(include_in_schema=False)
-_STATIC = {"console.css": "text/css; charset=utf-8"}
-
-
-@router.get("/", dependencies=[PUBLIC])
-def root(request: Request) -> HTMLResponse:
-    """A page that links the console, the API docs and /healthz."""
-    return page(request, "root.html")
-
-
-@router.get("/console", name="console_home", dependencies=[needs(Role.read)])
-def home(request: Request, db: SessionDep) -> HTMLResponse:
-    """The collections and datasets the caller's key is granted, with their documents by status and examples."""
-    principal = current(request)
-    shown = [row for row in all_named(db, Collection) if principal.sees_collection(row.name)]
-    sets = [row for row in all_named(db, Dataset) if principal.sees_dataset(row.name)]
-    return page(request, "home.html", collections=collections.describe(db, shown), datasets=datasets.describe(db, sets))
-
-
-@router.get("/console/static/{name}", name="console_static", dependencies=[PUBLIC])
-def static(name: str) -> FileResponse:
-    """One of the console's own files."""
-    if name not in _STATIC:
-        raise NotFoundError(f"no such file: {name}")
-    return FileResponse(STATIC / name, media_type=_STATIC[name], headers=HEADERS)
+router.include_router(home.router)
+router.include_router(access.router)
+router.include_router(collections.router)

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
-from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
 from app.api.timeouts import statement_kind
+from app.api.uploads import from_files
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.collections import service as collections
@@ -25,7 +25,6 @@ from app.errors import (
     problems_of,
 )
 from app.ingest import service
-from app.ingest.parsing import parse_file
 from app.ingest.schemas import (
     DocumentDetail,
     DocumentIn,
@@ -76,7 +75,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
     if kind == "application/json":
         inputs, failures = _from_json(await read_body(request, settings.max_upload_bytes)), list[UploadResult]()
     elif kind == "multipart/form-data":
-        inputs, failures = await _from_files(request, settings.max_upload_bytes)
+        inputs, failures = await from_files(request, settings.max_upload_bytes)
     else:
         raise UnsupportedMediaTypeError(
             f"content type {kind or '(none)'!r} is not accepted: send application/json or multipart/form-data"
@@ -151,37 +150,3 @@ def _from_json(body: bytes) -> list[DocumentInput]:
     except ValidationError as exc:
         raise InvalidInputError.for_problems(problems_of(exc, lambda loc: location(loc, "body"))) from None
     return [doc.to_input() for doc in documents]
-
-
-async def _from_files(request: Request, limit: int) -> tuple[list[DocumentInput], list[UploadResult]]:
-    async with request.form(max_files=10_000, max_part_size=limit) as form:
-        uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-        if not uploads:
-            raise InvalidInputError.for_field("files", "the multipart body holds no file")
-        for upload in uploads:
-            if upload.size is not None and upload.size > limit:
-                raise PayloadTooLargeError(f"{upload.filename}: {upload.size} bytes exceeds the limit of {limit}")
-        files = [(upload.filename or "upload", await upload.read(), upload.content_type) for upload in uploads]
-    inputs: list[DocumentInput] = []
-    failures: list[UploadResult] = []
-    for filename, data, content_type in files:
-        try:
-            if len(data) > limit:
-                raise PayloadTooLargeError(f"{filename}: {len(data)} bytes exceeds the limit of {limit}")
-            parsed = await run_in_threadpool(parse_file, filename, data, content_type)
-        except AppError as exc:
-            failures.append(UploadResult(file=filename, error={"status": exc.status, **exc.to_dict()["error"]}))
-            continue
-        for i, doc in enumerate(parsed):
-            external_id = doc.external_id or (filename if len(parsed) == 1 else f"{filename}#{i + 1}")
-            inputs.append(
-                DocumentInput(
-                    content=doc.content,
-                    external_id=external_id,
-                    title=doc.title,
-                    content_type=doc.content_type,
-                    metadata=doc.metadata,
-                    source=filename,
-                )
-            )
-    return inputs, failures

@@ -90,7 +90,9 @@ def app_for(seeded: Seeded, auth: str, *, settings: Settings | None = None) -> F
 def seeded(server_url: str, template_db: str) -> Iterator[Seeded]:
     url = create_database(server_url, template=template_db)
     # A chat server that refuses at once: answers reach the model and fail as the route's own 502.
-    settings = Settings(database_url=url, openai_base_url="http://127.0.0.1:9/v1", openai_max_retries=0)
+    settings = Settings(
+        database_url=url, openai_base_url="http://127.0.0.1:9/v1", openai_max_retries=0, console_stream_seconds=0.1
+    )
     engine = make_engine(settings, "test")
     seeded = Seeded(url, engine, settings)
     with TestClient(create_app(settings.model_copy(update={"auth": "off"}), engine=engine)) as client:

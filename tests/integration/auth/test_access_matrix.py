@@ -20,6 +20,7 @@ from app.api.main import create_app
 from app.auth.principal import Role
 from app.auth.rules import Rule, api_routes, rule_of
 from app.config import Settings
+from app.console import session
 from app.db.models import Collection, Dataset
 from app.db.repository import missing
 from app.training.finetune.repository import no_job
@@ -96,12 +97,26 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/datasets/{name}/snapshots"): {"name": "v2"},
     ("POST", "/v1/keys"): {"name": "new-key", "role": "read"},
 }
+FORMS = {"/console/collections": {"name": "other-form", "embedding_provider": "hashing", "dimensions": "8"}}
 PARAMS = {("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"}}
 
 
-def send(client: TestClient, method: str, route: APIRoute, url: str, headers: dict[str, str]) -> Any:
+def send(
+    client: TestClient,
+    method: str,
+    route: APIRoute,
+    url: str,
+    headers: dict[str, str],
+    form: dict[str, str] | None = None,
+) -> Any:
     body = BODIES.get((method, route.path), {} if method in ("POST", "PUT", "PATCH") else None)
     params = PARAMS.get((method, route.path))
+    if route.path.startswith("/console") and method == "POST":  # forms, with the CSRF pair a console page holds
+        cookie = "c" * 32
+        token = session.token_for(client.app.state.settings, cookie)
+        headers = {**headers, "Cookie": f"{session.CSRF_COOKIE}={cookie}", session.CSRF_HEADER: token}
+        data = {**FORMS.get(route.path, {}), **(form or {})}
+        return client.request(method, url, data=data, params=params, headers=headers, follow_redirects=False)
     return client.request(method, url, json=body, params=params, headers=headers)
 
 
@@ -114,11 +129,12 @@ def test_route_x_caller(
     assert rule is not None, f"{method} {route.path} declares no access rule (app/auth/rules.py needs())"
     url = url_of(route, rule, seeded)
 
-    response = send(keyed, method, route, url, seeded.headers(caller))
+    form = {"key": seeded.secrets["read"]} if route.path == "/console/sign-in" else None  # a key to sign in with
+    response = send(keyed, method, route, url, seeded.headers(caller), form)
 
     want = expected(route, rule, caller)
     if want == "passes":
-        reference = send(open_api, method, route, url, {})
+        reference = send(open_api, method, route, url, {}, form)
         assert response.status_code not in (401, 403), response.text
         assert response.status_code == reference.status_code, (response.text, reference.text)
     else:
