@@ -27,6 +27,7 @@ from app.api.origins import CrossOriginWrites, add_cors
 from app.api.routes import (
     answer,
     audit,
+    chunks,
     collections,
     console,
     dataset_quality,
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(collections.router)
     app.include_router(embeddings.router)
     app.include_router(documents.router)
+    app.include_router(chunks.router)
     app.include_router(search.router)
     app.include_router(feedback.router)
     app.include_router(answer.router)

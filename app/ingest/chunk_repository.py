@@ -1,4 +1,5 @@
-"""The queries of a document's chunks and vectors: what the write path (app/ingest/pipeline.py) reads and writes."""
+"""The queries of a document's chunks and vectors: what the write path (app/ingest/pipeline.py) reads and writes,
+and the page of them the REST API shows."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import numpy as np
 from psycopg.types.json import Jsonb
-from sqlalchemy import Connection, and_, bindparam, delete, func, literal, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, literal, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
+from sqlalchemy.orm import Session
 from sqlalchemy.types import LargeBinary
 
 from app.db.models import Chunk, Collection, Embedding
@@ -89,6 +91,42 @@ def stored_chunks_of(conn: Connection, docs: Iterable[tuple[int, int]]) -> dict[
     for row in rows:
         found[(row[0], row[1])].append(StoredChunk(*row[2:]))  # type: ignore[call-arg]
     return found
+
+
+def chunk_page(
+    db: Session, collection: Collection, document_id: int, *, after: int, limit: int, text_chars: int | None
+) -> list[Row[Any]]:
+    """Up to LIMIT chunks of the document after ordinal AFTER, in ordinal order: their text (its first TEXT_CHARS
+    characters when given), its whole length, and whether the collection's active version has their vector."""
+    embedded = (
+        select(Embedding.chunk_id)
+        .where(
+            Embedding.collection_id == collection.id,
+            Embedding.chunk_id == Chunk.id,
+            # A constant, not a join to collection: the planner then reads only the active version's partition.
+            Embedding.version == collection.active_version,
+        )
+        .exists()
+    )
+    text = Chunk.text if text_chars is None else func.left(Chunk.text, text_chars)
+    query = (
+        select(
+            Chunk.id,
+            Chunk.ordinal,
+            Chunk.char_start,
+            Chunk.char_end,
+            Chunk.token_count,
+            Chunk.title,
+            Chunk.metadata_.label("metadata"),
+            text.label("text"),
+            func.length(Chunk.text).label("chars"),
+            embedded.label("embedded"),
+        )
+        .where(Chunk.collection_id == collection.id, Chunk.document_id == document_id, Chunk.ordinal > after)
+        .order_by(Chunk.ordinal)
+        .limit(limit)
+    )
+    return list(db.execute(query))
 
 
 def known_vectors(conn: Connection, collection_id: int, version: int, hashes: Iterable[bytes]) -> dict[bytes, Any]:

@@ -153,6 +153,16 @@ def find_document(db: Session, collection_id: int, external_id: str) -> Row[Any]
     ).first()
 
 
+def document_key(db: Session, collection_id: int, external_id: str) -> tuple[int, str] | None:
+    """The id and status of document EXTERNAL_ID, or None."""
+    row = db.execute(
+        select(Document.id, Document.status).where(
+            Document.collection_id == collection_id, Document.external_id == external_id
+        )
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
 def delete_document(db: Session, collection_id: int, external_id: str) -> bool:
     """Delete document EXTERNAL_ID with its chunks and vectors; False when there was none."""
     result = db.execute(

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
 
 from app.ingest.pipeline import ChunkInput
 from app.ingest.service import DocumentInput
@@ -108,4 +109,48 @@ class Retried(BaseModel):
 
 class DocumentPage(BaseModel):
     items: list[DocumentSummary]
+    next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+
+
+class ChunkOut(BaseModel):
+    """One chunk of a document: document.content[char_start:char_end] is its text."""
+
+    chunk_id: int
+    ordinal: int = Field(description="Its place in the document, from 0.")
+    char_start: int
+    char_end: int
+    title: str = Field(description="What it is indexed under: the document title, and the heading path in Markdown.")
+    headings: list[str] = Field(description="The Markdown headings it sits under, outermost first; [] elsewhere.")
+    metadata: dict[str, Any] = Field(description="headings, PDF page (and page_end), or what a client sent with it.")
+    token_count: int = Field(description="Tokens of the text, counted by the collection's model's tokenizer.")
+    chars: int = Field(description="Characters of the whole text (char_end - char_start).")
+    text: str
+    truncated: bool = Field(description="True when text is cut to text_chars characters.")
+    embedded: bool = Field(description="The collection's active embedding version has its vector.")
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> ChunkOut:
+        headings = row.metadata.get("headings")
+        return cls(
+            chunk_id=row.id,
+            ordinal=row.ordinal,
+            char_start=row.char_start,
+            char_end=row.char_end,
+            title=row.title,
+            # A client's own chunks may carry any metadata: only a list of strings is a heading path.
+            headings=headings if isinstance(headings, list) and all(isinstance(h, str) for h in headings) else [],
+            metadata=row.metadata,
+            token_count=row.token_count,
+            chars=row.chars,
+            text=row.text,
+            truncated=len(row.text) < row.chars,
+            embedded=row.embedded,
+        )
+
+
+class ChunkPage(BaseModel):
+    external_id: str
+    status: str = Field(description="The document's: its chunks are complete once it is ready.")
+    active_version: int = Field(description="The embedding version `embedded` refers to.")
+    items: list[ChunkOut]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Collection
 from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
-from app.ingest import pipeline, repository
+from app.ingest import chunk_repository, pipeline, repository
 from app.ingest.pipeline import ChunkInput, GivenDocument
 from app.limits import MAX_EXTERNAL_ID, MAX_KEY_BYTES, MAX_SOURCE_CHARS, MAX_TITLE_CHARS
 from app.observe.context import current_request_id
@@ -246,6 +246,22 @@ def one(db: Session, collection: Collection, external_id: str) -> Row[Any]:
     if row is None:
         raise _no_document(collection, external_id)
     return row
+
+
+def chunks(
+    db: Session, collection: Collection, external_id: str, *, limit: int, cursor: str | None, text_chars: int | None
+) -> tuple[str, list[Row[Any]], str | None]:
+    """Document EXTERNAL_ID's status (or a 404), one page of its chunks in ordinal order (keyset pagination), and
+    the cursor of the next page."""
+    document = repository.document_key(db, collection.id, external_id)
+    if document is None:
+        raise _no_document(collection, external_id)
+    document_id, status = document
+    after = decode_cursor(cursor) if cursor is not None else -1
+    rows = chunk_repository.chunk_page(db, collection, document_id, after=after, limit=limit + 1, text_chars=text_chars)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return status, rows, encode_cursor(rows[-1].ordinal) if more else None
 
 
 def remove(db: Session, collection: Collection, external_id: str) -> None:

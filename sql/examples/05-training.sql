@@ -1,4 +1,5 @@
--- Training data from psql: a dataset, examples written with plain INSERTs, splits, a snapshot, a shuffled epoch.
+-- Training data from psql: a dataset, examples written with plain INSERTs, splits, snapshots and what changed
+-- between two, a shuffled epoch.
 -- Run it with: memora db psql -f sql/examples/05-training.sql
 
 INSERT INTO memora.dataset (name, task, split_ratios, split_seed)
@@ -28,6 +29,20 @@ FROM memora.example WHERE dataset_id = (SELECT id FROM memora.dataset WHERE name
 
 -- Freeze the examples as they are now.
 SELECT name, examples, split_counts FROM memora.create_snapshot('sms-demo', 'v1', 'before cleanup');
+
+-- Clean up: the second spelling of "ok lar" leaves the live dataset (a tombstone, since v1 holds it), a new message
+-- arrives; freeze again, and see what changed from v1 to v2.
+UPDATE memora.example SET deleted_at = now()
+WHERE dataset_id = (SELECT id FROM memora.dataset WHERE name = 'sms-demo')
+  AND input ->> 'text' = 'ok lar...   joking wif u ONI...';
+INSERT INTO memora.example (dataset_id, format, input, label)
+SELECT id, 'classification', '{"text": "Call me when you get this"}', 'ham' FROM memora.dataset WHERE name = 'sms-demo';
+SELECT name, examples FROM memora.create_snapshot('sms-demo', 'v2', 'after cleanup');
+
+SELECT d.change, d.split_before, d.split_after, e.input ->> 'text' AS text
+FROM memora.snapshot_diff_v1('sms-demo', 'v1', 'v2') d
+JOIN memora.example e ON e.id = d.example_id
+ORDER BY d.example_id;
 
 -- A shuffled epoch over the snapshot: position i of the permutation is a seq of the snapshot.
 SELECT p.i AS position, e.label, e.input ->> 'text' AS text

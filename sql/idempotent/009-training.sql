@@ -266,6 +266,56 @@ COMMENT ON FUNCTION memora.create_snapshot(text, text, text) IS
     'Freeze the live examples of DATASET (ids, content hashes, splits) as snapshot NAME; returns the snapshot.';
 
 
+CREATE OR REPLACE FUNCTION memora.snapshot_diff_v1(dataset text, a text, b text)
+RETURNS TABLE (example_id bigint, change text, split_before text, split_after text)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ds_id bigint;
+    a_id bigint;
+    b_id bigint;
+BEGIN
+    -- What changed from snapshot A to snapshot B of DATASET, one row per example that differs, in example id order.
+    -- An example's content never changes (memora.example_immutable), so a row of both snapshots differs only in
+    -- its split; the example id alone says whether a row is the same example. A full outer join on it gives the
+    -- three kinds at once: only in B (added), only in A (removed), in both with another split (split_changed).
+    -- Both snapshots are read whole (a hash join, linear in their sizes), whatever the caller keeps of the rows.
+    SELECT d.id INTO ds_id FROM memora.dataset d WHERE d.name = snapshot_diff_v1.dataset;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found', MESSAGE = format('dataset %L does not exist', dataset),
+            DETAIL = 'dataset';
+    END IF;
+    SELECT s.id INTO a_id FROM memora.snapshot s WHERE s.dataset_id = ds_id AND s.name = snapshot_diff_v1.a;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+            MESSAGE = format('dataset %L has no snapshot %L', dataset, a), DETAIL = 'a';
+    END IF;
+    SELECT s.id INTO b_id FROM memora.snapshot s WHERE s.dataset_id = ds_id AND s.name = snapshot_diff_v1.b;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'no_data_found',
+            MESSAGE = format('dataset %L has no snapshot %L', dataset, b), DETAIL = 'b';
+    END IF;
+    -- Columns are qualified throughout: the names of the result columns are variables in here.
+    RETURN QUERY
+    SELECT coalesce(x.example_id, y.example_id),
+           CASE WHEN x.example_id IS NULL THEN 'added' WHEN y.example_id IS NULL THEN 'removed'
+                ELSE 'split_changed' END,
+           x.split,
+           y.split
+    FROM (SELECT se.example_id, se.split FROM memora.snapshot_example se WHERE se.snapshot_id = a_id) x
+    FULL JOIN (SELECT se.example_id, se.split FROM memora.snapshot_example se WHERE se.snapshot_id = b_id) y
+      ON y.example_id = x.example_id
+    WHERE x.example_id IS NULL OR y.example_id IS NULL OR x.split IS DISTINCT FROM y.split
+    ORDER BY 1;
+END
+$$;
+
+COMMENT ON FUNCTION memora.snapshot_diff_v1(text, text, text) IS
+    'What changed from snapshot A to snapshot B of DATASET: (example_id, change added | removed | split_changed, '
+    'split_before, split_after), by example id; P0002 (DETAIL dataset, a or b) for a name it does not have.';
+
+
 CREATE OR REPLACE FUNCTION memora.shuffle_position(i bigint, n bigint, seed bigint)
 RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE

@@ -39,7 +39,7 @@ BEGIN
                             'search_vector_v2', 'search_hybrid_v2', 'adapt_query',
                             'search_hybrid_v1', 'compile_filter', 'shuffle_positions', 'shuffle_position',
                             'split_of', 'example_text', 'content_hash', 'embedding_partition',
-                            'version_table')
+                            'version_table', 'snapshot_diff_v1')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', routine, reader);
     END LOOP;

@@ -41,5 +41,9 @@ def test_training_example(fresh_db_url: str) -> None:
     assert " distinct_texts | examples" in output
     assert "              5 |        6" in output  # two spellings of one message share a text_hash
     assert " v1   |        6 |" in output
+    changes = [line.split("|") for line in output.splitlines() if line.strip().startswith(("added", "removed"))]
+    assert [(c[0].strip(), c[3].strip()) for c in changes] == [
+        ("removed", "ok lar...   joking wif u ONI..."), ("added", "Call me when you get this"),
+    ]  # fmt: skip
     shuffled = [line for line in output.splitlines() if line.strip()[:1].isdigit() and "|" in line][-6:]
     assert sorted(int(line.split("|")[0]) for line in shuffled) == list(range(6))

@@ -1,4 +1,5 @@
-"""/v1/datasets/{name}/...: train/validation/test splits, exact and near duplicates, train/test leakage."""
+"""/v1/datasets/{name}/...: train/validation/test splits, exact and near duplicates (found, and settled one cluster
+at a time), train/test leakage."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from app.training.quality.schemas import (
     DedupRequest,
     EmbeddingChoice,
     LeakageReport,
+    Resolved,
+    ResolveRequest,
     SplitReport,
 )
 
@@ -47,6 +50,14 @@ def dedup_dataset(name: str, body: DedupRequest, db: SessionDep, settings: Setti
     (embedding cosine >= threshold, found through an HNSW index). With `drop`, all but the first example of each
     cluster leave the live dataset (snapshots that hold them still read them)."""
     return dedup.dedup(db, name, body, settings)
+
+
+@router.post("/{name}/duplicates/resolve", response_model=Resolved, dependencies=WRITES)
+def resolve_duplicates(name: str, body: ResolveRequest, db: SessionDep) -> Resolved:
+    """Settle one duplicate cluster by hand: the examples in `drop` leave the live dataset (snapshots that hold them
+    still read them), those in `keep` stay. Every id must be a live example of the dataset and at least one must be
+    kept, else a 422 names the field and the ids and nothing changes."""
+    return dedup.resolve(db, name, body)
 
 
 @router.get("/{name}/leakage", response_model=LeakageReport, dependencies=READS)

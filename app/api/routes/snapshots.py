@@ -16,7 +16,7 @@ from app.training.batches.service import MAX_BATCH, MAX_SEED
 from app.training.datasets import service
 from app.training.datasets.schemas import ExampleOut, ExamplePage, SplitName
 from app.training.snapshots import service as snapshots
-from app.training.snapshots.schemas import SnapshotCreate, SnapshotOut
+from app.training.snapshots.schemas import Change, SnapshotCreate, SnapshotDiff, SnapshotOut
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 # Who may call these routes (app/auth/rules.py): the dataset is the path's {name}.
@@ -79,6 +79,27 @@ def list_snapshot_examples(
 def get_snapshot_example(name: str, snapshot: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
     dataset = service.get(db, name)
     return snapshots.one(db, dataset, snapshots.get(db, dataset, snapshot), example_id)
+
+
+@router.get("/{name}/snapshots/{snapshot}/diff", response_model=SnapshotDiff, dependencies=READS)
+def diff_snapshots(
+    name: str,
+    snapshot: str,
+    db: SessionDep,
+    against: Annotated[
+        str, Query(min_length=1, max_length=200, description="The snapshot to compare with: the one before.")
+    ],
+    change: Annotated[Change | None, Query(description="Only changes of this kind; counts cover all.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page")] = None,
+) -> SnapshotDiff:
+    """What changed from snapshot `against` to this one: examples added, removed, or moved to another split,
+    counted, and listed a page at a time in example id order (keyset pagination)."""
+    dataset = service.get(db, name, keep=True)
+    # KEEP: a snapshot deleted meanwhile waits for this request, rather than vanish between its statements.
+    after = snapshots.get(db, dataset, snapshot, keep=True)
+    before = snapshots.get(db, dataset, against, keep=True)
+    return snapshots.diff(db, dataset, after, before, change=change, limit=limit, cursor=cursor)
 
 
 @router.post("/{name}/snapshots/{snapshot}/examples", include_in_schema=False, dependencies=WRITES)

@@ -6,13 +6,14 @@ An example's text is memora.example_text, the same text that, normalised, gives 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.errors import EmbeddingProviderError
+from app.errors import EmbeddingProviderError, InvalidInputError
 from app.training.datasets import service as datasets
 from app.training.quality import repository
 from app.training.quality.index import (
@@ -24,7 +25,7 @@ from app.training.quality.index import (
     refused,
 )
 from app.training.quality.neighbours import Mode, neighbours
-from app.training.quality.schemas import Cluster, DedupReport, DedupRequest
+from app.training.quality.schemas import Cluster, DedupReport, DedupRequest, Resolved, ResolveRequest
 
 
 def dedup(
@@ -66,6 +67,47 @@ def dedup(
     }
     choice = chosen(embedder) if embedder is not None else None
     return DedupReport(clusters=clusters[: request.limit], counts=counts, embedding=choice)
+
+
+def resolve(db: Session, name: str, request: ResolveRequest) -> Resolved:
+    """Settle one duplicate cluster of dataset NAME by hand: drop request.drop, keep request.keep, in this transaction.
+
+    Every id must be a live example of the dataset, named once, and at least one must stay; otherwise a 422 names
+    the field and the ids, and nothing changes. The examples are locked first, so a request settling the same cluster
+    the other way meanwhile finds the ones this one dropped gone (its 422), and a cluster never leaves whole.
+    """
+    dataset = datasets.get(db, name, keep=True)
+    problems = _resolve_problems(request)
+    if not problems:
+        wanted = sorted({*request.keep, *request.drop})
+        live = set(repository.LOCK_LIVE.run(db.connection(), {"d": dataset.id, "ids": wanted}).scalars())
+        for field, ids in (("body.keep", request.keep), ("body.drop", request.drop)):
+            if absent := [i for i in ids if i not in live]:
+                reason = f"not live examples of dataset {name!r}: {_listed(absent)}"
+                problems.append({"field": field, "reason": reason, "ids": absent})
+    if problems:
+        raise InvalidInputError.for_problems(problems)
+    tombstoned, deleted = repository.remove(db.connection(), dataset.id, request.drop)
+    return Resolved(kept=request.keep, dropped=request.drop, tombstoned=tombstoned, deleted=deleted)
+
+
+def _resolve_problems(request: ResolveRequest) -> list[dict[str, Any]]:
+    """What is wrong with REQUEST on its face: nothing kept, an id named twice."""
+    problems: list[dict[str, Any]] = []
+    if not request.keep:
+        problems.append({"field": "body.keep", "reason": "is empty: keep at least one example of the cluster"})
+    for field, ids in (("body.keep", request.keep), ("body.drop", request.drop)):
+        if repeated := sorted(i for i, n in Counter(ids).items() if n > 1):
+            problems.append({"field": field, "reason": f"names {_listed(repeated)} more than once", "ids": repeated})
+    if both := sorted(set(request.keep) & set(request.drop)):
+        problems.append({"field": "body.drop", "reason": f"names {_listed(both)}, which keep names too", "ids": both})
+    return problems
+
+
+def _listed(ids: list[int], shown: int = 10) -> str:
+    """IDS as "3, 5, 8" (the first SHOWN, then how many more)."""
+    text = ", ".join(map(str, ids[:shown]))
+    return text + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
 
 
 def _near_clusters(pairs: Iterable[Any], first: dict[int, int], seq: dict[int, int]) -> list[Cluster]:

@@ -59,6 +59,14 @@ EXACT_CLUSTERS = Query("""
     ORDER BY min(seq)
 """)
 
+# In id order: two requests locking overlapping examples wait for each other rather than deadlock.
+LOCK_LIVE = Query("""
+    SELECT id FROM memora.example
+    WHERE dataset_id = %(d)s AND id = ANY(%(ids)s::bigint[]) AND deleted_at IS NULL
+    ORDER BY id
+    FOR UPDATE
+""")
+
 _TOMBSTONE = Query("""
     UPDATE memora.example e SET deleted_at = now()
     WHERE e.dataset_id = %(d)s AND e.id = ANY(%(ids)s) AND e.deleted_at IS NULL

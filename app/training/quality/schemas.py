@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.collections.schemas import Provider
 from app.db.models import MAX_INDEXED_DIMENSIONS
+from app.limits import BIGINT_MAX
 from app.training.datasets.schemas import SplitName, SplitRule
 
 
@@ -88,3 +89,31 @@ class LeakageReport(BaseModel):
     pairs: list[LeakPair] = Field(description="Most similar first.")
     counts: dict[str, int] = Field(description="pairs, exact, near, train_validation, train_test, embedded.")
     embedding: EmbeddingChoice
+
+
+# Most ids in each list of a resolve request.
+MAX_RESOLVE_IDS = 10_000
+ExampleIdIn = Annotated[int, Field(ge=-BIGINT_MAX - 1, le=BIGINT_MAX)]
+
+
+class ResolveRequest(BaseModel):
+    """One duplicate cluster settled by hand: which of its examples stay and which leave the live dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep: list[ExampleIdIn] = Field(
+        max_length=MAX_RESOLVE_IDS,
+        description="Live examples that stay: at least one, so a cluster never leaves the dataset whole.",
+    )
+    drop: list[ExampleIdIn] = Field(
+        min_length=1,
+        max_length=MAX_RESOLVE_IDS,
+        description="Live examples to remove; snapshots that hold them still read them (tombstones).",
+    )
+
+
+class Resolved(BaseModel):
+    kept: list[int]
+    dropped: list[int] = Field(description="The examples removed from the live dataset, in the order given.")
+    tombstoned: int = Field(description="Of those, how many a snapshot holds (kept as tombstones).")
+    deleted: int = Field(description="Of those, how many no snapshot held (deleted).")

@@ -21,7 +21,10 @@ from app.errors import ConflictError, NotFoundError
 from app.training.datasets import service as datasets
 from app.training.datasets.schemas import ExampleOut
 from app.training.snapshots import repository
-from app.training.snapshots.schemas import SnapshotCreate
+from app.training.snapshots.schemas import CHANGES, ChangedExample, SnapshotCreate, SnapshotDiff
+
+# How much of an example's text a diff shows.
+SUMMARY_CHARS = 200
 
 
 def create(db: Session, dataset: Dataset, data: SnapshotCreate) -> Snapshot:
@@ -41,8 +44,9 @@ def create(db: Session, dataset: Dataset, data: SnapshotCreate) -> Snapshot:
     return snapshot
 
 
-def get(db: Session, dataset: Dataset, name: str) -> Snapshot:
-    return get_named(db, Snapshot, name, within=dataset)
+def get(db: Session, dataset: Dataset, name: str, *, keep: bool = False) -> Snapshot:
+    """Snapshot NAME of DATASET, or a 404 naming both (KEEP: app/db/repository.get_named)."""
+    return get_named(db, Snapshot, name, keep=keep, within=dataset)
 
 
 def all_of(db: Session, dataset: Dataset) -> Sequence[Snapshot]:
@@ -95,3 +99,31 @@ def one(db: Session, dataset: Dataset, snapshot: Snapshot, example_id: int) -> E
     if row is None:
         raise NotFoundError(f"snapshot {snapshot.name!r} of dataset {dataset.name!r} has no example {example_id}")
     return datasets.to_out(db, [row])[0]
+
+
+def diff(
+    db: Session,
+    dataset: Dataset,
+    snapshot: Snapshot,
+    against: Snapshot,
+    *,
+    change: str | None,
+    limit: int,
+    cursor: str | None,
+) -> SnapshotDiff:
+    """What changed from snapshot AGAINST to SNAPSHOT (memora.snapshot_diff_v1): how many examples were added,
+    removed and moved to another split, and a page of them (of kind CHANGE, if given) in example id order."""
+    after = datasets.parse_cursor(cursor)
+    counts = dict.fromkeys(CHANGES, 0) | repository.diff_counts(db, dataset.name, against.name, snapshot.name)
+    rows = repository.diff_page(
+        db, dataset, against.name, snapshot.name, after=after, limit=limit + 1, change=change, chars=SUMMARY_CHARS
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SnapshotDiff(
+        snapshot=snapshot.name,
+        against=against.name,
+        counts=counts,
+        items=[ChangedExample.model_validate(row._mapping) for row in rows],
+        next_cursor=str(rows[-1].example_id) if more else None,
+    )

@@ -29,6 +29,7 @@ ENDPOINTS = [
     ("post", "/v1/datasets/{name}/examples"),
     ("post", "/v1/datasets/{name}/split"),
     ("post", "/v1/datasets/{name}/dedup"),
+    ("post", "/v1/datasets/{name}/duplicates/resolve"),
     ("post", "/v1/datasets/{name}/snapshots"),
     ("post", "/v1/keys"),
 ]

@@ -50,6 +50,7 @@ class Seeded:
     settings: Settings
     secrets: dict[str, str] = field(default_factory=dict)
     example_id: int = 0
+    example_ids: list[int] = field(default_factory=list)  # of DATASET, in seq order (example_id is the first)
     job_id: int = 0
 
     def headers(self, caller: str) -> dict[str, str]:
@@ -116,7 +117,8 @@ def _seed(client: TestClient, seeded: Seeded) -> None:
         examples = [{"text": f"example {i}", "label": "spam" if i % 3 else "ham"} for i in range(6)]
         _expect(client.post(f"/v1/datasets/{dataset}/examples", json=examples), 201)
         _expect(client.post(f"/v1/datasets/{dataset}/snapshots", json={"name": SNAPSHOT}), 201)
-    seeded.example_id = client.get(f"/v1/datasets/{DATASET}/examples").json()["items"][0]["id"]
+    seeded.example_ids = [item["id"] for item in client.get(f"/v1/datasets/{DATASET}/examples").json()["items"]]
+    seeded.example_id = seeded.example_ids[0]
     with Session(seeded.engine) as db:
         for dataset, job in ((DATASET, "ftjob-1"), (OTHER_DATASET, "ftjob-2")):
             db.add(FinetuneJob(dataset_name=dataset, snapshot_name=SNAPSHOT, base_url="http://127.0.0.1:9/v1",

@@ -83,8 +83,12 @@ def url_of(route: APIRoute, rule: Rule, seeded: Seeded) -> str:
 
 # Valid requests where the route takes a body or a parameter, so that passing the check reaches the route's work
 # (a 2xx); other routes get an empty body, and answer with their own 422. Names made are "other-" ones, which the
-# narrowed key is granted too.
+# narrowed key is granted too. A body that names seeded rows is made from them (a function of Seeded).
 BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/datasets/{name}/duplicates/resolve"): lambda seeded: {
+        "keep": seeded.example_ids[:1],
+        "drop": seeded.example_ids[1:2],
+    },
     ("POST", "/v1/collections"): {"name": "other-new", "embedding_provider": "hashing", "dimensions": 8},
     ("POST", "/v1/collections/{name}/documents"): {"external_id": "new", "content": "A new document."},
     ("POST", "/v1/collections/{name}/embeddings"): {"metric": "l2"},
@@ -97,25 +101,27 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/datasets/{name}/snapshots"): {"name": "v2"},
     ("POST", "/v1/keys"): {"name": "new-key", "role": "read"},
 }
-FORMS = {"/console/collections": {"name": "other-form", "embedding_provider": "hashing", "dimensions": "8"}}
-PARAMS = {("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"}}
+FORMS: dict[str, Any] = {
+    "/console/collections": {"name": "other-form", "embedding_provider": "hashing", "dimensions": "8"},
+    "/console/sign-in": lambda seeded: {"key": seeded.secrets["read"]},
+}
+PARAMS = {
+    ("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"},
+    ("GET", "/v1/collections/{name}/chunks"): {"document": DOCUMENT},
+    ("GET", "/v1/datasets/{name}/snapshots/{snapshot}/diff"): {"against": SNAPSHOT},
+}
 
 
-def send(
-    client: TestClient,
-    method: str,
-    route: APIRoute,
-    url: str,
-    headers: dict[str, str],
-    form: dict[str, str] | None = None,
-) -> Any:
+def send(client: TestClient, method: str, route: APIRoute, url: str, headers: dict[str, str], seeded: Seeded) -> Any:
     body = BODIES.get((method, route.path), {} if method in ("POST", "PUT", "PATCH") else None)
+    body = body(seeded) if callable(body) else body
     params = PARAMS.get((method, route.path))
     if route.path.startswith("/console") and method == "POST":  # forms, with the CSRF pair a console page holds
         cookie = "c" * 32
         token = session.token_for(client.app.state.settings, cookie)
         headers = {**headers, "Cookie": f"{session.CSRF_COOKIE}={cookie}", session.CSRF_HEADER: token}
-        data = {**FORMS.get(route.path, {}), **(form or {})}
+        form = FORMS.get(route.path, {})
+        data = form(seeded) if callable(form) else form
         return client.request(method, url, data=data, params=params, headers=headers, follow_redirects=False)
     return client.request(method, url, json=body, params=params, headers=headers)
 
@@ -129,12 +135,11 @@ def test_route_x_caller(
     assert rule is not None, f"{method} {route.path} declares no access rule (app/auth/rules.py needs())"
     url = url_of(route, rule, seeded)
 
-    form = {"key": seeded.secrets["read"]} if route.path == "/console/sign-in" else None  # a key to sign in with
-    response = send(keyed, method, route, url, seeded.headers(caller), form)
+    response = send(keyed, method, route, url, seeded.headers(caller), seeded)
 
     want = expected(route, rule, caller)
     if want == "passes":
-        reference = send(open_api, method, route, url, {}, form)
+        reference = send(open_api, method, route, url, {}, seeded)
         assert response.status_code not in (401, 403), response.text
         assert response.status_code == reference.status_code, (response.text, reference.text)
     else:
@@ -163,14 +168,14 @@ def test_a_name_not_granted_is_the_404_of_a_missing_one(
     real = url_of(route, rule, seeded)
     ghost = real.replace(f"/{real_name}", "/ghost", 1)
 
-    hidden = send(keyed, method, route, real, seeded.headers("other"))
-    hidden_ghost = send(keyed, method, route, ghost, seeded.headers("other"))
+    hidden = send(keyed, method, route, real, seeded.headers("other"), seeded)
+    hidden_ghost = send(keyed, method, route, ghost, seeded.headers("other"), seeded)
 
     assert hidden.status_code == hidden_ghost.status_code == 404
     assert hidden.json() == _renamed(hidden_ghost.json(), "ghost", real_name)
     assert hidden.headers.keys() == hidden_ghost.headers.keys()
     if method in ("GET", "DELETE") or (method, route.path) in BODIES:
-        absent = send(keyed, method, route, ghost, seeded.headers("admin"))
+        absent = send(keyed, method, route, ghost, seeded.headers("admin"), seeded)
         assert hidden.json() == _renamed(absent.json(), "ghost", real_name)
 
 

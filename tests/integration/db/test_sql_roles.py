@@ -93,6 +93,20 @@ def test_a_reader_selects_and_runs_every_search_function(reader: str) -> None:
     assert (text, vector, hybrid, filtered) == ((1,), (1,), (1,), (1,))
 
 
+def test_a_reader_diffs_two_snapshots(prepared: str, reader: str) -> None:
+    add = "INSERT INTO memora.example (dataset_id, format, input, label) SELECT id, 'classification', %s, 'ham' "
+    with psycopg.connect(prepared, autocommit=True) as conn:
+        conn.execute(add + "FROM memora.dataset", ['{"text": "first"}'])
+        conn.execute("SELECT memora.create_snapshot('sms', 'v1')")
+        conn.execute(add + "FROM memora.dataset", ['{"text": "second"}'])
+        conn.execute("SELECT memora.create_snapshot('sms', 'v2')")
+
+    with psycopg.connect(reader) as conn:
+        rows = conn.execute("SELECT change, split_before FROM memora.snapshot_diff_v1('sms', 'v1', 'v2')").fetchall()
+
+    assert rows == [("added", None)]
+
+
 @pytest.mark.parametrize(
     "statement",
     [
