@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,16 +67,22 @@ _VECTOR = _searches(_VECTOR_CALL)
 _HYBRID = _searches(_HYBRID_CALL)
 
 
-def search_text(
-    db: Session, collection: str, query: str, k: int, filter_: Any, *, highlight: str | None = None
-) -> list[RowMapping]:
+@dataclass(frozen=True, slots=True)
+class Search:
+    """One search statement and its parameters, built before it runs."""
+
+    collection: str
+    statement: Query
+    params: dict[str, Any]
+
+
+def text_search(collection: str, query: str, k: int, filter_: Any, *, highlight: str | None = None) -> Search:
     """BM25 search (memora.search_text_v1); with HIGHLIGHT, each row's `headline` for that query's terms."""
     params = {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)}
-    return _search(db, collection, _TEXT, params, highlight)
+    return _search(collection, _TEXT, params, highlight)
 
 
-def search_vector(
-    db: Session,
+def vector_search(
     collection: str,
     embedding: Vector,
     k: int,
@@ -85,11 +92,10 @@ def search_vector(
     exact: bool,
     version: int | None = None,
     highlight: str | None = None,
-) -> list[RowMapping]:
+) -> Search:
     """Nearest-neighbour search (memora.search_vector_v2) of embedding VERSION (None: the active one); with
     HIGHLIGHT, each row's `headline` for that query."""
     return _search(
-        db,
         collection,
         _VECTOR,
         {
@@ -105,8 +111,7 @@ def search_vector(
     )
 
 
-def search_hybrid(
-    db: Session,
+def hybrid_search(
     collection: str,
     query: str,
     embedding: Vector | None,
@@ -122,12 +127,11 @@ def search_hybrid(
     exact: bool,
     version: int | None = None,
     highlight: str | None = None,
-) -> list[RowMapping]:
+) -> Search:
     """BM25 and nearest neighbours fused (memora.search_hybrid_v2, the vectors of embedding VERSION, None for the
     active one): convex combination or Reciprocal Rank Fusion; with HIGHLIGHT, each row's `headline` for that
     query."""
     return _search(
-        db,
         collection,
         _HYBRID,
         {
@@ -149,19 +153,22 @@ def search_hybrid(
     )
 
 
+def run(db: Session, search: Search) -> list[RowMapping]:
+    """The rows of SEARCH, in its order."""
+    return _rows(db, search.collection, search.statement, search.params)
+
+
 def headlines(db: Session, collection: str, chunk_ids: Sequence[int], query: str) -> dict[int, str | None]:
     """ts_headline of each chunk for the query's terms (memora.search_tsquery), matches between START and STOP."""
     params = {"collection": collection, "highlight": query, "ids": list(chunk_ids), "options": _HEADLINE_OPTIONS}
     return {row["id"]: row["headline"] for row in _rows(db, collection, _HEADLINES, params)}
 
 
-def _search(
-    db: Session, collection: str, statements: tuple[Query, Query], params: dict[str, Any], highlight: str | None
-) -> list[RowMapping]:
-    """Run a search statement: the plain one, or with HIGHLIGHT the one whose rows carry their `headline`."""
+def _search(collection: str, statements: tuple[Query, Query], params: dict[str, Any], highlight: str | None) -> Search:
+    """A search statement: the plain one, or with HIGHLIGHT the one whose rows carry their `headline`."""
     if highlight is None:
-        return _rows(db, collection, statements[0], params)
-    return _rows(db, collection, statements[1], params | {"highlight": highlight, "options": _HEADLINE_OPTIONS})
+        return Search(collection, statements[0], params)
+    return Search(collection, statements[1], params | {"highlight": highlight, "options": _HEADLINE_OPTIONS})
 
 
 def _jsonb(value: Any) -> Jsonb | None:

@@ -92,8 +92,9 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
                 saved = repository.saved_search_defaults(db, name)
         request = _with_saved_defaults(request, saved)
 
+    statement = _search(name, request, mode, query, embedding, fetch, filter_, highlight, version)
     with part("search"):
-        rows = _search(db, name, request, mode, query, embedding, fetch, filter_, highlight, version)
+        rows = repository.run(db, statement)
 
     reranked: dict[int, Reranked[RowMapping]] = {}
     if request.rerank is not None and rows:
@@ -137,7 +138,6 @@ def _version(db: Session, collection: Collection, requested: int | None) -> tupl
 
 
 def _search(
-    db: Session,
     name: str,
     request: SearchRequest,
     mode: Mode,
@@ -147,15 +147,14 @@ def _search(
     filter_: Any,
     highlight: str | None,
     version: int | None,
-) -> list[RowMapping]:
-    """The rows of the search MODE asks for, in embedding VERSION; with HIGHLIGHT, each with its `headline`."""
+) -> repository.Search:
+    """The search MODE asks for, in embedding VERSION; with HIGHLIGHT, its rows each with their `headline`."""
     if mode == "text":
         assert query is not None
-        return repository.search_text(db, name, query, fetch, filter_, highlight=highlight)
+        return repository.text_search(name, query, fetch, filter_, highlight=highlight)
     if mode == "vector":
         assert embedding is not None
-        return repository.search_vector(
-            db,
+        return repository.vector_search(
             name,
             embedding,
             fetch,
@@ -166,8 +165,7 @@ def _search(
             highlight=highlight,
         )
     assert query is not None
-    return repository.search_hybrid(
-        db,
+    return repository.hybrid_search(
         name,
         query,
         embedding,
