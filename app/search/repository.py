@@ -2,7 +2,8 @@
 
 Keys and values of a filter travel as one jsonb parameter; memora.compile_filter turns it into a predicate over
 parameters, so no part of a request ever becomes SQL text. The statements are Query constants: one string per
-schema, made once, so a search sends its statement and nothing else.
+schema, made once, so a search sends its statement and nothing else. `as_sql` prints a search for psql (the
+response's `sql`): the same statement with psycopg's literals in place of its parameters, made for display only.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from pgvector.psycopg.vector import VectorDumper
 from psycopg.types.json import Jsonb
 from sqlalchemy import RowMapping, select
 from sqlalchemy.exc import DBAPIError
@@ -69,7 +71,7 @@ _HYBRID = _searches(_HYBRID_CALL)
 
 @dataclass(frozen=True, slots=True)
 class Search:
-    """One search statement and its parameters, built before it runs."""
+    """One search statement and its parameters: what `run` executes and `as_sql` prints are the same."""
 
     collection: str
     statement: Query
@@ -156,6 +158,22 @@ def hybrid_search(
 def run(db: Session, search: Search) -> list[RowMapping]:
     """The rows of SEARCH, in its order."""
     return _rows(db, search.collection, search.statement, search.params)
+
+
+def as_sql(db: Session, search: Search) -> str:
+    """SEARCH as one statement to paste into psql: the text `run` sends, in the session's schema, with psycopg
+    quoting each parameter as a literal (ClientCursor.mogrify) and the query vector in pgvector's text form.
+
+    The statement carries every setting: the search functions set hnsw.ef_search and hnsw.iterative_scan
+    themselves (set_config, local to the call) from their arguments, so no SET precedes it."""
+    conn = db.connection()
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    with psycopg.ClientCursor(driver) as cursor:
+        # The vector literal left untyped, so psql need not find type `vector` on its search_path: the function's
+        # parameter types it, as it does the bound parameter.
+        cursor.adapters.register_dumper("numpy.ndarray", VectorDumper)
+        return cursor.mogrify(search.statement.sql(conn), search.params) + ";"
 
 
 def headlines(db: Session, collection: str, chunk_ids: Sequence[int], query: str) -> dict[int, str | None]:

@@ -59,6 +59,12 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         raise InvalidInputError.for_field("body.version", "text search reads no vectors; choose mode vector or hybrid")
     if request.rerank is not None and query is None:
         raise InvalidInputError.for_field("body.rerank", "reranking needs a query with words in it")
+    if request.rerank is not None and "sql" in request.include:
+        raise InvalidInputError.for_field(
+            "body.include",
+            "sql cannot reproduce a rerank (its order comes from the reranker, not the database); "
+            "leave out sql or rerank",
+        )
     filter_ = request.filter or None
     fetch = candidates_for(request.k, request.rerank)
     # Highlights come with the hits, in the search's own statement, unless a reranker keeps fewer rows than it reads.
@@ -95,6 +101,7 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
     statement = _search(name, request, mode, query, embedding, fetch, filter_, highlight, version)
     with part("search"):
         rows = repository.run(db, statement)
+    sql = repository.as_sql(db, statement) if "sql" in request.include else None
 
     reranked: dict[int, Reranked[RowMapping]] = {}
     if request.rerank is not None and rows:
@@ -119,9 +126,12 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
     results = [_result(row, mode, set(request.include), highlights, reranked.get(row["chunk_id"])) for row in rows]
     took_ms = round((time.perf_counter() - started) * 1000, 2)
-    return SearchResponse(
+    response = SearchResponse(
         results=results, mode=mode, k=request.k, embedding_version=None if mode == "text" else version, took_ms=took_ms
     )
+    if sql is not None:
+        response.sql = sql  # set only when asked for: the route leaves unset fields out
+    return response
 
 
 def _version(db: Session, collection: Collection, requested: int | None) -> tuple[int, query_embedding.Model]:
