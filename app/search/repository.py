@@ -2,18 +2,21 @@
 
 Keys and values of a filter travel as one jsonb parameter; memora.compile_filter turns it into a predicate over
 parameters, so no part of a request ever becomes SQL text. The statements are Query constants: one string per
-schema, made once, so a search sends its statement and nothing else.
+schema, made once, so a search sends its statement and nothing else. `as_sql` prints a search for psql (the
+response's `sql`): the same statement with psycopg's literals in place of its parameters, made for display only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from pgvector.psycopg.vector import VectorDumper
 from psycopg.types.json import Jsonb
 from sqlalchemy import RowMapping, select
 from sqlalchemy.exc import DBAPIError
@@ -66,16 +69,22 @@ _VECTOR = _searches(_VECTOR_CALL)
 _HYBRID = _searches(_HYBRID_CALL)
 
 
-def search_text(
-    db: Session, collection: str, query: str, k: int, filter_: Any, *, highlight: str | None = None
-) -> list[RowMapping]:
+@dataclass(frozen=True, slots=True)
+class Search:
+    """One search statement and its parameters: what `run` executes and `as_sql` prints are the same."""
+
+    collection: str
+    statement: Query
+    params: dict[str, Any]
+
+
+def text_search(collection: str, query: str, k: int, filter_: Any, *, highlight: str | None = None) -> Search:
     """BM25 search (memora.search_text_v1); with HIGHLIGHT, each row's `headline` for that query's terms."""
     params = {"collection": collection, "query": query, "k": k, "filter": _jsonb(filter_)}
-    return _search(db, collection, _TEXT, params, highlight)
+    return _search(collection, _TEXT, params, highlight)
 
 
-def search_vector(
-    db: Session,
+def vector_search(
     collection: str,
     embedding: Vector,
     k: int,
@@ -85,11 +94,10 @@ def search_vector(
     exact: bool,
     version: int | None = None,
     highlight: str | None = None,
-) -> list[RowMapping]:
+) -> Search:
     """Nearest-neighbour search (memora.search_vector_v2) of embedding VERSION (None: the active one); with
     HIGHLIGHT, each row's `headline` for that query."""
     return _search(
-        db,
         collection,
         _VECTOR,
         {
@@ -105,8 +113,7 @@ def search_vector(
     )
 
 
-def search_hybrid(
-    db: Session,
+def hybrid_search(
     collection: str,
     query: str,
     embedding: Vector | None,
@@ -122,12 +129,11 @@ def search_hybrid(
     exact: bool,
     version: int | None = None,
     highlight: str | None = None,
-) -> list[RowMapping]:
+) -> Search:
     """BM25 and nearest neighbours fused (memora.search_hybrid_v2, the vectors of embedding VERSION, None for the
     active one): convex combination or Reciprocal Rank Fusion; with HIGHLIGHT, each row's `headline` for that
     query."""
     return _search(
-        db,
         collection,
         _HYBRID,
         {
@@ -149,19 +155,38 @@ def search_hybrid(
     )
 
 
+def run(db: Session, search: Search) -> list[RowMapping]:
+    """The rows of SEARCH, in its order."""
+    return _rows(db, search.collection, search.statement, search.params)
+
+
+def as_sql(db: Session, search: Search) -> str:
+    """SEARCH as one statement to paste into psql: the text `run` sends, in the session's schema, with psycopg
+    quoting each parameter as a literal (ClientCursor.mogrify) and the query vector in pgvector's text form.
+
+    The statement carries every setting: the search functions set hnsw.ef_search and hnsw.iterative_scan
+    themselves (set_config, local to the call) from their arguments, so no SET precedes it."""
+    conn = db.connection()
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    with psycopg.ClientCursor(driver) as cursor:
+        # The vector literal left untyped, so psql need not find type `vector` on its search_path: the function's
+        # parameter types it, as it does the bound parameter.
+        cursor.adapters.register_dumper("numpy.ndarray", VectorDumper)
+        return cursor.mogrify(search.statement.sql(conn), search.params) + ";"
+
+
 def headlines(db: Session, collection: str, chunk_ids: Sequence[int], query: str) -> dict[int, str | None]:
     """ts_headline of each chunk for the query's terms (memora.search_tsquery), matches between START and STOP."""
     params = {"collection": collection, "highlight": query, "ids": list(chunk_ids), "options": _HEADLINE_OPTIONS}
     return {row["id"]: row["headline"] for row in _rows(db, collection, _HEADLINES, params)}
 
 
-def _search(
-    db: Session, collection: str, statements: tuple[Query, Query], params: dict[str, Any], highlight: str | None
-) -> list[RowMapping]:
-    """Run a search statement: the plain one, or with HIGHLIGHT the one whose rows carry their `headline`."""
+def _search(collection: str, statements: tuple[Query, Query], params: dict[str, Any], highlight: str | None) -> Search:
+    """A search statement: the plain one, or with HIGHLIGHT the one whose rows carry their `headline`."""
     if highlight is None:
-        return _rows(db, collection, statements[0], params)
-    return _rows(db, collection, statements[1], params | {"highlight": highlight, "options": _HEADLINE_OPTIONS})
+        return Search(collection, statements[0], params)
+    return Search(collection, statements[1], params | {"highlight": highlight, "options": _HEADLINE_OPTIONS})
 
 
 def _jsonb(value: Any) -> Jsonb | None:

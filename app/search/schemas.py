@@ -11,7 +11,7 @@ from app.rerank.schemas import RerankOptions
 
 Mode = Literal["hybrid", "text", "vector"]
 Fusion = Literal["convex", "rrf"]
-Include = Literal["text", "metadata", "highlights", "scores"]
+Include = Literal["text", "metadata", "highlights", "scores", "sql"]
 DEFAULT_INCLUDE: list[Include] = ["text", "metadata", "scores"]
 
 FLOAT32_MAX = 3.4028234663852886e38
@@ -95,7 +95,8 @@ class SearchRequest(BaseModel):
     exact: bool = Field(default=False, description="Vector and hybrid: compare with every vector, not the index.")
     include: list[Include] = Field(
         default_factory=lambda: list(DEFAULT_INCLUDE),
-        description="What each result carries beyond ids, offsets, title and score.",
+        description="What each result carries beyond ids, offsets, title and score: text, metadata, highlights, "
+        "scores; and sql, the response's `sql` (not with rerank).",
     )
     rerank: RerankOptions | None = Field(
         default=None,
@@ -164,3 +165,10 @@ class SearchResponse(BaseModel):
         default=None, description="The embedding version whose vectors were searched (null for text search)."
     )
     took_ms: float = Field(description="Time spent answering, in milliseconds.")
+    sql: str | None = Field(
+        default=None,
+        description='With include "sql": one SQL statement that, run in psql against the same database, returns '
+        "the same chunks in the same order (column chunk_id): the statement this search ran, with its parameters "
+        "as literals; the query vector, when there is one, in pgvector's text form. Absent otherwise. A rerank "
+        'cannot be reproduced in SQL, so include "sql" with rerank is a 422 naming body.include.',
+    )

@@ -59,6 +59,12 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
         raise InvalidInputError.for_field("body.version", "text search reads no vectors; choose mode vector or hybrid")
     if request.rerank is not None and query is None:
         raise InvalidInputError.for_field("body.rerank", "reranking needs a query with words in it")
+    if request.rerank is not None and "sql" in request.include:
+        raise InvalidInputError.for_field(
+            "body.include",
+            "sql cannot reproduce a rerank (its order comes from the reranker, not the database); "
+            "leave out sql or rerank",
+        )
     filter_ = request.filter or None
     fetch = candidates_for(request.k, request.rerank)
     # Highlights come with the hits, in the search's own statement, unless a reranker keeps fewer rows than it reads.
@@ -92,8 +98,10 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
                 saved = repository.saved_search_defaults(db, name)
         request = _with_saved_defaults(request, saved)
 
+    statement = _search(name, request, mode, query, embedding, fetch, filter_, highlight, version)
     with part("search"):
-        rows = _search(db, name, request, mode, query, embedding, fetch, filter_, highlight, version)
+        rows = repository.run(db, statement)
+    sql = repository.as_sql(db, statement) if "sql" in request.include else None
 
     reranked: dict[int, Reranked[RowMapping]] = {}
     if request.rerank is not None and rows:
@@ -118,9 +126,12 @@ def search(db: Session, settings: Settings, name: str, request: SearchRequest) -
             highlights = repository.headlines(db, name, [row["chunk_id"] for row in rows], query)
     results = [_result(row, mode, set(request.include), highlights, reranked.get(row["chunk_id"])) for row in rows]
     took_ms = round((time.perf_counter() - started) * 1000, 2)
-    return SearchResponse(
+    response = SearchResponse(
         results=results, mode=mode, k=request.k, embedding_version=None if mode == "text" else version, took_ms=took_ms
     )
+    if sql is not None:
+        response.sql = sql  # set only when asked for: the route leaves unset fields out
+    return response
 
 
 def _version(db: Session, collection: Collection, requested: int | None) -> tuple[int, query_embedding.Model]:
@@ -137,7 +148,6 @@ def _version(db: Session, collection: Collection, requested: int | None) -> tupl
 
 
 def _search(
-    db: Session,
     name: str,
     request: SearchRequest,
     mode: Mode,
@@ -147,15 +157,14 @@ def _search(
     filter_: Any,
     highlight: str | None,
     version: int | None,
-) -> list[RowMapping]:
-    """The rows of the search MODE asks for, in embedding VERSION; with HIGHLIGHT, each with its `headline`."""
+) -> repository.Search:
+    """The search MODE asks for, in embedding VERSION; with HIGHLIGHT, its rows each with their `headline`."""
     if mode == "text":
         assert query is not None
-        return repository.search_text(db, name, query, fetch, filter_, highlight=highlight)
+        return repository.text_search(name, query, fetch, filter_, highlight=highlight)
     if mode == "vector":
         assert embedding is not None
-        return repository.search_vector(
-            db,
+        return repository.vector_search(
             name,
             embedding,
             fetch,
@@ -166,8 +175,7 @@ def _search(
             highlight=highlight,
         )
     assert query is not None
-    return repository.search_hybrid(
-        db,
+    return repository.hybrid_search(
         name,
         query,
         embedding,

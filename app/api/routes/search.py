@@ -35,7 +35,8 @@ def search(name: str, body: SearchRequest, db: SessionDep, settings: SettingsDep
     """The k chunks that best match a query: BM25 (text), nearest neighbours (vector), or both fused (hybrid).
 
     Calls the SQL API's search_text_v1, search_vector_v1 and search_hybrid_v1. Without an embedding, vector and
-    hybrid search embed the query with the collection's model. Fields a result does not `include` are left out.
+    hybrid search embed the query with the collection's model. Fields a result does not `include` are left out;
+    with `include: ["sql"]` the response's `sql` is the statement the search ran, for psql (not with `rerank`).
     """
     response = service.search(db, settings, name, body)
     route_returned()
