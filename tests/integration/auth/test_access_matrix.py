@@ -108,6 +108,7 @@ FORMS: dict[str, Any] = {
 PARAMS = {
     ("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"},
     ("GET", "/v1/collections/{name}/chunks"): {"document": DOCUMENT},
+    ("GET", "/console/collections/{name}/document"): {"id": DOCUMENT},
     ("GET", "/v1/datasets/{name}/snapshots/{snapshot}/diff"): {"against": SNAPSHOT},
 }
 
