@@ -3,16 +3,22 @@ cut off from everything but the server, and leaves a screenshot of its last step
 
 from __future__ import annotations
 
+import csv
+import io
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.orm import Session
 
 from app.api.main import create_app
 from app.auth import keys
 from app.auth.principal import Role
+from app.db.embedded import bin_dir
 from app.db.engine import make_engine
+from app.embeddings.hashing import HashingEmbedder
 from tests.browser.conftest import Offline, open_offline, settings_for
 from tests.live_server import serving
 
@@ -151,3 +157,65 @@ def test_journey_4_a_read_key_sees_no_write_controls_and_a_forced_write_is_refus
     assert page.evaluate("fetch('/v1/collections').then(r => r.status)") == 401
     assert offline.refused == []
     context.close()
+
+
+def test_journey_2_compare_two_fusions_and_run_the_copied_sql_in_psql(
+    browser: Any, server: str, fresh_db_url: str
+) -> None:
+    _load(server, "kb", TEXTS)
+    context, offline = open_offline(browser, server)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server)
+    page = offline.page
+    offline.goto("/console/collections/kb/search")
+    page.get_by_role("searchbox", name="Query").fill("twenty weeks leave")
+    page.get_by_label("Fusion").first.select_option("convex")
+    page.get_by_role("button", name="Search").click()
+    page.locator('[data-column="a"] li[data-chunk]').first.wait_for()
+
+    page.get_by_label("Compare with a second column").check()
+    page.locator("#b-fusion").select_option("rrf")
+    page.get_by_role("button", name="Search").click()
+    second = page.locator('[data-column="b"]')
+    second.locator("li[data-chunk]").first.wait_for()
+    second.get_by_role("button", name="Copy").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    offline.screenshot("journey-2-search")
+
+    marks = second.locator(".mark").all_inner_texts()
+    assert set(marks) - {"="}  # rrf moved something, and the page says by how much
+    assert second.locator(".mark-up").first.get_attribute("aria-label").startswith("up ")
+    shown = [int(i) for i in second.locator("li[data-chunk]").evaluate_all("items => items.map(i => i.dataset.chunk)")]
+    assert _psql_chunk_ids(fresh_db_url, copied) == shown
+    assert offline.refused == []
+    context.close()
+
+
+TEXTS = [
+    "Parental leave is twenty weeks at full pay.",
+    "Annual leave is twenty days a year.",
+    "Sick leave needs a doctor's note after three days.",
+    "Expenses are paid at the end of each month.",
+    "Leave requests go to your manager.",
+    "Twenty weeks of notice for a sabbatical.",
+]
+
+
+def _load(server: str, name: str, texts: list[str]) -> None:
+    """Collection NAME with one document per text, given with its chunk and hashing vector (ready at once)."""
+    embedder = HashingEmbedder(8)
+    with httpx.Client(base_url=server) as client:
+        client.post("/v1/collections", json={"name": name, "embedding_provider": "hashing", "dimensions": 8})
+        for i, body in enumerate(texts):
+            chunks = [{"text": body, "embedding": embedder.embed([body])[0].tolist()}]
+            document = {"external_id": f"d{i}", "content": body, "chunks": chunks}
+            assert client.post(f"/v1/collections/{name}/documents", json=document).status_code == 202
+
+
+def _psql_chunk_ids(url: str, sql: str) -> list[int]:
+    """SQL pasted into the bundled psql: the chunk_id column of its rows."""
+    result = subprocess.run(
+        [str(bin_dir() / "psql"), "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "--csv", url, "-f", "-"],
+        input=sql, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [int(row["chunk_id"]) for row in csv.DictReader(io.StringIO(result.stdout))]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.console.pages import access, collections, documents, home
+from app.console.pages import access, collections, documents, home, search
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
 router.include_router(access.router)
 router.include_router(collections.router)
 router.include_router(documents.router)
+router.include_router(search.router)

@@ -109,6 +109,7 @@ PARAMS = {
     ("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"},
     ("GET", "/v1/collections/{name}/chunks"): {"document": DOCUMENT},
     ("GET", "/console/collections/{name}/document"): {"id": DOCUMENT},
+    ("GET", "/console/collections/{name}/search"): {"query": "aardvark", "mode": "text"},
     ("GET", "/v1/datasets/{name}/snapshots/{snapshot}/diff"): {"against": SNAPSHOT},
 }
 
