@@ -7,12 +7,14 @@ browser before any test notices.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from app.auth.access import console_key
 from app.auth.mode import keys_required
@@ -21,12 +23,26 @@ from app.config import Settings
 from app.console.session import CSRF_COOKIE, csrf_cookie, set_cookie, token_for
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+CITATION = re.compile(r"\[(\d+)\]")
 STATIC = Path(__file__).parent / "static"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+
+
+def cite(text: str, sources: int) -> Markup:
+    """An answer's TEXT, escaped, each citation [n] of one of its SOURCES a link to that source."""
+
+    def link(found: re.Match[str]) -> str:
+        n = int(found.group(1))
+        return f'<a href="#source-{n}">[{n}]</a>' if 1 <= n <= sources else found.group(0)
+
+    return Markup(CITATION.sub(link, str(escape(text))))
+
+
+TEMPLATES.env.filters["cite"] = cite
 
 
 def fragment(request: Request, template: str, **context: Any) -> HTMLResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -20,7 +21,10 @@ from app.db.embedded import bin_dir
 from app.db.engine import make_engine
 from app.embeddings.hashing import HashingEmbedder
 from tests.browser.conftest import Offline, open_offline, settings_for
+from tests.integration.rag.answer_support import chat_settings_for
+from tests.integration.rag.answer_support import documents as rag_documents
 from tests.live_server import serving
+from tests.openai_server import OpenAIServer
 
 GOOD = ("handbook.md", "text/markdown", b"# Leave\n\nStaff get twenty days of paid leave a year.\n")
 CORRUPT = ("scan.pdf", "application/pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >>\n%% torn off here")
@@ -219,3 +223,35 @@ def _psql_chunk_ids(url: str, sql: str) -> list[int]:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return [int(row["chunk_id"]) for row in csv.DictReader(io.StringIO(result.stdout))]
+
+
+def test_an_answer_streams_in_with_its_citations_linked_to_the_chunks(browser: Any, fresh_db_url: str) -> None:
+    with OpenAIServer() as chat:
+        chat.chat.reply("The aardvark eats ants and termites [2].")
+        chat.chat.chunk_delay = 0.05
+        settings = chat_settings_for(settings_for(fresh_db_url), chat)
+        with serving(create_app(settings, worker=True)) as url:
+            with httpx.Client(base_url=url) as client:
+                client.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing", "dimensions": 256})
+                assert client.post("/v1/collections/kb/documents", json=rag_documents()).status_code == 202
+            context, offline = open_offline(browser, url)
+            page = offline.page
+            offline.goto("/console/collections/kb/answer")
+            page.get_by_label("Question").fill("What does the aardvark eat?")
+            page.get_by_label("Retrieval").select_option("text")
+            page.get_by_role("button", name="Ask").click()
+            page.get_by_text("cites [2]", exact=False).wait_for()
+            offline.screenshot("answer")
+
+            assert page.locator("#answer-text").inner_text() == "The aardvark eats ants and termites [2]."
+            assert page.locator("#answer-text a").get_attribute("href") == "#source-2"
+            assert "cited" in page.locator("#source-2").get_attribute("class")
+            source = page.locator("#source-2")
+            href = source.locator("a").get_attribute("href")
+            ordinal = re.search(r"#chunk-(\d+)$", href).group(1)
+            quoted = source.locator("p").inner_text()
+            source.locator("a").click()
+            page.wait_for_url(f"**/console/collections/kb/document*#chunk-{ordinal}")
+            assert page.locator(f"#chunk-{ordinal} td.text").inner_text() == quoted
+            assert offline.refused == []
+            context.close()

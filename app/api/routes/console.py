@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.console.pages import access, collections, documents, home, search
+from app.console.pages import access, answers, collections, documents, home, search
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
@@ -13,3 +13,4 @@ router.include_router(access.router)
 router.include_router(collections.router)
 router.include_router(documents.router)
 router.include_router(search.router)
+router.include_router(answers.router)

@@ -107,7 +107,104 @@ function copy(button) {
   });
 }
 
+// Answers: the question goes up with fetch, and the answer is read from the event stream as it comes: the sources
+// first, then the text piece by piece; when it is done, each citation [n] links to its source.
+function cited(text, count) {
+  const nodes = [];
+  let last = 0;
+  for (const found of text.matchAll(/\[(\d+)\]/g)) {
+    const n = Number(found[1]);
+    if (n < 1 || n > count) continue;
+    nodes.push(document.createTextNode(text.slice(last, found.index)));
+    const link = document.createElement("a");
+    link.href = `#source-${n}`;
+    link.textContent = found[0];
+    nodes.push(link);
+    last = found.index + found[0].length;
+  }
+  nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+function sourceItem(source, documentUrl) {
+  const li = document.createElement("li");
+  li.id = `source-${source.n}`;
+  li.value = source.n;
+  const link = document.createElement("a");
+  link.href = `${documentUrl}?id=${encodeURIComponent(source.external_id)}&at=${source.ordinal}#chunk-${source.ordinal}`;
+  link.textContent = source.title || source.external_id;
+  const hint = document.createElement("span");
+  hint.className = "hint";
+  hint.textContent = ` ${source.external_id} #${source.ordinal}`;
+  const text = document.createElement("p");
+  text.textContent = source.text.length > 300 ? `${source.text.slice(0, 297)}...` : source.text;
+  li.append(link, hint, text);
+  return li;
+}
+
+async function* serverEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const event = block.match(/^event: (.*)$/m)?.[1];
+      const data = block.match(/^data: (.*)$/m)?.[1];
+      if (event && data) yield [event, JSON.parse(data)];
+    }
+  }
+}
+
+function answers(form) {
+  const section = document.getElementById("answer");
+  const status = document.getElementById("answer-status");
+  const text = document.getElementById("answer-text");
+  const list = document.getElementById("answer-sources");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    section.hidden = false;
+    text.replaceChildren();
+    list.replaceChildren();
+    status.textContent = "Searching…";
+    let count = 0;
+    let answer = "";
+    try {
+      const response = await request(form.action, {
+        method: "POST", body: new FormData(form), headers: { Accept: "text/event-stream" },
+      });
+      for await (const [name, data] of serverEvents(response)) {
+        if (name === "sources") {
+          count = data.sources.length;
+          list.replaceChildren(...data.sources.map((s) => sourceItem(s, form.dataset.document)));
+          status.textContent = `${data.model} is answering from ${count} sources…`;
+        } else if (name === "delta") {
+          answer += data.text;
+          text.textContent = answer;
+        } else if (name === "done") {
+          if (data.answer === null) {
+            text.textContent = "No source was relevant enough: no model was asked.";
+          } else {
+            text.replaceChildren(...cited(data.answer, count));
+          }
+          for (const n of data.citations) list.querySelector(`#source-${n}`)?.classList.add("cited");
+          status.textContent = `${data.model} · ${data.took_ms} ms · cites ${data.citations.map((n) => `[${n}]`).join(" ") || "nothing"}`;
+        } else if (name === "error") {
+          status.textContent = `The answer failed: ${data.error.message}`;
+        }
+      }
+    } catch (error) {
+      status.textContent = `The answer failed: ${error.message}`;
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("form[data-answer]").forEach(answers);
   document.querySelectorAll("form[data-upload]").forEach(upload);
   document.querySelectorAll("[data-progress]").forEach(progress);
   document.querySelectorAll("button[data-copy]").forEach(copy);

@@ -104,6 +104,7 @@ BODIES: dict[tuple[str, str], Any] = {
 FORMS: dict[str, Any] = {
     "/console/collections": {"name": "other-form", "embedding_provider": "hashing", "dimensions": "8"},
     "/console/sign-in": lambda seeded: {"key": seeded.secrets["read"]},
+    "/console/collections/{name}/answer": {"question": "What does the aardvark eat?", "mode": "text"},
 }
 PARAMS = {
     ("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"},
