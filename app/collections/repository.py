@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Chunk, Document
+from app.db.models import Chunk, Document, DocumentCount
 from app.db.query import Query
 from app.observe.context import current_request_id
 
@@ -47,13 +47,15 @@ def set_chunk_language(db: Session, collection_id: int, language: str) -> None:
 
 def status_counts(db: Session | Connection, collection_ids: Sequence[int]) -> dict[int, dict[str, int]]:
     """How many documents of each collection are in each status: {collection_id: {status: count}} (a collection
-    without documents maps to {})."""
+    without documents maps to {}). Summed from the counts the triggers append (015-document-counts.sql): no
+    document is read, however many there are."""
     counts: dict[int, dict[str, int]] = {cid: {} for cid in collection_ids}
     rows = db.execute(
-        select(Document.collection_id, Document.status, func.count())
-        .where(Document.collection_id.in_(collection_ids))
-        .group_by(Document.collection_id, Document.status)
+        select(DocumentCount.collection_id, DocumentCount.status, func.sum(DocumentCount.n))
+        .where(DocumentCount.collection_id.in_(collection_ids))
+        .group_by(DocumentCount.collection_id, DocumentCount.status)
+        .having(func.sum(DocumentCount.n) != 0)
     )
     for collection_id, status, count in rows:
-        counts[collection_id][status] = count
+        counts[collection_id][status] = int(count)
     return counts

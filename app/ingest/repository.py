@@ -367,3 +367,18 @@ def listener(engine: Engine, application_name: str, *channels: str) -> Iterator[
 def notify(conn: Connection, channel: str, payload: str) -> None:
     """NOTIFY CHANNEL with PAYLOAD, delivered when CONN's transaction commits."""
     _NOTIFY.run(conn, {"channel": channel, "payload": payload})
+
+
+# Collections whose document counts (015-document-counts.sql) hold more than this many rows get them folded.
+COMPACT_ABOVE = 64
+_COMPACT = Query("""
+SELECT memora.compact_document_count(collection_id)
+FROM memora.document_count
+GROUP BY collection_id
+HAVING count(*) > %(above)s
+""")
+
+
+def compact_counts(conn: Connection) -> int:
+    """Fold the document counts of every collection that has many rows into one row per status; rows folded."""
+    return sum(_COMPACT.run(conn, {"above": COMPACT_ABOVE}).scalars())

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 MAX_RETRY_WAIT = timedelta(minutes=10)
 MAX_RECONNECT_WAIT = 60.0
 RENEWAL_RETRY_SECONDS = 1.0  # after a failed lease renewal, try again this soon rather than a third of a lease later
+# While documents keep coming, the document counts are folded after every this many batches of them.
+COMPACT_EVERY = 20
 # While documents keep coming, a batch of a new embedding version's backfill after every this many batches of them.
 BACKFILL_EVERY = 4
 Work = tuple[ClaimedDocument, list[PlannedChunk], dict[bytes, Any]]
@@ -165,6 +167,9 @@ class Worker:
                 # new embedding version (app/versions/backfill.py); when neither, an adapter to train (minutes of
                 # work, so only then: app/adapters/jobs.py).
                 batches = batches + 1 if claimed else 0
+                if not claimed or batches % COMPACT_EVERY == 0:
+                    with self.engine.begin() as conn:  # reading a collection's counts stays a sum of a few rows
+                        repository.compact_counts(conn)
                 backfilled = (not claimed or batches % BACKFILL_EVERY == 0) and self.backfill.run_once()
                 if claimed or backfilled or self.trainer.run_once():
                     continue

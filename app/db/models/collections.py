@@ -195,6 +195,8 @@ class Document(Base):
         CheckConstraint(in_list("content_type", CONTENT_TYPES), name="content_type"),
         # The worker's queue: claimable documents in the order they become available.
         Index("ix_document_queue", "available_at", postgresql_where=text("status IN ('pending', 'processing')")),
+        # Pages of one status that is not 'ready' (those page by the primary key): failed documents among many.
+        Index("ix_document_status", "collection_id", "status", "id", postgresql_where=text("status <> 'ready'")),
     )
 
     collection_id: Mapped[int] = mapped_column(
@@ -221,6 +223,20 @@ class Document(Base):
     updated_at: Mapped[datetime] = created_at_column()
     # X-Request-ID of the request that created or last changed the document: the worker's log lines carry it.
     request_id: Mapped[str | None] = mapped_column(Text)
+
+
+class DocumentCount(Base):
+    """Signed changes to how many of a collection's documents are in a status, appended by statement triggers on
+    document (sql/idempotent/015-document-counts.sql); a count is the sum of its rows."""
+
+    __tablename__ = "document_count"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    collection_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey(Collection.id, ondelete="CASCADE"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    n: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class Chunk(Base):
