@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.console.pages import access, collections, home
+from app.console.pages import access, collections, dataset_quality, dataset_snapshots, datasets, home
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
 router.include_router(access.router)
 router.include_router(collections.router)
+router.include_router(datasets.router)
+router.include_router(dataset_quality.router)
+router.include_router(dataset_snapshots.router)
