@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.console.pages import access, answers, collections, documents, home, search
+from app.console.pages import (
+    access,
+    answers,
+    collections,
+    dataset_quality,
+    dataset_snapshots,
+    datasets,
+    documents,
+    home,
+    search,
+)
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
@@ -14,3 +24,6 @@ router.include_router(collections.router)
 router.include_router(documents.router)
 router.include_router(search.router)
 router.include_router(answers.router)
+router.include_router(datasets.router)
+router.include_router(dataset_quality.router)
+router.include_router(dataset_snapshots.router)

@@ -77,6 +77,14 @@ def one(db: Session, dataset: Dataset, example_id: int, *, lock: bool = False) -
     return rows[0] if rows else None
 
 
+def some(db: Session, dataset: Dataset, ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """The live examples of DATASET among IDS, in seq order."""
+    query = select(*out_columns(Example.seq, Example.split)).where(
+        Example.dataset_id == dataset.id, Example.id.in_(ids), Example.deleted_at.is_(None)
+    )
+    return db.execute(query.order_by(Example.seq)).all()
+
+
 def sources(db: Session, rows: Sequence[Row[Any]]) -> dict[tuple[int, int | None, int | None], dict[str, Any]]:
     """The collection name, document external_id and chunk id each row's provenance columns point at."""
     keys = {(r.source_collection_id, r.source_document_id, r.source_chunk_id) for r in rows if r.source_collection_id}

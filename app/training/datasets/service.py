@@ -94,6 +94,11 @@ def one(db: Session, dataset: Dataset, example_id: int) -> ExampleOut:
     return to_out(db, [row])[0]
 
 
+def some(db: Session, dataset: Dataset, ids: Sequence[int]) -> dict[int, ExampleOut]:
+    """The live examples of DATASET among IDS, by id (ids that are not live examples are left out)."""
+    return {example.id: example for example in to_out(db, repository.some(db, dataset, ids))} if ids else {}
+
+
 def remove_example(db: Session, dataset: Dataset, example_id: int) -> None:
     """Delete an example from the live dataset. One that a snapshot holds becomes a tombstone, so the snapshot
     still reads it; it is purged when its last snapshot is deleted."""

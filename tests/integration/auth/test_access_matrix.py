@@ -105,6 +105,15 @@ FORMS: dict[str, Any] = {
     "/console/collections": {"name": "other-form", "embedding_provider": "hashing", "dimensions": "8"},
     "/console/sign-in": lambda seeded: {"key": seeded.secrets["read"]},
     "/console/collections/{name}/answer": {"question": "What does the aardvark eat?", "mode": "text"},
+    "/console/datasets/{name}/split": {"train": "0.8", "validation": "0.1", "test": "0.1"},
+    "/console/datasets/{name}/snapshots": {"snapshot": "v2"},
+    "/console/datasets/{name}/duplicates/resolve": lambda seeded: {
+        "members": seeded.example_ids[:2],
+        "drop": seeded.example_ids[1:2],
+    },
+}
+FILES = {
+    "/console/datasets/{name}/import": {"file": ("new.jsonl", b'{"text": "new", "label": "spam"}\n', "text/plain")}
 }
 PARAMS = {
     ("GET", "/v1/datasets/{name}/export"): {"format": "jsonl"},
@@ -112,6 +121,7 @@ PARAMS = {
     ("GET", "/console/collections/{name}/document"): {"id": DOCUMENT},
     ("GET", "/console/collections/{name}/search"): {"query": "aardvark", "mode": "text"},
     ("GET", "/v1/datasets/{name}/snapshots/{snapshot}/diff"): {"against": SNAPSHOT},
+    ("GET", "/console/datasets/{name}/export"): {"format": "jsonl"},
 }
 
 
@@ -125,7 +135,10 @@ def send(client: TestClient, method: str, route: APIRoute, url: str, headers: di
         headers = {**headers, "Cookie": f"{session.CSRF_COOKIE}={cookie}", session.CSRF_HEADER: token}
         form = FORMS.get(route.path, {})
         data = form(seeded) if callable(form) else form
-        return client.request(method, url, data=data, params=params, headers=headers, follow_redirects=False)
+        files = FILES.get(route.path)
+        return client.request(
+            method, url, data=data, files=files, params=params, headers=headers, follow_redirects=False
+        )
     return client.request(method, url, json=body, params=params, headers=headers)
 
 

@@ -30,7 +30,7 @@ def test_the_home_page_lists_collections_with_documents_by_status_and_datasets(a
     html = response.text
     assert '<th scope="row"><a href="http://testserver/console/collections/handbook">handbook</a></th>' in html
     assert "hashing/hashing · 8d cosine" in html
-    assert '<th scope="row">support</th>' in html
+    assert '<th scope="row"><a href="http://testserver/console/datasets/support">support</a></th>' in html
     assert html.count("<script") == html.count('<script src="http://testserver/console/static/console.js"') == 1
 
 
