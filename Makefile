@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck pytest pytest-schema install db-url db-stop clean
+.PHONY: serve test lint typecheck pytest pytest-schema install console-screenshots db-url db-stop clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ pytest: $(STAMP)
 ## and those in a browser (which do not depend on the schema).
 pytest-schema: $(STAMP)
 	MEMORA_DB_SCHEMA=ml $(BIN)/pytest -m "not memora_schema and not browser" $(PYTEST_ARGS)
+
+## The console's screenshots in docs/console/, from the browser tests' last steps (tests/browser, in Chromium).
+console-screenshots: $(STAMP)
+	MEMORA_TEST_BROWSER=required $(BIN)/pytest -q tests/browser
+	mkdir -p docs/console
+	cp test-output/browser/journey-*.png test-output/browser/answer.png docs/console/
 
 db-url: $(STAMP)
 	@$(BIN)/memora db url
