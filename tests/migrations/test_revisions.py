@@ -67,6 +67,10 @@ ROWS = {
         VALUES (1, 'qa', '{"question": "Who sleeps?"}', '{"answer": "The dogs."}');
         SELECT memora.create_snapshot('faq', 'v1');
     """,
+    "0010": """
+        INSERT INTO memora.eval_run (collection_id, params, summary)
+        VALUES (1, '{"modes": ["text"]}', '{"modes": {"text": {"ndcg@10": 1.0}}}');
+    """,
 }
 # Rows that every revision's tables keep.
 COUNTS = {"collection": 1, "document": 2, "chunk": 2, "embedding": 2, "dataset": 1}
