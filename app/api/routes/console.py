@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.console.pages import access, collections, home
+from app.console.pages import access, collections, evaluations, home
 
 router = APIRouter(include_in_schema=False)
 router.include_router(home.router)
 router.include_router(access.router)
 router.include_router(collections.router)
+router.include_router(evaluations.router)
