@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db.models import Chunk, Collection, Dataset, Document, Embedding, Example
+from app.db.models import Chunk, Collection, Dataset, Document, Embedding, EvalRun, Example
 
 _seq = itertools.count(1)
 
@@ -81,3 +81,37 @@ def make_example(db: Session, dataset: Dataset, **overrides: Any) -> Example:
     db.flush()
     db.refresh(example)
     return example
+
+
+def eval_run_summary(ndcg: dict[str, float] | None = None, sweep: bool = True) -> dict[str, Any]:
+    """A stored run's summary with every part a real one has: each mode's metrics, its recall curve (k = 1..100)
+    and, with SWEEP, the latency sweep's points."""
+    ndcg = ndcg or {"text": 0.8123, "vector": 0.6234, "hybrid": 0.8456}
+    modes = {
+        mode: {"ndcg@10": value, "recall@10": value * 0.9, "recall@100": min(value * 1.1, 1.0), "mrr@10": value,
+               "p50_ms": 1.5 + i, "p95_ms": 3.25 + i, "queries": 5}
+        for i, (mode, value) in enumerate(ndcg.items())
+    }  # fmt: skip
+    curves = {mode: [min(value * (k / 100) ** 0.3, 1.0) for k in range(1, 101)] for mode, value in ndcg.items()}
+    points = [
+        {"mode": "vector", "label": f"ef {ef}", "ef_search": ef, "candidates": None, "p50_ms": 1.0 + ef / 50,
+         "ndcg@10": 0.6 + ef / 2000}
+        for ef in (16, 40, 100, 200)
+    ]  # fmt: skip
+    return {"modes": modes, "recall_curve": curves, "sweep": points if sweep else []}
+
+
+def make_eval_run(db: Session, collection: Collection, **overrides: Any) -> EvalRun:
+    params = {
+        "source": {"queries": "queries.jsonl", "qrels": "qrels/test.tsv"}, "queries": 5,
+        "modes": ["text", "vector", "hybrid"], "k_depth": 200, "version": 1, "model": "test-model",
+        "fusion": {"fusion": "convex", "rrf_k": 60, "text_weight": 1.0, "vector_weight": 1.0, "candidates": None,
+                   "ef_search": None},
+        "sweep": True, "tune": None,
+    }  # fmt: skip
+    values: dict[str, Any] = {"params": params, "summary": eval_run_summary()}
+    run = EvalRun(collection_id=collection.id, **(values | overrides))
+    db.add(run)
+    db.flush()
+    db.refresh(run)
+    return run

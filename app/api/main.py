@@ -35,6 +35,7 @@ from app.api.routes import (
     docs,
     documents,
     embeddings,
+    evaluations,
     exports,
     feedback,
     finetune,
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
     app.include_router(search.router)
     app.include_router(feedback.router)
     app.include_router(answer.router)
+    app.include_router(evaluations.router)
     app.include_router(datasets.router)
     app.include_router(dataset_quality.router)
     app.include_router(snapshots.router)

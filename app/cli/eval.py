@@ -113,6 +113,14 @@ def eval_command(
             min=1,
         ),
     ] = None,
+    store: Annotated[
+        bool,
+        option(
+            "EVAL_STORE",
+            "Keep the completed run (memora.eval_run) for the console and GET /v1/collections/{name}/evaluations.",
+            "--store/--no-store",
+        ),
+    ] = True,
 ) -> None:
     """Measure search quality on judged queries: nDCG@10, recall@10/100, MRR@10 and latency per mode."""
     from app.eval.repository import FusionParams
@@ -123,7 +131,7 @@ def eval_command(
         run_eval(
             settings(ctx), made, collection, queries, qrels,
             modes=parse_modes(mode), depth=k_depth, params=params, as_json=as_json, dataset=dataset,
-            report_dir=report, tune=tune, save=save, dev_fraction=dev_fraction, seed=seed,
+            report_dir=report, tune=tune, save=save, dev_fraction=dev_fraction, seed=seed, store=store,
         )  # fmt: skip
 
 
@@ -136,16 +144,19 @@ def run_eval(
     *,
     as_json: bool,
     dataset: str | None = None,
+    store: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
     """Evaluate the judged queries (QUERIES_PATH and QRELS_PATH, or DATASET's pairs) with OPTIONS (those of
-    app.eval.runner.evaluate), progress on stderr; print a table, or with AS_JSON one JSON object. The summary."""
+    app.eval.runner.evaluate), progress on stderr; print a table, or with AS_JSON one JSON object. With STORE keep
+    the run and say its id on stderr. The summary."""
     from functools import partial
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from app.eval import runner
+    from app.eval.runs.service import source_json
 
     runner.check_options(tune=options.get("tune", False), save=options.get("save", False),
                          version=options["params"].version)  # fmt: skip
@@ -156,21 +167,34 @@ def run_eval(
         def step(description: str, total: int | None) -> Callable[[], None]:
             return partial(progress.advance, progress.add_task(description, total=total))
 
-        summary = runner.evaluate(config, bind, collection, queries, step=step, **options)
+        evaluation = runner.evaluate(
+            config, bind, collection, queries, step=step, store=store,
+            source=source_json(queries_path, qrels_path, dataset), **options,
+        )  # fmt: skip
+    summary = evaluation.summary
     if as_json:
         print(json.dumps(summary))
-        return summary
+    else:
+        _print_tables(collection, f"dataset {dataset}" if dataset else "judged queries", len(queries), summary,
+                      saved=options.get("save", False))  # fmt: skip
+    if evaluation.run_id is not None:  # on stderr: stdout stays the table, or the one JSON object
+        print(f"stored as evaluation run {evaluation.run_id} (console: /console/collections/{collection}/evaluations/"
+              f"{evaluation.run_id})", file=sys.stderr, flush=True)  # fmt: skip
+    return summary
+
+
+def _print_tables(collection: str, source: str, queries: int, summary: dict[str, Any], *, saved: bool) -> None:
+    from rich.console import Console
+
     # Wide enough for the table when the output goes to a file or a pipe.
     out = Console(width=None if sys.stdout.isatty() else 120)
-    source = f"dataset {dataset}" if dataset else "judged queries"
-    out.print(_table(f"{collection}: {len(queries)} {source}", summary["modes"]))
+    out.print(_table(f"{collection}: {queries} {source}", summary["modes"]))
     if "tune" in summary:
         out.print(_tune_table(summary["tune"]))
-        if options.get("save"):
+        if saved:
             out.print(f"saved as {collection}'s search defaults (collection metadata, key search_defaults)")
     if "report" in summary:
         out.print(f"report: {summary['report']}")
-    return summary
 
 
 def _table(title: str, modes: dict[str, dict[str, float | int]]) -> Table:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from app.embeddings.base import Vectors
+from app.eval import tables
 from app.eval.metrics import recall_at
 from app.eval.repository import FusionParams
 from app.eval.service import JudgedQuery, ModeResult, evaluate_mode
@@ -41,6 +42,11 @@ class SweepPoint:
     candidates: int | None
     p50_ms: float
     ndcg_10: float
+
+    def as_json(self) -> dict[str, Any]:
+        """The point as a stored run keeps it (its nDCG@10 named as the metric is everywhere else)."""
+        return {"mode": self.mode, "label": self.label, "ef_search": self.ef_search, "candidates": self.candidates,
+                "p50_ms": self.p50_ms, "ndcg@10": self.ndcg_10}  # fmt: skip
 
 
 def sweep_configs(modes: Sequence[str], params: FusionParams, k: int = SWEEP_K) -> list[tuple[str, str, FusionParams]]:
@@ -97,11 +103,14 @@ def write_report(
     params: FusionParams,
     depth: int,
     tuning: dict[str, Any] | None = None,
+    curves: dict[str, list[float]] | None = None,
 ) -> Path:
-    """Write report.md and its charts into DIRECTORY (created if missing); return the path of report.md."""
+    """Write report.md and its charts into DIRECTORY (created if missing); return the path of report.md. CURVES:
+    each mode's recall curve, when the caller has them already."""
     directory.mkdir(parents=True, exist_ok=True)
     summaries = {mode: result.summary() for mode, result in results.items()}
-    curves = {mode: recall_curve(result, queries) for mode, result in results.items()}
+    if curves is None:
+        curves = {mode: recall_curve(result, queries) for mode, result in results.items()}
     _save(_ndcg_chart(summaries), directory / CHARTS["ndcg"])
     _save(_recall_chart(curves), directory / CHARTS["recall"])
     _save(_latency_chart(sweep), directory / CHARTS["latency"])
@@ -120,11 +129,7 @@ def _markdown(
     depth: int,
     tuning: dict[str, Any] | None,
 ) -> str:
-    hybrid = (
-        f"fusion {params.fusion}, rrf_k {params.rrf_k}, weights text {params.text_weight:g} : vector "
-        f"{params.vector_weight:g}, candidates {params.candidates or 'default (4 x k)'}, "
-        f"ef_search {params.ef_search or 'default'}"
-    )
+    hybrid = tables.hybrid_line(fusion_json(params))
     lines = [
         f"# Retrieval quality: {collection}",
         "",
@@ -132,20 +137,11 @@ def _markdown(
         "deepened until they hold 100 documents; documents rank where their first chunk does. Latency: the SQL "
         "calls of a query plus its share of the embedding batch (vector, hybrid). Hybrid: " + hybrid + ".",
         "",
-        "| mode | nDCG@10 | recall@10 | recall@100 | MRR@10 | p50 ms | p95 ms | queries |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *tables.modes_table(summaries).markdown(),
     ]
-    for mode, s in summaries.items():
-        lines.append(
-            f"| {mode} | {s['ndcg@10']:.4f} | {s['recall@10']:.4f} | {s['recall@100']:.4f} | {s['mrr@10']:.4f} "
-            f"| {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['queries']} |"
-        )
     lines += ["", "## nDCG@10 per mode", "", f"![nDCG@10 per mode]({CHARTS['ndcg']})", ""]
     lines += ["## Recall@k", "", f"![recall@k, k = 1..100]({CHARTS['recall']})", ""]
-    lines += ["| mode | " + " | ".join(f"recall@{k}" for k in (1, 5, 10, 20, 50, 100)) + " |"]
-    lines += ["| --- |" + " ---: |" * 6]
-    for mode, curve in curves.items():
-        lines.append(f"| {mode} | " + " | ".join(f"{curve[k - 1]:.4f}" for k in (1, 5, 10, 20, 50, 100)) + " |")
+    lines += tables.recall_table(curves).markdown()
     lines += [
         "",
         "## Latency against quality",
@@ -157,34 +153,17 @@ def _markdown(
         "",
         f"![p50 latency against nDCG@10]({CHARTS['latency']})",
         "",
-        "| mode | setting | p50 ms | nDCG@10 |",
-        "| --- | --- | ---: | ---: |",
+        *tables.sweep_table([p.as_json() for p in sweep]).markdown(),
     ]
-    lines += [f"| {p.mode} | {p.label} | {p.p50_ms:.1f} | {p.ndcg_10:.4f} |" for p in sweep]
     if tuning is not None:
-        lines += ["", *_tuning_lines(tuning)]
+        lines += ["", "## Tuning", "", tables.tuning_line(tuning), "", *tables.tuning_table(tuning).markdown()]
     return "\n".join(lines) + "\n"
 
 
-def _tuning_lines(tuning: dict[str, Any]) -> list[str]:
-    lines = [
-        "## Tuning",
-        "",
-        f"{tuning['tried']} hybrid settings tried on {tuning['dev_queries']} dev queries (seed {tuning['seed']}, dev "
-        f"fraction {tuning['dev_fraction']:g}); the best by nDCG@10 on dev, checked on the "
-        f"{tuning['holdout_queries']} held-back queries, each at k {tuning['k']}.",
-        "",
-        "| setting | fusion | rrf_k | text : vector | candidates | dev nDCG@10 | holdout nDCG@10 | holdout recall@10 |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |",
-    ]
-    for name in ("default", "best"):
-        s = tuning[name]
-        lines.append(
-            f"| {name} | {s['fusion']} | {s['rrf_k']} | {s['weights']['text']:g} : {s['weights']['vector']:g} "
-            f"| {s['candidates_factor']} x k | {tuning['dev'][name]['ndcg@10']:.4f} "
-            f"| {tuning['holdout'][name]['ndcg@10']:.4f} | {tuning['holdout'][name]['recall@10']:.4f} |"
-        )
-    return lines
+def fusion_json(params: FusionParams) -> dict[str, Any]:
+    """Hybrid's settings of PARAMS by name (not the version searched), as a stored run keeps them."""
+    fields = ("fusion", "rrf_k", "text_weight", "vector_weight", "candidates", "ef_search")
+    return {name: getattr(params, name) for name in fields}
 
 
 def _figure(width: float, height: float) -> Figure:

@@ -11,7 +11,7 @@
 The counts of the documents already stored are its first rows.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from memora_migrations.ops import qualified, schema
 
 revision: str = "0011"
-down_revision: str | None = "0009"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

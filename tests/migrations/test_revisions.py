@@ -67,6 +67,10 @@ ROWS = {
         VALUES (1, 'qa', '{"question": "Who sleeps?"}', '{"answer": "The dogs."}');
         SELECT memora.create_snapshot('faq', 'v1');
     """,
+    "0010": """
+        INSERT INTO memora.eval_run (collection_id, params, summary)
+        VALUES (1, '{"modes": ["text"]}', '{"modes": {"text": {"ndcg@10": 1.0}}}');
+    """,
 }
 # Rows that every revision's tables keep.
 COUNTS = {"collection": 1, "document": 2, "chunk": 2, "embedding": 2, "dataset": 1}
@@ -84,6 +88,11 @@ def check_rows(url: str, revision: str, examples: int) -> None:
         hits = fetch(url, "SELECT external_id FROM memora.search_text('docs', 'sleeping dogs', 5)")
         assert hits == [("b",), ("a",)], revision
         assert fetch(url, "SELECT external_id FROM memora.search_vector('docs', '[0,1,0]', 1)") == [("b",)]
+    if revision >= "0011":
+        # Revision 0011 counted the documents that were there; the triggers count the changes since.
+        by_status = "SELECT status, count(*) FROM memora.document GROUP BY 1 ORDER BY 1"
+        counted = "SELECT status, sum(n)::bigint FROM memora.document_count GROUP BY 1 HAVING sum(n) <> 0 ORDER BY 1"
+        assert fetch(url, counted) == fetch(url, by_status), revision
     if revision >= "0003":
         # Revision 0003's backfill hashed the examples it found as memora.text_hash does.
         hashes = "SELECT seq, format, text_hash = memora.text_hash(format, input, output, label, labels) FROM"

@@ -34,6 +34,7 @@ NOT_IMPORTED = {
     "app.cli.answer": ["numpy", "openai", "pypdf", "sqlalchemy"],
     "app.upstream": ["numpy", "openai"],
     "app.eval.report": ["matplotlib"],
+    "app.console.pages.evaluations": ["matplotlib"],  # its charts are SVG drawn per request
 }
 
 

@@ -13,6 +13,7 @@ from app.console.pages import (
     dataset_snapshots,
     datasets,
     documents,
+    evaluations,
     home,
     search,
 )
@@ -27,3 +28,4 @@ router.include_router(answers.router)
 router.include_router(datasets.router)
 router.include_router(dataset_quality.router)
 router.include_router(dataset_snapshots.router)
+router.include_router(evaluations.router)

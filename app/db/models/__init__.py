@@ -1,6 +1,6 @@
 """The data model: collections of documents, their chunks and embeddings (collections.py); datasets of labeled
-examples (training.py); API keys and the audit trail (access.py); what they share (base.py). Everything is
-importable from here, as app.db.models.
+examples (training.py); API keys and the audit trail (access.py); evaluation runs (evaluation.py); what they share
+(base.py). Everything is importable from here, as app.db.models.
 
 Every table lives in one schema (SCHEMA here; another name at run time through the engine's
 schema_translate_map). Child tables carry collection_id or dataset_id and lead their primary keys with it, so
@@ -35,6 +35,7 @@ from app.db.models.collections import (
     TermStats,
     TextStats,
 )
+from app.db.models.evaluation import EvalRun
 from app.db.models.training import Dataset, Example, FinetuneJob, Snapshot, SnapshotExample
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "Embedding",
     "EmbeddingAdapter",
     "EmbeddingVersion",
+    "EvalRun",
     "Example",
     "FinetuneJob",
     "Meta",

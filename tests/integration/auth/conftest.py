@@ -1,5 +1,5 @@
-"""The API with keys required, on a database of the module's own seeded once (a collection, a dataset with a
-snapshot, a fine-tuning job, and one key per kind of caller), and the same API open, for comparison.
+"""The API with keys required, on a database of the module's own seeded once (a collection with an evaluation run, a
+dataset with a snapshot, a fine-tuning job, and one key per kind of caller), and the same API open, for comparison.
 
 Keys are looked up as the served API looks them up, in sessions of their own on committed rows. Each request's own
 session is a transaction rolled back when the request ends, so a DELETE or a POST leaves the seeded rows as they
@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from app.api.deps import get_session
@@ -24,9 +24,10 @@ from app.auth import keys
 from app.auth.principal import Role
 from app.config import Settings
 from app.db.engine import make_engine
-from app.db.models import FinetuneJob
+from app.db.models import Collection, FinetuneJob
 from app.embeddings.hashing import HashingEmbedder
 from tests.conftest import create_database, drop_database
+from tests.factories import make_eval_run
 
 COLLECTION = "kb"
 DATASET = "train"
@@ -52,6 +53,7 @@ class Seeded:
     example_id: int = 0
     example_ids: list[int] = field(default_factory=list)  # of DATASET, in seq order (example_id is the first)
     job_id: int = 0
+    run_id: int = 0  # an evaluation run of COLLECTION
 
     def headers(self, caller: str) -> dict[str, str]:
         return {} if caller == "none" else {"Authorization": f"Bearer {self.secrets[caller]}"}
@@ -126,6 +128,8 @@ def _seed(client: TestClient, seeded: Seeded) -> None:
                                status="succeeded"))  # fmt: skip
         db.commit()
         seeded.job_id = db.query(FinetuneJob.id).filter_by(provider_job_id="ftjob-1").scalar() or 0
+        seeded.run_id = make_eval_run(db, db.scalars(select(Collection).filter_by(name=COLLECTION)).one()).id
+        db.commit()
     others = {"collections": ["other-*"], "datasets": ["other-*"]}
     for caller, role, grants in (("read", Role.read, {}), ("write", Role.write, {}), ("admin", Role.admin, {}),
                                  ("other", Role.admin, others), ("expired", Role.admin, {}),

@@ -65,7 +65,7 @@ def url_of(route: APIRoute, rule: Rule, seeded: Seeded) -> str:
     """ROUTE's path with its parameters naming seeded rows."""
     values: dict[str, Any] = {
         "external_id": DOCUMENT, "snapshot": SNAPSHOT, "example_id": seeded.example_id, "job": seeded.job_id,
-        "number": 1,
+        "number": 1, "run": seeded.run_id,
     }  # fmt: skip
     if rule.collection == "name":
         values["name"] = COLLECTION

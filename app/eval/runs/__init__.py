@@ -1,0 +1,1 @@
+"""Stored evaluation runs (memora.eval_run): what each completed `memora eval` measured, for the console and the API."""
