@@ -18,18 +18,24 @@ from app.auth.rules import needs
 from app.collections import service as collections
 from app.console.render import HEADERS, page
 from app.console.session import check_csrf
-from app.errors import InvalidInputError, location, problems_of
+from app.errors import AppError, InvalidInputError, location, problems_of
 from app.rag import service
 from app.rag.schemas import AnswerRequest
+from app.upstream import api_key
 
 router = APIRouter(include_in_schema=False)
 READ = needs(Role.read, collection="name")
 
 
 @router.get("/console/collections/{name}/answer", name="console_answer", dependencies=[READ])
-def ask(request: Request, name: str, db: SessionDep) -> HTMLResponse:
-    """The question form."""
-    return page(request, "answer.html", collection=collections.get(db, name), form={}, problems={})
+def ask(request: Request, name: str, db: SessionDep, settings: SettingsDep) -> HTMLResponse:
+    """The question form; it says so when no chat model can be reached (no API key is set)."""
+    try:
+        api_key(settings, "", AppError)
+        chat = True
+    except AppError:
+        chat = False
+    return page(request, "answer.html", collection=collections.get(db, name), form={}, problems={}, chat=chat)
 
 
 @router.post("/console/collections/{name}/answer", dependencies=[READ, Depends(check_csrf), statement_kind("search")])

@@ -78,3 +78,15 @@ def test_a_bad_field_is_shown_at_the_field_or_told_to_the_script(api: TestClient
     assert page.status_code == script.status_code == 422
     assert '<p class="problem" id="problem-k">Input should be greater than or equal to 1</p>' in page.text
     assert script.json()["error"]["details"][0]["field"] == "k"
+
+
+def test_without_a_chat_model_the_page_says_what_to_set(
+    settings: Settings, engine: Engine, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with corpus_client(make_app(settings.model_copy(update={"openai_api_key": None}), engine, db)) as client:
+        response = client.get(URL, headers=HTML)
+
+    assert "Answers need a chat model on an OpenAI-compatible server: set <code>MEMORA_OPENAI_API_KEY</code>" in (
+        response.text
+    )
