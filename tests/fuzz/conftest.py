@@ -103,7 +103,7 @@ def _served(server_url: str, template_db: str, **settings: Any) -> Iterator[tupl
     with OpenAIServer() as openai_server:
         config = Settings(
             database_url=url, openai_base_url=openai_server.base_url, openai_api_key=SecretStr("sk-fuzz"),
-            openai_max_retries=0, openai_timeout_seconds=10.0, **settings,
+            openai_max_retries=0, openai_timeout_seconds=10.0, console_stream_seconds=0.2, **settings,
         )  # fmt: skip
         with serving(create_app(config)) as base_url:
             yield base_url, config
