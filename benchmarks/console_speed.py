@@ -7,6 +7,8 @@ one chunk each with its vector by the local model, and a dataset of SMS messages
 synthetic one when absent) split and snapshotted twice. Search pages run NFCorpus queries, half keywords (2-4
 words), half questions of 10-20 words (benchmarks/load.py); the compare page's second column uses RRF.
 
+The evaluation pages show a stored `memora eval --report` run of up to 50 judged NFCorpus test queries.
+
 Part 2, the collection page at scale: --big-chunks chunks in documents of 10 (no vectors: no page here reads them),
 written by SQL, 0.1% of the documents failed and 0.1% pending. Its pages against their endpoints, and the count of
 documents by status as the page reads it (memora.document_count) against counting the documents (the GROUP BY it
@@ -130,7 +132,38 @@ def store_dataset(client: TestClient) -> None:
     client.post(f"/v1/datasets/{DATASET}/snapshots", json={"name": "v2"}).raise_for_status()
 
 
-def part_one(client: TestClient, corpus: list[dict[str, Any]], queries: list[str], rounds: int, rng: Any) -> list[Any]:
+def store_evaluation(settings: Settings, corpus: list[dict[str, Any]], bar: Any) -> int:
+    """A stored `memora eval --report` of collection kb (the latency sweep too) on up to 50 of NFCorpus's judged test
+    queries whose relevant documents are stored; its run id."""
+    import tempfile
+
+    from app.eval import service
+    from app.eval.repository import FusionParams
+    from app.eval.runner import evaluate
+
+    source = NFCORPUS if (NFCORPUS / "qrels" / "test.tsv").exists() else FIXTURES
+    stored = {doc["_id"] for doc in corpus}
+    qrels = {q: {d: g for d, g in docs.items() if d in stored} for q, docs in
+             service.load_qrels(source / "qrels" / "test.tsv").items()}  # fmt: skip
+    judged = service.judged_queries(
+        service.load_queries(source / "queries.jsonl"), {q: j for q, j in qrels.items() if j}
+    )
+    task = bar.add_task("a stored evaluation run (with the latency sweep)", total=None)
+    engine = make_engine(settings, "bench")
+    with tempfile.TemporaryDirectory() as report:
+        run = evaluate(
+            settings, engine, COLLECTION, judged[:50], modes=["text", "vector", "hybrid"], depth=100,
+            params=FusionParams(), step=lambda _what, _total: lambda: None, report_dir=Path(report), store=True,
+        )  # fmt: skip
+    engine.dispose()
+    bar.remove_task(task)
+    assert run.run_id is not None
+    return run.run_id
+
+
+def part_one(
+    client: TestClient, corpus: list[dict[str, Any]], queries: list[str], run: int, rounds: int, rng: Any
+) -> list[Any]:
     c, d = f"/v1/collections/{COLLECTION}", f"/v1/datasets/{DATASET}"
     doc = corpus[len(corpus) // 2]["_id"]
 
@@ -163,6 +196,14 @@ def part_one(client: TestClient, corpus: list[dict[str, Any]], queries: list[str
         "search, two columns": lambda i: (
             [page(f"/console/collections/{COLLECTION}/search", query=queries[i], compare=1, **{"b.fusion": "rrf"})],
             [search(queries[i]), search(queries[i], fusion="rrf")],
+        ),
+        "evaluations": lambda i: (
+            [("GET", f"/console/collections/{COLLECTION}/evaluations", None)],
+            [("GET", f"{c}/evaluations", None)],
+        ),
+        "evaluation run": lambda i: (
+            [("GET", f"/console/collections/{COLLECTION}/evaluations/{run}", None)],
+            [("GET", f"{c}/evaluations/{run}", None)],
         ),
         "dataset": lambda i: (
             [("GET", f"/console/datasets/{DATASET}", None)],
@@ -292,7 +333,8 @@ def main() -> None:
             queries = make_queries(corpus, read_jsonl(source / "queries.jsonl"), random.Random(args.seed))
             queries = (queries * (1 + (args.rounds + 2) // max(1, len(queries))))[: args.rounds + 2]
             task = bar.add_task("pages and their endpoints, taking turns", total=None)
-            payload["pages"] = part_one(client, corpus, queries, args.rounds, rng)
+            run = store_evaluation(settings, corpus, bar)
+            payload["pages"] = part_one(client, corpus, queries, run, args.rounds, rng)
             bar.remove_task(task)
             payload["big"] = store_big(db.url, args.big_chunks, bar)
             payload["pages_at_scale"] = part_two(client, db.url, payload["big"]["chunks"], args.rounds, rng)
