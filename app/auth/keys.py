@@ -46,8 +46,13 @@ def generate() -> str:
     return PREFIX + secrets.token_urlsafe(KEY_BYTES)
 
 
+_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def looks_like_key(token: str) -> bool:
-    return token.startswith(PREFIX) and len(token) == PREFIX_CHARS + 35 and token.isascii()
+    """TOKEN has a key's shape: the prefix, then the URL-safe characters generate() draws, as many."""
+    body = token[len(PREFIX) :]
+    return token.startswith(PREFIX) and len(token) == PREFIX_CHARS + 35 and set(body) <= _KEY_CHARS
 
 
 def digest(token: str, settings: Settings) -> bytes:

@@ -64,5 +64,7 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     }
     response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code, headers=HEADERS)
     if new:
-        set_cookie(request, response, CSRF_COOKIE, cookie)
+        # Lax, not Strict: a console page reached by a link from another site (where a Strict cookie is withheld)
+        # keeps the cookie other tabs' forms were signed for; the token still has to match it.
+        set_cookie(request, response, CSRF_COOKIE, cookie, samesite="lax")
     return response

@@ -1,12 +1,14 @@
-"""Who a console visitor is, and proof that a form came from the console: two cookies, both HttpOnly,
-SameSite=Strict and scoped to /console, so the JSON API under /v1 never sees them.
+"""Who a console visitor is, and proof that a form came from the console: two cookies, both HttpOnly and scoped to
+/console, so the JSON API under /v1 never sees them.
 
 - `memora_key`: the API key a person signed in with (POST /console/sign-in). app/auth/access.py reads it for /console
   paths only, and a key sent in a header wins. It lives until sign-out, the key's expiry, or
   MEMORA_CONSOLE_SESSION_HOURS, whichever comes first. On an open loopback server nobody needs to sign in.
 - `memora_csrf`: a random value set on the first console page. Every form carries `csrf_token`, and every script
   request `X-CSRF-Token`, equal to HMAC(secret, value) (a signed double submit). A page of another site can neither
-  read the cookie nor compute the token, and SameSite=Strict keeps the browser from sending the cookies at all.
+  read the cookie nor compute the token, and the key cookie's SameSite=Strict keeps the browser from sending the key
+  with its requests at all. The CSRF cookie is SameSite=Lax: a console page reached by a link from elsewhere then
+  keeps it, and the forms of other open tabs stay valid.
   The secret is MEMORA_API_KEY_SECRET, or random per process when it is unset (several processes behind one address
   then need the secret set).
 """
@@ -23,7 +25,7 @@ from fastapi import Request, Response
 from starlette.datastructures import FormData
 
 from app.config import Settings
-from app.errors import AppError
+from app.errors import AppError, InvalidInputError
 
 KEY_COOKIE = "memora_key"
 CSRF_COOKIE = "memora_csrf"
@@ -60,10 +62,13 @@ def csrf_cookie(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
-def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int | None = None) -> None:
+def set_cookie(
+    request: Request, response: Response, name: str, value: str, max_age: int | None = None, samesite: str = "strict"
+) -> None:
     response.set_cookie(
-        name, value, max_age=max_age, path=PATH, httponly=True, samesite="strict", secure=request.url.scheme == "https"
-    )
+        name, value, max_age=max_age, path=PATH, httponly=True, samesite=samesite,  # type: ignore[arg-type]
+        secure=request.url.scheme == "https",
+    )  # fmt: skip
 
 
 def sign_in(request: Request, response: Response, key: str, expires_at: datetime | None) -> None:
@@ -79,25 +84,43 @@ def sign_out(request: Request, response: Response) -> None:
     response.delete_cookie(KEY_COOKIE, path=PATH, httponly=True, samesite="strict")
 
 
-async def check_csrf(request: Request) -> None:
-    """A 403 `csrf_failed` unless the request carries the token of its CSRF cookie: in X-CSRF-Token (scripts), or
-    in the form's csrf_token field (forms; a multipart form is read with the upload limits, and Starlette keeps it
-    for the route)."""
+async def check_form(request: Request) -> None:
+    """What every console POST passes before its route runs: a 403 `csrf_failed` unless the request carries the
+    token of its CSRF cookie, in X-CSRF-Token (scripts) or in the form's csrf_token field; and a 422 naming the field
+    for text PostgreSQL cannot store (a NUL character). A form is read here with the upload limits (the body's size
+    is bounded before, by MEMORA_MAX_UPLOAD_BYTES), and Starlette keeps it for the route."""
     settings: Settings = request.app.state.settings
     cookie = request.cookies.get(CSRF_COOKIE)
     sent = request.headers.get(CSRF_HEADER)
     form: FormData | None = None
-    if sent is None and _is_form(request):
+    if _is_form(request):
         form = await request.form(max_files=10_000, max_part_size=settings.max_upload_bytes)
         field = form.get(CSRF_FIELD)
-        sent = field if isinstance(field, str) else None
-    if not cookie or not sent or not hmac.compare_digest(sent.encode(), token_for(settings, cookie).encode()):
+        sent = sent if sent is not None else field if isinstance(field, str) else None
+    problem = _unstorable(form) if form is not None else None
+    if (
+        problem
+        or not cookie
+        or not sent
+        or not hmac.compare_digest(sent.encode(), token_for(settings, cookie).encode())
+    ):
         if form is not None:
             await form.close()  # its uploaded files, which no route will read now
+        if problem:
+            raise InvalidInputError.for_field(problem, "contains a NUL character, which text cannot hold")
         raise CsrfError(
             "the form's CSRF token is missing or does not match this browser's: reload the page and try again",
             details=[{"field": CSRF_FIELD, "reason": "missing or not matching the memora_csrf cookie"}],
         )
+
+
+def _unstorable(form: FormData) -> str | None:
+    """The first field of FORM (or file, by its name) whose text holds a NUL character, or None."""
+    for key, value in form.multi_items():
+        text = value if isinstance(value, str) else (value.filename or "")
+        if "\x00" in text or "\x00" in key:
+            return key.replace("\x00", "\\0")
+    return None
 
 
 def _is_form(request: Request) -> bool:

@@ -4,7 +4,10 @@
   statement triggers on memora.document (sql/idempotent/015-document-counts.sql). Appended, never updated: a
   writer takes no lock on a shared counter row, so uploads and workers do not queue on it, and no lock order with
   text_stats (which chunk writers take) can deadlock. A count is the sum of its rows; workers fold the rows of a
-  collection into one per status when they are many (memora.compact_document_count).
+  collection into one per status when they are many (memora.compact_document_count). No foreign key to
+  memora.collection: its check would lock the collection's row (KEY SHARE) from every statement that moves a
+  document, after that statement's document locks, the opposite order to collection changes that lock the
+  collection and then its documents (a deadlock); a trigger on memora.collection removes a deleted one's rows.
 - ix_document_status: (collection_id, status, id) for documents not ready, so a page of failed or pending
   documents reads only those, in id order, however many are ready (ready ones page by the primary key).
 
@@ -36,12 +39,6 @@ def upgrade() -> None:
         sa.Column("collection_id", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["collection_id"],
-            [f"{s}.collection.id"],
-            name=op.f("fk_document_count_collection_id_collection"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_document_count")),
         schema=s,
     )

@@ -20,7 +20,7 @@ from app.console.render import page
 from app.db.models import ApiKey
 
 router = APIRouter(include_in_schema=False)
-CSRF = Depends(session.check_csrf)
+CSRF = Depends(session.check_form)
 
 
 @router.get("/console/sign-in", name="console_sign_in", dependencies=[PUBLIC])

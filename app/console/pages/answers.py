@@ -17,7 +17,7 @@ from app.auth.principal import Role
 from app.auth.rules import needs
 from app.collections import service as collections
 from app.console.render import HEADERS, page
-from app.console.session import check_csrf
+from app.console.session import check_form
 from app.errors import AppError, InvalidInputError, location, problems_of
 from app.rag import service
 from app.rag.schemas import AnswerRequest
@@ -38,7 +38,7 @@ def ask(request: Request, name: str, db: SessionDep, settings: SettingsDep) -> H
     return page(request, "answer.html", collection=collections.get(db, name), form={}, problems={}, chat=chat)
 
 
-@router.post("/console/collections/{name}/answer", dependencies=[READ, Depends(check_csrf), statement_kind("search")])
+@router.post("/console/collections/{name}/answer", dependencies=[READ, Depends(check_form), statement_kind("search")])
 def answer(
     request: Request,
     name: str,

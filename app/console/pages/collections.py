@@ -28,7 +28,7 @@ from app.collections import service as collections
 from app.collections.schemas import CollectionCreate
 from app.console.pages.home import render_home
 from app.console.render import HEADERS, fragment, page
-from app.console.session import check_csrf
+from app.console.session import check_form
 from app.db.models import DOCUMENT_STATUSES
 from app.errors import InvalidInputError, PayloadTooLargeError, problems_of
 from app.ingest import service as documents
@@ -37,7 +37,7 @@ from app.ingest.schemas import UploadResult
 router = APIRouter(include_in_schema=False)
 READ = needs(Role.read, collection="name")
 WRITE = needs(Role.write, collection="name")
-CSRF = Depends(check_csrf)
+CSRF = Depends(check_form)
 PAGE_SIZE = 50
 POLL_SECONDS = 1.0
 

@@ -23,7 +23,7 @@ from app.collections.schemas import Provider
 from app.config import Settings
 from app.console.examples import by_field, shown
 from app.console.render import page
-from app.console.session import check_csrf
+from app.console.session import check_form
 from app.db.models import PROVIDERS
 from app.errors import InvalidInputError, Problem, problems_of
 from app.training.datasets import service as datasets
@@ -34,7 +34,7 @@ from app.training.quality.schemas import DedupRequest, EmbeddingChoice, ResolveR
 router = APIRouter(include_in_schema=False)
 READ = needs(Role.read, dataset="name")
 WRITE = needs(Role.write, dataset="name")
-CSRF = Depends(check_csrf)
+CSRF = Depends(check_form)
 CLUSTERS_SHOWN = 50  # the report's counts cover them all
 MEMBERS_SHOWN = 100  # of one cluster; the others are left as they are when it is settled here
 PAIRS_SHOWN = 200

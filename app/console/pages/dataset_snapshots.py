@@ -16,7 +16,7 @@ from app.auth.principal import Role
 from app.auth.rules import needs
 from app.console.examples import by_field, label_of
 from app.console.render import page
-from app.console.session import check_csrf
+from app.console.session import check_form
 from app.errors import ConflictError, InvalidInputError, NotFoundError, problems_of
 from app.training.datasets import service as datasets
 from app.training.snapshots import service as snapshots
@@ -25,7 +25,7 @@ from app.training.snapshots.schemas import CHANGES, SnapshotCreate, SnapshotDiff
 router = APIRouter(include_in_schema=False)
 READ = needs(Role.read, dataset="name")
 WRITE = needs(Role.write, dataset="name")
-CSRF = Depends(check_csrf)
+CSRF = Depends(check_form)
 PAGE_SIZE = 50
 
 

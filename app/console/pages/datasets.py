@@ -22,7 +22,7 @@ from app.auth.rules import needs
 from app.console import charts
 from app.console.examples import by_field, shown
 from app.console.render import page
-from app.console.session import check_csrf
+from app.console.session import check_form
 from app.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError, problems_of
 from app.training.datasets import repository
 from app.training.datasets import service as datasets
@@ -40,7 +40,7 @@ from app.training.snapshots import service as snapshots
 router = APIRouter(include_in_schema=False)
 READ = needs(Role.read, dataset="name")
 WRITE = needs(Role.write, dataset="name")
-CSRF = Depends(check_csrf)
+CSRF = Depends(check_form)
 PAGE_SIZE = 50
 LABELS_CHARTED = 12  # the rest of the labels are one bar, "N others"
 IMPORT_MODES: tuple[ImportMode, ...] = ("skip", "strict")

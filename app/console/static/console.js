@@ -71,6 +71,10 @@ const live = {
     if (!this.table) return;
     try {
       const response = await request(this.table.dataset.live, { headers: { Accept: "text/html" } });
+      if (response.redirected) {  // sent to sign in (the key expired or was revoked): go there, not into the table
+        window.location.assign(response.url);
+        return;
+      }
       this.table.innerHTML = await response.text();
     } catch (_) { /* the next change tries again */ }
   },

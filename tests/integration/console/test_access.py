@@ -179,3 +179,11 @@ def test_a_read_key_sees_no_write_controls_and_its_writes_are_refused(console: C
     assert "New collection" not in home.text
     assert upload.status_code == 403
     assert upload.json()["error"]["details"] == {"needed": "write", "role": "read"}
+
+
+def test_a_key_with_a_nul_or_other_stray_character_is_refused_without_a_lookup(console: Console) -> None:
+    """Found in review: a key shaped like one but for a NUL reached the database's lookup, a 500."""
+    for key in ("mk_\x00" + "a" * 42, "mk_" + "a" * 42 + "\u00e9"):
+        response = console.sign_in(key)
+
+        assert response.status_code in (401, 422), response.text

@@ -151,3 +151,18 @@ def test_an_unknown_status_or_collection_is_a_page_that_says_so(api: TestClient,
     assert "<code>status</code>: must be one of pending, processing, ready, failed" in status.text
     assert missing.status_code == 404
     assert "no collection named &#39;nowhere&#39;" in missing.text.lower() or "nowhere" in missing.text
+
+
+def test_a_nul_in_any_form_field_is_a_422_naming_the_field(api: TestClient, handbook: str) -> None:
+    """Found in review: a NUL in a form field reached PostgreSQL (which refuses it in text), a 500."""
+    token = csrf(api)
+
+    retry = api.post(f"/console/collections/{handbook}/retry", data={"external_id": "\x00", "csrf_token": token},
+                     headers=HTML)  # fmt: skip
+    answer = api.post("/console/collections/handbook/answer", data={"question": "why\x00", "csrf_token": token},
+                      headers={"Accept": "text/event-stream"})  # fmt: skip
+
+    assert retry.status_code == 422
+    assert "<code>external_id</code>: contains a NUL character" in retry.text
+    assert answer.status_code == 422
+    assert answer.json()["error"]["details"][0]["field"] == "question"

@@ -77,9 +77,7 @@ def test_counts_follow_documents_through_upload_work_failure_retry_edit_and_dele
     assert counted(engine, "other") == truth(engine, "other") == {"ready": 4}
 
     with engine.begin() as conn:
-        conn.execute(
-            text("UPDATE memora.document SET status = 'failed', error = 'x' WHERE external_id IN ('d1', 'd2')")
-        )
+        Query("UPDATE memora.document SET status = 'failed', error = 'x' WHERE external_id IN ('d1', 'd2')").run(conn)
     assert api.post("/v1/collections/kb/documents/retry", json={"external_ids": ["d1"]}).status_code == 200
     api.post("/v1/collections/kb/documents", json={"external_id": "d3", "content": "Changed."})
     api.delete("/v1/collections/kb/documents/d4")
@@ -93,7 +91,7 @@ def test_folding_the_counts_keeps_them_and_leaves_a_row_per_status(api: TestClie
     for i in range(repository.COMPACT_ABOVE + 10):  # a statement each: a row each
         api.post("/v1/collections/kb/documents", json={"external_id": f"d{i}", "content": f"Text {i}."})
     with engine.begin() as conn:
-        conn.execute(text("UPDATE memora.document SET status = 'ready' WHERE external_id LIKE 'd1%'"))
+        Query("UPDATE memora.document SET status = 'ready' WHERE external_id LIKE 'd1%%'").run(conn, {})
     before = counted(engine)
 
     with engine.begin() as conn:
@@ -130,11 +128,62 @@ def test_one_folding_at_a_time_and_writers_never_wait_on_it(api: TestClient, eng
 
 
 def test_a_page_of_failed_documents_reads_them_through_their_index(db: Session) -> None:
-    plan = db.execute(
-        text(
+    plan = (
+        Query(
             "EXPLAIN SELECT id FROM memora.document WHERE collection_id = 1 AND status = 'failed' AND id > 0 "
             "ORDER BY id LIMIT 51"
         )
-    ).scalars()
+        .run(db)
+        .scalars()
+    )
 
     assert "ix_document_status" in "\n".join(plan)
+
+
+def test_moving_documents_between_collections_or_truncating_keeps_the_counts_true(
+    api: TestClient, engine: Engine
+) -> None:
+    api.post("/v1/collections/kb/documents", json=[{"external_id": f"d{i}", "content": f"Text {i}."} for i in range(5)])
+    with engine.begin() as conn:
+        Query(
+            "UPDATE memora.document SET collection_id = (SELECT id FROM memora.collection WHERE name = 'other'), "
+            "status = 'failed' WHERE external_id IN ('d0', 'd1')").run(conn)  # fmt: skip
+    assert counted(engine) == truth(engine) == {"pending": 3}
+    assert counted(engine, "other") == truth(engine, "other") == {"failed": 2}
+
+    with engine.begin() as conn:
+        Query("TRUNCATE memora.document CASCADE").run(conn)
+    assert counted(engine) == counted(engine, "other") == {}
+
+
+def test_moving_a_document_does_not_wait_for_a_locked_collection(api: TestClient, engine: Engine) -> None:
+    """A claim or a status change takes no lock on the collection's row (the counts have no foreign key to it), so
+    it never waits for, nor deadlocks with, a change of the collection that locks its row and then its documents."""
+    api.post("/v1/collections/kb/documents", json={"external_id": "a", "content": "Alpha."})
+    with engine.connect() as holder, engine.connect() as mover:
+        Query("SELECT 1 FROM memora.collection WHERE name = 'kb' FOR UPDATE").run(holder)
+        mover.execute(text("SET lock_timeout = '2s'"))
+        Query("UPDATE memora.document SET status = 'processing' WHERE external_id = 'a'").run(mover)
+        mover.commit()
+        holder.rollback()
+    assert counted(engine) == truth(engine) == {"processing": 1}
+
+
+def test_only_memora_may_run_the_count_triggers_functions(engine: Engine) -> None:
+    with engine.connect() as conn:
+        public = (
+            Query(
+                "SELECT has_function_privilege('public', 'memora.document_count_changes()', 'EXECUTE'), "
+                "has_function_privilege('public', 'memora.collection_counts_gone()', 'EXECUTE')"
+            )
+            .run(conn)
+            .one()
+        )
+        conn.execute(text("CREATE TEMP TABLE t (collection_id bigint, status text)"))
+        Query(
+            "CREATE TRIGGER forged AFTER INSERT ON t REFERENCING NEW TABLE AS new_rows "
+            "FOR EACH STATEMENT EXECUTE FUNCTION memora.document_count_changes()").run(conn)  # fmt: skip
+        with pytest.raises(Exception, match=r"counts \w+\.document only"):
+            conn.execute(text("INSERT INTO t VALUES (1, 'ready')"))
+
+    assert tuple(public) == (False, False)
