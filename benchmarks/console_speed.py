@@ -36,10 +36,10 @@ from fastapi.testclient import TestClient
 from load import FIXTURES, NFCORPUS, make_queries, read_jsonl
 from sqlalchemy import text
 
+from app import cursors
 from app.api.main import create_app
 from app.config import Settings
 from app.db.engine import make_engine
-from app.ingest.service import encode_cursor
 
 SMS = Path("/work/shared/data/labeled/sms-spam.csv")
 COLLECTION, BIG, DATASET = "kb", "big", "sms"
@@ -263,7 +263,7 @@ def part_two(client: TestClient, url: str, chunks: int, rounds: int, rng: Any) -
         middle = conn.execute(text("SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY d.id) FROM memora.document d "
                                    "JOIN memora.collection c ON c.id = d.collection_id WHERE c.name = :n"),
                               {"n": BIG}).scalar_one()  # fmt: skip
-    cursor = encode_cursor(middle)
+    cursor = cursors.encode(middle)
     cases: dict[str, Callable[[int], tuple[list[Request], list[Request]]]] = {
         f"collection {at}": lambda i: (
             [("GET", f"/console/collections/{BIG}", None)],

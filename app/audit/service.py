@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from app import cursors
 from app.audit import repository
 from app.audit.repository import Filters
 from app.db.models import AuditEvent
@@ -31,26 +31,12 @@ def parse_since(text: str, field: str = "since", now: datetime | None = None) ->
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def encode_cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(str(event_id).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        value = -1
-    if not 0 < value < 2**63:
-        raise InvalidInputError.for_field("cursor", "not a cursor this API returned")
-    return value
-
-
 def page(
     db: Session, filters: Filters, *, limit: int, cursor: str | None = None
 ) -> tuple[list[AuditEvent], str | None]:
     """One page of events newest first, and the cursor of the next (older) page."""
-    before = decode_cursor(cursor) if cursor is not None else None
+    before = cursors.decode(cursor, least=1) if cursor is not None else None
     rows = repository.page(db, filters, limit=limit + 1, before=before)
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more else None
+    return rows, cursors.encode(rows[-1].id) if more else None

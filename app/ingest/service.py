@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ import numpy as np
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from app import cursors
 from app.db.models import CONTENT_TYPES, DOCUMENT_STATUSES, Collection
 from app.db.storable import unstorable
 from app.errors import InvalidInputError, NotFoundError
@@ -178,20 +178,6 @@ def reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def encode_cursor(document_id: int) -> str:
-    return base64.urlsafe_b64encode(str(document_id).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        value = -1
-    if not 0 <= value < 2**63:
-        raise InvalidInputError.for_field("cursor", "not a cursor this API returned")
-    return value
-
-
 def parse_metadata_filter(raw: str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
@@ -220,11 +206,11 @@ def page(
     """One page of documents in id order (keyset pagination) and the cursor of the next page."""
     if status is not None and status not in DOCUMENT_STATUSES:
         raise InvalidInputError.for_field("status", f"must be one of {', '.join(DOCUMENT_STATUSES)}")
-    after = decode_cursor(cursor) if cursor is not None else None
+    after = cursors.decode(cursor) if cursor is not None else None
     rows = repository.document_page(db, collection.id, limit + 1, after=after, status=status, metadata=metadata)
     more = len(rows) > limit
     rows = rows[:limit]
-    return rows, encode_cursor(rows[-1].id) if more else None
+    return rows, cursors.encode(rows[-1].id) if more else None
 
 
 def retry(db: Session, collection: Collection, external_ids: list[str] | None) -> tuple[list[str], list[str]]:
@@ -257,11 +243,11 @@ def chunks(
     if document is None:
         raise _no_document(collection, external_id)
     document_id, status = document
-    after = decode_cursor(cursor) if cursor is not None else -1
+    after = cursors.decode(cursor) if cursor is not None else -1
     rows = chunk_repository.chunk_page(db, collection, document_id, after=after, limit=limit + 1, text_chars=text_chars)
     more = len(rows) > limit
     rows = rows[:limit]
-    return status, rows, encode_cursor(rows[-1].ordinal) if more else None
+    return status, rows, cursors.encode(rows[-1].ordinal) if more else None
 
 
 def remove(db: Session, collection: Collection, external_id: str) -> None:

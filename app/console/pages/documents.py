@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from app import cursors
 from app.api.deps import SessionDep
 from app.auth.principal import Role
 from app.auth.rules import needs
@@ -37,7 +38,7 @@ def document(
     collection = collections.get(db, name)
     detail = documents.one(db, collection, id)
     if at is not None and cursor is None and at > 0:
-        cursor = documents.encode_cursor(at - 1)
+        cursor = cursors.encode(at - 1)
     status, rows, next_cursor = documents.chunks(
         db, collection, id, limit=PAGE_SIZE, cursor=cursor, text_chars=TEXT_CHARS
     )

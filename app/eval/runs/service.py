@@ -8,7 +8,6 @@ deleting the collection deletes its runs.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,9 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from app import cursors
 from app.db.models import Collection, EvalRun
-from app.errors import InvalidInputError, NotFoundError
+from app.errors import NotFoundError
 from app.eval.runs import repository
 
 MAX_PAGE = 100
@@ -81,20 +81,6 @@ def page(
 ) -> tuple[list[Row[Any]], str | None]:
     """One page of COLLECTION's runs newest first (id, created_at, params, modes), and the next (older) page's
     cursor."""
-    before = decode_cursor(cursor) if cursor is not None else None
+    before = cursors.decode(cursor, least=1) if cursor is not None else None
     rows = repository.page(db, collection.id, limit=limit + 1, before=before)
-    return rows[:limit], encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-
-
-def encode_cursor(run_id: int) -> str:
-    return base64.urlsafe_b64encode(str(run_id).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        value = -1
-    if not 0 < value < 2**63:
-        raise InvalidInputError.for_field("cursor", "not a cursor this API returned")
-    return value
+    return rows[:limit], cursors.encode(rows[limit - 1].id) if len(rows) > limit else None
