@@ -39,15 +39,21 @@ DROP = """([selector, files]) => {
 }"""
 
 
-def test_journey_1_create_a_collection_drop_two_files_and_watch_them_without_reloading(offline: Offline) -> None:
+def create_collection(offline: Offline, name: str, dimensions: int) -> Any:
+    """Collection NAME (the hashing model) made with the home page's form; the page, now on the collection's."""
     page = offline.page
     offline.goto("/console")
     page.get_by_text("New collection").click()
-    page.get_by_label("Name").fill("handbook")
+    page.get_by_label("Name").fill(name)
     page.get_by_label("Embedding provider").select_option("hashing")
-    page.get_by_label("Dimensions").fill("64")
+    page.get_by_label("Dimensions").fill(str(dimensions))
     page.get_by_role("button", name="Create collection").click()
-    page.wait_for_url("**/console/collections/handbook")
+    page.wait_for_url(f"**/console/collections/{name}")
+    return page
+
+
+def test_journey_1_create_a_collection_drop_two_files_and_watch_them_without_reloading(offline: Offline) -> None:
+    page = create_collection(offline, "handbook", 64)
     page.evaluate("window.stillThisPage = true")  # gone if anything reloads the page
 
     page.evaluate(DROP, ["form[data-upload]", [[n, t, b.decode("latin-1")] for n, t, b in (GOOD, CORRUPT)]])
@@ -67,14 +73,7 @@ def test_journey_1_create_a_collection_drop_two_files_and_watch_them_without_rel
 
 
 def test_a_failed_document_shows_its_error_and_retries_from_its_row(offline: Offline, fresh_db_url: str) -> None:
-    page = offline.page
-    offline.goto("/console")
-    page.get_by_text("New collection").click()
-    page.get_by_label("Name").fill("notes")
-    page.get_by_label("Embedding provider").select_option("hashing")
-    page.get_by_label("Dimensions").fill("16")
-    page.get_by_role("button", name="Create collection").click()
-    page.wait_for_url("**/console/collections/notes")
+    page = create_collection(offline, "notes", 16)
     page.get_by_label("Drop files here", exact=False).set_input_files(
         [{"name": "a.txt", "mimeType": "text/plain", "buffer": b"Alpha text."}]
     )
