@@ -32,9 +32,9 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## The suite with every Memora object in schema `ml` (MEMORA_DB_SCHEMA), less the tests about schema memora itself
-## and those in a browser (which do not depend on the schema).
+## and those that do not depend on the schema (in a browser, unit tests, fuzzing of the inputs, replication).
 pytest-schema: $(STAMP)
-	MEMORA_DB_SCHEMA=ml $(BIN)/pytest -m "not memora_schema and not browser" $(PYTEST_ARGS)
+	MEMORA_DB_SCHEMA=ml $(BIN)/pytest -m "not memora_schema and not browser and not one_schema" $(PYTEST_ARGS)
 
 ## The console's screenshots in docs/console/, from the browser tests' last steps (tests/browser, in Chromium).
 console-screenshots: $(STAMP)

@@ -33,6 +33,17 @@ class Settings(BaseSettings):
         description="TCP port of the embedded PostgreSQL on 127.0.0.1; 0 picks a free one at start.",
     )
     db_schema: str = Field(default="memora", description="Schema that holds every Memora object.")
+    read_database_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Streaming replicas of the database that read-only requests may use (comma-separated URLs); "
+        "none: every request goes to the primary (docs/scaling.md).",
+    )
+    max_replica_lag: float = Field(
+        default=5.0, gt=0, description="Seconds a replica may trail the primary and still serve reads."
+    )
+    replica_check_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often each replica's health and lag are checked."
+    )
     host: str = Field(default="127.0.0.1", description="Address the REST API listens on.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port the REST API listens on.")
     migrate_on_start: bool = Field(default=True, description="Apply pending migrations when `memora serve` starts.")
@@ -182,7 +193,7 @@ class Settings(BaseSettings):
     openai_timeout_seconds: float = Field(default=60.0, gt=0, description="Timeout of one OpenAI request.")
     openai_max_retries: int = Field(default=5, ge=0, description="Retries on 429 and 5xx, honouring Retry-After.")
 
-    @field_validator("allowed_hosts", "cors_origins", mode="before")
+    @field_validator("allowed_hosts", "cors_origins", "read_database_urls", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Lists are read from the environment as comma-separated text."""
@@ -200,6 +211,14 @@ class Settings(BaseSettings):
             return sqlalchemy_url(value)
         except ValueError:
             raise ValueError("must be a postgresql:// URL") from None
+
+    @field_validator("read_database_urls")
+    @classmethod
+    def _psycopg_drivers(cls, value: list[str]) -> list[str]:
+        try:
+            return [sqlalchemy_url(url) for url in value]
+        except ValueError:
+            raise ValueError("must be postgresql:// URLs, separated by commas") from None
 
     @field_validator("db_schema")
     @classmethod

@@ -41,6 +41,16 @@ pytest_plugins = ["tests.openai_fixtures", "tests.beir_fixtures"]
 os.environ.setdefault("MEMORA_ALLOWED_HOSTS", "testserver")
 
 
+# Tests that do not depend on the schema's name: the MEMORA_DB_SCHEMA=ml run leaves them out (the Makefile).
+_ONE_SCHEMA = [Path(__file__).parent / part for part in ("unit", "fuzz", "integration/replicas")]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.path.is_relative_to(folder) for folder in _ONE_SCHEMA):
+            item.add_marker(pytest.mark.one_schema)
+
+
 def _docker_answers() -> bool:
     """True when a Docker engine responds (DOCKER_HOST or the default socket)."""
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from app.api import timeouts
@@ -46,11 +46,23 @@ def get_session(request: Request) -> Iterator[Session]:
             yield session
             with part("commit"):
                 session.commit()
+            if _reports_position(request):
+                # Where the primary's WAL ends now, past this commit: a read that passes it sees the write.
+                request.state.written = session.scalar(text("SELECT pg_current_wal_insert_lsn()::text"))
         except BaseException as exc:
             session.rollback()
             if timeouts.is_timeout(exc):
                 raise timeout.error() from exc
             raise
+
+
+def _reports_position(request: Request) -> bool:
+    """Writes answer with the WAL position (Memora-LSN) they may be read after, where there are read replicas."""
+    return (
+        getattr(request.app.state, "replicas", None) is not None
+        and request.method not in ("GET", "HEAD", "OPTIONS")
+        and not getattr(request.state, "read_route", False)
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

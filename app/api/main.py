@@ -24,6 +24,7 @@ from app.api.deps import check_parameters
 from app.api.failures import ErrorsAsJson, database_error
 from app.api.limits import BodyLimitMiddleware
 from app.api.origins import CrossOriginWrites, add_cors
+from app.api.reads import ReadRouting
 from app.api.routes import (
     answer,
     audit,
@@ -52,6 +53,7 @@ from app.auth.ratelimit import RateLimiter
 from app.config import Settings, get_settings
 from app.console.errors import error_page, wants_html
 from app.db.engine import make_engine, make_session_factory
+from app.db.replicas import ReadReplicas
 from app.errors import AppError, InvalidInputError, invalid_json
 from app.ingest.worker import Worker
 from app.observe import collector
@@ -70,6 +72,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         app.state.engine = engine or make_engine(settings, "api")
         app.state.sessions = make_session_factory(app.state.engine)
         app.state.audit = AuditTrail(settings, app.state.sessions)
+        app.state.replicas = ReadReplicas(settings, app.state.engine) if settings.read_database_urls else None
+        if app.state.replicas is not None:
+            app.state.replicas.start()
         stop = threading.Event()
         thread = worker_engine = None
         if worker:
@@ -83,6 +88,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
             yield
         finally:
             stop.set()
+            if app.state.replicas is not None:
+                app.state.replicas.stop()
             if thread is not None:
                 thread.join()
             if worker_engine is not None:
@@ -108,6 +115,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None, *
         dependencies=[Depends(check_parameters)],
     )
     app.state.settings = settings
+    app.add_middleware(ReadRouting)  # innermost: a read retried on the primary passes the others once
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.state.metrics = collector.registry(settings, app.state)
     app.add_exception_handler(AppError, _app_error)

@@ -32,9 +32,28 @@ class DatabaseHealth(BaseModel):
     error: str | None = None
 
 
+class ReplicaHealthOut(BaseModel):
+    """One read replica (MEMORA_READ_DATABASE_URLS) as the last check found it."""
+
+    name: str = Field(description="host:port", examples=["127.0.0.1:5433"])
+    state: Literal["ok", "lagging", "down", "not_a_replica", "unchecked"] = Field(
+        description="`ok`: it serves reads; `lagging`: further behind than MEMORA_MAX_REPLICA_LAG; `down`: not "
+        "reached; `not_a_replica`: not a streaming replica of this primary. Reads skip all but `ok` ones."
+    )
+    lag_seconds: float | None = Field(
+        default=None, description="How long it has lacked WAL the primary had written (0: caught up)."
+    )
+    lag_bytes: int | None = Field(default=None, description="WAL bytes between the primary's end and its replay.")
+    replayed: str | None = Field(default=None, description="WAL position it has replayed.", examples=["0/3000148"])
+    error: str | None = None
+
+
 class Health(BaseModel):
     """The health check. Where API keys are required, a caller without one gets `status` alone (docs/security.md)."""
 
     status: Literal["ok", "unavailable", "migrations_pending"]
     version: str | None = Field(default=None, description="Memora's version; absent for a caller without a key.")
     database: DatabaseHealth | None = Field(default=None, description="Absent for a caller without a key.")
+    replicas: list[ReplicaHealthOut] | None = Field(
+        default=None, description="The read replicas, where there are (docs/scaling.md); absent without a key."
+    )

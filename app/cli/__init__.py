@@ -26,6 +26,7 @@ from app.cli import (
     exports,
     finetune,
     keys,
+    replica,
     search,
     serve,
     snapshots,
@@ -52,6 +53,7 @@ cli.add_typer(answer.cli)
 cli.add_typer(datasets.cli, name="dataset")
 cli.add_typer(exports.cli)
 cli.add_typer(finetune.cli, name="finetune")
+db.cli.add_typer(replica.cli, name="replica")
 cli.add_typer(db.cli, name="db")
 cli.add_typer(status.cli)
 cli.add_typer(keys.cli, name="key")

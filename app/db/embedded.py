@@ -253,7 +253,7 @@ class EmbeddedPostgres:
             pid_file.unlink(missing_ok=True)
             return None
         deadline = time.monotonic() + START_TIMEOUT_S
-        while len(lines) < 8 or lines[7].strip() != "ready":
+        while len(lines) < 8 or lines[7].strip() not in ("ready", "standby"):  # standby: a replica's
             if time.monotonic() > deadline:
                 raise EmbeddedPostgresError(
                     f"the PostgreSQL server (pid {pid}) in {self.pgdata} did not become ready within "

@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from app.db.storable import StorableObject, StorableText
 from app.rerank.schemas import RerankOptions
-from app.search.schemas import Mode
+from app.search.schemas import Consistency, Mode
 
 # Defaults meant to become settings (MEMORA_CHAT_MODEL, MEMORA_ANSWER_*); see docs/answers.md.
 DEFAULT_K = 8
@@ -85,6 +85,9 @@ class AnswerRequest(BaseModel):
     stream: bool = Field(default=False, description="Answer as server-sent events: sources, deltas, done.")
     rerank: RerankOptions | None = Field(
         default=None, description="Rerank the retrieved chunks before packing them (docs/rerank.md). Off by default."
+    )
+    consistency: Consistency | None = Field(
+        default=None, description="Read-your-writes on read replicas; unset: whatever a fit replica holds."
     )
 
 

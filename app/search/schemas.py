@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.db.replicas import LSN_PATTERN
 from app.db.storable import StorableObject, StorableText
 from app.rerank.schemas import RerankOptions
 
@@ -35,6 +36,19 @@ class Weights(BaseModel):
         if self.text == 0 and self.vector == 0:
             raise ValueError("at least one weight must be above 0")
         return self
+
+
+class Consistency(BaseModel):
+    """Read-your-writes where there are read replicas (docs/scaling.md): without it a read is eventual."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after: str = Field(
+        pattern=LSN_PATTERN,
+        description="Serve this read only from a server that has replayed the primary's WAL to this position: the "
+        "`Memora-LSN` header of a write's response. A replica that has not is passed over for the primary.",
+        examples=["0/3000148"],
+    )
 
 
 class SearchRequest(BaseModel):
@@ -102,6 +116,9 @@ class SearchRequest(BaseModel):
         default=None,
         description="Re-score the best top_n results with a reranker and return them in its order (needs query "
         "text; see docs/rerank.md). Off by default.",
+    )
+    consistency: Consistency | None = Field(
+        default=None, description="Read-your-writes on read replicas; unset: whatever a fit replica holds."
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SettingsDep
 from app.api.events import EventStream, frames
+from app.api.reads import ReadsDep
 from app.api.schemas import ErrorResponse
 from app.api.timeouts import statement_kind
 from app.auth.principal import Role
@@ -39,7 +40,7 @@ router = APIRouter(
         },
     },
 )
-def answer(name: str, body: AnswerRequest, db: SessionDep, settings: SettingsDep) -> AnswerResponse | EventStream:
+def answer(name: str, body: AnswerRequest, reads: ReadsDep, settings: SettingsDep) -> AnswerResponse | EventStream:
     """Answer a question from the collection's chunks: hybrid search, the best chunks packed into the prompt by
     tokens and numbered, a chat model told to answer only from them and cite them as [n].
 
@@ -47,6 +48,7 @@ def answer(name: str, body: AnswerRequest, db: SessionDep, settings: SettingsDep
     With `stream: true`, errors before the first event are HTTP errors as usual; later ones arrive as an `error`
     event, which ends the stream.
     """
+    db = reads.session(after=body.consistency.after if body.consistency else None)
     if not body.stream:
         return service.answer(db, settings, name, body)
     prepared = service.prepare(db, settings, name, body)

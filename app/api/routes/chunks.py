@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from app.api.deps import SessionDep
+from app.api.reads import ReadSessionDep
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.collections import service as collections
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/collections/{name}/chunks", tags=["documents"])
 @router.get("", response_model=ChunkPage, dependencies=[needs(Role.read, collection="name")])
 def list_chunks(
     name: str,
-    db: SessionDep,
+    db: ReadSessionDep,
     document: Annotated[str, Query(min_length=1, max_length=MAX_EXTERNAL_ID, description="The external_id.")],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=100, description="next_cursor of the previous page")] = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from app.api.deps import SessionDep, SettingsDep
+from app.api.reads import ReadSessionDep
 from app.audit import recorder as audit
 from app.auth.access import check_new_collection
 from app.auth.principal import Role, current
@@ -28,14 +29,14 @@ def create_collection(body: CollectionCreate, db: SessionDep, request: Request) 
 
 
 @router.get("", response_model=list[CollectionOut], dependencies=[needs(Role.read)])
-def list_collections(db: SessionDep, request: Request) -> list[CollectionOut]:
+def list_collections(db: ReadSessionDep, request: Request) -> list[CollectionOut]:
     """The collections the key is granted."""
     principal = current(request)
     return service.describe(db, [row for row in all_named(db, Collection) if principal.sees_collection(row.name)])
 
 
 @router.get("/{name}", response_model=CollectionOut, dependencies=[needs(Role.read, collection="name")])
-def get_collection(name: str, db: SessionDep) -> CollectionOut:
+def get_collection(name: str, db: ReadSessionDep) -> CollectionOut:
     return service.describe(db, [service.get(db, name)])[0]
 
 

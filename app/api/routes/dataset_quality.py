@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from app.api.deps import SessionDep, SettingsDep
+from app.api.reads import ReadSessionDep
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.collections.schemas import Provider
@@ -39,7 +40,7 @@ def split_dataset(name: str, body: SplitRule, db: SessionDep) -> SplitReport:
 
 
 @router.get("/{name}/split", response_model=SplitReport, dependencies=READS)
-def get_split(name: str, db: SessionDep) -> SplitReport:
+def get_split(name: str, db: ReadSessionDep) -> SplitReport:
     """The dataset's split rule and its live examples per split (and per label when stratified)."""
     return splits.report(db, datasets.get(db, name))
 

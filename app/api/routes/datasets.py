@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 
 from app.api.bodies import parse_json, read_body, spool_body
 from app.api.deps import ExampleId, SessionDep, SettingsDep
+from app.api.reads import ReadSessionDep
 from app.api.timeouts import statement_kind
 from app.audit import recorder as audit
 from app.auth.access import check_new_dataset
@@ -76,14 +77,14 @@ def create_dataset(body: DatasetCreate, db: SessionDep, request: Request) -> Dat
 
 
 @router.get("", response_model=list[DatasetOut], dependencies=[needs(Role.read)])
-def list_datasets(db: SessionDep, request: Request) -> list[DatasetOut]:
+def list_datasets(db: ReadSessionDep, request: Request) -> list[DatasetOut]:
     """The datasets the key is granted."""
     principal = current(request)
     return service.describe(db, [row for row in all_named(db, Dataset) if principal.sees_dataset(row.name)])
 
 
 @router.get("/{name}", response_model=DatasetOut, dependencies=READS)
-def get_dataset(name: str, db: SessionDep) -> DatasetOut:
+def get_dataset(name: str, db: ReadSessionDep) -> DatasetOut:
     return service.describe(db, [service.get(db, name)])[0]
 
 
@@ -160,7 +161,7 @@ async def import_file(
 @router.get("/{name}/examples", response_model=ExamplePage, dependencies=READS)
 def list_examples(
     name: str,
-    db: SessionDep,
+    db: ReadSessionDep,
     split: SplitName | None = None,
     label: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -172,7 +173,7 @@ def list_examples(
 
 
 @router.get("/{name}/examples/{example_id}", response_model=ExampleOut, dependencies=READS)
-def get_example(name: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
+def get_example(name: str, example_id: ExampleId, db: ReadSessionDep) -> ExampleOut:
     return service.one(db, service.get(db, name), example_id)
 
 
@@ -188,7 +189,7 @@ def delete_example(name: str, example_id: ExampleId, db: SessionDep) -> Response
 
 
 @router.get("/{name}/labels", response_model=list[LabelCount], dependencies=READS)
-def label_counts(name: str, db: SessionDep, split: SplitName | None = None) -> list[LabelCount]:
+def label_counts(name: str, db: ReadSessionDep, split: SplitName | None = None) -> list[LabelCount]:
     """Live examples per label, most frequent first."""
     rows = repository.label_counts(db, service.get(db, name), split)
     return [LabelCount(label=label, count=count) for label, count in rows]

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.api.bodies import parse_json, read_body
 from app.api.deps import SessionDep, SettingsDep
+from app.api.reads import ReadSessionDep
 from app.api.timeouts import statement_kind
 from app.api.uploads import from_files
 from app.auth.principal import Role
@@ -96,7 +97,7 @@ async def add_documents(name: str, request: Request, db: SessionDep, settings: S
 @router.get("", response_model=DocumentPage, dependencies=READS)
 def list_documents(
     name: str,
-    db: SessionDep,
+    db: ReadSessionDep,
     status_: Annotated[str | None, Query(alias="status", description="pending | processing | ready | failed")] = None,
     metadata: Annotated[str | None, Query(description='JSON object the metadata must contain: {"team": "hr"}')] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -119,7 +120,7 @@ def retry_documents(name: str, db: SessionDep, body: RetryRequest | None = None)
 
 
 @router.get("/{external_id:path}", response_model=DocumentDetail, dependencies=READS)
-def get_document(name: str, external_id: str, db: SessionDep) -> DocumentDetail:
+def get_document(name: str, external_id: str, db: ReadSessionDep) -> DocumentDetail:
     """One document with its status, error and chunk count."""
     row = service.one(db, collections.get(db, name), external_id)
     return DocumentDetail.model_validate(row._mapping)

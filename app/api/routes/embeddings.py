@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.api.bodies import spool_body
 from app.api.deps import SessionDep, SettingsDep
+from app.api.reads import ReadSessionDep
 from app.api.timeouts import statement_kind
 from app.auth.principal import Role
 from app.auth.rules import needs
@@ -35,7 +36,7 @@ _VECTORS_BODY = {
 
 
 @router.get("", response_model=list[VersionOut], dependencies=READ)
-def list_versions(name: str, db: SessionDep) -> list[VersionOut]:
+def list_versions(name: str, db: ReadSessionDep) -> list[VersionOut]:
     """The versions of the collection's vectors, each with how far the worker has filled it."""
     return service.versions(db, name)
 
@@ -57,7 +58,7 @@ def train_adapter(name: str, body: TrainRequest, db: SessionDep) -> VersionOut:
 
 
 @router.get("/{number}", response_model=VersionOut, dependencies=READ)
-def get_version(name: str, number: Number, db: SessionDep) -> VersionOut:
+def get_version(name: str, number: Number, db: ReadSessionDep) -> VersionOut:
     return service.version(db, name, number)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from app.api.deps import SessionDep
+from app.api.reads import ReadSessionDep
 from app.auth.principal import Role
 from app.auth.rules import needs
 from app.collections import service as collections
@@ -21,7 +21,7 @@ RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The run's id, as `m
 @router.get("", response_model=EvalRunPage, dependencies=READ)
 def list_runs(
     name: str,
-    db: SessionDep,
+    db: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 20,
     cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
 ) -> EvalRunPage:
@@ -33,6 +33,6 @@ def list_runs(
 
 
 @router.get("/{run}", response_model=EvalRunOut, dependencies=READ)
-def get_run(name: str, run: RunId, db: SessionDep) -> EvalRunOut:
+def get_run(name: str, run: RunId, db: ReadSessionDep) -> EvalRunOut:
     """One run: how it was run and everything it measured (metrics, recall curves, the latency sweep, tuning)."""
     return EvalRunOut.model_validate(service.get(db, collections.get(db, name), run))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
-from app.api.deps import SettingsDep, get_session
+from app.api.deps import SettingsDep
+from app.api.reads import StreamReadSessionDep
 from app.api.timeouts import statement_kind
 from app.auth.principal import Role, current
 from app.auth.rules import needs
@@ -16,9 +16,6 @@ from app.training.exports import service as export
 from app.training.exports.schemas import Options
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], dependencies=[statement_kind("export")])
-
-# The session lives until the response is sent (the default scope), so the stream reads through it.
-StreamSessionDep = Annotated[Session, Depends(get_session)]
 
 
 @router.get(
@@ -36,7 +33,7 @@ StreamSessionDep = Annotated[Session, Depends(get_session)]
 def export_dataset(
     name: str,
     request: Request,
-    db: StreamSessionDep,
+    db: StreamReadSessionDep,  # lives until the response is sent, so the stream reads through it
     settings: SettingsDep,
     format: Annotated[str | None, Query(description=f"One of {', '.join(export.EXPORT_FORMATS)}.")] = None,
     split: Annotated[str | None, Query(description="Only this split: train, validation or test.")] = None,

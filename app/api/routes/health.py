@@ -8,10 +8,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app import __version__
 from app.api.deps import EngineDep, SettingsDep
-from app.api.schemas import DatabaseHealth, Health
+from app.api.schemas import DatabaseHealth, Health, ReplicaHealthOut
 from app.auth.principal import ANONYMOUS, current
 from app.auth.rules import PUBLIC
 from app.db.migrate import current_revision_of, head_revision
+from app.db.replicas import ReadReplicas
 from memora_migrations.server import server_info
 
 router = APIRouter(tags=["health"])
@@ -44,5 +45,16 @@ def healthz(engine: EngineDep, settings: SettingsDep, request: Request) -> JSONR
     code = 200 if status == "ok" else 503
     if current(request) is ANONYMOUS:
         return JSONResponse(Health(status=status).model_dump(exclude_none=True), status_code=code)
-    health = Health(status=status, version=__version__, database=database)
-    return JSONResponse(health.model_dump(), status_code=code)
+    health = Health(status=status, version=__version__, database=database, replicas=_replicas(request))
+    body = health.model_dump()
+    if health.replicas is None:
+        del body["replicas"]
+    return JSONResponse(body, status_code=code)
+
+
+def _replicas(request: Request) -> list[ReplicaHealthOut] | None:
+    """Each replica's state and lag; a replica's trouble is not the service's (reads go to the primary)."""
+    replicas: ReadReplicas | None = request.app.state.replicas
+    if replicas is None:
+        return None
+    return [ReplicaHealthOut.model_validate(replica, from_attributes=True) for replica in replicas.health()]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import SettingsDep
+from app.api.reads import ReadsDep
 from app.api.schemas import ErrorResponse
 from app.api.timeouts import statement_kind
 from app.auth.principal import Role
@@ -31,13 +32,14 @@ router = APIRouter(
         504: {"model": ErrorResponse, "description": "A statement ran past MEMORA_SEARCH_STATEMENT_TIMEOUT_MS."},
     },
 )
-def search(name: str, body: SearchRequest, db: SessionDep, settings: SettingsDep) -> SearchResponse:
+def search(name: str, body: SearchRequest, reads: ReadsDep, settings: SettingsDep) -> SearchResponse:
     """The k chunks that best match a query: BM25 (text), nearest neighbours (vector), or both fused (hybrid).
 
     Calls the SQL API's search_text_v1, search_vector_v1 and search_hybrid_v1. Without an embedding, vector and
     hybrid search embed the query with the collection's model. Fields a result does not `include` are left out;
     with `include: ["sql"]` the response's `sql` is the statement the search ran, for psql (not with `rerank`).
     """
+    db = reads.session(after=body.consistency.after if body.consistency else None)
     response = service.search(db, settings, name, body)
     route_returned()
     return response

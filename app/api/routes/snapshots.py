@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from app.api.deps import ExampleId, SessionDep
+from app.api.reads import ReadSessionDep
 from app.api.timeouts import statement_kind
 from app.auth.principal import Role
 from app.auth.rules import needs
@@ -36,12 +37,12 @@ def create_snapshot(name: str, body: SnapshotCreate, db: SessionDep) -> Snapshot
 
 
 @router.get("/{name}/snapshots", response_model=list[SnapshotOut], dependencies=READS)
-def list_snapshots(name: str, db: SessionDep) -> list[SnapshotOut]:
+def list_snapshots(name: str, db: ReadSessionDep) -> list[SnapshotOut]:
     return [SnapshotOut.model_validate(s) for s in snapshots.all_of(db, service.get(db, name))]
 
 
 @router.get("/{name}/snapshots/{snapshot}", response_model=SnapshotOut, dependencies=READS)
-def get_snapshot(name: str, snapshot: str, db: SessionDep) -> SnapshotOut:
+def get_snapshot(name: str, snapshot: str, db: ReadSessionDep) -> SnapshotOut:
     return SnapshotOut.model_validate(snapshots.get(db, service.get(db, name), snapshot))
 
 
@@ -60,7 +61,7 @@ def delete_snapshot(name: str, snapshot: str, db: SessionDep) -> Response:
 def list_snapshot_examples(
     name: str,
     snapshot: str,
-    db: SessionDep,
+    db: ReadSessionDep,
     split: SplitName | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
@@ -76,7 +77,7 @@ def list_snapshot_examples(
     response_model=ExampleOut,
     dependencies=READS,
 )
-def get_snapshot_example(name: str, snapshot: str, example_id: ExampleId, db: SessionDep) -> ExampleOut:
+def get_snapshot_example(name: str, snapshot: str, example_id: ExampleId, db: ReadSessionDep) -> ExampleOut:
     dataset = service.get(db, name)
     return snapshots.one(db, dataset, snapshots.get(db, dataset, snapshot), example_id)
 
@@ -134,7 +135,7 @@ def write_snapshot_example(name: str, snapshot: str, example_id: str, db: Sessio
 @router.get("/{name}/batches", response_model=Batch, dependencies=[*READS, statement_kind("export")])
 def get_batch(
     name: str,
-    db: SessionDep,
+    db: ReadSessionDep,
     size: Annotated[int, Query(ge=1, le=MAX_BATCH, description=f"Examples per batch, at most {MAX_BATCH}")] = 100,
     cursor: Annotated[str | None, Query(max_length=1000, description="next_cursor of the previous batch")] = None,
     split: SplitName | None = None,
