@@ -132,16 +132,15 @@ FUNCTIONS: dict[str, str | None] = {
     "filter_in": None,
     "filter_error": None,
 }
-"""memora functions to create_distributed_function, with their distribution argument (None: copy, not delegate).
-The search API (search_text, search_vector, search_hybrid and their versions) takes a collection's *name*, while the
-shards are keyed by its id, so it is not delegated: it runs on the coordinator, reads the collection from the
-reference table, and every query it then runs filters on collection_id = that id, which Citus routes to one shard."""
+"""Functions to create_distributed_function, with their distribution argument (None: copied, not delegated). The
+search API (search_text, search_vector, search_hybrid) takes a collection's name, not the id the shards are keyed
+by: it runs on the coordinator, and each query it runs filters on collection_id = the id, which routes to one shard."""
 
 GUARD = "citus_is_coordinator()"
 
 
 class DistributeError(DatabaseUnavailableError):
-    """The database cannot take Memora's Citus layout (no Citus, or an object without a place in it)."""
+    """The database cannot take the Citus layout (no Citus, or an object without a place in it)."""
 
 
 @dataclass(frozen=True)
@@ -171,15 +170,7 @@ def plan(conn: Any, schema: str) -> list[Step]:
             f"tables without a place in the Citus layout (app/db/citus.py TABLES): {', '.join(unclassified)}"
         )
     done = _distributed(conn, schema)
-    database = conn.execute("SELECT current_database()").fetchone()[0]
     steps = [
-        Step("the triggers TRIGGERS keeps, on Citus tables, now", "SET citus.enable_unsafe_triggers TO on"),
-        Step(
-            "and in later sessions (every upgrade re-creates the triggers)",
-            sql.SQL("ALTER DATABASE {} SET citus.enable_unsafe_triggers TO on")
-            .format(sql.Identifier(database))
-            .as_string(conn),
-        ),
         *_foreign_key_steps(conn, schema),
         *_trigger_steps(conn, schema),
         *_function_steps(conn, schema, before_tables=True),
@@ -213,7 +204,19 @@ def plan(conn: Any, schema: str) -> list[Step]:
         )
         steps.append(Step(f"{fk.name} back", statement.as_string(conn)))
     steps.extend(_function_steps(conn, schema, before_tables=False))
-    return steps
+    return [*_prelude(conn), *steps] if steps else []
+
+
+def _prelude(conn: Any) -> list[Step]:
+    """citus.enable_unsafe_triggers: Citus refuses user triggers on its tables without it (those TRIGGERS keeps)."""
+    database = sql.Identifier(conn.execute("SELECT current_database()").fetchone()[0])
+    return [
+        Step("the triggers Memora keeps on Citus tables, in this session", "SET citus.enable_unsafe_triggers TO on"),
+        Step(
+            "and in later ones (an upgrade re-creates triggers)",
+            sql.SQL("ALTER DATABASE {} SET citus.enable_unsafe_triggers TO on").format(database).as_string(conn),
+        ),
+    ]
 
 
 def apply(conn: Any, schema: str) -> list[Step]:
