@@ -91,8 +91,7 @@ TRIGGERS: dict[str, Where] = {
     "embedding_version_update": "coordinator",
     "embedding_version_delete": "coordinator",
     "dataset_index_delete": "coordinator",
-    # Dropped: a NOTIFY sent on a worker reaches no listener (the ingestion workers listen on the coordinator and
-    # poll anyway, docs/ingestion.md).
+    # Dropped: a NOTIFY sent on a worker reaches no listener (ingestion workers listen on the coordinator, and poll).
     "document_notify": "drop",
 }
 
@@ -186,7 +185,8 @@ def plan(conn: Any, schema: str) -> list[Step]:
         )
     for name in _order(conn, schema, [t for t in tables if TABLES[t] == "reference"]):
         if name not in done:
-            steps.append(Step("a copy on every node", _call(conn, "create_reference_table", schema, name)))
+            statement = sql.SQL("SELECT create_reference_table({})").format(sql.Literal(f"{schema}.{name}"))
+            steps.append(Step("a copy on every node", statement.as_string(conn)))
     for kind, (column, anchor) in GROUPS.items():
         members = _order(conn, schema, [t for t in tables if TABLES[t] == kind])
         for name in [anchor, *(m for m in members if m != anchor)]:
@@ -397,7 +397,3 @@ def _distributed_functions(conn: Any) -> set[str]:
         "SELECT objid::regprocedure::text FROM pg_catalog.pg_dist_object WHERE classid = 'pg_proc'::regclass"
     ).fetchall()
     return {r[0] for r in rows}
-
-
-def _call(conn: Any, function: str, schema: str, table: str) -> str:
-    return sql.SQL("SELECT {}({})").format(sql.SQL(function), sql.Literal(f"{schema}.{table}")).as_string(conn)
