@@ -133,6 +133,26 @@ def sql_script(
     typer.echo(migrate.sql_script(settings(ctx), start, end, downgrade=down), nl=False)
 
 
+@cli.command()
+def distribute(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan and change nothing (works on plain PostgreSQL).")
+    ] = False,
+) -> None:
+    """Shard Memora's tables on a Citus coordinator: by collection and by dataset, small tables as reference tables
+    (docs/scaling.md, "Citus"). Run it after `memora db upgrade`; a second run does only what is missing."""
+    from app.db import citus
+
+    config = settings(ctx)
+    with _admin_connection(config) as conn:
+        steps = citus.plan(conn, config.db_schema) if dry_run else citus.apply(conn, config.db_schema)
+    for step in steps:
+        typer.echo(f"-- {step.why}\n{step.statement};")
+    if not dry_run:
+        typer.echo(f"distributed: {len(steps)} statements run" if steps else "already distributed: nothing to do")
+
+
 def _current(config: Settings) -> str | None:
     from app.db import migrate
     from app.db.engine import database_url

@@ -231,9 +231,10 @@ class DocumentCount(Base):
 
     __tablename__ = "document_count"
 
+    # No foreign key: see migration 0011 (a deleted collection's rows go by a trigger on collection). The key leads
+    # with collection_id, the distribution column under Citus (migration 0012).
+    collection_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
-    # No foreign key: see migration 0011 (a deleted collection's rows go by a trigger on collection).
-    collection_id: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
     status: Mapped[str] = mapped_column(Text, nullable=False)
     n: Mapped[int] = mapped_column(BigInteger, nullable=False)
 

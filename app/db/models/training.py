@@ -157,13 +157,15 @@ class SnapshotExample(Base):
         # RESTRICT: an example a snapshot holds is tombstoned, never deleted (app/training/datasets/service.py).
         ForeignKeyConstraint(["dataset_id", "example_id"], [Example.dataset_id, Example.id], ondelete="RESTRICT"),
         Index("ix_snapshot_example_snapshot_id_split_seq", "snapshot_id", "split", "seq"),
+        Index("ix_snapshot_example_snapshot_id_seq", "snapshot_id", "seq"),
         Index("ix_snapshot_example_dataset_id_example_id", "dataset_id", "example_id"),
         CheckConstraint("split IN ('train', 'validation', 'test')", name="split"),
     )
 
+    # The key leads with dataset_id, the distribution column under Citus (migration 0012).
+    dataset_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     snapshot_id: Mapped[int] = mapped_column(BigInteger, ForeignKey(Snapshot.id, ondelete="CASCADE"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    dataset_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     example_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     content_hash: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     split: Mapped[str | None] = mapped_column(Text)
