@@ -147,12 +147,16 @@ class ReadRouting:
             await self.app(scope, receive, send)
             return
         state: dict[str, Any] = scope.setdefault("state", {})
-        received: list[Message] = []
+        # The body as the route read it, to replay; not kept past a JSON body's limit (an upload is no read).
+        received: list[Message] | None = []
+        room = scope["app"].state.settings.max_json_body_bytes
 
         async def recording() -> Message:
+            nonlocal received, room
             message = await receive()
-            if message["type"] == "http.request":
-                received.append(message)
+            if message["type"] == "http.request" and received is not None:
+                room -= len(message.get("body", b""))
+                received = [*received, message] if room >= 0 else None
             return message
 
         retry = False
@@ -160,7 +164,7 @@ class ReadRouting:
         async def sending(message: Message) -> None:
             nonlocal retry
             if message["type"] == "http.response.start":
-                whole = not received or not received[-1].get("more_body", False)
+                whole = received is not None and (not received or not received[-1].get("more_body", False))
                 retry = message["status"] == 503 and bool(state.get("replica_failed")) and whole
             if not retry:
                 await send(_with_headers(message, state))
@@ -169,7 +173,7 @@ class ReadRouting:
         if not retry:
             return
         state.update(primary_only=True, replica_failed=False)
-        replay = iter(received)
+        replay = iter(received or [])
 
         async def replaying() -> Message:
             return next(replay, None) or await receive()

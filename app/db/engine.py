@@ -61,8 +61,9 @@ def make_engine(settings: Settings, application_name: str, url: str | None = Non
 
     from app.db.models import SCHEMA
 
-    # Only the API gets statement_timeout: migrations, the worker's COPY and index builds may take long.
-    timeout = settings.statement_timeout_ms if application_name == "api" else 0
+    # Only the API (and its reads on replicas) gets statement_timeout: migrations, the worker's COPY and index builds
+    # may take long.
+    timeout = settings.statement_timeout_ms if application_name in ("api", "api-read") else 0
     options = f"-c statement_timeout={timeout}" if timeout else ""
     if "poolclass" not in kwargs:
         kwargs.setdefault("pool_size", settings.pool_size)

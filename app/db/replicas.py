@@ -35,12 +35,12 @@ _LSN = re.compile(LSN_PATTERN)
 
 State = Literal["ok", "lagging", "down", "not_a_replica", "unchecked"]
 
-# What a check reads: on the primary, where its WAL ends and whose it is; on a replica, how far it has replayed.
-_PRIMARY = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, (pg_control_system()).system_identifier"
-_REPLICA = """
-SELECT pg_is_in_recovery(), COALESCE(pg_last_wal_replay_lsn() - '0/0'::pg_lsn, 0),
-       (pg_control_system()).system_identifier
-"""
+# What a check reads: on the primary, where its WAL ends and whose it is; on a replica, how far it has replayed. The
+# system identifier tells a standby of this primary from any other server (NULL where the role may not read it).
+_SYSTEM = """CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+                  THEN (pg_control_system()).system_identifier END"""
+_PRIMARY = f"SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, {_SYSTEM}"
+_REPLICA = f"SELECT pg_is_in_recovery(), COALESCE(pg_last_wal_replay_lsn() - '0/0'::pg_lsn, 0), {_SYSTEM}"
 REPLAYED = "SELECT COALESCE(pg_last_wal_replay_lsn() - '0/0'::pg_lsn, 0)"
 
 
@@ -151,7 +151,7 @@ class ReadReplicas:
                 recovering, replayed, replica_system = conn.execute(text(_REPLICA)).one()
         except SQLAlchemyError as exc:
             return ReplicaHealth(replica.name, "down", error=_reason(exc))
-        if not recovering or replica_system != system:
+        if not recovering or (None not in (system, replica_system) and replica_system != system):
             why = "it is not in recovery" if not recovering else "it replicates another server"
             return ReplicaHealth(replica.name, "not_a_replica", error=f"not a streaming replica of the primary: {why}")
         replica.saw(int(replayed))

@@ -140,6 +140,35 @@ class PoolCollector(Collector):
         yield from (checked_out, idle, size, overflow)
 
 
+class ReplicaCollector(Collector):
+    """Each read replica as this process's last check found it (app/db/replicas.py); nothing without replicas."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[Metric]:
+        replicas = getattr(self.state, "replicas", None)
+        if replicas is None:
+            return
+        labels = ["replica"]
+        fit = GaugeMetricFamily(
+            "memora_replica_serving", "1 if the replica serves reads (state ok), else 0.", labels=labels
+        )
+        lag = GaugeMetricFamily(
+            "memora_replica_lag_seconds", "How long the replica has lacked WAL the primary had written.", labels=labels
+        )
+        behind = GaugeMetricFamily(
+            "memora_replica_lag_bytes", "WAL bytes between the primary's end and the replica's replay.", labels=labels
+        )
+        for health in replicas.health():
+            fit.add_metric([health.name], 1 if health.state == "ok" else 0)
+            if health.lag_seconds is not None:
+                lag.add_metric([health.name], health.lag_seconds)
+            if health.lag_bytes is not None:
+                behind.add_metric([health.name], health.lag_bytes)
+        yield from (fit, lag, behind)
+
+
 class _Process(Collector):
     """The process-wide registry's metrics (app/observe/metrics.py, prometheus_client's process_* and python_*)."""
 
@@ -158,6 +187,7 @@ def registry(settings: Settings, state: Any) -> CollectorRegistry:
     result.register(_Process())
     result.register(DatabaseCollector(settings, lambda: engines()["api"]))
     result.register(PoolCollector(engines))
+    result.register(ReplicaCollector(state))
     return result
 
 

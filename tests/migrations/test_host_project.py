@@ -61,7 +61,7 @@ def test_one_alembic_upgrade_of_the_host_brings_its_tables_and_memoras(empty_db_
 
     succeeded(alembic("upgrade", "head", cwd=host_project, **host))
 
-    assert fetch(empty_db_url, "SELECT version_num FROM public.alembic_version") == [("h008",)]
+    assert fetch(empty_db_url, "SELECT version_num FROM public.alembic_version") == [("h009",)]
     assert fetch(empty_db_url, "SELECT version_num FROM memora.alembic_version") == [(HEAD,)]
     # Memora's objects are its owner role's; the host's table, made after Memora's migrations, is the host's.
     owners = (

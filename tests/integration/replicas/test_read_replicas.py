@@ -244,6 +244,10 @@ def test_healthz_reports_each_replica(fresh_db_url: str, replica_url: str) -> No
         assert down["error"]
         assert primary["state"] == "not_a_replica"
         assert served_by(api.get("/v1/collections")) == f"replica {ok['name']}"
+        metrics = api.get("/metrics").text
+        assert f'memora_replica_serving{{replica="{ok["name"]}"}} 1.0' in metrics
+        assert 'memora_replica_serving{replica="127.0.0.1:9"} 0.0' in metrics
+        assert f'memora_replica_lag_seconds{{replica="{ok["name"]}"}} 0.0' in metrics
 
 
 def test_a_position_that_is_not_one_is_a_422_naming_it(read_api: TestClient) -> None:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from app.api.reads import ReadRouting
+from app.config import Settings
 
 
 def app_failing(times: int, *, failed_flag: bool = True) -> tuple[Starlette, list[dict[str, Any]]]:
@@ -32,6 +33,7 @@ def app_failing(times: int, *, failed_flag: bool = True) -> tuple[Starlette, lis
     app = Starlette(routes=[Route("/read", read, methods=["POST"])])
     app.add_middleware(ReadRouting)
     app.state.replicas = object()
+    app.state.settings = Settings()
     return app, attempts
 
 
@@ -68,3 +70,11 @@ def test_without_replicas_it_adds_nothing() -> None:
     response = TestClient(app).post("/read", json={})
     assert response.status_code == 200
     assert "memora-served-by" not in response.headers
+
+
+def test_a_body_past_a_json_bodys_limit_is_not_kept_to_run_again() -> None:
+    app, attempts = app_failing(1)
+    app.state.settings = Settings(max_json_body_bytes=1024)
+    response = TestClient(app).post("/read", json={"text": "x" * 2000})
+    assert response.status_code == 503
+    assert len(attempts) == 1
