@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.api import timeouts
@@ -15,6 +17,8 @@ from app.db.storable import unstorable
 from app.errors import InvalidInputError
 from app.limits import BIGINT_MAX
 from app.observe.timing import part
+
+log = logging.getLogger(__name__)
 
 
 def get_settings(request: Request) -> Settings:
@@ -47,13 +51,21 @@ def get_session(request: Request) -> Iterator[Session]:
             with part("commit"):
                 session.commit()
             if _reports_position(request):
-                # Where the primary's WAL ends now, past this commit: a read that passes it sees the write.
-                request.state.written = session.scalar(text("SELECT pg_current_wal_insert_lsn()::text"))
+                _report_position(request, session)
         except BaseException as exc:
             session.rollback()
             if timeouts.is_timeout(exc):
                 raise timeout.error() from exc
             raise
+
+
+def _report_position(request: Request, session: Session) -> None:
+    """Where the primary's WAL ends now, past this commit: a read that passes it sees the write. The write has
+    committed: a failure here leaves the header out, never fails the request."""
+    try:
+        request.state.written = session.scalar(text("SELECT pg_current_wal_insert_lsn()::text"))
+    except SQLAlchemyError as exc:
+        log.warning("the write committed, but its WAL position could not be read: %s", exc)
 
 
 def _reports_position(request: Request) -> bool:

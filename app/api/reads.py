@@ -26,7 +26,7 @@ from app.api import timeouts
 from app.api.deps import SessionDep, get_session
 from app.db.availability import database_unavailable
 from app.db.replicas import REPLAYED, ReadReplicas, Replica, parse_lsn
-from app.errors import InvalidInputError
+from app.errors import DatabaseUnavailableError, InvalidInputError
 
 READ_AFTER = "Memora-Read-After"
 SERVED_BY = "Memora-Served-By"
@@ -59,8 +59,9 @@ class Reads:
                 session = replica.sessions(info=timeout.session_info())
                 try:
                     if ask:
-                        replica.saw(int(session.scalar(text(REPLAYED)) or 0))
-                        if after is not None and replica.replayed < after:
+                        replayed = int(session.scalar(text(REPLAYED)) or 0)
+                        replica.replayed = replayed
+                        if after is not None and replayed < after:
                             session.close()
                             continue
                     else:
@@ -87,13 +88,19 @@ def reading(request: Request, primary: Session) -> Iterator[Reads]:
     reads = Reads(request, primary)
     try:
         yield reads
-    except BaseException as exc:
-        if reads.replica is not None and lost_replica(exc):
-            reads.replica.failed(exc)
-            request.state.replica_failed = True  # ReadRouting runs the request again on the primary
-        raise
+    except SQLAlchemyError as exc:
+        if reads.replica is None or not lost_replica(exc):
+            raise
+        reads.replica.failed(exc)
+        request.state.replica_failed = True  # a 503 that ReadRouting runs again on the primary
+        reason = str(getattr(exc, "orig", None) or exc).strip()
+        raise DatabaseUnavailableError(f"the read replica {reads.replica.name} was lost: {reason}") from exc
     finally:
-        reads.close()
+        try:
+            reads.close()
+        except SQLAlchemyError as exc:  # its connection went after the route had read what it needed
+            if reads.replica is not None and lost_replica(exc):
+                reads.replica.failed(exc)
 
 
 def get_reads(request: Request, primary: SessionDep) -> Iterator[Reads]:

@@ -46,7 +46,8 @@ async def enforce(request: Request, rule: Rule) -> None:
     principal = getattr(request.state, IDENTITY, None) or await identify(request, public=rule.role is None)
     allow(principal, rule, request.path_params)
     request.state.principal = principal
-    ratelimit.admit(request)
+    if not getattr(request.state, "primary_only", False):  # a read run again on the primary was admitted once
+        ratelimit.admit(request)
 
 
 async def identify(request: Request, *, public: bool) -> Principal:

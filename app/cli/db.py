@@ -137,7 +137,8 @@ def sql_script(
 def distribute(
     ctx: typer.Context,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan and change nothing (works on plain PostgreSQL).")
+        bool,
+        option("DISTRIBUTE_DRY_RUN", "Print the plan and change nothing (works on plain PostgreSQL).", "--dry-run"),
     ] = False,
 ) -> None:
     """Shard Memora's tables on a Citus coordinator: by collection and by dataset, small tables as reference tables

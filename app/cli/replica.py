@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.options import settings
+from app.cli.options import json_flag, option, settings
 from app.config import Settings
 
 if TYPE_CHECKING:  # not imported at `memora --help`
@@ -24,7 +24,9 @@ Directory = Annotated[Path, typer.Argument(help="The replica's data directory.")
 def create(
     ctx: typer.Context,
     directory: Directory,
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0: a free one, kept.")] = 0,
+    port: Annotated[
+        int, option("REPLICA_PORT", "Port the replica listens on; 0: a free one, kept.", "--port", min=0, max=65535)
+    ] = 0,
 ) -> None:
     """Copy the embedded server into DIRECTORY as a streaming replica (pg_basebackup -R) and start it; prints the
     MEMORA_READ_DATABASE_URLS entry that sends reads to it."""
@@ -40,8 +42,13 @@ def create(
 
 @cli.command()
 def start(ctx: typer.Context, directory: Directory) -> None:
-    """Start the replica in DIRECTORY; it catches up with the primary from where it stopped."""
-    server = _replica(ctx, directory).ensure_running()
+    """Start the replica in DIRECTORY (and the embedded primary, if stopped), streaming from the primary where it
+    runs now; it catches up from where it stopped."""
+    from app.db.embedded import EmbeddedPostgres
+
+    config = _embedded(ctx)
+    primary = EmbeddedPostgres(config.data_dir, config.pg_port).ensure_running()
+    server = _replica(ctx, directory).follow(primary)
     typer.echo(f"replica in {directory.absolute()}: running (pid {server.pid}, port {server.port})")
 
 
@@ -55,7 +62,7 @@ def stop(ctx: typer.Context, directory: Directory) -> None:
 def status(
     ctx: typer.Context,
     directory: Directory,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, json_flag("REPLICA_STATUS_JSON")] = False,
 ) -> None:
     """Whether the replica runs and streams, the WAL position it has replayed, and how far it trails the primary.
     Exits 3 when it is stopped."""
@@ -69,7 +76,8 @@ def status(
     elif not described.running:
         typer.echo(f"replica in {replica.root}: stopped (port {described.port})")
     else:
-        streaming = "streaming" if described.streaming else "not streaming (see its pg.log)"
+        hint = f"see {replica.log_path}; `memora db replica start {directory}` points it at the primary"
+        streaming = "streaming" if described.streaming else f"not streaming ({hint})"
         lag = "" if described.lag_bytes is None else f", {described.lag_bytes} bytes behind the primary"
         typer.echo(
             f"replica in {replica.root}: running on 127.0.0.1:{described.port}, {streaming}, "

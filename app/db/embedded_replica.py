@@ -3,6 +3,7 @@
     DIR/pg            the standby: pg_basebackup -R of the primary (standby.signal, and primary_conninfo in
                       postgresql.auto.conf), started with the same binaries, on 127.0.0.1
     DIR/pg.password   the superuser's password, the primary's (a physical replica has the primary's roles)
+    DIR/pg.pgpass     the same, as the standby's passfile for its replication connection (not on a command line)
     DIR/replica.json  the port it listens on (fixed, so MEMORA_READ_DATABASE_URLS stays right) and the primary's
 
 It streams from the primary without a replication slot: a replica stopped for long enough that the primary has
@@ -22,6 +23,7 @@ from app.db.embedded import SUPERUSER, EmbeddedPostgres, EmbeddedServer
 from app.errors import EmbeddedPostgresError
 
 _CONFIG = "replica.json"
+_PASSFILE = "pg.pgpass"
 # Appended to the standby's postgresql.auto.conf. hot_standby_feedback: the primary keeps the rows a replica's query
 # still reads, so a long search is not cancelled by a conflict with recovery (a little bloat on the primary instead).
 _STANDBY_SETTINGS = "hot_standby_feedback = on\n"
@@ -36,7 +38,6 @@ class ReplicaStatus:
     streaming: bool = False
     replayed: str | None = None
     lag_bytes: int | None = None
-    lag_seconds: float | None = None
 
 
 class EmbeddedReplica(EmbeddedPostgres):
@@ -71,6 +72,7 @@ class EmbeddedReplica(EmbeddedPostgres):
                 raise EmbeddedPostgresError(f"{replica.pgdata} exists and is not empty; name another directory")
             replica._make_pgdata()
             host.write_private(replica.password_path, server.password)
+            replica._write_passfile(server.password)
             replica._base_backup(server)
             with (replica.pgdata / "postgresql.auto.conf").open("a") as conf:
                 conf.write(_STANDBY_SETTINGS)
@@ -85,14 +87,53 @@ class EmbeddedReplica(EmbeddedPostgres):
             self._make_reachable(owner)
             os.chown(self.pgdata, owner.pw_uid, owner.pw_gid)
 
-    def _base_backup(self, primary: EmbeddedServer) -> None:
-        """pg_basebackup over a replication connection to the primary on loopback; -R writes standby.signal and the
-        primary_conninfo (with the password, in a file only the server's user reads) that streaming needs."""
-        conninfo = (
-            f"host=127.0.0.1 port={primary.port} user={SUPERUSER} password={primary.password} "
+    def _write_passfile(self, password: str) -> None:
+        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+        passfile = self.root / _PASSFILE
+        host.write_private(passfile, f"127.0.0.1:*:*:{SUPERUSER}:{escaped}\n")  # any port: the primary's may change
+        if (owner := host.service_user()) is not None:
+            os.chown(passfile, owner.pw_uid, owner.pw_gid)
+
+    def _conninfo(self, primary_port: int) -> str:
+        """The replication connection to the primary on PRIMARY_PORT, its password read from the passfile."""
+        return (
+            f"host=127.0.0.1 port={primary_port} user={SUPERUSER} passfile={self.root / _PASSFILE} "
             f"application_name=memora-replica-{self.port}"
         )
-        self._run("pg_basebackup", "-D", str(self.pgdata), "-R", "-X", "stream", "-c", "fast", "-d", conninfo)
+
+    def _base_backup(self, primary: EmbeddedServer) -> None:
+        """pg_basebackup over a replication connection to the primary on loopback; -R writes standby.signal and the
+        primary_conninfo that streaming needs (with the passfile, so no password is on a command line or in it)."""
+        self._run(
+            "pg_basebackup",
+            "-D",
+            str(self.pgdata),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-d",
+            self._conninfo(primary.port),
+        )
+
+    def follow(self, primary: EmbeddedServer) -> EmbeddedServer:
+        """Start the standby if need be, streaming from PRIMARY where it runs now: the embedded primary takes a new
+        port at each start unless MEMORA_PG_PORT fixes one, and a standby left pointing at the old one waits for WAL
+        for ever. primary_conninfo is reloadable, so a running standby follows without a restart."""
+        import psycopg
+        from psycopg import sql
+
+        server = self.ensure_running()
+        with psycopg.connect(server.url("postgres"), autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SHOW primary_conninfo").fetchone()
+            if row is None or f"port={primary.port} " not in f"{row[0]} ":
+                setting = sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(
+                    sql.Literal(self._conninfo(primary.port))
+                )
+                conn.execute(setting)
+                conn.execute("SELECT pg_reload_conf()")
+        return server
 
     def _ensure_database(self, server: EmbeddedServer) -> None:
         """Nothing: a standby is read only, and the primary's databases are replicated to it."""
@@ -105,10 +146,9 @@ class EmbeddedReplica(EmbeddedPostgres):
         if server is None:
             return ReplicaStatus(running=False, port=self.port)
         with psycopg.connect(server.url("postgres"), autocommit=True, connect_timeout=5) as conn:
-            replayed, streaming, age = conn.execute(
-                "SELECT pg_last_wal_replay_lsn(), EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming'),"
-                " extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8"
-            ).fetchone() or (None, False, None)
+            replayed, streaming = conn.execute(
+                "SELECT pg_last_wal_replay_lsn(), EXISTS (SELECT FROM pg_stat_wal_receiver WHERE status = 'streaming')"
+            ).fetchone() or (None, False)
         lag_bytes: int | None = None
         if primary is not None:
             with psycopg.connect(primary.url("postgres"), autocommit=True, connect_timeout=5) as conn:
@@ -121,5 +161,4 @@ class EmbeddedReplica(EmbeddedPostgres):
             streaming=bool(streaming),
             replayed=str(replayed),
             lag_bytes=lag_bytes,
-            lag_seconds=None if lag_bytes == 0 or age is None else round(float(age), 3),
         )

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 from app.config import Settings
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sqlalchemy import Connection, Engine
     from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ _LSN = re.compile(LSN_PATTERN)
 
 State = Literal["ok", "lagging", "down", "not_a_replica", "unchecked"]
 
-# What a check reads: on the primary, where its WAL ends and whose it is; on a replica, how far it has replayed. The
-# system identifier tells a standby of this primary from any other server (NULL where the role may not read it).
-_SYSTEM = """CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
-                  THEN (pg_control_system()).system_identifier END"""
-_PRIMARY = f"SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, {_SYSTEM}"
-_REPLICA = f"SELECT pg_is_in_recovery(), COALESCE(pg_last_wal_replay_lsn() - '0/0'::pg_lsn, 0), {_SYSTEM}"
+# What a check reads: on the primary, where its WAL ends; on a replica, whether it is a standby and how far it has
+# replayed. The system identifier (pg_control_system, where the role may call it) tells a standby of this primary
+# from a standby of another server.
+_PRIMARY = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
+_REPLICA = "SELECT pg_is_in_recovery(), COALESCE(pg_last_wal_replay_lsn() - '0/0'::pg_lsn, 0)"
+_MAY_READ_SYSTEM = "SELECT has_function_privilege('pg_control_system()', 'EXECUTE')"
+_SYSTEM = "SELECT (pg_control_system()).system_identifier"
 REPLAYED = "SELECT COALESCE(pg_last_wal_replay_lsn() - '0/0'::pg_lsn, 0)"
 
 
@@ -83,14 +84,12 @@ class Replica:
         self.engine: Engine = make_engine(settings, "api-read", url=url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.health = ReplicaHealth(self.name, "unchecked")
-        self.replayed = 0  # the furthest WAL position it is known to have replayed (it only moves forward)
-
-    def saw(self, replayed: int) -> None:
-        self.replayed = max(self.replayed, replayed)
+        self.replayed = 0  # the WAL position it had replayed when last asked
 
     def failed(self, exc: BaseException) -> None:
         """A request could not use it: skip it until a check finds it fit again."""
         self.health = ReplicaHealth(self.name, "down", error=_reason(exc))
+        self.replayed = 0  # a standby that crashed may come back having replayed less
 
 
 class ReadReplicas:
@@ -118,7 +117,7 @@ class ReadReplicas:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(timeout=10)  # a check waits at most a connect timeout per replica
         for replica in self.replicas:
             replica.engine.dispose()
 
@@ -134,7 +133,8 @@ class ReadReplicas:
         from sqlalchemy import text
 
         with self.primary.connect() as conn:
-            position, system = conn.execute(text(_PRIMARY)).one()
+            position = conn.execute(text(_PRIMARY)).scalar_one()
+            system = _system(conn)
         now = time.monotonic()
         self._positions.append((now, int(position)))
         while self._positions and self._positions[0][0] < now - 2 * self.settings.max_replica_lag - 1:
@@ -142,21 +142,25 @@ class ReadReplicas:
         for replica in self.replicas:
             replica.health = self._judge(replica, int(position), system)
 
-    def _judge(self, replica: Replica, position: int, system: int) -> ReplicaHealth:
+    def _judge(self, replica: Replica, position: int, system: int | None) -> ReplicaHealth:
         from sqlalchemy import text
-        from sqlalchemy.exc import SQLAlchemyError
 
         try:
             with replica.engine.connect() as conn:
-                recovering, replayed, replica_system = conn.execute(text(_REPLICA)).one()
-        except SQLAlchemyError as exc:
+                recovering, replayed = conn.execute(text(_REPLICA)).one()
+                replica_system = _system(conn)
+        except Exception as exc:
+            replica.replayed = 0
             return ReplicaHealth(replica.name, "down", error=_reason(exc))
         if not recovering or (None not in (system, replica_system) and replica_system != system):
             why = "it is not in recovery" if not recovering else "it replicates another server"
             return ReplicaHealth(replica.name, "not_a_replica", error=f"not a streaming replica of the primary: {why}")
-        replica.saw(int(replayed))
+        replica.replayed = int(replayed)
         lag = self.lag(replica.replayed)
-        state: State = "ok" if lag <= self.settings.max_replica_lag else "lagging"
+        # Fit only when known to be: it has replayed a position the primary had at a sampled time, so its lag is
+        # measured, not just bounded from below (at the first check, a replica behind the one sample is not yet).
+        known = bool(self._positions) and self._positions[0][1] <= replica.replayed
+        state: State = "ok" if known and lag <= self.settings.max_replica_lag else "lagging"
         return ReplicaHealth(
             replica.name,
             state,
@@ -189,6 +193,15 @@ class ReadReplicas:
 
     def health(self) -> list[ReplicaHealth]:
         return [replica.health for replica in self.replicas]
+
+
+def _system(conn: Connection) -> int | None:
+    """The server's system identifier, or None where this role may not read it."""
+    from sqlalchemy import text
+
+    if not conn.execute(text(_MAY_READ_SYSTEM)).scalar_one():
+        return None
+    return int(conn.execute(text(_SYSTEM)).scalar_one())
 
 
 def _reason(exc: BaseException) -> str:

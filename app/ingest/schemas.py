@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
+from app.db.storable import StorableText
 from app.ingest.pipeline import ChunkInput
 from app.ingest.service import DocumentInput
 
@@ -97,7 +98,7 @@ class RetryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    external_ids: list[Annotated[str, Field(min_length=1, max_length=1024)]] | None = Field(
+    external_ids: list[Annotated[StorableText, Field(min_length=1, max_length=1024)]] | None = Field(
         default=None, max_length=10_000, description="Default: every failed document of the collection."
     )
 

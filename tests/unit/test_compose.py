@@ -49,12 +49,23 @@ def test_compose_commands_are_memora_subcommands() -> None:
     known = _memora_command_paths()
 
     commands = [service["command"] for service in compose["services"].values() if "command" in service]
+    commands = [line for command in commands for line in _memora_lines(compose, command)]
 
     assert commands
     for command in commands:
         assert command[0] == "memora"
         assert _words_before_options(command) in known, command
         _parse(command)  # raises on an option the command does not have
+
+
+def _memora_lines(compose: dict[str, Any], command: list[str]) -> list[list[str]]:
+    """COMMAND itself, or for `sh SCRIPT` the memora command lines of the script a service mounts there."""
+    if command[0] != "sh":
+        return [command]
+    mounts = [v.split(":") for service in compose["services"].values() for v in service.get("volumes", [])]
+    source = next(host for host, inside, *_ in mounts if inside == command[1])
+    lines = (ROOT / source).read_text().splitlines()
+    return [line.split() for line in lines if line.startswith("memora ")]
 
 
 def _parse(command: list[str]) -> None:
@@ -78,7 +89,7 @@ def test_app_services_build_from_the_dockerfile_and_use_the_database_service() -
     dockerfile = (ROOT / "Dockerfile").read_text()
 
     for name, service in compose["services"].items():
-        if name == "db":
+        if name == "db" or "profiles" in service:  # the citus profile's services: below
             continue
         assert service["build"] == "."
         assert "@db:5432/" in service["environment"]["MEMORA_DATABASE_URL"]
@@ -104,3 +115,20 @@ def test_no_memora_service_is_the_superuser_and_only_the_migration_may_create_ro
     assert services["api"]["environment"]["MEMORA_MIGRATE_ON_START"] == "false"
     mounted = {volume.split(":")[1] for volume in services["db"]["volumes"]}
     assert {"/docker-entrypoint-initdb.d/10-memora-roles.sh", "/memora/roles.sql"} <= mounted
+
+
+def test_the_citus_profile_is_a_coordinator_and_two_workers_with_pgvector_and_one_port_on_loopback() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    citus = {name: service for name, service in compose["services"].items() if "citus" in service.get("profiles", [])}
+    dockerfile = (ROOT / "docker" / "citus" / "Dockerfile").read_text()
+
+    assert set(citus) == {"citus-coordinator", "citus-worker-1", "citus-worker-2", "citus-setup"}
+    nodes = [name for name in citus if name != "citus-setup"]
+    assert all(citus[name]["build"] == "docker/citus" for name in nodes)
+    assert "FROM citusdata/citus" in dockerfile
+    assert "pgvector" in dockerfile
+    assert [port for name in nodes for port in citus[name].get("ports", [])] == ["127.0.0.1:5433:5432"]
+    assert citus["citus-setup"]["build"] == "."
+    assert set(citus["citus-setup"]["depends_on"]) == set(nodes)
+    script = [line for command in [citus["citus-setup"]["command"]] for line in _memora_lines(compose, command)]
+    assert script == [["memora", "db", "upgrade"], ["memora", "db", "distribute"]]

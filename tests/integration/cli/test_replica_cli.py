@@ -4,6 +4,7 @@ service's own role can read through, as the printed MEMORA_READ_DATABASE_URLS en
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.db.embedded import EmbeddedPostgres
 from app.db.embedded_replica import EmbeddedReplica
 
 runner = CliRunner()
@@ -57,9 +59,25 @@ def test_a_replica_is_made_streams_stops_and_starts_again(data_dir: Path, tmp_pa
         assert again.exit_code != 0
         assert "already holds a replica" in str(again.exception)
 
-        started = runner.invoke(cli, [*base, "replica", "start", str(replica_dir)])
+        assert "password" not in (replica_dir / "pg" / "postgresql.auto.conf").read_text()  # a passfile holds it
+
+        # The primary comes back on another port (MEMORA_PG_PORT=0): start points the replica at it.
+        old_port = EmbeddedPostgres(data_dir).status()
+        assert old_port is not None
+        assert runner.invoke(cli, [*base, "stop"]).exit_code == 0
+        with socket.create_server(("127.0.0.1", old_port.port)):  # held, so the primary must take another
+            started = runner.invoke(cli, [*base, "replica", "start", str(replica_dir)])
         assert started.exit_code == 0, started.output
         assert f"port {described['port']}" in started.output  # the same port: the URL stays right
+        primary_now = EmbeddedPostgres(data_dir).status()
+        assert primary_now is not None
+        assert primary_now.port != old_port.port
+        deadline = time.monotonic() + 30
+        while not json.loads(runner.invoke(cli, [*base, "replica", "status", "--json", str(replica_dir)]).output)[
+            "streaming"
+        ]:
+            assert time.monotonic() < deadline, "the replica did not stream from the primary's new port"
+            time.sleep(0.2)
     finally:
         EmbeddedReplica(replica_dir).stop()
 

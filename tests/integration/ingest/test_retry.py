@@ -58,3 +58,13 @@ def test_a_document_the_collection_lacks_is_404_and_nothing_changes(api: TestCli
     assert "nowhere" in missing.json()["error"]["message"]
     assert STATE.run(connection, {"id": "broken"}).one()[0] == "failed"
     assert empty.status_code == 422
+
+
+def test_a_name_postgresql_cannot_store_is_a_422_naming_it(api: TestClient) -> None:
+    """Found by fuzzing (a 500): a NUL in a name to retry reached the database."""
+    documents(api)
+
+    response = api.post("/v1/collections/docs/documents/retry", json={"external_ids": ["fine", "bro\u0000ken"]})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "body.external_ids.1"

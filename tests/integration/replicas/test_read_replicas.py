@@ -135,6 +135,26 @@ def test_a_lagging_replica_is_passed_over_until_it_catches_up(
         assert served_by(api.get("/v1/collections")).startswith("replica ")
 
 
+def test_a_replica_behind_at_start_up_is_not_trusted_until_its_lag_is_measured(
+    fresh_db_url: str, replica_url: str, replica_sql: psycopg.Connection[Any]
+) -> None:
+    """At a process's first check there is one sample of the primary's position: a replica behind it has a lag that
+    is bounded from below only, so it serves nothing until a later check measures it."""
+    with TestClient(create_app(Settings(database_url=fresh_db_url))) as primary:
+        primary.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing", "dimensions": 4})
+        paused(replica_sql)
+        primary.post("/v1/collections/kb/documents", json=[document(CORPUS[0])])
+    with TestClient(create_app(replica_settings(fresh_db_url, replica_url, max_replica_lag=60))) as api:
+        first = api.get("/healthz").json()["replicas"][0]
+        assert first["state"] == "lagging"
+        assert first["lag_bytes"] > 0
+        assert served_by(api.get("/v1/collections/kb/documents/lexical")) == "primary"
+        replica_sql.execute("SELECT pg_wal_replay_resume()")
+        wait_for(lambda: api.get("/healthz").json()["replicas"][0]["state"] == "ok")
+        found = api.get("/v1/collections/kb/documents/lexical")
+        assert (found.status_code, served_by(found)[:7]) == (200, "replica")
+
+
 def test_reads_keep_working_while_the_replica_stops_and_starts(
     read_api: TestClient, fresh_db_url: str, replica_url: str, replica: EmbeddedReplica
 ) -> None:

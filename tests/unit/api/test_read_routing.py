@@ -78,3 +78,57 @@ def test_a_body_past_a_json_bodys_limit_is_not_kept_to_run_again() -> None:
     response = TestClient(app).post("/read", json={"text": "x" * 2000})
     assert response.status_code == 503
     assert len(attempts) == 1
+
+
+def lost(error: Exception) -> Exception:
+    """ERROR as SQLAlchemy raises it from a statement."""
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError.instance("SELECT 1", None, error, Exception)
+
+
+def a_read() -> tuple[Any, Any]:
+    """A request's Reads on a replica (its engine never connects here), and the request."""
+    from starlette.requests import Request as StarletteRequest
+
+    from app.db.replicas import Replica
+
+    app = Starlette()
+    app.state.settings = Settings()
+    request = StarletteRequest({"type": "http", "app": app, "state": {}, "headers": [], "method": "GET"})
+    return Replica(Settings(), "postgresql://memora@127.0.0.1:9/memora"), request
+
+
+def fail_on(replica: Any, request: Any, error: Exception) -> None:
+    """A read route on REPLICA that raises ERROR."""
+    from app.api.reads import reading
+
+    with reading(request, None) as reads:  # type: ignore[arg-type]
+        reads.replica = replica
+        raise error
+
+
+def test_a_query_the_standby_cancelled_for_recovery_is_a_503_to_run_again() -> None:
+    import psycopg
+    import pytest
+
+    from app.errors import DatabaseUnavailableError
+
+    replica, request = a_read()
+    conflict = psycopg.errors.SerializationFailure("canceling statement due to conflict with recovery")
+    with pytest.raises(DatabaseUnavailableError, match="was lost"):
+        fail_on(replica, request, lost(conflict))
+    assert request.state.replica_failed
+    assert replica.health.state == "down"
+
+
+def test_a_serialization_failure_on_the_primary_is_not_a_lost_replica() -> None:
+    import psycopg
+    import pytest
+
+    replica, request = a_read()
+    failure = psycopg.errors.SerializationFailure("could not serialize access due to concurrent update")
+    with pytest.raises(Exception, match="could not serialize"):
+        fail_on(replica, request, lost(failure))
+    assert not getattr(request.state, "replica_failed", False)
+    assert replica.health.state == "unchecked"
