@@ -13,6 +13,19 @@
 
 -- SECURITY DEFINER: a role that may write documents (the SQL writer role, migration 0007) is granted nothing on
 -- memora.document_count, and needs nothing: the counts are written as the function's owner, Memora's.
+-- Under Citus (docs/scaling.md) triggers fire on a table's shards, memora.document_102008 and the like: tables of
+-- the same schema named after it with a shard id, which only the schema's owner can create.
+CREATE OR REPLACE FUNCTION memora.is_shard_of(relation regclass, of_table regclass)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.relnamespace = t.relnamespace AND r.relname ~ ('^' || t.relname || '_[0-9]+$')
+    FROM pg_class r, pg_class t
+    WHERE r.oid = relation AND t.oid = of_table
+$$;
+
 CREATE OR REPLACE FUNCTION memora.document_count_changes()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -22,7 +35,7 @@ AS $$
 BEGIN
     -- Counts come from memora.document alone (the function runs as its owner: a trigger on another table must not
     -- reach it, and PUBLIC may not execute it either, below).
-    IF TG_RELID <> 'memora.document'::regclass THEN
+    IF TG_RELID <> 'memora.document'::regclass AND NOT memora.is_shard_of(TG_RELID, 'memora.document') THEN
         RAISE EXCEPTION 'memora.document_count_changes() counts memora.document only, not %', TG_RELID::regclass;
     END IF;
     IF TG_OP = 'TRUNCATE' THEN
@@ -88,7 +101,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF TG_RELID <> 'memora.collection'::regclass THEN
+    IF TG_RELID <> 'memora.collection'::regclass AND NOT memora.is_shard_of(TG_RELID, 'memora.collection') THEN
         RAISE EXCEPTION 'memora.collection_counts_gone() is for memora.collection only, not %', TG_RELID::regclass;
     END IF;
     DELETE FROM memora.document_count c USING old_rows o WHERE c.collection_id = o.id;

@@ -19,6 +19,7 @@ from app.db.engine import make_engine
 from app.db.query import Query
 from app.ingest import repository
 from app.ingest.worker import Worker
+from tests.schema import q
 
 TRUTH = Query("SELECT status, count(*) FROM memora.document WHERE collection_id = %(c)s GROUP BY status")
 ROWS = Query("SELECT count(*) FROM memora.document_count WHERE collection_id = %(c)s")
@@ -187,3 +188,17 @@ def test_only_memora_may_run_the_count_triggers_functions(engine: Engine) -> Non
             conn.execute(text("INSERT INTO t VALUES (1, 'ready')"))
 
     assert tuple(public) == (False, False)
+
+
+def test_a_citus_shard_of_the_documents_is_counted_and_a_look_alike_elsewhere_is_not(connection: Connection) -> None:
+    """Under Citus the triggers fire on shards (memora.document_102008): tables of Memora's schema named after the
+    documents with a shard id. A temporary table of that name is not one."""
+    shard_of = Query("SELECT memora.is_shard_of(%(r)s::regclass, 'memora.document')")
+    Query("CREATE TABLE memora.document_102008 (LIKE memora.document)").run(connection)
+    connection.execute(text("CREATE TEMP TABLE document_102009 (id bigint)"))
+    Query("CREATE TABLE memora.document_10x (id bigint)").run(connection)
+
+    assert shard_of.run(connection, {"r": q("memora.document_102008")}).scalar_one() is True
+    assert shard_of.run(connection, {"r": "pg_temp.document_102009"}).scalar_one() is False
+    assert shard_of.run(connection, {"r": q("memora.document_10x")}).scalar_one() is False
+    assert shard_of.run(connection, {"r": q("memora.chunk")}).scalar_one() is False
