@@ -188,6 +188,25 @@ class Generator:
         return questions
 
 
+@dataclass(frozen=True)
+class QuerySets:
+    """What search_speed.py times: keyword queries, passages (chunks drawn like the corpus's, not loaded) and
+    questions, in the order they are drawn."""
+
+    keywords: list[str]
+    passages: list[str]
+    questions: list[str]
+
+
+def draw_queries(generator: Generator, corpus: Corpus, count: int, words: int, squad: Path) -> QuerySets:
+    """COUNT queries of each set on the topics of CORPUS, drawn by GENERATOR right after the corpus."""
+    keywords = generator.queries(corpus, count)
+    passages = generator.corpus(count, 1, words).chunks
+    # Drawn last, so that the corpus, keyword queries and passages are those of the runs before them.
+    questions = generator.questions(corpus, count, read_question_shapes(squad))
+    return QuerySets(keywords, passages, questions)
+
+
 def _cache_path(texts: list[str], label: str) -> Path:
     digest = hashlib.sha256(f"{GENERATOR_VERSION}\n{BUNDLED_MODEL_SHA256}\n".encode())
     for text in texts:
@@ -269,12 +288,12 @@ def spread(
 
 def load(
     url: str, corpus: Corpus, vectors: np.ndarray, name: str, buckets: int, bar: Any,
-    maintenance_work_mem: str | None = None,
+    maintenance_work_mem: str | None = None, storage: str = "vector", model: str = MODEL,
 ) -> tuple[int, dict[str, float]]:  # fmt: skip
-    """Documents, chunks and vectors of CORPUS into a new collection NAME, documents with metadata {"bucket": n %
-    BUCKETS}: the chunks' GIN index and the HNSW index dropped during the COPY and built after it (with
-    MAINTENANCE_WORK_MEM if given), then VACUUM ANALYZE. The BM25 statistics are kept by their triggers during the
-    COPY. Returns (collection id, seconds per step)."""
+    """Documents, chunks and vectors of CORPUS into a new collection NAME (of MODEL, its index of STORAGE type),
+    documents with metadata {"bucket": n % BUCKETS}: the chunks' GIN index and the HNSW index dropped during the COPY
+    and built after it (with MAINTENANCE_WORK_MEM if given), then VACUUM ANALYZE. The BM25 statistics are kept by
+    their triggers during the COPY. Returns (collection id, seconds per step)."""
     seconds: dict[str, float] = {}
     rows = sum(len(chunks) for chunks in corpus.documents)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -286,9 +305,9 @@ def load(
         gin_definition = conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"{SCHEMA}.ix_chunk_tsv",)).fetchone()[0]  # type: ignore[index]
         conn.execute(sql.SQL("DROP INDEX {}").format(gin))
         collection_id, language_oid = conn.execute(
-            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions) "
-            "VALUES (%s, 'local', %s, %s) RETURNING id, language::oid",
-            (name, MODEL, vectors.shape[1]),
+            "INSERT INTO memora.collection (name, embedding_provider, embedding_model, dimensions, storage) "
+            "VALUES (%s, 'local', %s, %s, %s) RETURNING id, language::oid",
+            (name, model, vectors.shape[1], storage),
         ).fetchone()  # type: ignore[misc]
         hnsw = sql.Identifier(SCHEMA, f"{version_table(collection_id, 1)}_hnsw")
         conn.execute(sql.SQL("DROP INDEX {}").format(hnsw))
@@ -333,7 +352,7 @@ def load(
             with cursor.copy(statement) as copy:
                 copy.set_types(["int8", "int8", "text", "vector"])
                 for row, (chunk_id, vector) in enumerate(zip(ids, vectors, strict=True), start=1):
-                    copy.write_row((collection_id, chunk_id, MODEL, vector))
+                    copy.write_row((collection_id, chunk_id, model, vector))
                     if row % 1000 == 0:
                         bar.advance(task, 1000)
             bar.remove_task(task)

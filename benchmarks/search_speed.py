@@ -51,7 +51,7 @@ from common import (
 from peer_recipes import BM25, RRF, load_postings
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
-from search_corpus import CACHE_DIR, Generator, cached, embed_cached, load, read_question_shapes, read_sources, spread
+from search_corpus import CACHE_DIR, Generator, cached, draw_queries, embed_cached, load, read_sources, spread
 from search_rest import rest_latency
 from search_speed_cases import (
     BUCKETS,
@@ -329,11 +329,8 @@ def main() -> None:
         start = time.perf_counter()
         corpus = generator.corpus(args.rows, args.chunks_per_document, args.words)
         load_seconds["text generation"] = time.perf_counter() - start
-        queries = generator.queries(corpus, args.warmup + args.queries)
-        # Chunks of documents drawn the same way but not loaded: queries that look like the corpus.
-        passages = generator.corpus(args.warmup + args.queries, 1, args.words).chunks
-        # Drawn last, so that the corpus, keyword queries and passages are those of the runs before them.
-        questions = generator.questions(corpus, args.warmup + args.queries, read_question_shapes(args.squad))
+        drawn = draw_queries(generator, corpus, args.warmup + args.queries, args.words, args.squad)
+        queries, passages, questions = drawn.keywords, drawn.passages, drawn.questions
     embedding: dict[str, Any] = {}
     # Fewer chunks than --embedded-rows are the first of that many (the generator draws documents one after
     # another), so their vectors are the first of those, if cached.
