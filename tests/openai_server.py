@@ -121,6 +121,8 @@ class OpenAIServer:
         self.chat = Chat(self)
         self.chat.install(self)
         self.faults: deque[Fault] = deque()
+        # Seconds every request waits before it is answered: a provider's fixed time per call.
+        self.latency = 0.0
         self.wrong_dimensions: int | None = None
         self.reverse_data = False
         self._lock = threading.Lock()
@@ -201,6 +203,8 @@ class OpenAIServer:
                 self.faults.remove(fault)
         if fault is not None and fault.delay:
             self._stopping.wait(fault.delay)
+        if self.latency:
+            self._stopping.wait(self.latency)
         response = self._answer(request, fault)
         # A client that gave up (its timeout) is what a delay tests.
         try:
@@ -254,8 +258,7 @@ class OpenAIServer:
     def embeddings(self, request: Request) -> Response:
         """POST /v1/embeddings: hashing vectors, so equal texts get equal vectors and similar ones similar."""
         body = request.json()
-        inputs = body.get("input")
-        texts = [inputs] if isinstance(inputs, str) else inputs
+        texts = embedding_inputs(request)
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
             return error(400, "'input' must be a string or a non-empty list of strings", "invalid_request_error")
         model = body.get("model", "")
@@ -270,6 +273,12 @@ class OpenAIServer:
         tokens = sum(len(text.split()) for text in texts)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
         return Response(200, {"object": "list", "data": data, "model": model, "usage": usage})
+
+
+def embedding_inputs(request: Request) -> Any:
+    """The texts a /v1/embeddings REQUEST asked for, as a list when they are well formed."""
+    inputs = request.json().get("input")
+    return [inputs] if isinstance(inputs, str) else inputs
 
 
 def _read_body(http: BaseHTTPRequestHandler) -> bytes:
