@@ -19,9 +19,10 @@ from app.db.embedded_replica import EmbeddedReplica
 from tests.conftest import _docker_answers
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def replica(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedReplica]:
-    """A standby of the test server on loopback, streaming every database the tests make."""
+    """A standby of the test server on loopback, streaming every database the tests make; stopped after this
+    folder's tests, so the rest of the suite does not ship its WAL to it."""
     if os.environ.get("MEMORA_TEST_DATABASE_URL") or _docker_answers():
         pytest.skip("the replica tests copy the embedded test server; this run uses another server")
     url = make_url(server_url)
@@ -72,7 +73,17 @@ def replica_url(fresh_db_url: str, replica: EmbeddedReplica) -> str:
 def read_api(fresh_db_url: str, replica_url: str) -> Iterator[TestClient]:
     """The REST API on the test's database, with the replica as its read replica."""
     with TestClient(create_app(replica_settings(fresh_db_url, replica_url))) as client:
+        trusted(client)
         yield client
+
+
+def trusted(client: TestClient, timeout: float = 30) -> None:
+    """Wait until CLIENT's app trusts its first replica: its first check may find it a little behind (WAL written
+    since it caught up) and not trust it until a later check has measured its lag."""
+    deadline = time.monotonic() + timeout
+    while client.get("/healthz").json()["replicas"][0]["state"] != "ok":
+        assert time.monotonic() < deadline, "the replica was not trusted in time"
+        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from app.db.engine import make_engine
 from app.db.replicas import parse_lsn
 from tests.integration.auth.conftest import Seeded, _seed
 from tests.integration.auth.test_access_matrix import PARAMS, url_of
-from tests.integration.replicas.conftest import caught_up, replica_settings
+from tests.integration.replicas.conftest import caught_up, replica_settings, trusted
 from tests.integration.search.corpus import CORPUS, QUERY, URL, document, store_corpus
 
 SEARCHES: list[dict[str, Any]] = [
@@ -122,6 +122,7 @@ def test_a_lagging_replica_is_passed_over_until_it_catches_up(
 ) -> None:
     settings = replica_settings(fresh_db_url, replica_url, max_replica_lag=0.3)
     with TestClient(create_app(settings)) as api:
+        trusted(api)
         api.post("/v1/collections", json={"name": "kb", "embedding_provider": "hashing", "dimensions": 4})
         paused(replica_sql)
         api.post("/v1/collections/kb/documents", json=[document(CORPUS[0])])
@@ -236,6 +237,7 @@ def test_every_read_route_is_served_by_the_replica(fresh_db_url: str, replica_ur
     transaction"): each one answers there as it does on the primary."""
     settings = replica_settings(fresh_db_url, replica_url, openai_base_url="http://127.0.0.1:9/v1")
     with TestClient(create_app(settings)) as api, TestClient(create_app(Settings(database_url=fresh_db_url))) as ref:
+        trusted(api)
         for route in READ_ROUTES:
             method = sorted(route.methods)[0]
             rule = rule_of(route)
@@ -256,6 +258,7 @@ def test_healthz_reports_each_replica(fresh_db_url: str, replica_url: str) -> No
     nowhere = replica_url.replace(f":{replica_url.split(':')[-1].split('/')[0]}/", ":9/")
     settings = replica_settings(fresh_db_url, replica_url, nowhere, fresh_db_url)
     with TestClient(create_app(settings)) as api:
+        trusted(api)
         health = api.get("/healthz")
         assert health.status_code == 200
         ok, down, primary = health.json()["replicas"]
